@@ -1,0 +1,191 @@
+/**
+ * Every way a connection or a shard can end, as tagged errors an app can `catchTag`.
+ * None of them carries a raw frame or the token: a frame could echo the token back.
+ */
+import { Schema } from "effect"
+import { classifyClose, describeClose, FatalCloseCodes } from "./Protocol.ts"
+
+const ShardId = Schema.Tuple([Schema.Int, Schema.Int])
+
+/** No Heartbeat ACK arrived between one heartbeat and the next: the link is dead. */
+export class ZombieDetected extends Schema.TaggedError<ZombieDetected>()("ZombieDetected", {
+  shard: ShardId,
+  intervalMillis: Schema.Number,
+  /** Epoch millis of the last ACK on this connection, null if none ever came. */
+  lastAckAt: Schema.NullOr(Schema.Number),
+  /** How long the unanswered heartbeat waited for its ACK. */
+  waitedMillis: Schema.Number,
+}) {
+  override get message() {
+    return `shard ${this.shard[0]}/${this.shard[1]}: no heartbeat ACK within ${this.waitedMillis} ms (interval ${this.intervalMillis} ms)`
+  }
+}
+
+/** The server did not send Hello in time after the socket opened. */
+export class HelloTimeout extends Schema.TaggedError<HelloTimeout>()("HelloTimeout", {
+  timeoutMillis: Schema.Number,
+}) {
+  override get message() {
+    return `no Hello within ${this.timeoutMillis} ms`
+  }
+}
+
+/** READY or RESUMED did not arrive in time after Identify or Resume. */
+export class HandshakeTimeout extends Schema.TaggedError<HandshakeTimeout>()("HandshakeTimeout", {
+  handshake: Schema.Literals(["identify", "resume"]),
+  timeoutMillis: Schema.Number,
+}) {
+  override get message() {
+    return `no ${this.handshake === "identify" ? "READY" : "RESUMED"} within ${this.timeoutMillis} ms`
+  }
+}
+
+/** The server closed the connection with a code that is not fatal. */
+export class ServerClosed extends Schema.TaggedError<ServerClosed>()("ServerClosed", {
+  code: Schema.Int,
+  reason: Schema.String,
+  action: Schema.Literals(["resume", "identify", "fatal"]),
+}) {
+  static fromCode(code: number, reason: string): ServerClosed {
+    return new ServerClosed({ code, reason, action: classifyClose(code) })
+  }
+  override get message() {
+    return `server closed with ${this.code} (${describeClose(this.code)}${this.reason ? `: ${this.reason}` : ""})`
+  }
+}
+
+/** The server sent op 7: reconnect and resume. */
+export class ReconnectRequested extends Schema.TaggedError<ReconnectRequested>()("ReconnectRequested", {}) {
+  override get message() {
+    return "server requested a reconnect (op 7)"
+  }
+}
+
+/** The server sent op 9. `resumable` is its `d`. */
+export class InvalidSession extends Schema.TaggedError<InvalidSession>()("InvalidSession", {
+  resumable: Schema.Boolean,
+}) {
+  override get message() {
+    return `invalid session (${this.resumable ? "resumable" : "not resumable"})`
+  }
+}
+
+/** A frame could not be decompressed, parsed or read as a gateway payload. */
+export class DecodeError extends Schema.TaggedError<DecodeError>()("DecodeError", {
+  stage: Schema.Literals(["decompress", "json", "envelope", "payload", "size"]),
+  /** What was wrong, in Vigil's words: never the frame's content. */
+  detail: Schema.String,
+  bytes: Schema.Number,
+}) {
+  override get message() {
+    return `cannot decode a ${this.bytes}-byte frame (${this.stage}): ${this.detail}`
+  }
+}
+
+/** The socket could not be opened, read or written (network, TLS, abrupt drop). */
+export class TransportError extends Schema.TaggedError<TransportError>()("TransportError", {
+  stage: Schema.Literals(["open", "read", "write"]),
+  detail: Schema.String,
+  /** Close code when the socket closed without a reason from the protocol (1005/1006). */
+  code: Schema.optional(Schema.Int),
+}) {
+  override get message() {
+    return `transport ${this.stage} failed: ${this.detail}${this.code !== undefined ? ` (${this.code})` : ""}`
+  }
+}
+
+/** A command was refused before sending: it would break a protocol limit. */
+export class PayloadTooLarge extends Schema.TaggedError<PayloadTooLarge>()("PayloadTooLarge", {
+  bytes: Schema.Number,
+  limit: Schema.Number,
+}) {
+  override get message() {
+    return `payload of ${this.bytes} bytes exceeds the gateway's ${this.limit}-byte limit`
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Fatal: the server refused the bot itself. Retrying cannot help.
+
+const fatalFields = { code: Schema.Int, reason: Schema.String }
+
+export class AuthenticationFailed extends Schema.TaggedError<AuthenticationFailed>()(
+  "AuthenticationFailed",
+  fatalFields,
+) {
+  override get message() {
+    return "authentication failed (4004): the token is invalid"
+  }
+}
+export class InvalidShard extends Schema.TaggedError<InvalidShard>()("InvalidShard", fatalFields) {
+  override get message() {
+    return "invalid shard (4010): the shard id or count is wrong"
+  }
+}
+export class ShardingRequired extends Schema.TaggedError<ShardingRequired>()("ShardingRequired", fatalFields) {
+  override get message() {
+    return "sharding required (4011): too many guilds for this shard count"
+  }
+}
+export class InvalidApiVersion extends Schema.TaggedError<InvalidApiVersion>()(
+  "InvalidApiVersion",
+  fatalFields,
+) {
+  override get message() {
+    return "invalid API version (4012)"
+  }
+}
+export class InvalidIntents extends Schema.TaggedError<InvalidIntents>()("InvalidIntents", fatalFields) {
+  override get message() {
+    return "invalid intents (4013): the intents value is not valid"
+  }
+}
+export class DisallowedIntents extends Schema.TaggedError<DisallowedIntents>()(
+  "DisallowedIntents",
+  fatalFields,
+) {
+  override get message() {
+    return "disallowed intents (4014): a privileged intent is not enabled for this bot"
+  }
+}
+
+export type FatalGatewayError =
+  | AuthenticationFailed
+  | InvalidShard
+  | ShardingRequired
+  | InvalidApiVersion
+  | InvalidIntents
+  | DisallowedIntents
+
+/** The fatal error a close code stands for, if it is one. */
+export const fatalFromClose = (code: number, reason: string): FatalGatewayError | undefined => {
+  const fields = { code, reason }
+  switch (code) {
+    case FatalCloseCodes.AuthenticationFailed:
+      return new AuthenticationFailed(fields)
+    case FatalCloseCodes.InvalidShard:
+      return new InvalidShard(fields)
+    case FatalCloseCodes.ShardingRequired:
+      return new ShardingRequired(fields)
+    case FatalCloseCodes.InvalidApiVersion:
+      return new InvalidApiVersion(fields)
+    case FatalCloseCodes.InvalidIntents:
+      return new InvalidIntents(fields)
+    case FatalCloseCodes.DisallowedIntents:
+      return new DisallowedIntents(fields)
+    default:
+      return undefined
+  }
+}
+
+/** How one connection can end. Fatal errors mean the shard must stop. */
+export type ConnectionError =
+  | ZombieDetected
+  | HelloTimeout
+  | HandshakeTimeout
+  | ServerClosed
+  | ReconnectRequested
+  | InvalidSession
+  | DecodeError
+  | TransportError
+  | FatalGatewayError

@@ -1,0 +1,27 @@
+#!/bin/sh
+# The one entry point: `sh scripts/dev.sh <demo|test|bench|...>` (npm run demo / npm test call it).
+# It brings a Node >= 22.19 and pnpm when the machine lacks them, installs the locked
+# dependencies when they changed, then runs the job.
+set -eu
+VIGIL_ROOT=$(CDPATH= cd -- "$(dirname -- "$0")/.." && pwd)
+. "$VIGIL_ROOT/scripts/toolchain.sh"
+cd "$VIGIL_ROOT"
+
+stamp=node_modules/.vigil-lock
+if [ ! -f "$stamp" ] || ! cmp -s pnpm-lock.yaml "$stamp"; then
+  pnpm install --frozen-lockfile --reporter=append-only >&2
+  cp pnpm-lock.yaml "$stamp"
+fi
+
+job=${1:-help}
+[ $# -gt 0 ] && shift
+case "$job" in
+  demo) exec node packages/gateway-node/examples/zombie.ts "$@" ;;
+  test)
+    echo "== typecheck" && pnpm exec tsc -b
+    echo "== lint" && pnpm exec biome check .
+    echo "== tests" && exec pnpm exec vitest run "$@" ;;
+  fmt) exec pnpm exec biome check --write . ;;
+  vitest) exec pnpm exec vitest "$@" ;;
+  *) echo "usage: sh scripts/dev.sh <demo|test|fmt|vitest>" >&2; exit 2 ;;
+esac
