@@ -19,7 +19,7 @@ case "$job" in
   demo) exec node packages/gateway-node/examples/zombie.ts "$@" ;;
   test)
     echo "== typecheck" && pnpm exec tsc -b
-    echo "== lint" && pnpm exec biome check .
+    echo "== lint" && pnpm exec biome check . && sh scripts/check-library.sh
     echo "== tests" && exec pnpm exec vitest run "$@" ;;
   fmt) exec pnpm exec biome check --write . ;;
   vitest) exec pnpm exec vitest "$@" ;;

@@ -4,7 +4,7 @@
 # npm registry (the `node-<os>-<arch>` and `pnpm` packages carry them) into .tools/.
 NODE_PIN=24.22.3
 PNPM_PIN=10.34.9
-VIGIL_ROOT=${VIGIL_ROOT:-$(CDPATH= cd -- "$(dirname -- "$0")/.." && pwd)}
+VIGIL_ROOT=${VIGIL_ROOT:-$(git rev-parse --show-toplevel 2>/dev/null || pwd)}
 TOOLS="$VIGIL_ROOT/.tools"
 
 node_ok() {

@@ -122,7 +122,10 @@ export class InvalidShard extends Schema.TaggedError<InvalidShard>()("InvalidSha
     return "invalid shard (4010): the shard id or count is wrong"
   }
 }
-export class ShardingRequired extends Schema.TaggedError<ShardingRequired>()("ShardingRequired", fatalFields) {
+export class ShardingRequired extends Schema.TaggedError<ShardingRequired>()(
+  "ShardingRequired",
+  fatalFields,
+) {
   override get message() {
     return "sharding required (4011): too many guilds for this shard count"
   }

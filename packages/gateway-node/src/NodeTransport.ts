@@ -1,0 +1,133 @@
+/**
+ * The WebSocket transport on Node: `ws` (as re-exported by `@effect/platform-node`'s
+ * NodeWS), wrapped so the connection's scope owns the socket. We use `ws` directly rather
+ * than `effect/socket` because the gateway needs two things that abstraction hides: closing
+ * with our own code and then tearing the TCP link down at once (`terminate`), and raw
+ * frames without a per-message re-encoding for its buffer accounting.
+ */
+import { WebSocket } from "@effect/platform-node/NodeWS"
+import { FrameBuffer, GatewayError, Transport } from "@vigil/gateway"
+import { Duration, Effect, Layer, type Scope } from "effect"
+
+export interface NodeTransportOptions {
+  /** How long the WebSocket handshake may take. Default 15 s. */
+  readonly openTimeout?: Duration.Input | undefined
+  /** Largest single WebSocket message accepted by `ws`. Default 64 MiB. */
+  readonly maxFrameBytes?: number | undefined
+  /** Frames buffered before the socket is paused (TCP back-pressure). Default 512. */
+  readonly highWaterFrames?: number | undefined
+}
+
+const OPEN = 1
+
+const describe = (error: unknown): string => (error instanceof Error ? error.message : String(error))
+
+export const make = (options: NodeTransportOptions = {}): Transport.GatewayTransport["Service"] => {
+  const openTimeout = options.openTimeout ?? Duration.seconds(15)
+  const maxPayload = options.maxFrameBytes ?? 64 * 1024 * 1024
+  const highWater = options.highWaterFrames ?? 512
+
+  const connect = (
+    url: string,
+  ): Effect.Effect<Transport.TransportSocket, GatewayError.TransportError, Scope.Scope> =>
+    Effect.gen(function* () {
+      const ws = yield* Effect.acquireRelease(
+        Effect.try({
+          try: () => new WebSocket(url, { perMessageDeflate: false, maxPayload }),
+          catch: (error) => new GatewayError.TransportError({ stage: "open", detail: describe(error) }),
+        }),
+        // Whatever happened, the scope's end leaves no socket and no listener behind. A
+        // no-op error listener stays: a late error from a dying socket must not crash.
+        (ws) =>
+          Effect.sync(() => {
+            ws.removeAllListeners()
+            ws.on("error", () => {})
+            ws.terminate()
+          }),
+      )
+      let paused = false
+      const inbox = FrameBuffer.make({
+        onTake: () => {
+          if (paused) {
+            paused = false
+            ws.resume()
+          }
+        },
+      })
+      let opened = false
+      ws.on("message", (data: Buffer, isBinary: boolean) => {
+        inbox.push(isBinary ? data : data.toString("utf8"))
+        if (!paused && inbox.pending() >= highWater) {
+          paused = true
+          ws.pause()
+        }
+      })
+      ws.on("close", (code: number, reason: Buffer) => {
+        inbox.end(new Transport.TransportClosed({ code, reason: reason.toString("utf8") }))
+      })
+      ws.on("error", (error: Error) => {
+        inbox.end(
+          new GatewayError.TransportError({ stage: opened ? "read" : "open", detail: describe(error) }),
+        )
+      })
+
+      yield* Effect.callback<void, GatewayError.TransportError>((resume) => {
+        const onOpen = () => resume(Effect.void)
+        const onFail = (error: unknown) =>
+          resume(Effect.fail(new GatewayError.TransportError({ stage: "open", detail: describe(error) })))
+        const onClose = (code: number) =>
+          resume(
+            Effect.fail(
+              new GatewayError.TransportError({ stage: "open", detail: "closed during handshake", code }),
+            ),
+          )
+        ws.once("open", onOpen)
+        ws.once("error", onFail)
+        ws.once("close", onClose)
+        return Effect.sync(() => {
+          ws.off("open", onOpen)
+          ws.off("error", onFail)
+          ws.off("close", onClose)
+        })
+      }).pipe(
+        Effect.timeoutOrElse({
+          duration: openTimeout,
+          orElse: () =>
+            Effect.fail(
+              new GatewayError.TransportError({
+                stage: "open",
+                detail: `no handshake within ${Duration.toMillis(openTimeout)} ms`,
+              }),
+            ),
+        }),
+      )
+      opened = true
+
+      const socket: Transport.TransportSocket = {
+        receive: inbox.take,
+        send: (text) =>
+          Effect.suspend(() => {
+            if (ws.readyState !== OPEN) {
+              return Effect.fail(
+                new GatewayError.TransportError({ stage: "write", detail: "socket is not open" }),
+              )
+            }
+            ws.send(text)
+            return Effect.void
+          }),
+        close: (code, reason) =>
+          Effect.sync(() => {
+            // The close frame is handed to the kernel synchronously; `terminate` then ends
+            // the TCP link without waiting for an answer that a half-open peer never sends.
+            if (ws.readyState === OPEN) ws.close(code, reason)
+            ws.terminate()
+          }),
+      }
+      return socket
+    })
+
+  return Transport.GatewayTransport.of({ connect })
+}
+
+export const layer = (options?: NodeTransportOptions): Layer.Layer<Transport.GatewayTransport> =>
+  Layer.succeed(Transport.GatewayTransport)(make(options))

@@ -1,0 +1,225 @@
+/**
+ * The connection core against real sockets on 127.0.0.1: a plain `ws` server plays a
+ * gateway whose behaviour each test scripts. Real time, small intervals.
+ */
+
+import { type AddressInfo, connect, createServer, type Socket } from "node:net"
+import { assert, describe, it } from "@effect/vitest"
+import { Connection, type GatewayError } from "@vigil/gateway"
+import { NodeTransport } from "@vigil/gateway-node"
+import { Deferred, Effect, Exit, Fiber, Redacted } from "effect"
+import { type WebSocket, WebSocketServer } from "ws"
+
+const interval = 150
+const token = Redacted.make("node-transport-test-token")
+
+interface ServerSide {
+  readonly url: string
+  readonly closes: Array<number>
+  readonly heartbeats: () => number
+  readonly clients: () => number
+  readonly ackEnabled: { value: boolean }
+}
+
+/** A minimal gateway: Hello, READY on Identify, ACKs while `ackEnabled`. */
+const scriptedServer = Effect.acquireRelease(
+  Effect.callback<{ wss: WebSocketServer; side: ServerSide }>((resume) => {
+    const wss = new WebSocketServer({ host: "127.0.0.1", port: 0 })
+    const closes: Array<number> = []
+    let heartbeats = 0
+    const ackEnabled = { value: true }
+    wss.on("connection", (ws: WebSocket) => {
+      ws.on("close", (code) => closes.push(code))
+      ws.send(JSON.stringify({ op: 10, d: { heartbeat_interval: interval }, s: null, t: null }))
+      ws.on("message", (raw) => {
+        const msg = JSON.parse(raw.toString())
+        if (msg.op === 1) {
+          heartbeats++
+          if (ackEnabled.value) ws.send(JSON.stringify({ op: 11, d: null, s: null, t: null }))
+        } else if (msg.op === 2) {
+          ws.send(
+            JSON.stringify({
+              op: 0,
+              s: 1,
+              t: "READY",
+              d: {
+                v: 10,
+                session_id: "s",
+                resume_gateway_url: "ws://127.0.0.1",
+                user: { id: "1", username: "u" },
+                guilds: [],
+              },
+            }),
+          )
+        }
+      })
+    })
+    wss.on("listening", () => {
+      const { port } = wss.address() as AddressInfo
+      resume(
+        Effect.succeed({
+          wss,
+          side: {
+            url: `ws://127.0.0.1:${port}`,
+            closes,
+            heartbeats: () => heartbeats,
+            clients: () => wss.clients.size,
+            ackEnabled,
+          },
+        }),
+      )
+    })
+  }),
+  ({ wss }) =>
+    Effect.callback<void>((resume) => {
+      for (const client of wss.clients) client.terminate()
+      wss.close(() => resume(Effect.void))
+    }),
+).pipe(Effect.map(({ side }) => side))
+
+const run = (url: string, overrides: Partial<Connection.ConnectionOptions> = {}) =>
+  Connection.run({
+    url,
+    token,
+    intents: 1,
+    shard: [0, 1],
+    handshake: { _tag: "identify" },
+    ...overrides,
+  }).pipe(Effect.provide(NodeTransport.layer()))
+
+const failureOf = <E>(exit: Exit.Exit<unknown, E>): E | undefined => {
+  if (!Exit.isFailure(exit)) return undefined
+  const reason = exit.cause.reasons[0]
+  return reason?._tag === "Fail" ? reason.error : undefined
+}
+
+const waitUntil = (check: () => boolean) =>
+  Effect.gen(function* () {
+    for (let i = 0; i < 200 && !check(); i++) yield* Effect.sleep(10)
+    return check()
+  })
+
+describe("Connection over a real WebSocket", () => {
+  it.live("a server that stops ACKing: ZombieDetected, and the server sees a resumable close", () =>
+    Effect.gen(function* () {
+      const server = yield* scriptedServer
+      const ready = yield* Deferred.make<void>()
+      const fiber = yield* Effect.forkChild(
+        run(server.url, {
+          onEvent: (e) =>
+            e._tag === "Ready" ? Deferred.succeed(ready, undefined).pipe(Effect.asVoid) : Effect.void,
+        }),
+      )
+      yield* Deferred.await(ready)
+      yield* waitUntil(() => server.heartbeats() >= 2)
+      server.ackEnabled.value = false
+      const exit = yield* Fiber.await(fiber)
+      const error = failureOf(exit)
+      assert.strictEqual(error?._tag, "ZombieDetected")
+      assert.isTrue(yield* waitUntil(() => server.closes.length === 1))
+      const code = server.closes[0]!
+      assert.isTrue(code !== 1000 && code !== 1001, `closed with ${code}`)
+      assert.strictEqual(code, 4900)
+    }),
+  )
+
+  it.live("a half-open peer (TCP open, nothing answers) is detected within one interval plus a bound", () =>
+    Effect.gen(function* () {
+      // A TCP relay in front of the server that can freeze the link both ways while
+      // keeping both sockets open: exactly what a dead NAT entry looks like.
+      const server = yield* scriptedServer
+      const upstreamPort = Number(new URL(server.url).port)
+      const frozen = { value: false }
+      const sockets: Array<Socket> = []
+      const relay = yield* Effect.acquireRelease(
+        Effect.callback<ReturnType<typeof createServer>>((resume) => {
+          const srv = createServer((client) => {
+            const up = connect(upstreamPort, "127.0.0.1")
+            sockets.push(client, up)
+            client.on("data", (chunk) => (frozen.value ? undefined : up.write(chunk)))
+            up.on("data", (chunk) => (frozen.value ? undefined : client.write(chunk)))
+            client.on("error", () => {})
+            up.on("error", () => {})
+          })
+          srv.listen(0, "127.0.0.1", () => resume(Effect.succeed(srv)))
+        }),
+        (srv) =>
+          Effect.callback<void>((resume) => {
+            for (const s of sockets) s.destroy()
+            srv.close(() => resume(Effect.void))
+          }),
+      )
+      const relayPort = (relay.address() as AddressInfo).port
+      const ready = yield* Deferred.make<void>()
+      const fiber = yield* Effect.forkChild(
+        run(`ws://127.0.0.1:${relayPort}`, {
+          onEvent: (e) =>
+            e._tag === "Ready" ? Deferred.succeed(ready, undefined).pipe(Effect.asVoid) : Effect.void,
+        }),
+      )
+      yield* Deferred.await(ready)
+      yield* waitUntil(() => server.heartbeats() >= 1)
+      frozen.value = true
+      const exit = yield* Fiber.await(fiber)
+      const error = failureOf(exit) as GatewayError.ZombieDetected | undefined
+      assert.strictEqual(error?._tag, "ZombieDetected")
+      // the unanswered beat was given one interval, plus scheduling slack, no more
+      assert.isAtMost(error!.waitedMillis, interval + 50)
+      // the client did not wait for a close handshake: its side of the link is gone
+      assert.isTrue(yield* waitUntil(() => sockets[0]!.destroyed || sockets[0]!.readableEnded))
+    }),
+  )
+
+  it.live("after the scope closes no socket, timer or listener is left", () =>
+    Effect.gen(function* () {
+      const server = yield* scriptedServer
+      const timersBefore = process.getActiveResourcesInfo().filter((r) => r === "Timeout").length
+      const ready = yield* Deferred.make<void>()
+      const fiber = yield* Effect.forkChild(
+        run(server.url, {
+          onEvent: (e) =>
+            e._tag === "Ready" ? Deferred.succeed(ready, undefined).pipe(Effect.asVoid) : Effect.void,
+        }),
+      )
+      yield* Deferred.await(ready)
+      yield* waitUntil(() => server.heartbeats() >= 1)
+      assert.strictEqual(server.clients(), 1)
+      yield* Fiber.interrupt(fiber)
+      assert.isTrue(yield* waitUntil(() => server.clients() === 0), "the server saw the socket go")
+      assert.isTrue(yield* waitUntil(() => server.closes.length === 1))
+      assert.strictEqual(server.closes[0], 4900, "interruption closes with a resumable code")
+      const beats = server.heartbeats()
+      yield* Effect.sleep(interval * 3)
+      assert.strictEqual(server.heartbeats(), beats, "no heartbeat after the scope closed")
+      const timersAfter = process.getActiveResourcesInfo().filter((r) => r === "Timeout").length
+      assert.isAtMost(timersAfter, timersBefore, "no timer left behind")
+    }),
+  )
+
+  it.live("logout closes with 1000; the run succeeds", () =>
+    Effect.gen(function* () {
+      const server = yield* scriptedServer
+      const stop = yield* Deferred.make<Connection.StopMode>()
+      const fiber = yield* Effect.forkChild(
+        run(server.url, {
+          stop: Deferred.await(stop),
+          onEvent: (e) =>
+            e._tag === "Ready" ? Deferred.succeed(stop, "logout").pipe(Effect.asVoid) : Effect.void,
+        }),
+      )
+      const exit = yield* Fiber.await(fiber)
+      assert.isTrue(Exit.isSuccess(exit))
+      assert.isTrue(yield* waitUntil(() => server.closes.length === 1))
+      assert.strictEqual(server.closes[0], 1000)
+    }),
+  )
+
+  it.live("a refused connection is a typed TransportError", () =>
+    Effect.gen(function* () {
+      const exit = yield* Effect.exit(run("ws://127.0.0.1:1"))
+      const error = failureOf(exit)
+      assert.strictEqual(error?._tag, "TransportError")
+      assert.strictEqual((error as GatewayError.TransportError).stage, "open")
+    }),
+  )
+})

@@ -1,0 +1,299 @@
+/**
+ * One WebSocket's whole life in one scope: open, wait for Hello, Identify or Resume, read
+ * frames and heartbeat, and end by failing with the typed reason. Everything the
+ * connection owns (socket, reader, heartbeat, writer) is tied to that scope, so nothing of
+ * it can outlive the connection. Deciding what to do next is the Shard's business.
+ */
+import { Deferred, Duration, Effect, Fiber, type Redacted, Result, Schema, type Scope } from "effect"
+import { type Decompressor, defaultMaxMessageBytes, GatewayCompression } from "./Compression.ts"
+import {
+  type ConnectionError,
+  DecodeError,
+  fatalFromClose,
+  HandshakeTimeout,
+  HelloTimeout,
+  InvalidSession,
+  ReconnectRequested,
+  ServerClosed,
+  type TransportError,
+} from "./GatewayError.ts"
+import * as Heartbeat from "./Heartbeat.ts"
+import type { Outbox } from "./Outbox.ts"
+import * as Protocol from "./Protocol.ts"
+import * as SendLimiter from "./SendLimiter.ts"
+import { type Frame, GatewayTransport, type TransportClosed } from "./Transport.ts"
+
+export type Handshake =
+  | { readonly _tag: "identify" }
+  | { readonly _tag: "resume"; readonly sessionId: string; readonly seq: number | null }
+
+export interface ConnectionOptions {
+  /** Gateway (or `resume_gateway_url`) base URL; `v`, `encoding` and `compress` are added. */
+  readonly url: string
+  readonly token: Redacted.Redacted<string>
+  readonly intents: number
+  readonly shard: readonly [id: number, count: number]
+  readonly handshake: Handshake
+  readonly compression?: Protocol.Compression | undefined
+  /** How long to wait for Hello after the socket opens. Default 20 s. */
+  readonly helloTimeout?: Duration.Input | undefined
+  /** How long to wait for READY / RESUMED after Identify / Resume. Default 30 s. */
+  readonly handshakeTimeout?: Duration.Input | undefined
+  /** Largest accepted (decompressed) message. Default 32 MiB. */
+  readonly maxMessageBytes?: number | undefined
+  readonly properties?: Protocol.IdentifyProperties | undefined
+  readonly largeThreshold?: number | undefined
+  readonly presence?: unknown
+  /** Waits for this shard's turn under the identify rate limit; runs right before Identify. */
+  readonly beforeIdentify?: Effect.Effect<void> | undefined
+  /**
+   * The session's last sequence, carried by heartbeats and Resume. When absent the
+   * connection tracks the last dispatch it received itself.
+   */
+  readonly sequence?: Effect.Effect<number | null> | undefined
+  /** Everything the connection observes, in order. Runs on the reader fiber. */
+  readonly onEvent?: ((event: ConnectionEvent) => Effect.Effect<void>) | undefined
+  /** Commands to send after READY/RESUMED, through this connection's rate limiter. */
+  readonly outbox?: Outbox | undefined
+  /**
+   * Completes when the caller wants this connection to end: `"logout"` closes with 1000
+   * (the session ends), `"disconnect"` with a resumable code. `run` then succeeds.
+   */
+  readonly stop?: Effect.Effect<StopMode> | undefined
+}
+
+export type StopMode = "logout" | "disconnect"
+
+export type ConnectionEvent =
+  | { readonly _tag: "Hello"; readonly intervalMillis: number }
+  | { readonly _tag: "Ready"; readonly ready: Protocol.Ready }
+  | { readonly _tag: "Resumed" }
+  | { readonly _tag: "Dispatch"; readonly dispatch: Protocol.Dispatch }
+  | { readonly _tag: "Latency"; readonly millis: number }
+  /** Something odd the connection survived (e.g. an unknown opcode): reported, not fatal. */
+  | { readonly _tag: "Warning"; readonly error: DecodeError }
+
+const defaultHelloTimeout = Duration.seconds(20)
+const defaultHandshakeTimeout = Duration.seconds(30)
+
+const noEvent = () => Effect.void
+
+/**
+ * Runs one connection to its end. Fails with the reason it ended; succeeds only when
+ * `stop` asked it to. Interrupting it closes the socket with a resumable code.
+ */
+export const run = (options: ConnectionOptions): Effect.Effect<void, ConnectionError, GatewayTransport> =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const transport = yield* GatewayTransport
+      const compression = options.compression ?? "none"
+      const maxMessageBytes = options.maxMessageBytes ?? defaultMaxMessageBytes
+      const onEvent = options.onEvent ?? noEvent
+
+      const codecs = yield* GatewayCompression
+      const decompressor =
+        compression === "none" ? undefined : yield* codecs.make(compression, { maxMessageBytes })
+
+      const socket = yield* transport.connect(Protocol.gatewayUrl(options.url, compression))
+      // Runs before the transport's own release: a resumable code unless logging out, and
+      // the transport tears the socket down without waiting for the peer's answer.
+      let closeCode: number = Protocol.ResumableCloseCode
+      yield* Effect.addFinalizer(() => socket.close(closeCode))
+
+      let lastSeq: number | null = options.handshake._tag === "resume" ? options.handshake.seq : null
+      const sequence = options.sequence ?? Effect.sync(() => lastSeq)
+
+      const hello = yield* Deferred.make<number>()
+      const handshakeDone = yield* Deferred.make<void>()
+      let heartbeat: Heartbeat.Heartbeat | undefined
+
+      const handle = (envelope: Protocol.Envelope, bytes: number): Effect.Effect<void, ConnectionError> => {
+        switch (envelope.op) {
+          case Protocol.Op.Dispatch:
+            return dispatch(envelope as Protocol.Envelope & { s: number; t: string }, bytes)
+          case Protocol.Op.HeartbeatAck:
+            return heartbeat ? heartbeat.ack : Effect.void
+          case Protocol.Op.Heartbeat:
+            // A server request: beat now, no zombie check (before Hello there is no loop yet).
+            return heartbeat
+              ? heartbeat.beatNow
+              : Effect.flatMap(sequence, (s) => socket.send(Protocol.heartbeat(s)))
+          case Protocol.Op.Hello:
+            return Schema.decodeUnknownEffect(Protocol.Hello)(envelope.d).pipe(
+              Effect.mapError(() => payloadError("Hello without a valid heartbeat_interval", bytes)),
+              Effect.flatMap((d) => Deferred.succeed(hello, d.heartbeat_interval)),
+              Effect.asVoid,
+            )
+          case Protocol.Op.Reconnect:
+            return Effect.fail(new ReconnectRequested())
+          case Protocol.Op.InvalidSession:
+            return Effect.fail(new InvalidSession({ resumable: envelope.d === true }))
+          default:
+            return warn(
+              new DecodeError({ stage: "envelope", detail: `unknown opcode ${envelope.op}`, bytes }),
+            )
+        }
+      }
+
+      const warn = (error: DecodeError) =>
+        Effect.logWarning("gateway: ignored an unexpected payload", error.message).pipe(
+          Effect.andThen(onEvent({ _tag: "Warning", error })),
+        )
+
+      const dispatch = (envelope: Protocol.Envelope & { s: number; t: string }, bytes: number) =>
+        Effect.gen(function* () {
+          const event: Protocol.Dispatch = { seq: envelope.s, type: envelope.t, data: envelope.d }
+          if (event.type === "READY") {
+            const ready = yield* Schema.decodeUnknownEffect(Protocol.Ready)(event.data).pipe(
+              Effect.mapError(() => payloadError("READY without a valid session", bytes)),
+            )
+            yield* onEvent({ _tag: "Ready", ready })
+          } else if (event.type === "RESUMED") {
+            yield* onEvent({ _tag: "Resumed" })
+          }
+          yield* onEvent({ _tag: "Dispatch", dispatch: event })
+          if (lastSeq === null || event.seq > lastSeq) lastSeq = event.seq
+          if (event.type === "READY" || event.type === "RESUMED")
+            yield* Deferred.succeed(handshakeDone, undefined)
+        })
+
+      const decode = makeDecoder(decompressor, maxMessageBytes)
+      const reader: Effect.Effect<never, ConnectionError> = Effect.gen(function* () {
+        while (true) {
+          const frames = yield* socket.receive.pipe(Effect.mapError(closedToError))
+          for (const frame of frames) {
+            const decoded = decode(frame)
+            if (Result.isFailure(decoded)) return yield* decoded.failure
+            if (decoded.success !== undefined) yield* handle(decoded.success, byteLength(frame))
+          }
+        }
+      })
+
+      const lifecycle: Effect.Effect<void, ConnectionError, Scope.Scope> = Effect.gen(function* () {
+        const intervalMillis = yield* Deferred.await(hello).pipe(
+          Effect.timeoutOrElse({
+            duration: options.helloTimeout ?? defaultHelloTimeout,
+            orElse: () =>
+              Effect.fail(
+                new HelloTimeout({
+                  timeoutMillis: Duration.toMillis(options.helloTimeout ?? defaultHelloTimeout),
+                }),
+              ),
+          }),
+        )
+        yield* onEvent({ _tag: "Hello", intervalMillis })
+        const limiter = SendLimiter.make({ heartbeatIntervalMillis: intervalMillis })
+        // Heartbeats and the handshake never wait; the limiter keeps room for them.
+        const send = (payload: string): Effect.Effect<void, TransportError> =>
+          Effect.andThen(limiter.record, socket.send(payload))
+        heartbeat = yield* Heartbeat.start({
+          intervalMillis,
+          shard: options.shard,
+          send,
+          sequence,
+          onLatency: (millis) => onEvent({ _tag: "Latency", millis }),
+        })
+
+        const handshake = options.handshake
+        if (handshake._tag === "identify") {
+          if (options.beforeIdentify) yield* options.beforeIdentify
+          yield* send(
+            Protocol.identify({
+              token: options.token,
+              intents: options.intents,
+              shard: options.shard,
+              properties: options.properties,
+              largeThreshold: options.largeThreshold,
+              presence: options.presence,
+            }),
+          )
+        } else {
+          yield* send(
+            Protocol.resume({ token: options.token, sessionId: handshake.sessionId, seq: handshake.seq }),
+          )
+        }
+        const handshakeTimeout = options.handshakeTimeout ?? defaultHandshakeTimeout
+        yield* Deferred.await(handshakeDone).pipe(
+          Effect.timeoutOrElse({
+            duration: handshakeTimeout,
+            orElse: () =>
+              Effect.fail(
+                new HandshakeTimeout({
+                  handshake: handshake._tag,
+                  timeoutMillis: Duration.toMillis(handshakeTimeout),
+                }),
+              ),
+          }),
+        )
+
+        const running: Array<Effect.Effect<void, ConnectionError>> = [Fiber.join(heartbeat.fiber)]
+        if (options.outbox) running.push(options.outbox.drain(limiter.acquire, socket.send))
+        if (options.stop) {
+          running.push(
+            Effect.flatMap(options.stop, (mode) =>
+              Effect.sync(() => {
+                if (mode === "logout") closeCode = 1000
+              }),
+            ),
+          )
+        }
+        // The heartbeat and the writer only end by failing; `stop` ends by succeeding.
+        yield* Effect.raceAll(running)
+      })
+
+      yield* Effect.raceFirst(reader, lifecycle)
+    }),
+  )
+
+const payloadError = (detail: string, bytes: number) => new DecodeError({ stage: "payload", detail, bytes })
+
+/** A close from the peer becomes the protocol's meaning of its code. */
+const closedToError = (error: TransportClosed | TransportError): ConnectionError => {
+  if (error._tag === "TransportError") return error
+  return fatalFromClose(error.code, error.reason) ?? ServerClosed.fromCode(error.code, error.reason)
+}
+
+const byteLength = (frame: Frame): number => (typeof frame === "string" ? frame.length : frame.byteLength)
+
+const textDecoder = new TextDecoder("utf-8", { fatal: true })
+
+/** frame → text (decompressing when asked) → JSON → envelope; each failure typed. */
+const makeDecoder =
+  (decompressor: Decompressor | undefined, maxMessageBytes: number) =>
+  (frame: Frame): Result.Result<Protocol.Envelope | undefined, DecodeError> => {
+    let text: string
+    if (typeof frame === "string") {
+      text = frame
+    } else if (decompressor) {
+      const out = decompressor.push(frame)
+      if (Result.isFailure(out) || out.success === undefined)
+        return out as Result.Result<undefined, DecodeError>
+      text = out.success
+    } else {
+      if (frame.byteLength > maxMessageBytes) return Result.fail(tooLarge(frame.byteLength, maxMessageBytes))
+      try {
+        text = textDecoder.decode(frame)
+      } catch {
+        return Result.fail(
+          new DecodeError({ stage: "json", detail: "binary frame is not UTF-8", bytes: frame.byteLength }),
+        )
+      }
+    }
+    // Text frames are measured in UTF-16 units (a lower bound of their bytes): no encoding
+    // pass on the hot path; the transport's own frame limit bounds the rest.
+    if (text.length > maxMessageBytes) return Result.fail(tooLarge(text.length, maxMessageBytes))
+    let parsed: unknown
+    try {
+      parsed = JSON.parse(text)
+    } catch {
+      // The parser's own message quotes the input, which is not ours to repeat.
+      return Result.fail(new DecodeError({ stage: "json", detail: "malformed JSON", bytes: text.length }))
+    }
+    return Result.mapError(
+      Protocol.readEnvelope(parsed),
+      (detail) => new DecodeError({ stage: "envelope", detail, bytes: text.length }),
+    )
+  }
+
+const tooLarge = (bytes: number, limit: number) =>
+  new DecodeError({ stage: "size", detail: `message exceeds the ${limit}-byte limit`, bytes })

@@ -1,0 +1,67 @@
+/**
+ * The inbox between a socket's event callbacks and the connection's reader fiber: frames
+ * are pushed as they arrive and taken in batches (one wake-up per batch, not per frame),
+ * until the socket ends with its reason. For transport implementations.
+ */
+import { Effect } from "effect"
+import type { TransportError } from "./GatewayError.ts"
+import type { Frame, TransportClosed } from "./Transport.ts"
+
+export type EndReason = TransportClosed | TransportError
+
+export interface FrameBuffer {
+  /** Adds a frame; ignored once the buffer has ended. */
+  readonly push: (frame: Frame) => void
+  /** Ends the stream: frames already buffered are still delivered, then `reason`. */
+  readonly end: (reason: EndReason) => void
+  /** The buffered frames, waiting for at least one; fails with the end reason. */
+  readonly take: Effect.Effect<ReadonlyArray<Frame>, EndReason>
+  /** How many frames wait to be taken. */
+  readonly pending: () => number
+  readonly ended: () => boolean
+}
+
+export const make = (options?: {
+  /** Called after each take: a transport resumes a paused socket here. */
+  readonly onTake?: (() => void) | undefined
+}): FrameBuffer => {
+  let frames: Array<Frame> = []
+  let reason: EndReason | undefined
+  let waiter: ((effect: Effect.Effect<ReadonlyArray<Frame>, EndReason>) => void) | undefined
+
+  const takeAll = (): ReadonlyArray<Frame> => {
+    const batch = frames
+    frames = []
+    options?.onTake?.()
+    return batch
+  }
+  const wake = () => {
+    if (waiter === undefined) return
+    const resume = waiter
+    waiter = undefined
+    resume(frames.length > 0 ? Effect.succeed(takeAll()) : Effect.fail(reason!))
+  }
+
+  return {
+    push: (frame) => {
+      if (reason !== undefined) return
+      frames.push(frame)
+      wake()
+    },
+    end: (why) => {
+      if (reason !== undefined) return
+      reason = why
+      wake()
+    },
+    take: Effect.callback((resume) => {
+      if (frames.length > 0) return resume(Effect.succeed(takeAll()))
+      if (reason !== undefined) return resume(Effect.fail(reason))
+      waiter = resume
+      return Effect.sync(() => {
+        if (waiter === resume) waiter = undefined
+      })
+    }),
+    pending: () => frames.length,
+    ended: () => reason !== undefined,
+  }
+}

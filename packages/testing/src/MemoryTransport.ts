@@ -1,0 +1,165 @@
+/**
+ * An in-memory `GatewayTransport`: no sockets, no real time. A test plays the server side
+ * of each connection by hand (or with `autoHandshake`), so `TestClock` decides every
+ * timing exactly. Every frame the client sends is recorded, including any attempt after
+ * the connection was closed: the invariant "no heartbeat after the scope closed" is read
+ * straight off `lateSends`.
+ */
+import { FrameBuffer, GatewayError, Transport } from "@vigil/gateway"
+import { Clock, Context, Effect, Layer, Queue, type Scope } from "effect"
+
+export interface SentFrame {
+  readonly at: number
+  readonly text: string
+  readonly op: number | undefined
+}
+
+/** The server's end of one connection. */
+export interface MemoryPeer {
+  readonly id: number
+  readonly url: string
+  /** Frames the client wrote, in order. */
+  readonly sent: ReadonlyArray<SentFrame>
+  /** Writes the client attempted after the connection closed (must stay empty). */
+  readonly lateSends: ReadonlyArray<SentFrame>
+  /** The close code the client sent, if it closed. */
+  readonly clientCloseCode: () => number | undefined
+  readonly isOpen: () => boolean
+  /** Server → client. */
+  readonly send: (payload: unknown) => Effect.Effect<void>
+  readonly sendRaw: (frame: Transport.Frame) => Effect.Effect<void>
+  /** The server closes with a code (the client sees `TransportClosed`). */
+  readonly close: (code: number, reason?: string) => Effect.Effect<void>
+  /** The link drops without a close frame (1006). */
+  readonly drop: Effect.Effect<void>
+}
+
+export interface MemoryGateway {
+  /** Waits for the client's next connection. */
+  readonly accept: Effect.Effect<MemoryPeer>
+  /** Every connection so far, oldest first. */
+  readonly peers: () => ReadonlyArray<MemoryPeer>
+  /** Connections open right now. */
+  readonly openCount: () => number
+  /** Make the next `connect` fail (e.g. the network is down); each entry is used once. */
+  readonly failNextConnect: (detail: string) => Effect.Effect<void>
+}
+
+export class MemoryTransport extends Context.Service<MemoryTransport, MemoryGateway>()(
+  "@vigil/testing/MemoryTransport",
+) {
+  /** Provides both the client's `GatewayTransport` and the test's `MemoryTransport`. */
+  static readonly layer: Layer.Layer<MemoryTransport | Transport.GatewayTransport> = Layer.unwrap(
+    Effect.gen(function* () {
+      const { gateway, transport } = yield* make
+      return Layer.merge(
+        Layer.succeed(MemoryTransport)(gateway),
+        Layer.succeed(Transport.GatewayTransport)(transport),
+      )
+    }),
+  )
+}
+
+const opOf = (text: string): number | undefined => {
+  const match = /"op"\s*:\s*(\d+)/.exec(text)
+  return match ? Number(match[1]) : undefined
+}
+
+export const make = Effect.gen(function* () {
+  const incoming = yield* Queue.unbounded<MemoryPeer>()
+  const peers: Array<MemoryPeer> = []
+  const connectFailures: Array<string> = []
+  let nextId = 1
+  let open = 0
+
+  const connect = (
+    url: string,
+  ): Effect.Effect<Transport.TransportSocket, GatewayError.TransportError, Scope.Scope> =>
+    Effect.gen(function* () {
+      const failure = connectFailures.shift()
+      if (failure !== undefined)
+        return yield* new GatewayError.TransportError({ stage: "open", detail: failure })
+      const inbox = FrameBuffer.make()
+      const sent: Array<SentFrame> = []
+      const lateSends: Array<SentFrame> = []
+      let isOpen = true
+      let clientCloseCode: number | undefined
+      open++
+      const shut = (reason: FrameBuffer.EndReason) => {
+        if (!isOpen) return
+        isOpen = false
+        open--
+        inbox.end(reason)
+      }
+
+      const peer: MemoryPeer = {
+        id: nextId++,
+        url,
+        sent,
+        lateSends,
+        clientCloseCode: () => clientCloseCode,
+        isOpen: () => isOpen,
+        send: (payload) => Effect.sync(() => inbox.push(JSON.stringify(payload))),
+        sendRaw: (frame) => Effect.sync(() => inbox.push(frame)),
+        close: (code, reason = "") =>
+          Effect.sync(() => shut(new Transport.TransportClosed({ code, reason }))),
+        drop: Effect.sync(() => shut(new Transport.TransportClosed({ code: 1006, reason: "" }))),
+      }
+      peers.push(peer)
+
+      const socket: Transport.TransportSocket = {
+        receive: inbox.take,
+        send: (text) =>
+          Effect.flatMap(Clock.currentTimeMillis, (at) => {
+            const frame = { at, text, op: opOf(text) }
+            if (!isOpen) {
+              lateSends.push(frame)
+              return Effect.fail(
+                new GatewayError.TransportError({ stage: "write", detail: "socket is closed" }),
+              )
+            }
+            sent.push(frame)
+            return Effect.void
+          }),
+        close: (code) =>
+          Effect.sync(() => {
+            if (isOpen && clientCloseCode === undefined) clientCloseCode = code
+            shut(new Transport.TransportClosed({ code, reason: "closed by client" }))
+          }),
+      }
+      // Like the real transport: the scope's end tears the socket down whatever happened.
+      yield* Effect.addFinalizer(() =>
+        Effect.sync(() => shut(new Transport.TransportClosed({ code: 1006, reason: "" }))),
+      )
+      yield* Queue.offer(incoming, peer)
+      return socket
+    })
+
+  const gateway: MemoryGateway = {
+    accept: Queue.take(incoming),
+    peers: () => peers,
+    openCount: () => open,
+    failNextConnect: (detail) => Effect.sync(() => void connectFailures.push(detail)),
+  }
+  return { gateway, transport: Transport.GatewayTransport.of({ connect }) }
+})
+
+/** Payload helpers for playing the server. */
+export const hello = (intervalMillis: number) => ({
+  op: 10,
+  d: { heartbeat_interval: intervalMillis },
+  s: null,
+  t: null,
+})
+export const ack = { op: 11, d: null, s: null, t: null }
+export const dispatch = (seq: number, type: string, data: unknown) => ({ op: 0, d: data, s: seq, t: type })
+export const ready = (seq: number, sessionId = "session-1", shard: readonly [number, number] = [0, 1]) =>
+  dispatch(seq, "READY", {
+    v: 10,
+    session_id: sessionId,
+    resume_gateway_url: "memory://resume",
+    user: { id: "1", username: "vigil" },
+    guilds: [],
+    shard,
+    application: { id: "1" },
+  })

@@ -1,0 +1,1 @@
+export * as MemoryTransport from "./MemoryTransport.ts"
