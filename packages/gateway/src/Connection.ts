@@ -4,7 +4,7 @@
  * connection owns (socket, reader, heartbeat, writer) is tied to that scope, so nothing of
  * it can outlive the connection. Deciding what to do next is the Shard's business.
  */
-import { Deferred, Duration, Effect, Fiber, type Redacted, Result, Schema, type Scope } from "effect"
+import { Clock, Deferred, Duration, Effect, Fiber, type Redacted, Result, Schema, type Scope } from "effect"
 import { type Decompressor, defaultMaxMessageBytes, GatewayCompression } from "./Compression.ts"
 import {
   type ConnectionError,
@@ -27,7 +27,7 @@ export type Handshake =
   | { readonly _tag: "identify" }
   | { readonly _tag: "resume"; readonly sessionId: string; readonly seq: number | null }
 
-export interface ConnectionOptions {
+export interface ConnectionOptions<E = never> {
   /** Gateway (or `resume_gateway_url`) base URL; `v`, `encoding` and `compress` are added. */
   readonly url: string
   readonly token: Redacted.Redacted<string>
@@ -45,7 +45,7 @@ export interface ConnectionOptions {
   readonly largeThreshold?: number | undefined
   readonly presence?: unknown
   /** Waits for this shard's turn under the identify rate limit; runs right before Identify. */
-  readonly beforeIdentify?: Effect.Effect<void> | undefined
+  readonly beforeIdentify?: Effect.Effect<void, E> | undefined
   /**
    * The session's last sequence, carried by heartbeats and Resume. When absent the
    * connection tracks the last dispatch it received itself.
@@ -82,7 +82,9 @@ const noEvent = () => Effect.void
  * Runs one connection to its end. Fails with the reason it ended; succeeds only when
  * `stop` asked it to. Interrupting it closes the socket with a resumable code.
  */
-export const run = (options: ConnectionOptions): Effect.Effect<void, ConnectionError, GatewayTransport> =>
+export const run = <E = never>(
+  options: ConnectionOptions<E>,
+): Effect.Effect<void, ConnectionError | E, GatewayTransport> =>
   Effect.scoped(
     Effect.gen(function* () {
       const transport = yield* GatewayTransport
@@ -106,6 +108,8 @@ export const run = (options: ConnectionOptions): Effect.Effect<void, ConnectionE
       const hello = yield* Deferred.make<number>()
       const handshakeDone = yield* Deferred.make<void>()
       let heartbeat: Heartbeat.Heartbeat | undefined
+      let stalled = false // the reader waits on the consumer
+      let lastFrameAt = 0 // clock millis of the last frame batch: the handshake's progress
 
       const handle = (envelope: Protocol.Envelope, bytes: number): Effect.Effect<void, ConnectionError> => {
         switch (envelope.op) {
@@ -151,7 +155,11 @@ export const run = (options: ConnectionOptions): Effect.Effect<void, ConnectionE
           } else if (event.type === "RESUMED") {
             yield* onEvent({ _tag: "Resumed" })
           }
+          // The consumer may hold us here (back-pressure); while it does, unread ACKs and
+          // frames are not the server's fault.
+          stalled = true
           yield* onEvent({ _tag: "Dispatch", dispatch: event })
+          stalled = false
           if (lastSeq === null || event.seq > lastSeq) lastSeq = event.seq
           if (event.type === "READY" || event.type === "RESUMED")
             yield* Deferred.succeed(handshakeDone, undefined)
@@ -161,6 +169,7 @@ export const run = (options: ConnectionOptions): Effect.Effect<void, ConnectionE
       const reader: Effect.Effect<never, ConnectionError> = Effect.gen(function* () {
         while (true) {
           const frames = yield* socket.receive.pipe(Effect.mapError(closedToError))
+          lastFrameAt = yield* Clock.currentTimeMillis
           for (const frame of frames) {
             const decoded = decode(frame)
             if (Result.isFailure(decoded)) return yield* decoded.failure
@@ -169,7 +178,26 @@ export const run = (options: ConnectionOptions): Effect.Effect<void, ConnectionE
         }
       })
 
-      const lifecycle: Effect.Effect<void, ConnectionError, Scope.Scope> = Effect.gen(function* () {
+      // The handshake times out only when it stalls: no frame for the whole timeout while
+      // the reader is free. A long replay before RESUMED, or a slow consumer, is progress.
+      const handshakeTimeout = Duration.toMillis(options.handshakeTimeout ?? defaultHandshakeTimeout)
+      const awaitHandshake = (kind: Handshake["_tag"]): Effect.Effect<void, HandshakeTimeout> =>
+        Effect.gen(function* () {
+          lastFrameAt = Math.max(lastFrameAt, yield* Clock.currentTimeMillis)
+          while (true) {
+            const now = yield* Clock.currentTimeMillis
+            const remaining = lastFrameAt + handshakeTimeout - now
+            if (remaining <= 0 && !stalled) {
+              return yield* new HandshakeTimeout({ handshake: kind, timeoutMillis: handshakeTimeout })
+            }
+            // Held up by the consumer: look again one timeout later.
+            const wait = remaining > 0 ? remaining : handshakeTimeout
+            const done = yield* Deferred.await(handshakeDone).pipe(Effect.timeoutOption(wait))
+            if (done._tag === "Some") return
+          }
+        })
+
+      const lifecycle: Effect.Effect<void, ConnectionError | E, Scope.Scope> = Effect.gen(function* () {
         const intervalMillis = yield* Deferred.await(hello).pipe(
           Effect.timeoutOrElse({
             duration: options.helloTimeout ?? defaultHelloTimeout,
@@ -191,6 +219,7 @@ export const run = (options: ConnectionOptions): Effect.Effect<void, ConnectionE
           shard: options.shard,
           send,
           sequence,
+          readerStalled: () => stalled,
           onLatency: (millis) => onEvent({ _tag: "Latency", millis }),
         })
 
@@ -212,21 +241,9 @@ export const run = (options: ConnectionOptions): Effect.Effect<void, ConnectionE
             Protocol.resume({ token: options.token, sessionId: handshake.sessionId, seq: handshake.seq }),
           )
         }
-        const handshakeTimeout = options.handshakeTimeout ?? defaultHandshakeTimeout
-        yield* Deferred.await(handshakeDone).pipe(
-          Effect.timeoutOrElse({
-            duration: handshakeTimeout,
-            orElse: () =>
-              Effect.fail(
-                new HandshakeTimeout({
-                  handshake: handshake._tag,
-                  timeoutMillis: Duration.toMillis(handshakeTimeout),
-                }),
-              ),
-          }),
-        )
+        yield* awaitHandshake(handshake._tag)
 
-        const running: Array<Effect.Effect<void, ConnectionError>> = [Fiber.join(heartbeat.fiber)]
+        const running: Array<Effect.Effect<void, ConnectionError | E>> = [Fiber.join(heartbeat.fiber)]
         if (options.outbox) running.push(options.outbox.drain(limiter.acquire, socket.send))
         if (options.stop) {
           running.push(
@@ -238,7 +255,7 @@ export const run = (options: ConnectionOptions): Effect.Effect<void, ConnectionE
           )
         }
         // The heartbeat and the writer only end by failing; `stop` ends by succeeding.
-        yield* Effect.raceAll(running)
+        yield* Effect.raceAllFirst(running)
       })
 
       yield* Effect.raceFirst(reader, lifecycle)

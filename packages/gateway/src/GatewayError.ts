@@ -192,3 +192,13 @@ export type ConnectionError =
   | DecodeError
   | TransportError
   | FatalGatewayError
+
+/** The bot's daily identify budget (`session_start_limit`) is spent. */
+export class SessionStartLimitExhausted extends Schema.TaggedError<SessionStartLimitExhausted>()(
+  "SessionStartLimitExhausted",
+  { resetAfterMillis: Schema.Number },
+) {
+  override get message() {
+    return `no identifies left today (session_start_limit); resets in ${Math.ceil(this.resetAfterMillis / 1000)} s`
+  }
+}

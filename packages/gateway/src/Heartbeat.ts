@@ -16,6 +16,11 @@ export interface HeartbeatOptions {
   readonly send: (payload: string) => Effect.Effect<void, TransportError>
   /** The last sequence number received, carried by every beat. */
   readonly sequence: Effect.Effect<number | null>
+  /**
+   * True while the connection's reader is held up by a slow consumer (back-pressure): ACKs
+   * may be waiting unread, so a missing one proves nothing and the beat is sent anyway.
+   */
+  readonly readerStalled?: (() => boolean) | undefined
   /** Called with each measured round trip (beat → ACK), in milliseconds. */
   readonly onLatency?: ((millis: number) => Effect.Effect<void>) | undefined
 }
@@ -56,7 +61,7 @@ export const start = Effect.fnUntraced(function* (
 
   const regularBeat = Effect.gen(function* () {
     const now = yield* Clock.currentTimeMillis
-    if (awaitingAck) {
+    if (awaitingAck && !options.readerStalled?.()) {
       return yield* new ZombieDetected({
         shard,
         intervalMillis,

@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Connection, GatewayError } from "@vigil/gateway"
-import { MemoryTransport } from "@vigil/testing"
+import * as MemoryTransport from "@vigil/testing/MemoryTransport"
+import * as Payloads from "@vigil/testing/Payloads"
 import { Effect, Exit, Fiber, Layer, Random, Redacted } from "effect"
 import { TestClock } from "effect/testing"
 
@@ -31,9 +32,9 @@ const connected = (overrides: Partial<Connection.ConnectionOptions> = {}) =>
     const gateway = yield* MemoryTransport.MemoryTransport
     const fiber = yield* Effect.forkChild(Connection.run(options(overrides)))
     const peer = yield* gateway.accept
-    yield* peer.send(MemoryTransport.hello(interval))
+    yield* peer.send(Payloads.hello(interval))
     yield* TestClock.adjust(0)
-    yield* peer.send(MemoryTransport.ready(1))
+    yield* peer.send(Payloads.ready(1))
     yield* TestClock.adjust(0)
     return { peer, fiber, gateway }
   })
@@ -52,7 +53,7 @@ describe("Heartbeat", () => {
       assert.strictEqual(heartbeats(peer).length, 1)
       assert.strictEqual(heartbeats(peer)[0]!.at, first)
       for (let n = 1; n <= 5; n++) {
-        yield* peer.send(MemoryTransport.ack)
+        yield* peer.send(Payloads.ack)
         yield* TestClock.adjust(interval)
         assert.strictEqual(heartbeats(peer).length, n + 1)
         assert.strictEqual(heartbeats(peer)[n]!.at, first + n * interval)
@@ -65,9 +66,9 @@ describe("Heartbeat", () => {
       const { peer } = yield* connected()
       yield* TestClock.adjust(interval * jitter)
       assert.strictEqual(heartbeats(peer)[0]!.text, '{"op":1,"d":1}')
-      yield* peer.send(MemoryTransport.ack)
-      yield* peer.send(MemoryTransport.dispatch(2, "MESSAGE_CREATE", {}))
-      yield* peer.send(MemoryTransport.dispatch(3, "MESSAGE_CREATE", {}))
+      yield* peer.send(Payloads.ack)
+      yield* peer.send(Payloads.dispatch(2, "MESSAGE_CREATE", {}))
+      yield* peer.send(Payloads.dispatch(3, "MESSAGE_CREATE", {}))
       yield* TestClock.adjust(interval)
       assert.strictEqual(heartbeats(peer)[1]!.text, '{"op":1,"d":3}')
     }).pipe(Effect.provide(env)),
@@ -78,7 +79,7 @@ describe("Heartbeat", () => {
       const gateway = yield* MemoryTransport.MemoryTransport
       yield* Effect.forkChild(Connection.run(options()))
       const peer = yield* gateway.accept
-      yield* peer.send(MemoryTransport.hello(interval))
+      yield* peer.send(Payloads.hello(interval))
       yield* TestClock.adjust(interval * jitter)
       assert.strictEqual(heartbeats(peer)[0]!.text, '{"op":1,"d":null}')
     }).pipe(Effect.provide(env)),
@@ -112,7 +113,7 @@ describe("Heartbeat", () => {
       const { peer, fiber } = yield* connected()
       yield* TestClock.adjust(interval * jitter)
       for (let n = 0; n < 3000; n++) {
-        yield* peer.send(MemoryTransport.ack)
+        yield* peer.send(Payloads.ack)
         yield* TestClock.adjust(interval)
       }
       assert.isUndefined(fiber.pollUnsafe())
@@ -125,7 +126,7 @@ describe("Heartbeat", () => {
       const { fiber, peer } = yield* connected()
       yield* TestClock.adjust(interval * jitter)
       yield* TestClock.adjust(interval - 1)
-      yield* peer.send(MemoryTransport.ack)
+      yield* peer.send(Payloads.ack)
       yield* TestClock.adjust(1)
       assert.isUndefined(fiber.pollUnsafe())
       assert.strictEqual(heartbeats(peer).length, 2)
@@ -141,7 +142,7 @@ describe("Heartbeat", () => {
       assert.strictEqual(heartbeats(peer).length, 2, "answered at once")
       assert.strictEqual(heartbeats(peer)[1]!.at, interval * jitter)
       assert.isUndefined(fiber.pollUnsafe(), "a requested beat does not check for the missing ACK")
-      yield* peer.send(MemoryTransport.ack)
+      yield* peer.send(Payloads.ack)
       yield* TestClock.adjust(interval)
       assert.isUndefined(fiber.pollUnsafe())
     }).pipe(Effect.provide(env)),
@@ -167,7 +168,7 @@ describe("Heartbeat", () => {
       })
       yield* TestClock.adjust(interval * jitter)
       yield* TestClock.adjust(87)
-      yield* peer.send(MemoryTransport.ack)
+      yield* peer.send(Payloads.ack)
       yield* settle
       assert.deepStrictEqual(latencies, [87])
     }).pipe(Effect.provide(env)),

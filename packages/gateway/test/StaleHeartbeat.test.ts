@@ -5,7 +5,8 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Connection } from "@vigil/gateway"
-import { MemoryTransport } from "@vigil/testing"
+import * as MemoryTransport from "@vigil/testing/MemoryTransport"
+import * as Payloads from "@vigil/testing/Payloads"
 import { Cause, Effect, Exit, Fiber, Layer, Random, Redacted } from "effect"
 import { TestClock } from "effect/testing"
 
@@ -31,8 +32,8 @@ const start = Effect.gen(function* () {
   const gateway = yield* MemoryTransport.MemoryTransport
   const fiber = yield* Effect.forkChild(run)
   const peer = yield* gateway.accept
-  yield* peer.send(MemoryTransport.hello(interval))
-  yield* peer.send(MemoryTransport.ready(1))
+  yield* peer.send(Payloads.hello(interval))
+  yield* peer.send(Payloads.ready(1))
   yield* TestClock.adjust(0)
   return { gateway, fiber, peer }
 })
@@ -132,7 +133,7 @@ describe("stale heartbeat race", () => {
       const { fiber, peer } = yield* start
       yield* TestClock.adjust(firstBeat + interval) // zombie
       assertTypedFailure(yield* Fiber.await(fiber), "ZombieDetected")
-      yield* peer.send(MemoryTransport.ack) // the ACK the zombie waited for, too late
+      yield* peer.send(Payloads.ack) // the ACK the zombie waited for, too late
       yield* TestClock.adjust(0)
       yield* assertSilentAfterClose(peer)
     }).pipe(Effect.provide(env)),
@@ -146,18 +147,18 @@ describe("stale heartbeat race", () => {
       const newFiber = yield* Effect.forkChild(run)
       const newPeer = yield* gateway.accept
       yield* Fiber.interrupt(oldFiber)
-      yield* newPeer.send(MemoryTransport.hello(interval))
-      yield* newPeer.send(MemoryTransport.ready(1))
+      yield* newPeer.send(Payloads.hello(interval))
+      yield* newPeer.send(Payloads.ready(1))
       yield* TestClock.adjust(firstBeat)
       assert.strictEqual(
         heartbeats(newPeer),
         1,
         "the new connection's first beat was sent, not judged a zombie",
       )
-      yield* newPeer.send(MemoryTransport.ack)
+      yield* newPeer.send(Payloads.ack)
       for (let n = 0; n < 10; n++) {
         yield* TestClock.adjust(interval)
-        yield* newPeer.send(MemoryTransport.ack)
+        yield* newPeer.send(Payloads.ack)
       }
       assert.isUndefined(newFiber.pollUnsafe(), "no zombie from the old connection's unanswered beat")
       assert.strictEqual(heartbeats(newPeer), 11)

@@ -20,6 +20,8 @@ export interface MemoryPeer {
   readonly url: string
   /** Frames the client wrote, in order. */
   readonly sent: ReadonlyArray<SentFrame>
+  /** Waits for the client's next frame (for a server script); fails once closed. */
+  readonly nextFrame: Effect.Effect<SentFrame, FrameBuffer.EndReason>
   /** Writes the client attempted after the connection closed (must stay empty). */
   readonly lateSends: ReadonlyArray<SentFrame>
   /** The close code the client sent, if it closed. */
@@ -41,6 +43,8 @@ export interface MemoryGateway {
   readonly peers: () => ReadonlyArray<MemoryPeer>
   /** Connections open right now. */
   readonly openCount: () => number
+  /** Clock times of every `connect` call, failed ones included. */
+  readonly connectAttempts: () => ReadonlyArray<number>
   /** Make the next `connect` fail (e.g. the network is down); each entry is used once. */
   readonly failNextConnect: (detail: string) => Effect.Effect<void>
 }
@@ -69,6 +73,7 @@ export const make = Effect.gen(function* () {
   const incoming = yield* Queue.unbounded<MemoryPeer>()
   const peers: Array<MemoryPeer> = []
   const connectFailures: Array<string> = []
+  const attempts: Array<number> = []
   let nextId = 1
   let open = 0
 
@@ -76,10 +81,18 @@ export const make = Effect.gen(function* () {
     url: string,
   ): Effect.Effect<Transport.TransportSocket, GatewayError.TransportError, Scope.Scope> =>
     Effect.gen(function* () {
+      attempts.push(yield* Clock.currentTimeMillis)
       const failure = connectFailures.shift()
       if (failure !== undefined)
         return yield* new GatewayError.TransportError({ stage: "open", detail: failure })
       const inbox = FrameBuffer.make()
+      const unread: Array<SentFrame> = [] // client frames a server script has not read yet
+      const unreadSignal = FrameBuffer.make()
+      // Signals may be stale (their frame was already read): then wait for the next one.
+      const nextFrame: Effect.Effect<SentFrame, FrameBuffer.EndReason> = Effect.suspend(() => {
+        const frame = unread.shift()
+        return frame ? Effect.succeed(frame) : Effect.flatMap(unreadSignal.take, () => nextFrame)
+      })
       const sent: Array<SentFrame> = []
       const lateSends: Array<SentFrame> = []
       let isOpen = true
@@ -90,12 +103,14 @@ export const make = Effect.gen(function* () {
         isOpen = false
         open--
         inbox.end(reason)
+        unreadSignal.end(reason)
       }
 
       const peer: MemoryPeer = {
         id: nextId++,
         url,
         sent,
+        nextFrame,
         lateSends,
         clientCloseCode: () => clientCloseCode,
         isOpen: () => isOpen,
@@ -119,6 +134,8 @@ export const make = Effect.gen(function* () {
               )
             }
             sent.push(frame)
+            unread.push(frame)
+            unreadSignal.push(text)
             return Effect.void
           }),
         close: (code) =>
@@ -139,27 +156,8 @@ export const make = Effect.gen(function* () {
     accept: Queue.take(incoming),
     peers: () => peers,
     openCount: () => open,
+    connectAttempts: () => attempts,
     failNextConnect: (detail) => Effect.sync(() => void connectFailures.push(detail)),
   }
   return { gateway, transport: Transport.GatewayTransport.of({ connect }) }
 })
-
-/** Payload helpers for playing the server. */
-export const hello = (intervalMillis: number) => ({
-  op: 10,
-  d: { heartbeat_interval: intervalMillis },
-  s: null,
-  t: null,
-})
-export const ack = { op: 11, d: null, s: null, t: null }
-export const dispatch = (seq: number, type: string, data: unknown) => ({ op: 0, d: data, s: seq, t: type })
-export const ready = (seq: number, sessionId = "session-1", shard: readonly [number, number] = [0, 1]) =>
-  dispatch(seq, "READY", {
-    v: 10,
-    session_id: sessionId,
-    resume_gateway_url: "memory://resume",
-    user: { id: "1", username: "vigil" },
-    guilds: [],
-    shard,
-    application: { id: "1" },
-  })

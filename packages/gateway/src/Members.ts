@@ -1,0 +1,147 @@
+/**
+ * Request Guild Members (op 8): replies arrive as GUILD_MEMBERS_CHUNK dispatches carrying
+ * the request's nonce, possibly many; an over-limit request gets a RATE_LIMITED dispatch
+ * instead. The registry correlates them by nonce and hands back one result.
+ */
+import { Clock, Deferred, Duration, Effect, Predicate, Schema } from "effect"
+import type { PayloadTooLarge } from "./GatewayError.ts"
+import * as Protocol from "./Protocol.ts"
+
+export interface RequestGuildMembers {
+  readonly guildId: string
+  /** Username prefix ("" for all, needs the GUILD_MEMBERS intent); with `limit`. */
+  readonly query?: string | undefined
+  readonly limit?: number | undefined
+  /** Up to 100 user ids (instead of `query`). */
+  readonly userIds?: ReadonlyArray<string> | undefined
+  readonly presences?: boolean | undefined
+  /** How long to wait for all chunks. Default 30 s. */
+  readonly timeout?: Duration.Input | undefined
+}
+
+export interface GuildMembersResult {
+  readonly guildId: string
+  readonly nonce: string
+  readonly members: ReadonlyArray<unknown>
+  readonly presences: ReadonlyArray<unknown>
+  readonly notFound: ReadonlyArray<string>
+}
+
+export class GuildMembersRateLimited extends Schema.TaggedError<GuildMembersRateLimited>()(
+  "GuildMembersRateLimited",
+  { guildId: Schema.String, retryAfterSeconds: Schema.Number },
+) {
+  override get message() {
+    return `request guild members rate limited for guild ${this.guildId}; retry after ${this.retryAfterSeconds} s`
+  }
+}
+
+export class GuildMembersTimeout extends Schema.TaggedError<GuildMembersTimeout>()("GuildMembersTimeout", {
+  guildId: Schema.String,
+  received: Schema.Number,
+}) {
+  override get message() {
+    return `guild ${this.guildId}: not all member chunks arrived in time (${this.received} received)`
+  }
+}
+
+export class InvalidMembersRequest extends Schema.TaggedError<InvalidMembersRequest>()(
+  "InvalidMembersRequest",
+  {
+    reason: Schema.String,
+  },
+) {}
+
+export type GuildMembersError = GuildMembersRateLimited | GuildMembersTimeout | InvalidMembersRequest
+
+interface Pending {
+  readonly guildId: string
+  readonly members: Array<unknown>
+  readonly presences: Array<unknown>
+  readonly notFound: Array<string>
+  received: number
+  readonly done: Deferred.Deferred<void, GuildMembersRateLimited>
+}
+
+const field = (d: unknown, key: string): unknown =>
+  Predicate.isObject(d) ? (d as Record<string, unknown>)[key] : undefined
+
+export const makeRegistry = () => {
+  const pending = new Map<string, Pending>()
+  let counter = 0
+
+  /** Looks at every delivered dispatch; only two event types concern it. */
+  const observe = (dispatch: Protocol.Dispatch): void => {
+    if (dispatch.type === "GUILD_MEMBERS_CHUNK") {
+      const entry = pending.get(String(field(dispatch.data, "nonce")))
+      if (!entry) return
+      const d = dispatch.data as Record<string, unknown>
+      if (Array.isArray(d.members)) entry.members.push(...d.members)
+      if (Array.isArray(d.presences)) entry.presences.push(...d.presences)
+      if (Array.isArray(d.not_found)) entry.notFound.push(...d.not_found.map(String))
+      entry.received++
+      if (typeof d.chunk_count !== "number" || entry.received >= d.chunk_count) {
+        Deferred.doneUnsafe(entry.done, Effect.void)
+      }
+    } else if (dispatch.type === "RATE_LIMITED") {
+      const meta = field(dispatch.data, "meta")
+      const entry = pending.get(String(field(meta, "nonce")))
+      if (!entry) return
+      const retryAfter = Number(field(dispatch.data, "retry_after") ?? 0)
+      Deferred.doneUnsafe(
+        entry.done,
+        Effect.fail(new GuildMembersRateLimited({ guildId: entry.guildId, retryAfterSeconds: retryAfter })),
+      )
+    }
+  }
+
+  const request = (
+    req: RequestGuildMembers,
+    send: (op: number, d: unknown) => Effect.Effect<void, PayloadTooLarge>,
+  ): Effect.Effect<GuildMembersResult, GuildMembersError | PayloadTooLarge> =>
+    Effect.gen(function* () {
+      if (req.userIds === undefined && req.query === undefined) {
+        return yield* new InvalidMembersRequest({ reason: "either query or userIds is required" })
+      }
+      if (req.userIds !== undefined && req.userIds.length > 100) {
+        return yield* new InvalidMembersRequest({ reason: "at most 100 user ids per request" })
+      }
+      const now = yield* Clock.currentTimeMillis
+      const nonce = `vigil-${now.toString(36)}-${(counter++).toString(36)}`.slice(0, 32)
+      const entry: Pending = {
+        guildId: req.guildId,
+        members: [],
+        presences: [],
+        notFound: [],
+        received: 0,
+        done: Deferred.makeUnsafe(),
+      }
+      pending.set(nonce, entry)
+      const timeout = req.timeout ?? Duration.seconds(30)
+      yield* send(Protocol.Op.RequestGuildMembers, {
+        guild_id: req.guildId,
+        ...(req.userIds !== undefined
+          ? { user_ids: req.userIds }
+          : { query: req.query, limit: req.limit ?? 0 }),
+        ...(req.presences ? { presences: true } : {}),
+        nonce,
+      }).pipe(
+        Effect.andThen(Deferred.await(entry.done)),
+        Effect.timeoutOrElse({
+          duration: timeout,
+          orElse: () =>
+            Effect.fail(new GuildMembersTimeout({ guildId: req.guildId, received: entry.received })),
+        }),
+        Effect.ensuring(Effect.sync(() => pending.delete(nonce))),
+      )
+      return {
+        guildId: req.guildId,
+        nonce,
+        members: entry.members,
+        presences: entry.presences,
+        notFound: entry.notFound,
+      }
+    })
+
+  return { observe, request }
+}

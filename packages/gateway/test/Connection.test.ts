@@ -1,0 +1,221 @@
+/** A connection's handshake and its handling of bad input, on the in-memory transport. */
+import { assert, describe, it } from "@effect/vitest"
+import { Connection, type GatewayError } from "@vigil/gateway"
+import * as MemoryTransport from "@vigil/testing/MemoryTransport"
+import * as Payloads from "@vigil/testing/Payloads"
+import * as Settle from "@vigil/testing/Settle"
+import { Effect, Exit, Fiber, Layer, Random, Redacted } from "effect"
+import { TestClock } from "effect/testing"
+
+const interval = 41_250
+const env = Layer.merge(
+  MemoryTransport.MemoryTransport.layer,
+  Layer.succeed(Random.Random)({ nextDoubleUnsafe: () => 0.5, nextIntUnsafe: () => 0 }),
+)
+
+const start = (overrides: Partial<Connection.ConnectionOptions> = {}) =>
+  Effect.gen(function* () {
+    const gateway = yield* MemoryTransport.MemoryTransport
+    const events: Array<Connection.ConnectionEvent> = []
+    const fiber = yield* Effect.forkChild(
+      Connection.run({
+        url: "memory://gateway",
+        token: Redacted.make("secret-token-value"),
+        intents: 1,
+        shard: [0, 1],
+        handshake: { _tag: "identify" },
+        onEvent: (e) => Effect.sync(() => void events.push(e)),
+        ...overrides,
+      }),
+    )
+    const peer = yield* gateway.accept
+    return { fiber, peer, events }
+  })
+
+const failure = (exit: Exit.Exit<unknown, GatewayError.ConnectionError>) =>
+  Exit.isFailure(exit) ? exit.cause.reasons.find((r) => r._tag === "Fail")?.error : undefined
+
+describe("Connection handshake", () => {
+  it.effect("sends Identify after Hello with token, intents and shard", () =>
+    Effect.gen(function* () {
+      const { peer } = yield* start({ shard: [3, 8], intents: 513 })
+      yield* peer.send(Payloads.hello(interval))
+      yield* Settle.settle
+      const identify = JSON.parse(peer.sent[0]!.text)
+      assert.strictEqual(identify.op, 2)
+      assert.strictEqual(identify.d.token, "secret-token-value")
+      assert.strictEqual(identify.d.intents, 513)
+      assert.deepStrictEqual(identify.d.shard, [3, 8])
+      assert.deepStrictEqual(Object.keys(identify.d.properties).sort(), ["browser", "device", "os"])
+    }).pipe(Effect.provide(env)),
+  )
+
+  it.effect("sends Resume with session and sequence when resuming", () =>
+    Effect.gen(function* () {
+      const { peer } = yield* start({ handshake: { _tag: "resume", sessionId: "abc", seq: 42 } })
+      yield* peer.send(Payloads.hello(interval))
+      yield* Settle.settle
+      assert.deepStrictEqual(JSON.parse(peer.sent[0]!.text), {
+        op: 6,
+        d: { token: "secret-token-value", session_id: "abc", seq: 42 },
+      })
+    }).pipe(Effect.provide(env)),
+  )
+
+  it.effect("a stalled handshake (no READY, no frames) ends with HandshakeTimeout", () =>
+    Effect.gen(function* () {
+      const { fiber, peer } = yield* start({ handshakeTimeout: 15_000 })
+      yield* peer.send(Payloads.hello(interval))
+      yield* Settle.settle
+      yield* peer.send(Payloads.ack) // a frame at t=0: the silence starts now
+      yield* Settle.settle
+      yield* TestClock.adjust(14_999)
+      assert.isUndefined(fiber.pollUnsafe())
+      yield* TestClock.adjust(1)
+      const error = failure(yield* Fiber.await(fiber))
+      assert.strictEqual(error?._tag, "HandshakeTimeout")
+    }).pipe(Effect.provide(env)),
+  )
+
+  it.effect("a long replay before RESUMED is progress, not a timeout", () =>
+    Effect.gen(function* () {
+      const { fiber, peer } = yield* start({
+        handshake: { _tag: "resume", sessionId: "s", seq: 0 },
+        handshakeTimeout: 10_000,
+      })
+      yield* peer.send(Payloads.hello(interval))
+      for (let n = 1; n <= 5; n++) {
+        yield* TestClock.adjust(8_000)
+        yield* peer.send(Payloads.dispatch(n, "MESSAGE_CREATE", {}))
+        yield* Settle.settle
+      }
+      yield* peer.send(Payloads.dispatch(6, "RESUMED", null))
+      yield* Settle.settle
+      assert.isUndefined(fiber.pollUnsafe())
+    }).pipe(Effect.provide(env)),
+  )
+
+  it.effect("op 7 may arrive before Hello: ReconnectRequested", () =>
+    Effect.gen(function* () {
+      const { fiber, peer } = yield* start()
+      yield* peer.send(Payloads.reconnect)
+      assert.strictEqual(failure(yield* Fiber.await(fiber))?._tag, "ReconnectRequested")
+    }).pipe(Effect.provide(env)),
+  )
+
+  it.effect("Invalid Session carries whether it is resumable", () =>
+    Effect.gen(function* () {
+      const { fiber, peer } = yield* start()
+      yield* peer.send(Payloads.hello(interval))
+      yield* peer.send(Payloads.invalidSession(false))
+      const error = failure(yield* Fiber.await(fiber)) as GatewayError.InvalidSession
+      assert.strictEqual(error._tag, "InvalidSession")
+      assert.isFalse(error.resumable)
+    }).pipe(Effect.provide(env)),
+  )
+
+  it.effect("a server close with a fatal code fails with the fatal error", () =>
+    Effect.gen(function* () {
+      const { fiber, peer } = yield* start()
+      yield* peer.send(Payloads.hello(interval))
+      yield* peer.close(4014, "Disallowed intent(s).")
+      const error = failure(yield* Fiber.await(fiber))
+      assert.strictEqual(error?._tag, "DisallowedIntents")
+    }).pipe(Effect.provide(env)),
+  )
+})
+
+describe("Connection: bad input gets a typed error and nothing else breaks", () => {
+  it.effect("malformed JSON: DecodeError without the frame's content, resumable close", () =>
+    Effect.gen(function* () {
+      const { fiber, peer } = yield* start()
+      yield* peer.send(Payloads.hello(interval))
+      yield* peer.sendRaw('{"op":0,"d":{"token":"secret-token-value"')
+      const error = failure(yield* Fiber.await(fiber)) as GatewayError.DecodeError
+      assert.strictEqual(error._tag, "DecodeError")
+      assert.strictEqual(error.stage, "json")
+      assert.notInclude(error.message, "secret")
+      assert.notInclude(JSON.stringify(error), "secret")
+      assert.strictEqual(peer.clientCloseCode(), 4900)
+    }).pipe(Effect.provide(env)),
+  )
+
+  it.effect("an envelope without an integer op: DecodeError (envelope)", () =>
+    Effect.gen(function* () {
+      const { fiber, peer } = yield* start()
+      yield* peer.sendRaw('{"d":null}')
+      const error = failure(yield* Fiber.await(fiber)) as GatewayError.DecodeError
+      assert.strictEqual(error.stage, "envelope")
+    }).pipe(Effect.provide(env)),
+  )
+
+  it.effect("a dispatch without a sequence: DecodeError (envelope)", () =>
+    Effect.gen(function* () {
+      const { fiber, peer } = yield* start()
+      yield* peer.sendRaw('{"op":0,"t":"MESSAGE_CREATE","d":{}}')
+      const error = failure(yield* Fiber.await(fiber)) as GatewayError.DecodeError
+      assert.strictEqual(error.stage, "envelope")
+    }).pipe(Effect.provide(env)),
+  )
+
+  it.effect("an unknown opcode is reported as a warning; the connection goes on", () =>
+    Effect.gen(function* () {
+      const { fiber, peer, events } = yield* start()
+      yield* peer.send(Payloads.hello(interval))
+      yield* peer.send({ op: 99, d: null, s: null, t: null })
+      yield* peer.send(Payloads.ready(1))
+      yield* Settle.settle
+      assert.isUndefined(fiber.pollUnsafe())
+      const warning = events.find((e) => e._tag === "Warning")
+      assert.strictEqual(warning?._tag === "Warning" ? warning.error.detail : undefined, "unknown opcode 99")
+      assert.isTrue(events.some((e) => e._tag === "Ready"))
+    }).pipe(Effect.provide(env)),
+  )
+
+  it.effect("an oversized message: DecodeError (size)", () =>
+    Effect.gen(function* () {
+      const { fiber, peer } = yield* start({ maxMessageBytes: 1024 })
+      yield* peer.send(Payloads.dispatch(1, "GUILD_CREATE", { blob: "x".repeat(2048) }))
+      const error = failure(yield* Fiber.await(fiber)) as GatewayError.DecodeError
+      assert.strictEqual(error.stage, "size")
+    }).pipe(Effect.provide(env)),
+  )
+
+  it.effect("a binary frame that is not UTF-8 without compression: DecodeError", () =>
+    Effect.gen(function* () {
+      const { fiber, peer } = yield* start()
+      yield* peer.sendRaw(new Uint8Array([0xff, 0xfe, 0x00]))
+      const error = failure(yield* Fiber.await(fiber)) as GatewayError.DecodeError
+      assert.strictEqual(error._tag, "DecodeError")
+    }).pipe(Effect.provide(env)),
+  )
+
+  it.effect("READY without a session: DecodeError (payload)", () =>
+    Effect.gen(function* () {
+      const { fiber, peer } = yield* start()
+      yield* peer.send(Payloads.hello(interval))
+      yield* peer.send(Payloads.dispatch(1, "READY", { v: 10 }))
+      const error = failure(yield* Fiber.await(fiber)) as GatewayError.DecodeError
+      assert.strictEqual(error.stage, "payload")
+    }).pipe(Effect.provide(env)),
+  )
+
+  it.effect("compression asked of a runtime without codecs: typed DecodeError, no socket", () =>
+    Effect.gen(function* () {
+      const gateway = yield* MemoryTransport.MemoryTransport
+      const exit = yield* Effect.exit(
+        Connection.run({
+          url: "memory://gateway",
+          token: Redacted.make("t"),
+          intents: 1,
+          shard: [0, 1],
+          handshake: { _tag: "identify" },
+          compression: "zstd-stream",
+        }),
+      )
+      const error = failure(exit) as GatewayError.DecodeError
+      assert.strictEqual(error.stage, "decompress")
+      assert.strictEqual(gateway.peers().length, 0)
+    }).pipe(Effect.provide(env)),
+  )
+})
