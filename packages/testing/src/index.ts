@@ -1,4 +1,8 @@
+export * as FakeGateway from "./FakeGateway.ts"
 export * as MemoryTransport from "./MemoryTransport.ts"
 export * as Payloads from "./Payloads.ts"
+export * as Recording from "./Recording.ts"
 export * as ScriptedGateway from "./ScriptedGateway.ts"
 export * as Settle from "./Settle.ts"
+export * as TcpProxy from "./TcpProxy.ts"
+export * as Traffic from "./Traffic.ts"

@@ -1,0 +1,344 @@
+/**
+ * The fake gateway's state: its connections, its sessions (each with a sequence counter and
+ * a replay buffer), the identify buckets and the daily session start budget, and the
+ * recording. Mutated only from fibers; every write to a socket goes through the
+ * connection's outbox, so the order frames are produced in is the order they hit the wire.
+ */
+import type { Duplex } from "node:stream"
+import { classifyClose, isSessionEndingCode } from "@vigil/gateway/Protocol"
+import { Clock, Deferred, Effect } from "effect"
+import type { WebSocket } from "ws"
+import type * as Recording from "../Recording.ts"
+import type { TransportCompression } from "./Encoder.ts"
+import * as Inbox from "./Inbox.ts"
+
+export interface ResolvedConfig {
+  readonly token: string
+  readonly heartbeatIntervalMillis: number
+  readonly heartbeatGraceMillis: number
+  readonly heartbeatTimeoutCode: number
+  readonly helloDelayMillis: number
+  readonly shards: number
+  readonly requiredShards: number
+  readonly maxConcurrency: number
+  readonly identifyWindowMillis: number
+  readonly sessionStartLimit: {
+    readonly total: number
+    readonly remaining: number
+    readonly resetAfterMillis: number
+  }
+  readonly allowedPrivilegedIntents: number
+  readonly resumeWindowMillis: number
+  readonly replayLimit: number
+  readonly commandLimit: { readonly commands: number; readonly windowMillis: number }
+  readonly maxPayloadBytes: number
+  readonly zlibFrameBytes: number | undefined
+  readonly guilds: ReadonlyArray<string>
+  readonly user: { readonly id: string; readonly username: string }
+  readonly applicationId: string
+}
+
+export interface BufferedDispatch {
+  readonly s: number
+  readonly t: string
+  readonly text: string
+}
+
+export interface Session {
+  readonly id: string
+  readonly shard: readonly [number, number]
+  readonly intents: number
+  readonly createdIndex: number
+  seq: number
+  /** Dispatches kept for Resume, oldest first, at most `replayLimit`. */
+  readonly buffer: Array<BufferedDispatch>
+  connection: Conn | undefined
+  /** When the session last lost its connection: the resume window runs from here. */
+  detachedAt: number | undefined
+  /** Why the session can no longer be resumed, once it cannot. */
+  ended: string | undefined
+}
+
+export type Outbound =
+  | {
+      readonly _tag: "Payload"
+      readonly text: string
+      readonly op: number
+      readonly t: string | null
+      readonly s: number | null
+      readonly written?: Deferred.Deferred<void> | undefined
+    }
+  | {
+      readonly _tag: "Close"
+      readonly code: number
+      readonly reason: string
+      readonly written?: Deferred.Deferred<void> | undefined
+    }
+
+export type Inbound =
+  | { readonly _tag: "Message"; readonly data: Buffer }
+  | { readonly _tag: "Close"; readonly code: number; readonly reason: string }
+
+export type AckMode = "on" | "off" | { readonly delayMillis: number }
+
+export interface Conn {
+  readonly id: number
+  readonly path: string
+  readonly ws: WebSocket
+  readonly socket: Duplex
+  readonly inbox: Inbox.Inbox<Inbound>
+  readonly outbox: Inbox.Inbox<Outbound>
+  readonly closed: Deferred.Deferred<void>
+  version: number
+  compression: TransportCompression | undefined
+  state: "open" | "closing" | "closed"
+  auth: "none" | "identified" | "resumed"
+  session: Session | undefined
+  shard: readonly [number, number] | undefined
+  acks: AckMode
+  halfOpen: boolean
+  /** Set when the server ended the link: its close code, or 1006 for a drop. */
+  closedByServer: { readonly code: number; readonly reason: string } | undefined
+  lastHeartbeatAt: number
+  /** Arrival times of the commands inside the current rate-limit window. */
+  readonly commandTimes: Array<number>
+}
+
+type Draft = Recording.Entry extends infer E
+  ? E extends Recording.Entry
+    ? Omit<E, "index" | "at">
+    : never
+  : never
+
+const day = 24 * 60 * 60 * 1000
+
+export const make = (config: ResolvedConfig, startedAt: number) => {
+  const entries: Array<Recording.Entry> = []
+  const watchers = new Set<{
+    readonly test: (entry: Recording.Entry) => boolean
+    readonly found: Deferred.Deferred<Recording.Entry>
+  }>()
+  const conns = new Map<number, Conn>()
+  const sessions = new Map<string, Session>()
+  const identifyBuckets = new Map<number, number>()
+  const startLimit = {
+    remaining: config.sessionStartLimit.remaining,
+    resetAt: startedAt + config.sessionStartLimit.resetAfterMillis,
+  }
+  let nextConnection = 1
+  let nextSession = 1
+  let publicUrl = ""
+
+  const record = (draft: Draft): Effect.Effect<void> =>
+    Effect.flatMap(Clock.currentTimeMillis, (at) => {
+      const entry = { ...draft, index: entries.length, at } as Recording.Entry
+      entries.push(entry)
+      for (const watcher of watchers) {
+        if (watcher.test(entry)) {
+          watchers.delete(watcher)
+          Deferred.doneUnsafe(watcher.found, Effect.succeed(entry))
+        }
+      }
+      return Effect.void
+    })
+
+  /** Resolves with the first entry, already recorded or still to come, that passes `test`. */
+  const awaitEntry = (test: (entry: Recording.Entry) => boolean): Effect.Effect<Recording.Entry> =>
+    Effect.suspend(() => {
+      const seen = entries.find(test)
+      if (seen !== undefined) return Effect.succeed(seen)
+      const watcher = { test, found: Deferred.makeUnsafe<Recording.Entry>() }
+      watchers.add(watcher)
+      return Deferred.await(watcher.found).pipe(Effect.ensuring(Effect.sync(() => watchers.delete(watcher))))
+    })
+
+  const newConn = (ws: WebSocket, socket: Duplex, path: string, now: number): Conn => {
+    const conn: Conn = {
+      id: nextConnection++,
+      path,
+      ws,
+      socket,
+      inbox: Inbox.make(),
+      outbox: Inbox.make(),
+      closed: Deferred.makeUnsafe(),
+      version: 10,
+      compression: undefined,
+      state: "open",
+      auth: "none",
+      session: undefined,
+      shard: undefined,
+      acks: "on",
+      halfOpen: false,
+      closedByServer: undefined,
+      lastHeartbeatAt: now,
+      commandTimes: [],
+    }
+    conns.set(conn.id, conn)
+    return conn
+  }
+
+  const isResumable = (session: Session, now: number): boolean => {
+    if (session.ended !== undefined) return false
+    if (session.connection === undefined && session.detachedAt !== undefined) {
+      if (now - session.detachedAt > config.resumeWindowMillis) session.ended = "expired"
+    }
+    return session.ended === undefined
+  }
+
+  const newSession = (shard: readonly [number, number], intents: number): Session => {
+    const hex = (nextSession++).toString(16).padStart(8, "0")
+    const session: Session = {
+      id: `fake${hex}${Math.random().toString(16).slice(2, 10).padEnd(8, "0")}${hex}`,
+      shard,
+      intents,
+      createdIndex: entries.length,
+      seq: 0,
+      buffer: [],
+      connection: undefined,
+      detachedAt: undefined,
+      ended: undefined,
+    }
+    sessions.set(session.id, session)
+    return session
+  }
+
+  /** Queues a payload on a connection; `written` resolves once it is on the wire (or withheld). */
+  const send = (
+    conn: Conn,
+    payload: { op: number; d: unknown; t?: string; s?: number },
+    written?: Deferred.Deferred<void>,
+  ) => {
+    const t = payload.t ?? null
+    const s = payload.s ?? null
+    conn.outbox.push({
+      _tag: "Payload",
+      text: JSON.stringify({ op: payload.op, d: payload.d, s, t }),
+      op: payload.op,
+      t,
+      s,
+      written,
+    })
+  }
+
+  /** Appends a dispatch to the session (sequence, replay buffer) and sends it if connected. */
+  const dispatch = (session: Session, t: string, d: unknown, written?: Deferred.Deferred<void>): number => {
+    const s = ++session.seq
+    const text = JSON.stringify({ op: 0, t, s, d })
+    session.buffer.push({ s, t, text })
+    if (session.buffer.length > config.replayLimit) session.buffer.shift()
+    const conn = session.connection
+    if (conn !== undefined && conn.state === "open") {
+      conn.outbox.push({ _tag: "Payload", text, op: 0, t, s, written })
+    } else if (written) Deferred.doneUnsafe(written, Effect.void)
+    return s
+  }
+
+  const endSession = (session: Session, why: string) => {
+    if (session.ended === undefined) session.ended = why
+  }
+
+  const detach = (conn: Conn, now: number) => {
+    const session = conn.session
+    if (session !== undefined && session.connection === conn) {
+      session.connection = undefined
+      session.detachedAt = now
+    }
+  }
+
+  /**
+   * The server closes a connection with `code`. The session ends when the code means "start
+   * a new session" (per the close code table) unless `invalidate` says otherwise.
+   */
+  const close = (
+    conn: Conn,
+    code: number,
+    reason: string,
+    options: {
+      readonly invalidate?: boolean | undefined
+      readonly written?: Deferred.Deferred<void> | undefined
+    } = {},
+  ) => {
+    if (conn.state !== "open") {
+      if (options.written) Deferred.doneUnsafe(options.written, Effect.void)
+      return
+    }
+    conn.state = "closing"
+    const invalidate = options.invalidate ?? (isSessionEndingCode(code) || classifyClose(code) !== "resume")
+    if (invalidate && conn.session !== undefined) endSession(conn.session, `server closed with ${code}`)
+    conn.outbox.push({ _tag: "Close", code, reason, written: options.written })
+  }
+
+  /** The TCP link goes without a close frame. */
+  const drop = (conn: Conn, reason: string) => {
+    if (conn.state === "closed") return
+    conn.state = "closing"
+    conn.closedByServer ??= { code: 1006, reason }
+    conn.ws.terminate()
+  }
+
+  /** The daily identify budget as `GET /gateway/bot` reports it, reset when its time comes. */
+  const sessionStartLimit = (now: number) => {
+    if (now >= startLimit.resetAt) {
+      startLimit.remaining = config.sessionStartLimit.total
+      startLimit.resetAt = now + day
+    }
+    return {
+      total: config.sessionStartLimit.total,
+      remaining: startLimit.remaining,
+      reset_after: Math.max(0, startLimit.resetAt - now),
+      max_concurrency: config.maxConcurrency,
+    }
+  }
+
+  /**
+   * Takes an identify turn for `shardId`: fails with why when its bucket identified less
+   * than a window ago or the day's budget is spent.
+   */
+  const takeIdentifyTurn = (shardId: number, now: number): string | undefined => {
+    const bucket = shardId % config.maxConcurrency
+    const next = identifyBuckets.get(bucket) ?? Number.NEGATIVE_INFINITY
+    if (now < next) return `identify rate limited: bucket ${bucket} may identify again in ${next - now} ms`
+    if (sessionStartLimit(now).remaining <= 0) return "session start limit exhausted"
+    identifyBuckets.set(bucket, now + config.identifyWindowMillis)
+    startLimit.remaining--
+    return undefined
+  }
+
+  return {
+    config,
+    entries,
+    conns,
+    sessions,
+    record,
+    awaitEntry,
+    newConn,
+    newSession,
+    isResumable,
+    send,
+    dispatch,
+    endSession,
+    detach,
+    close,
+    drop,
+    sessionStartLimit,
+    takeIdentifyTurn,
+    publicUrl: () => publicUrl,
+    setPublicUrl: (url: string) => {
+      publicUrl = url.replace(/\/+$/, "")
+    },
+  }
+}
+
+export type State = ReturnType<typeof make>
+
+export const openConns = (state: State): ReadonlyArray<Conn> =>
+  [...state.conns.values()].filter((conn) => conn.state === "open")
+
+/** Any `token` field, wherever it sits, is replaced before a payload is recorded. */
+export const redact = (value: unknown): unknown => {
+  if (Array.isArray(value)) return value.map(redact)
+  if (value === null || typeof value !== "object") return value
+  const out: Record<string, unknown> = {}
+  for (const [key, field] of Object.entries(value)) out[key] = key === "token" ? "<redacted>" : redact(field)
+  return out
+}
