@@ -1,0 +1,190 @@
+/**
+ * Runs many shards in one process under Discord's identify limits: reads `GET /gateway/bot`
+ * (or takes it from config), starts the chosen shards in id order through one shared
+ * `IdentifyThrottle`, merges their events (tagged with the shard id), routes sends by guild,
+ * and starts, stops or restarts one shard without touching the others.
+ */
+import {
+  type Cause,
+  Context,
+  Deferred,
+  Effect,
+  Exit,
+  Layer,
+  Queue,
+  Schema,
+  Scope,
+  Stream,
+  SubscriptionRef,
+} from "effect"
+import type { HttpClient } from "effect/http"
+import type { FatalGatewayError, PayloadTooLarge, SessionStartLimitExhausted } from "./GatewayError.ts"
+import * as GatewayInfo from "./GatewayInfo.ts"
+import { IdentifyThrottle } from "./IdentifyThrottle.ts"
+import type * as Protocol from "./Protocol.ts"
+import type { SessionStore } from "./SessionStore.ts"
+import * as Shard from "./Shard.ts"
+import type { GatewayTransport } from "./Transport.ts"
+
+export interface ShardManagerConfig extends Omit<Shard.ShardConfig, "shard" | "gatewayUrl"> {
+  /** Total shard count; default: Discord's recommendation from `/gateway/bot`. */
+  readonly shardCount?: number | undefined
+  /** Which shards this process runs: all (default), a list, or a range [from, to]. */
+  readonly shards?: ReadonlyArray<number> | { readonly from: number; readonly to: number } | undefined
+  readonly apiBaseUrl?: string | undefined
+  /** Skip the HTTP call and use these values (tests, or a cached answer). */
+  readonly gatewayBot?: GatewayInfo.GatewayBot | undefined
+  /** When the daily identify budget is spent: fail with a typed error (default) or wait. */
+  readonly onSessionLimitExhausted?: "fail" | "wait" | undefined
+}
+
+export interface ShardEvent {
+  readonly shardId: number
+  readonly dispatch: Protocol.Dispatch
+}
+
+export type ManagerStop = FatalGatewayError | SessionStartLimitExhausted
+
+/** A command for a guild whose shard does not run in this process (or is stopped). */
+export class ShardNotRunning extends Schema.TaggedError<ShardNotRunning>()("ShardNotRunning", {
+  shardId: Schema.Int,
+}) {
+  override get message() {
+    return `shard ${this.shardId} is not running in this process`
+  }
+}
+
+export interface ShardManager {
+  readonly shardCount: number
+  readonly shardIds: ReadonlyArray<number>
+  readonly gatewayBot: GatewayInfo.GatewayBot
+  /** Every shard's dispatches, merged, tagged with the shard id. One consumer. */
+  readonly events: Stream.Stream<ShardEvent>
+  /** The running shard with this id, if any. */
+  readonly shard: (id: number) => Shard.Shard | undefined
+  readonly statuses: Effect.Effect<ReadonlyArray<Shard.ShardStatus>>
+  readonly health: Effect.Effect<ReadonlyArray<Shard.ShardHealth>>
+  /** The shard a guild's events and commands belong to: `(guild_id >> 22) % shard_count`. */
+  readonly shardFor: (guildId: string) => number
+  /** Sends a guild's command on its shard (DM-related commands go to shard 0). */
+  readonly send: (
+    guildId: string | undefined,
+    op: number,
+    d: unknown,
+  ) => Effect.Effect<void, PayloadTooLarge | ShardNotRunning>
+  readonly start: (id: number) => Effect.Effect<void>
+  /** Stops one shard, keeping its session resumable. */
+  readonly stop: (id: number) => Effect.Effect<void>
+  /** Stops and starts one shard; it resumes its session. */
+  readonly restart: (id: number) => Effect.Effect<void>
+  /** Fails with the first fatal error any shard stops with. */
+  readonly await: Effect.Effect<never, ManagerStop>
+}
+
+/** `(guild_id >> 22) % shard_count`, on the snowflake as a BigInt (ids exceed 2^53). */
+export const shardForGuild = (guildId: string, shardCount: number): number =>
+  Number((BigInt(guildId) >> 22n) % BigInt(shardCount))
+
+interface Running {
+  readonly shard: Shard.Shard
+  readonly scope: Scope.Closeable
+}
+
+export const make = Effect.fnUntraced(function* (
+  config: ShardManagerConfig,
+): Effect.fn.Return<
+  ShardManager,
+  GatewayInfo.GatewayInfoError,
+  Scope.Scope | GatewayTransport | SessionStore | HttpClient.HttpClient
+> {
+  const gatewayBot =
+    config.gatewayBot ??
+    (yield* GatewayInfo.fetchGatewayBot({ token: config.token, apiBaseUrl: config.apiBaseUrl }))
+  const shardCount = config.shardCount ?? gatewayBot.shards
+  const shardIds = selectShards(config.shards, shardCount)
+  const limit = gatewayBot.session_start_limit
+
+  const throttle = yield* Layer.build(
+    IdentifyThrottle.layer({
+      maxConcurrency: limit.max_concurrency,
+      sessionStartLimit: {
+        total: limit.total,
+        remaining: limit.remaining,
+        resetAfterMillis: limit.reset_after,
+      },
+      onExhausted: config.onSessionLimitExhausted,
+    }),
+  )
+  const context = Context.merge(yield* Effect.context<GatewayTransport | SessionStore>(), throttle)
+  const managerScope = yield* Effect.scope
+
+  const merged = yield* Queue.make<ShardEvent, Cause.Done>({ capacity: config.events?.capacity ?? 1024 })
+  const stopped = yield* Deferred.make<never, ManagerStop>()
+  const running = new Map<number, Running>()
+
+  const start = (id: number): Effect.Effect<void> =>
+    Effect.gen(function* () {
+      if (running.has(id) || id < 0 || id >= shardCount) return
+      const scope = yield* Scope.fork(managerScope)
+      const shard = yield* Shard.make({
+        ...config,
+        shard: [id, shardCount],
+        gatewayUrl: gatewayBot.url,
+      }).pipe(Scope.provide(scope), Effect.provideContext(context))
+      running.set(id, { shard, scope })
+      // Pump this shard's events into the merged stream; the pump blocks when the merged
+      // buffer is full, which back-pressures that shard alone.
+      yield* Effect.forkIn(
+        Stream.runForEach(shard.events, (dispatch) => Queue.offer(merged, { shardId: id, dispatch })),
+        scope,
+      )
+      // A fatal stop of any shard is the manager's to report.
+      yield* Effect.forkIn(
+        Effect.catch(shard.await, (error) => Deferred.fail(stopped, error)),
+        scope,
+      )
+    })
+
+  const stop = (id: number): Effect.Effect<void> =>
+    Effect.suspend(() => {
+      const entry = running.get(id)
+      if (!entry) return Effect.void
+      running.delete(id)
+      return Scope.close(entry.scope, Exit.void)
+    })
+
+  // In id order, so each identify bucket is served lowest shard first.
+  for (const id of shardIds) yield* start(id)
+  yield* Effect.addFinalizer(() => Queue.end(merged))
+
+  const all = Effect.sync(() => [...running.values()].map((r) => r.shard))
+  const shardFor = (guildId: string) => shardForGuild(guildId, shardCount)
+
+  return {
+    shardCount,
+    shardIds,
+    gatewayBot,
+    events: Stream.fromQueue(merged),
+    shard: (id) => running.get(id)?.shard,
+    statuses: Effect.flatMap(all, (shards) => Effect.forEach(shards, (s) => SubscriptionRef.get(s.status))),
+    health: Effect.flatMap(all, (shards) => Effect.forEach(shards, (s) => s.health)),
+    shardFor,
+    send: (guildId, op, d) =>
+      Effect.suspend((): Effect.Effect<void, PayloadTooLarge | ShardNotRunning> => {
+        const shardId = guildId === undefined ? 0 : shardFor(guildId)
+        const target = running.get(shardId)
+        return target ? target.shard.send(op, d) : Effect.fail(new ShardNotRunning({ shardId }))
+      }),
+    start,
+    stop,
+    restart: (id) => Effect.andThen(stop(id), start(id)),
+    await: Deferred.await(stopped),
+  } satisfies ShardManager
+})
+
+const selectShards = (selection: ShardManagerConfig["shards"], count: number): ReadonlyArray<number> => {
+  const all = Array.from({ length: count }, (_, i) => i)
+  if (selection === undefined) return all
+  if ("from" in selection) return all.filter((id) => id >= selection.from && id <= selection.to)
+  return [...new Set(selection)].filter((id) => id >= 0 && id < count).sort((a, b) => a - b)
+}

@@ -1,0 +1,172 @@
+import { assert, describe, it } from "@effect/vitest"
+import { SessionStore, ShardManager } from "@vigil/gateway"
+import * as ScriptedGateway from "@vigil/testing/ScriptedGateway"
+import * as Settle from "@vigil/testing/Settle"
+import { Effect, Exit, Fiber, Layer, Random, Redacted, Stream } from "effect"
+import { FetchHttpClient } from "effect/http"
+
+const interval = 41_250
+const env = Layer.mergeAll(
+  ScriptedGateway.ScriptedGateway.layer({ heartbeatInterval: interval }),
+  SessionStore.SessionStore.layerMemory,
+  FetchHttpClient.layer, // not called: these tests hand the manager its /gateway/bot answer
+  Layer.succeed(Random.Random)({ nextDoubleUnsafe: () => 0.5, nextIntUnsafe: () => 0 }),
+)
+
+const gatewayBot = (overrides: Partial<ShardManager.ShardManagerConfig["gatewayBot"] & object> = {}) => ({
+  url: "memory://gateway",
+  shards: 4,
+  session_start_limit: { total: 1000, remaining: 1000, reset_after: 86_400_000, max_concurrency: 4 },
+  ...overrides,
+})
+
+const config = (
+  overrides: Partial<ShardManager.ShardManagerConfig> = {},
+): ShardManager.ShardManagerConfig => ({
+  token: Redacted.make("manager-token"),
+  intents: 1,
+  gatewayBot: gatewayBot(),
+  ...overrides,
+})
+
+/** A snowflake whose shard is `shard` of `count`: (id >> 22) % count. */
+const guildOn = (shard: number, count: number) => String((BigInt(count * 1000 + shard) << 22n) | 12345n)
+
+describe("ShardManager", () => {
+  it.effect("runs every recommended shard and merges their events, tagged with the shard id", () =>
+    Effect.gen(function* () {
+      const server = yield* ScriptedGateway.ScriptedGateway
+      const manager = yield* ShardManager.make(config())
+      const seen: Array<string> = []
+      yield* Effect.forkChild(
+        Stream.runForEach(manager.events, (e) =>
+          Effect.sync(() => void seen.push(`${e.shardId}:${e.dispatch.type}`)),
+        ),
+      )
+      yield* Settle.settle
+      for (let id = 0; id < 4; id++) yield* server.emit("MESSAGE_CREATE", { id: String(id) }, id)
+      yield* Settle.settle
+      assert.deepStrictEqual(manager.shardIds, [0, 1, 2, 3])
+      assert.sameMembers(seen, [
+        "0:READY",
+        "1:READY",
+        "2:READY",
+        "3:READY",
+        "0:MESSAGE_CREATE",
+        "1:MESSAGE_CREATE",
+        "2:MESSAGE_CREATE",
+        "3:MESSAGE_CREATE",
+      ])
+      const statuses = yield* manager.statuses
+      assert.deepStrictEqual(
+        statuses.map((s) => `${s.shard[0]}/${s.shard[1]} ${s.state._tag}`),
+        ["0/4 Ready", "1/4 Ready", "2/4 Ready", "3/4 Ready"],
+      )
+    }).pipe(Effect.provide(env)),
+  )
+
+  it.effect("runs a range of shards of a larger count", () =>
+    Effect.gen(function* () {
+      const server = yield* ScriptedGateway.ScriptedGateway
+      const manager = yield* ShardManager.make(config({ shardCount: 8, shards: { from: 2, to: 3 } }))
+      yield* Settle.settle
+      assert.deepStrictEqual(manager.shardIds, [2, 3])
+      assert.deepStrictEqual(
+        server.allIdentifies().map((i) => i.shard),
+        [2, 3],
+      )
+      assert.strictEqual(manager.shardCount, 8)
+    }).pipe(Effect.provide(env)),
+  )
+
+  it.effect("routes a guild's command to (guild_id >> 22) % shard_count; others get a typed error", () =>
+    Effect.gen(function* () {
+      const server = yield* ScriptedGateway.ScriptedGateway
+      const manager = yield* ShardManager.make(config({ shards: [0, 2] }))
+      yield* Settle.settle
+      assert.strictEqual(ShardManager.shardForGuild(guildOn(2, 4), 4), 2)
+      // a real snowflake (above 2^53): 81384788765712384 >> 22 = 19403645698, % 4 = 2
+      assert.strictEqual(ShardManager.shardForGuild("81384788765712384", 4), 2)
+      yield* manager.send(guildOn(2, 4), 4, { guild_id: guildOn(2, 4), channel_id: null })
+      yield* manager.send(undefined, 3, { status: "online" }) // not a guild's: shard 0
+      yield* Settle.settle
+      assert.strictEqual(server.commands(2).length, 1)
+      assert.strictEqual(server.commands(0).length, 1)
+      const error = yield* Effect.flip(manager.send(guildOn(1, 4), 4, {}))
+      assert.strictEqual(error._tag, "ShardNotRunning")
+    }).pipe(Effect.provide(env)),
+  )
+
+  it.effect("restarts one shard (it resumes) without touching the others", () =>
+    Effect.gen(function* () {
+      const server = yield* ScriptedGateway.ScriptedGateway
+      const manager = yield* ShardManager.make(config())
+      yield* Settle.settle
+      const before = [0, 1, 2, 3].map((id) => server.peer(id)!)
+      yield* manager.restart(1)
+      yield* Settle.settle
+      assert.strictEqual(server.resumes(1), 1)
+      assert.strictEqual(server.identifies(1).length, 1)
+      for (const id of [0, 2, 3]) {
+        assert.strictEqual(server.peer(id), before[id], `shard ${id} untouched`)
+        assert.isTrue(before[id]!.isOpen())
+      }
+      assert.isFalse(before[1]!.isOpen())
+      yield* manager.stop(3)
+      yield* Settle.settle
+      assert.isUndefined(manager.shard(3))
+      assert.isFalse(before[3]!.isOpen())
+      assert.strictEqual(before[3]!.clientCloseCode(), 4900)
+    }).pipe(Effect.provide(env)),
+  )
+
+  it.effect("session_start_limit: when identifies would run out, a typed error", () =>
+    Effect.gen(function* () {
+      const server = yield* ScriptedGateway.ScriptedGateway
+      const manager = yield* ShardManager.make(
+        config({
+          gatewayBot: gatewayBot({
+            session_start_limit: { total: 1000, remaining: 2, reset_after: 60_000, max_concurrency: 4 },
+          }),
+        }),
+      )
+      const exit = yield* Effect.exit(manager.await)
+      assert.isTrue(Exit.isFailure(exit))
+      const error = Exit.isFailure(exit) ? Exit.findErrorOption(exit) : undefined
+      assert.strictEqual(error?._tag === "Some" ? error.value._tag : "", "SessionStartLimitExhausted")
+      assert.strictEqual(server.allIdentifies().length, 2)
+    }).pipe(Effect.provide(env)),
+  )
+
+  it.effect("session_start_limit: or, by configuration, a wait until reset_after", () =>
+    Effect.gen(function* () {
+      const server = yield* ScriptedGateway.ScriptedGateway
+      const manager = yield* ShardManager.make(
+        config({
+          onSessionLimitExhausted: "wait",
+          gatewayBot: gatewayBot({
+            session_start_limit: { total: 1000, remaining: 2, reset_after: 60_000, max_concurrency: 4 },
+          }),
+        }),
+      )
+      const waiting = yield* Effect.forkChild(manager.await)
+      yield* Settle.advance(59_999)
+      assert.strictEqual(server.allIdentifies().length, 2)
+      yield* Settle.advance(1)
+      assert.strictEqual(server.allIdentifies().length, 4)
+      assert.isUndefined(waiting.pollUnsafe())
+      yield* Fiber.interrupt(waiting)
+    }).pipe(Effect.provide(env)),
+  )
+
+  it.effect("a fatal error on any shard is reported by tag", () =>
+    Effect.gen(function* () {
+      const server = yield* ScriptedGateway.ScriptedGateway
+      const manager = yield* ShardManager.make(config())
+      yield* Settle.settle
+      yield* server.close(4011, 2)
+      const error = yield* Effect.flip(manager.await)
+      assert.strictEqual(error._tag, "ShardingRequired")
+    }).pipe(Effect.provide(env)),
+  )
+})
