@@ -142,7 +142,11 @@ export const connect = (
         }),
         Effect.flatMap((payload) =>
           payload === undefined
-            ? Effect.fail(new ClientError({ detail: `no payload within ${timeout} ms` }))
+            ? Effect.fail(
+                new ClientError({
+                  detail: client.isClosed() ? "the socket closed" : `no payload within ${timeout} ms`,
+                }),
+              )
             : Effect.succeed(payload),
         ),
       )
