@@ -43,6 +43,8 @@ export interface MemoryGateway {
   readonly peers: () => ReadonlyArray<MemoryPeer>
   /** Connections open right now. */
   readonly openCount: () => number
+  /** The most connections ever open at the same time. */
+  readonly maxOpenCount: () => number
   /** Clock times of every `connect` call, failed ones included. */
   readonly connectAttempts: () => ReadonlyArray<number>
   /** Make the next `connect` fail (e.g. the network is down); each entry is used once. */
@@ -76,6 +78,7 @@ export const make = Effect.gen(function* () {
   const attempts: Array<number> = []
   let nextId = 1
   let open = 0
+  let maxOpen = 0
 
   const connect = (
     url: string,
@@ -98,6 +101,7 @@ export const make = Effect.gen(function* () {
       let isOpen = true
       let clientCloseCode: number | undefined
       open++
+      maxOpen = Math.max(maxOpen, open)
       const shut = (reason: FrameBuffer.EndReason) => {
         if (!isOpen) return
         isOpen = false
@@ -156,6 +160,7 @@ export const make = Effect.gen(function* () {
     accept: Queue.take(incoming),
     peers: () => peers,
     openCount: () => open,
+    maxOpenCount: () => maxOpen,
     connectAttempts: () => attempts,
     failNextConnect: (detail) => Effect.sync(() => void connectFailures.push(detail)),
   }

@@ -1,0 +1,169 @@
+/**
+ * The properties every run of Vigil must keep, as reusable checks. Each returns the
+ * violations it finds (empty when the invariant holds), so a test or a chaos run can report
+ * all of them at once, with enough detail to replay the failing case.
+ */
+import type { Protocol } from "@vigil/gateway"
+import { Cause, Effect, Layer, Logger, Tracer } from "effect"
+import type { MemoryPeer } from "./MemoryTransport.ts"
+
+export interface Violation {
+  readonly invariant: string
+  readonly detail: string
+}
+
+/** A dispatch as the server produced it. */
+export interface Produced {
+  readonly s: number
+  readonly t: string
+  readonly d: unknown
+}
+
+const sessionOf = (type: string, data: unknown): string | undefined =>
+  type === "READY" ? String((data as { session_id?: unknown } | null)?.session_id) : undefined
+
+/** Splits a dispatch log into sessions, each starting at its READY. */
+const bySession = <A>(
+  items: ReadonlyArray<A>,
+  read: (a: A) => { type: string; data: unknown; seq: number },
+) => {
+  const sessions = new Map<string, Array<number>>()
+  const order: Array<string> = []
+  let current: Array<number> | undefined
+  for (const item of items) {
+    const { type, data, seq } = read(item)
+    const id = sessionOf(type, data)
+    if (id !== undefined) {
+      current = []
+      sessions.set(id, current)
+      order.push(id)
+    }
+    current?.push(seq)
+  }
+  return { sessions, order }
+}
+
+/**
+ * Every dispatch the server produced reaches the consumer exactly once and in order.
+ * A session that ended (identify afresh) may stop short: the consumer then has a prefix of
+ * it, never a gap or a repeat. The newest session must be complete when `settled`.
+ */
+export const exactlyOnce = (
+  produced: ReadonlyArray<Produced>,
+  consumed: ReadonlyArray<Protocol.Dispatch>,
+  options: { readonly settled: boolean },
+): Array<Violation> => {
+  const violations: Array<Violation> = []
+  const server = bySession(produced, (e) => ({ type: e.t, data: e.d, seq: e.s }))
+  const client = bySession(consumed, (e) => ({ type: e.type, data: e.data, seq: e.seq }))
+  if (consumed.length > 0 && sessionOf(consumed[0]!.type, consumed[0]!.data) === undefined) {
+    violations.push({ invariant: "exactly-once", detail: `first event is ${consumed[0]!.type}, not READY` })
+  }
+  for (const id of client.order) {
+    const got = client.sessions.get(id)!
+    const sent = server.sessions.get(id)
+    if (!sent) {
+      violations.push({ invariant: "exactly-once", detail: `session ${id} was never produced` })
+      continue
+    }
+    const prefix = sent.slice(0, got.length)
+    if (got.length > sent.length || got.some((seq, i) => seq !== prefix[i])) {
+      violations.push({
+        invariant: "exactly-once",
+        detail: `session ${id}: consumed [${got.join(",")}] is not a prefix of produced [${sent.join(",")}]`,
+      })
+    }
+  }
+  const newest = server.order.at(-1)
+  if (options.settled && newest !== undefined) {
+    const got = client.sessions.get(newest) ?? []
+    const sent = server.sessions.get(newest)!
+    if (got.length !== sent.length) {
+      violations.push({
+        invariant: "exactly-once",
+        detail: `newest session ${newest}: ${got.length} of ${sent.length} events delivered`,
+      })
+    }
+  }
+  return violations
+}
+
+/** No write reached a connection after it closed: no stale heartbeat, no stale command. */
+export const noLateSends = (peers: ReadonlyArray<MemoryPeer>): Array<Violation> =>
+  peers
+    .filter((p) => p.lateSends.length > 0)
+    .map((p) => ({
+      invariant: "no-send-after-close",
+      detail: `connection ${p.id}: ${p.lateSends.length} write(s) after close, ops ${p.lateSends.map((f) => f.op).join(",")}`,
+    }))
+
+/** At most `limit` sockets were ever open at once (one per shard). */
+export const atMostOpen = (maxOpen: number, limit: number): Array<Violation> =>
+  maxOpen > limit
+    ? [{ invariant: "one-socket-per-shard", detail: `${maxOpen} sockets were open at once` }]
+    : []
+
+/** After shutdown nothing is open. */
+export const nothingOpen = (open: number): Array<Violation> =>
+  open > 0 ? [{ invariant: "clean-shutdown", detail: `${open} socket(s) still open after shutdown` }] : []
+
+/** The secret never appears in anything captured. */
+export const secretNeverLeaked = (secret: string, captured: ReadonlyArray<string>): Array<Violation> =>
+  captured
+    .filter((text) => text.includes(secret))
+    .map((text) => ({
+      invariant: "token-never-leaked",
+      detail: `found in: ${text.replace(secret, "<TOKEN>").slice(0, 200)}`,
+    }))
+
+export interface Capture {
+  /** Every log line (message, annotations and cause) and every span (name, attributes, events), as text. */
+  readonly texts: () => ReadonlyArray<string>
+  /** Log entries at Error level or above, and defects seen in logged causes. */
+  readonly errors: () => ReadonlyArray<string>
+  readonly layer: Layer.Layer<never>
+}
+
+const show = (value: unknown): string => {
+  try {
+    return typeof value === "string"
+      ? value
+      : JSON.stringify(value, (_k, v) => (typeof v === "bigint" ? String(v) : v))
+  } catch {
+    return String(value)
+  }
+}
+
+/** Captures logs and spans as text, to look for leaked secrets and unexpected errors. */
+export const capture = (): Capture => {
+  const texts: Array<string> = []
+  const errors: Array<string> = []
+  const logger = Logger.make((options) => {
+    const text = `${options.logLevel} ${show(options.message)} ${Cause.pretty(options.cause)}`
+    texts.push(text)
+    if (options.logLevel === "Error" || options.logLevel === "Fatal" || Cause.hasDies(options.cause))
+      errors.push(text)
+  })
+  const tracer = Tracer.make({
+    span: (options) => {
+      const span = new Tracer.NativeSpan(options)
+      const end = span.end.bind(span)
+      span.end = (endTime, exit) => {
+        texts.push(`span ${options.name} ${show([...span.attributes])} ${show(span.events)} ${show(exit)}`)
+        end(endTime, exit)
+      }
+      return span
+    },
+  })
+  return {
+    texts: () => texts,
+    errors: () => errors,
+    layer: Layer.merge(Logger.layer([logger]), Layer.succeed(Tracer.Tracer)(tracer)),
+  }
+}
+
+/** Fails the effect with every violation listed, so the test output shows them all. */
+export const assertNone = (violations: ReadonlyArray<Violation>): Effect.Effect<void, string> =>
+  violations.length === 0
+    ? Effect.void
+    : Effect.fail(violations.map((v) => `[${v.invariant}] ${v.detail}`).join("\n"))
