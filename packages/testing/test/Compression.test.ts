@@ -1,0 +1,84 @@
+/**
+ * Transport compression as a client sees it: decoded here with `node:zlib`, one context for
+ * the connection's life, exactly as PROTOCOL.md describes the two streams.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { FakeGateway, Recording, Traffic } from "../src/index.ts"
+import { connect, token } from "./support.ts"
+
+const zlibSuffix = Buffer.from([0x00, 0x00, 0xff, 0xff])
+const zstdMagic = Buffer.from([0x28, 0xb5, 0x2f, 0xfd])
+
+describe("FakeGateway transport compression", () => {
+  it.live("zlib-stream: one deflate context, every message ends with 00 00 ff ff", () =>
+    Effect.gen(function* () {
+      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 1000 })
+      const client = yield* connect(gateway.connectUrl({ compress: "zlib-stream" }), {
+        compress: "zlib-stream",
+      })
+      assert.strictEqual((yield* client.next()).op, 10)
+      const ready = yield* client.identify()
+      assert.strictEqual(ready.t, "READY")
+      yield* gateway.emit("latest", { count: 5 })
+      for (let i = 0; i < 5; i++) assert.strictEqual((yield* client.next()).d.content, `message ${i}`)
+      assert.lengthOf(client.frames, 7)
+      for (const frame of client.frames) assert.isTrue(frame.subarray(-4).equals(zlibSuffix))
+      // one stream: only the first message carries the zlib header
+      assert.strictEqual(client.frames[0]![0], 0x78)
+      assert.isTrue(client.frames.slice(1).every((frame) => frame[0] !== 0x78 || frame[1] !== 0x9c))
+    }),
+  )
+
+  it.live("zlib-stream split across frames: a message is complete only with the suffix", () =>
+    Effect.gen(function* () {
+      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 1000, zlibFrameBytes: 16 })
+      const client = yield* connect(gateway.connectUrl({ compress: "zlib-stream" }), {
+        compress: "zlib-stream",
+      })
+      assert.strictEqual((yield* client.next()).op, 10)
+      const ready = yield* client.identify()
+      assert.strictEqual(ready.t, "READY")
+      const guild = Traffic.guildIds(1)[0]!
+      yield* gateway.dispatch("latest", "GUILD_CREATE", Traffic.guildCreate(guild, { members: 200 }))
+      const created = yield* client.next()
+      assert.strictEqual(created.d.members.length, 200)
+      const sent = Recording.sent(yield* gateway.entries)
+      assert.isTrue(sent.every((entry) => entry.frames > 1))
+      assert.strictEqual(
+        client.frames.length,
+        sent.reduce((n, entry) => n + entry.frames, 0),
+      )
+      const complete = client.frames.filter((frame) => frame.subarray(-4).equals(zlibSuffix))
+      assert.strictEqual(complete.length, sent.length, "only a message's last frame ends with the suffix")
+    }),
+  )
+
+  it.live("zstd-stream: one context, each message flushed, frame magic only at the start", () =>
+    Effect.gen(function* () {
+      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 1000 })
+      const client = yield* connect(gateway.connectUrl({ compress: "zstd-stream" }), {
+        compress: "zstd-stream",
+      })
+      assert.strictEqual((yield* client.next()).op, 10)
+      yield* client.identify()
+      yield* gateway.emit("latest", { count: 5 })
+      for (let i = 0; i < 5; i++) assert.strictEqual((yield* client.next()).d.content, `message ${i}`)
+      assert.lengthOf(client.frames, 7, "one WebSocket message per gateway message")
+      assert.isTrue(client.frames[0]!.subarray(0, 4).equals(zstdMagic))
+      assert.isTrue(client.frames.slice(1).every((frame) => !frame.subarray(0, 4).equals(zstdMagic)))
+      const connections = yield* gateway.connections
+      assert.strictEqual(connections[0]!.compression, "zstd-stream")
+    }),
+  )
+
+  it.live("an unknown compress value is refused with 4002, saying why", () =>
+    Effect.gen(function* () {
+      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 1000 })
+      const client = yield* connect(`${gateway.url}/?v=10&encoding=json&compress=brotli`)
+      const closed = yield* client.closed()
+      assert.strictEqual(closed.code, 4002)
+      assert.match(closed.reason, /brotli/)
+    }),
+  )
+})
