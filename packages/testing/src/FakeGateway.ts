@@ -401,6 +401,8 @@ export const make = (config: Config): Effect.Effect<FakeGatewayService, ListenEr
       }),
       (server) =>
         Effect.gen(function* () {
+          // Control calls made after this point find nothing to act on (NoTarget).
+          for (const session of state.sessions.values()) state.endSession(session, "the gateway shut down")
           for (const socket of upgraded) socket.destroy()
           for (const client of wss.clients) client.terminate()
           yield* stopListening(server)
