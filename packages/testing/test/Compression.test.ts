@@ -2,6 +2,7 @@
  * Transport compression as a client sees it: decoded here with `node:zlib`, one context for
  * the connection's life, exactly as PROTOCOL.md describes the two streams.
  */
+import * as Zlib from "node:zlib"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { FakeGateway, Recording, Traffic } from "../src/index.ts"
@@ -70,6 +71,25 @@ describe("FakeGateway transport compression", () => {
       const connections = yield* gateway.connections
       assert.strictEqual(connections[0]!.compression, "zstd-stream")
     }),
+  )
+
+  it.live(
+    "payload compression (Identify compress: true): each payload after it is a zlib stream of its own",
+    () =>
+      Effect.gen(function* () {
+        const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 1000 })
+        const client = yield* connect(gateway.connectUrl())
+        assert.strictEqual((yield* client.next()).op, 10)
+        const ready = yield* client.identify({ compress: true })
+        assert.strictEqual(ready.t, "READY")
+        yield* client.heartbeat(1)
+        assert.strictEqual((yield* client.next()).op, 11)
+        assert.strictEqual(client.frames[0]!.toString("utf8")[0], "{", "Hello is plain JSON")
+        for (const frame of client.frames.slice(1)) {
+          assert.strictEqual(frame[0], 0x78, "a zlib header on every payload")
+          assert.doesNotThrow(() => JSON.parse(Zlib.inflateSync(frame).toString("utf8")))
+        }
+      }),
   )
 
   it.live("an unknown compress value is refused with 4002, saying why", () =>

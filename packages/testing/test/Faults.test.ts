@@ -195,6 +195,25 @@ describe("FakeGateway faults", () => {
   )
 })
 
+describe("FakeGateway control calls racing a closing socket", () => {
+  it.live("a fault aimed at a connection that is going away returns, never hangs", () =>
+    Effect.gen(function* () {
+      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 5000, identifyWindow: 1 })
+      for (let i = 0; i < 20; i++) {
+        const { client } = yield* ready(gateway)
+        yield* client.terminate
+        const outcome = yield* gateway.reconnect("latest").pipe(
+          Effect.map(() => "sent or withheld"),
+          Effect.catchTag("NoTarget", () => Effect.succeed("already gone")),
+          Effect.timeoutOrElse({ duration: 1000, orElse: () => Effect.succeed("hung") }),
+        )
+        assert.notStrictEqual(outcome, "hung")
+        yield* gateway.awaitEntry((e) => e._tag === "Closed" && e.connection === i + 1)
+      }
+    }),
+  )
+})
+
 describe("FakeGateway recording", () => {
   it.live("answers what the server saw: heartbeats per connection, identifies, client close codes", () =>
     Effect.gen(function* () {

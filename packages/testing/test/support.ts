@@ -128,7 +128,8 @@ export const connect = (
               pending = []
             }
           } else if (unzstd) text = yield* unzstd(frame)
-          else text = frame.toString("utf8")
+          // Payload compression (Identify's `compress: true`): a whole zlib stream per payload.
+          else text = frame[0] === 0x78 ? Zlib.inflateSync(frame).toString("utf8") : frame.toString("utf8")
           if (text !== undefined) payloads.push(JSON.parse(text) as Payload)
         }
       }),

@@ -4,10 +4,11 @@
  * recorded. Lives in its own scope: when it closes, the socket, its writer, its watchdog
  * and any delayed ACK go with it.
  */
+import * as Zlib from "node:zlib"
 import { Clock, Deferred, Effect, Predicate, Result, type Scope } from "effect"
 import * as Traffic from "../Traffic.ts"
 import * as Encoder from "./Encoder.ts"
-import { type Conn, redact, type State } from "./State.ts"
+import { type Conn, type Outbound, redact, type State } from "./State.ts"
 import * as Validate from "./Validate.ts"
 
 const OPEN = 1
@@ -52,40 +53,52 @@ const invalidSession = (
     Effect.sync(() => state.send(conn, { op: 9, d: false })),
   )
 
-/** The single writer: encodes and writes queued payloads in order, or withholds them. */
+/** Writes one queued item: a close frame, or a payload's frames, or records it withheld. */
+const write = (state: State, conn: Conn, encoder: Encoder.Encoder, item: Outbound): Effect.Effect<void> =>
+  Effect.gen(function* () {
+    if (item._tag === "Close") {
+      if (conn.ws.readyState === OPEN && !conn.halfOpen) {
+        conn.closedByServer ??= { code: item.code, reason: item.reason }
+        conn.ws.close(item.code, item.reason)
+      }
+      return
+    }
+    if (conn.halfOpen) {
+      return yield* state.record({ _tag: "Withheld", connection: conn.id, op: item.op, t: item.t, s: item.s })
+    }
+    if (conn.ws.readyState !== OPEN) return
+    // Payload compression (Identify's `compress: true`): each payload on its own, zlib, whole.
+    const frames = conn.payloadCompression ? [Zlib.deflateSync(item.text)] : yield* encoder.encode(item.text)
+    // The socket may have gone while the frames were being compressed.
+    if (conn.ws.readyState !== OPEN) return
+    let bytes = 0
+    for (const frame of frames) {
+      conn.ws.send(frame)
+      bytes += typeof frame === "string" ? Buffer.byteLength(frame) : frame.length
+    }
+    yield* state.record({
+      _tag: "Sent",
+      connection: conn.id,
+      op: item.op,
+      t: item.t,
+      s: item.s,
+      bytes,
+      frames: frames.length,
+    })
+  })
+
+/**
+ * The single writer: takes queued items in order. Whatever becomes of an item (written,
+ * withheld, or cut short by the connection's end), whoever waits on `written` is released.
+ */
 const writer = (state: State, conn: Conn, encoder: Encoder.Encoder): Effect.Effect<void> =>
   Effect.gen(function* () {
     while (true) {
       const item = yield* conn.outbox.take
       if (item === undefined) return
-      if (item._tag === "Close") {
-        if (conn.ws.readyState === OPEN && !conn.halfOpen) {
-          conn.closedByServer ??= { code: item.code, reason: item.reason }
-          conn.ws.close(item.code, item.reason)
-        }
-      } else if (conn.halfOpen) {
-        yield* state.record({ _tag: "Withheld", connection: conn.id, op: item.op, t: item.t, s: item.s })
-      } else if (conn.ws.readyState === OPEN) {
-        const frames = yield* encoder.encode(item.text)
-        // The socket may have gone while the frames were being compressed.
-        if (conn.ws.readyState === OPEN) {
-          let bytes = 0
-          for (const frame of frames) {
-            conn.ws.send(frame)
-            bytes += typeof frame === "string" ? Buffer.byteLength(frame) : frame.length
-          }
-          yield* state.record({
-            _tag: "Sent",
-            connection: conn.id,
-            op: item.op,
-            t: item.t,
-            s: item.s,
-            bytes,
-            frames: frames.length,
-          })
-        }
-      }
-      if (item.written) yield* Deferred.succeed(item.written, undefined)
+      yield* write(state, conn, encoder, item).pipe(
+        Effect.ensuring(item.written ? Deferred.succeed(item.written, undefined) : Effect.void),
+      )
     }
   })
 
@@ -174,6 +187,8 @@ const identify = (state: State, conn: Conn, d: unknown, now: number): Effect.Eff
     const refused = state.takeIdentifyTurn(shard[0], now)
     if (refused !== undefined) return yield* invalidSession(state, conn, refused, shard)
 
+    // Payload compression only applies without transport compression, which supersedes it.
+    conn.payloadCompression = checked.success.compress && conn.compression === undefined
     const session = state.newSession(shard, intents)
     session.connection = conn
     conn.session = session
@@ -345,6 +360,8 @@ export const run = (state: State, conn: Conn, search: URLSearchParams): Effect.E
         Effect.sync(() => {
           conn.state = "closed"
           conn.outbox.close()
+          for (const item of conn.outbox.drain())
+            if (item.written) Deferred.doneUnsafe(item.written, Effect.void)
           conn.ws.terminate()
           Deferred.doneUnsafe(conn.closed, Effect.void)
         }),

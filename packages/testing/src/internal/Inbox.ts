@@ -6,9 +6,12 @@
 import { Effect } from "effect"
 
 export interface Inbox<A> {
-  readonly push: (item: A) => void
-  /** After `close`, pushes are ignored and `take` drains what is left, then yields `undefined`. */
+  /** Returns false when the inbox is closed and the item was not taken in. */
+  readonly push: (item: A) => boolean
+  /** After `close`, pushes are refused and `take` drains what is left, then yields `undefined`. */
   readonly close: () => void
+  /** Empties the inbox, returning what was left in it. */
+  readonly drain: () => Array<A>
   readonly take: Effect.Effect<A | undefined>
   readonly size: () => number
 }
@@ -27,9 +30,10 @@ export const make = <A>(): Inbox<A> => {
 
   return {
     push: (item) => {
-      if (closed) return
+      if (closed) return false
       items.push(item)
       wake()
+      return true
     },
     close: () => {
       closed = true
@@ -42,6 +46,7 @@ export const make = <A>(): Inbox<A> => {
         if (waiter === resume) waiter = undefined
       })
     }),
+    drain: () => items.splice(0),
     size: () => items.length,
   }
 }

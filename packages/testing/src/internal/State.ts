@@ -91,6 +91,8 @@ export interface Conn {
   readonly closed: Deferred.Deferred<void>
   version: number
   compression: TransportCompression | undefined
+  /** Identify asked for `compress: true`: every payload after it is zlib-compressed on its own. */
+  payloadCompression: boolean
   state: "open" | "closing" | "closed"
   auth: "none" | "identified" | "resumed"
   session: Session | undefined
@@ -163,6 +165,7 @@ export const make = (config: ResolvedConfig, startedAt: number) => {
       closed: Deferred.makeUnsafe(),
       version: 10,
       compression: undefined,
+      payloadCompression: false,
       state: "open",
       auth: "none",
       session: undefined,
@@ -202,6 +205,11 @@ export const make = (config: ResolvedConfig, startedAt: number) => {
     return session
   }
 
+  /** Queues a frame; when the connection is past taking any, `written` resolves at once. */
+  const enqueue = (conn: Conn, item: Outbound) => {
+    if (!conn.outbox.push(item) && item.written) Deferred.doneUnsafe(item.written, Effect.void)
+  }
+
   /** Queues a payload on a connection; `written` resolves once it is on the wire (or withheld). */
   const send = (
     conn: Conn,
@@ -210,7 +218,7 @@ export const make = (config: ResolvedConfig, startedAt: number) => {
   ) => {
     const t = payload.t ?? null
     const s = payload.s ?? null
-    conn.outbox.push({
+    enqueue(conn, {
       _tag: "Payload",
       text: JSON.stringify({ op: payload.op, d: payload.d, s, t }),
       op: payload.op,
@@ -228,7 +236,7 @@ export const make = (config: ResolvedConfig, startedAt: number) => {
     if (session.buffer.length > config.replayLimit) session.buffer.shift()
     const conn = session.connection
     if (conn !== undefined && conn.state === "open") {
-      conn.outbox.push({ _tag: "Payload", text, op: 0, t, s, written })
+      enqueue(conn, { _tag: "Payload", text, op: 0, t, s, written })
     } else if (written) Deferred.doneUnsafe(written, Effect.void)
     return s
   }
@@ -265,7 +273,7 @@ export const make = (config: ResolvedConfig, startedAt: number) => {
     conn.state = "closing"
     const invalidate = options.invalidate ?? (isSessionEndingCode(code) || classifyClose(code) !== "resume")
     if (invalidate && conn.session !== undefined) endSession(conn.session, `server closed with ${code}`)
-    conn.outbox.push({ _tag: "Close", code, reason, written: options.written })
+    enqueue(conn, { _tag: "Close", code, reason, written: options.written })
   }
 
   /** The TCP link goes without a close frame. */
@@ -314,6 +322,7 @@ export const make = (config: ResolvedConfig, startedAt: number) => {
     newConn,
     newSession,
     isResumable,
+    enqueue,
     send,
     dispatch,
     endSession,

@@ -48,8 +48,9 @@ export interface IdentifyRules {
 export interface Identify {
   readonly intents: number
   readonly shard: readonly [number, number]
-  /** The shard the payload named, even when it was refused (for the recording). */
   readonly largeThreshold: number | undefined
+  /** Payload compression asked for (`compress: true`). */
+  readonly compress: boolean
 }
 
 const isInt = (value: unknown): value is number => Predicate.isNumber(value) && Number.isInteger(value)
@@ -77,7 +78,7 @@ export const identify = (d: unknown, rules: IdentifyRules): Result.Result<Identi
     return refuse(4002, "identify: `properties` must carry os, browser and device")
   }
   const intents = payload.intents
-  if (!isInt(intents) || intents < 0 || (intents & ~knownIntents) !== 0 || intents > knownIntents) {
+  if (!isInt(intents) || intents < 0 || intents > knownIntents || (intents & ~knownIntents) !== 0) {
     return refuse(4013, `invalid intents: ${String(intents)}`)
   }
   const disallowed = intents & privilegedIntents & ~rules.allowedPrivilegedIntents
@@ -96,7 +97,10 @@ export const identify = (d: unknown, rules: IdentifyRules): Result.Result<Identi
   ) {
     return refuse(4002, "identify: `large_threshold` must be an integer in 50–250")
   }
-  return Result.succeed({ intents, shard, largeThreshold })
+  if (payload.compress !== undefined && !Predicate.isBoolean(payload.compress)) {
+    return refuse(4002, "identify: `compress` is not a boolean")
+  }
+  return Result.succeed({ intents, shard, largeThreshold, compress: payload.compress === true })
 }
 
 export interface Resume {
