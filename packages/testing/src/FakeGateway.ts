@@ -20,6 +20,7 @@ import { Clock, Context, Deferred, Duration, Effect, FiberSet, Layer, Schema, ty
 import { type WebSocket, WebSocketServer } from "ws"
 import * as Connection from "./internal/Connection.ts"
 import * as HttpApi from "./internal/Http.ts"
+import type * as Rest from "./internal/Rest.ts"
 import * as State from "./internal/State.ts"
 import { privilegedIntents } from "./internal/Validate.ts"
 import * as Recording from "./Recording.ts"
@@ -77,7 +78,25 @@ export interface Config {
   readonly guilds?: ReadonlyArray<string> | undefined
   readonly user?: { readonly id: string; readonly username: string } | undefined
   readonly applicationId?: string | undefined
+  /** `POST /channels/{id}/messages` rate limits. */
+  readonly rest?:
+    | {
+        /** Per channel. Default 5 per 5 s. */
+        readonly messageLimit?: { readonly requests: number; readonly window: Duration.Input } | undefined
+        /** Per bot, across routes. Default 50 per second. */
+        readonly globalLimit?: { readonly requests: number; readonly window: Duration.Input } | undefined
+      }
+    | undefined
 }
+
+const limit = (
+  value: { readonly requests: number; readonly window: Duration.Input } | undefined,
+  requests: number,
+  windowMillis: number,
+) =>
+  value
+    ? { requests: value.requests, windowMillis: Duration.toMillis(value.window) }
+    : { requests, windowMillis }
 
 const millis = (input: Duration.Input | undefined, fallback: number): number =>
   input === undefined ? fallback : Duration.toMillis(input)
@@ -114,6 +133,10 @@ export const resolveConfig = (config: Config): State.ResolvedConfig => {
     guilds,
     user: config.user ?? { id: "1000000000000000001", username: "vigil-fake-bot" },
     applicationId: config.applicationId ?? config.user?.id ?? "1000000000000000001",
+    rest: {
+      messageLimit: limit(config.rest?.messageLimit, 5, 5_000),
+      globalLimit: limit(config.rest?.globalLimit, 50, 1_000),
+    },
   }
 }
 
@@ -175,6 +198,8 @@ export type Target =
   | { readonly connection: number }
   | { readonly session: string }
   | { readonly shard: number }
+
+export type PostedMessage = Rest.PostedMessage
 
 export interface ConnectionInfo {
   readonly id: number
@@ -301,6 +326,21 @@ export interface FakeGatewayService {
    * same port, with the sessions kept or lost.
    */
   readonly restart: (options?: RestartOptions) => Effect.Effect<void, ListenError>
+
+  // REST ------------------------------------------------------------------
+
+  /** Messages accepted by `POST /channels/{id}/messages`, oldest first. */
+  readonly messages: Effect.Effect<ReadonlyArray<PostedMessage>>
+  /**
+   * The next `count` (default 1) message posts get this answer instead: a 429 (with
+   * `retryAfter`, default 1 s, and `global`) or any other status, e.g. 500 or 503.
+   */
+  readonly failPosts: (options: {
+    readonly status: number
+    readonly count?: number | undefined
+    readonly retryAfter?: Duration.Input | undefined
+    readonly global?: boolean | undefined
+  }) => Effect.Effect<void>
 
   // What the server saw ---------------------------------------------------
 
@@ -647,6 +687,26 @@ export const make = (config: Config): Effect.Effect<FakeGatewayService, ListenEr
           return sessions.map((session) => session.id)
         }),
       restart,
+
+      messages: Effect.sync(() => state.rest.messages()),
+      failPosts: (options) =>
+        Effect.andThen(
+          state.record({
+            _tag: "Fault",
+            connection: undefined,
+            fault: "fail-posts",
+            detail: `next ${options.count ?? 1} message post(s) answered ${options.status}`,
+          }),
+          Effect.sync(() =>
+            state.rest.addFault({
+              status: options.status,
+              remaining: options.count ?? 1,
+              retryAfterMillis:
+                options.retryAfter === undefined ? undefined : Duration.toMillis(options.retryAfter),
+              global: options.global ?? false,
+            }),
+          ),
+        ),
 
       entries: Effect.sync(() => state.entries.slice()),
       awaitEntry,

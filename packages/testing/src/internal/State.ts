@@ -11,6 +11,7 @@ import type { WebSocket } from "ws"
 import type * as Recording from "../Recording.ts"
 import type { TransportCompression } from "./Encoder.ts"
 import * as Inbox from "./Inbox.ts"
+import * as Rest from "./Rest.ts"
 
 export interface ResolvedConfig {
   readonly token: string
@@ -36,6 +37,7 @@ export interface ResolvedConfig {
   readonly guilds: ReadonlyArray<string>
   readonly user: { readonly id: string; readonly username: string }
   readonly applicationId: string
+  readonly rest: Rest.RestConfig
 }
 
 export interface BufferedDispatch {
@@ -127,6 +129,7 @@ export const make = (config: ResolvedConfig, startedAt: number) => {
     remaining: config.sessionStartLimit.remaining,
     resetAt: startedAt + config.sessionStartLimit.resetAfterMillis,
   }
+  const rest = Rest.make(config.rest, config.user)
   let nextConnection = 1
   let nextSession = 1
   let publicUrl = ""
@@ -314,6 +317,7 @@ export const make = (config: ResolvedConfig, startedAt: number) => {
 
   return {
     config,
+    rest,
     entries,
     conns,
     sessions,
