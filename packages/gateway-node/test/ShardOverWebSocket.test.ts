@@ -4,9 +4,10 @@
  * the fake injects. Real time, short heartbeat intervals.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { type Protocol, SessionStore, ShardManager, Transport } from "@vigil/gateway"
+import { type Protocol, SessionStore, ShardManager } from "@vigil/gateway"
 import { NodeTransport } from "@vigil/gateway-node"
 import * as FakeGateway from "@vigil/testing/FakeGateway"
+import * as Invariants from "@vigil/testing/Invariants"
 import * as Recording from "@vigil/testing/Recording"
 import { Effect, Layer, Redacted, Stream } from "effect"
 import { FetchHttpClient } from "effect/http"
@@ -14,18 +15,8 @@ import { FetchHttpClient } from "effect/http"
 const token = "live-shard-test-token"
 const interval = 250
 
-/** The ws transport, counting the sockets open at once on the client's side. */
-const sockets = { open: 0, max: 0 }
-const countingTransport = Layer.succeed(Transport.GatewayTransport)({
-  connect: (url) =>
-    Effect.acquireRelease(
-      Effect.sync(() => {
-        sockets.max = Math.max(sockets.max, ++sockets.open)
-      }),
-      () => Effect.sync(() => void sockets.open--),
-    ).pipe(Effect.andThen(NodeTransport.make().connect(url))),
-})
-const client = Layer.mergeAll(countingTransport, SessionStore.SessionStore.layerMemory, FetchHttpClient.layer)
+const sockets = Invariants.countSockets(NodeTransport.make())
+const client = Layer.mergeAll(sockets.layer, SessionStore.SessionStore.layerMemory, FetchHttpClient.layer)
 
 const waitUntil = (check: () => boolean | Promise<boolean>, what: string, seconds = 5) =>
   Effect.gen(function* () {
@@ -93,7 +84,7 @@ describe("ShardManager over WebSocket against FakeGateway", () => {
       )
       assert.strictEqual(Recording.identifyCount(entries), 2)
       // One socket per shard as the client holds them (the server may see the old close late).
-      assert.isAtMost(sockets.max, 2, "never more sockets than shards")
+      assert.isAtMost(sockets.max(), 2, "never more sockets than shards")
     }).pipe(Effect.provide(client)),
   )
 

@@ -3,7 +3,7 @@
  * violations it finds (empty when the invariant holds), so a test or a chaos run can report
  * all of them at once, with enough detail to replay the failing case.
  */
-import type { Protocol } from "@vigil/gateway"
+import { type Protocol, Transport } from "@vigil/gateway"
 import { Cause, Effect, Layer, Logger, Tracer } from "effect"
 import type { MemoryPeer } from "./MemoryTransport.ts"
 
@@ -167,3 +167,34 @@ export const assertNone = (violations: ReadonlyArray<Violation>): Effect.Effect<
   violations.length === 0
     ? Effect.void
     : Effect.fail(violations.map((v) => `[${v.invariant}] ${v.detail}`).join("\n"))
+
+export interface SocketCount {
+  /** Sockets the client holds open right now. */
+  readonly open: () => number
+  /** The most it ever held at once. */
+  readonly max: () => number
+  /** The transport to give the client: `inner`, counted. */
+  readonly layer: Layer.Layer<Transport.GatewayTransport>
+}
+
+/**
+ * Counts the sockets a client holds, on the client's side of the wire (a server or proxy
+ * sees a closed socket go a little later, so only the client can tell "one at a time").
+ */
+export const countSockets = (inner: Transport.GatewayTransport["Service"]): SocketCount => {
+  let open = 0
+  let max = 0
+  return {
+    open: () => open,
+    max: () => max,
+    layer: Layer.succeed(Transport.GatewayTransport)({
+      connect: (url) =>
+        Effect.acquireRelease(
+          Effect.sync(() => {
+            max = Math.max(max, ++open)
+          }),
+          () => Effect.sync(() => void open--),
+        ).pipe(Effect.andThen(inner.connect(url))),
+    }),
+  }
+}

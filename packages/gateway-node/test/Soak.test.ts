@@ -1,0 +1,123 @@
+/**
+ * A real-socket soak: a Shard on the ws transport talks to FakeGateway through a TCP proxy
+ * that keeps flapping (cut, stall, slow, refuse) while traffic flows. Bounded in time:
+ * a few seconds in CI, as long as you like with `SOAK_SECONDS=600`. The same invariants as
+ * the in-memory chaos runs must hold when it ends.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { IdentifyThrottle, type Protocol, SessionStore, Shard } from "@vigil/gateway"
+import { NodeTransport } from "@vigil/gateway-node"
+import * as FakeGateway from "@vigil/testing/FakeGateway"
+import * as Invariants from "@vigil/testing/Invariants"
+import * as TcpProxy from "@vigil/testing/TcpProxy"
+import { Effect, Layer, Random, Redacted, Stream } from "effect"
+
+const seconds = Number(process.env.SOAK_SECONDS ?? 6)
+const token = "soak-secret-token"
+const interval = 300
+
+const sockets = Invariants.countSockets(NodeTransport.make({ openTimeout: 2_000 }))
+const env = Layer.mergeAll(
+  sockets.layer,
+  SessionStore.SessionStore.layerMemory,
+  IdentifyThrottle.IdentifyThrottle.layer({ maxConcurrency: 1, windowMillis: 200 }),
+)
+
+describe("soak over real sockets through a flapping proxy", () => {
+  it.live(
+    `${seconds} s of faults and traffic keep every invariant`,
+    () =>
+      Effect.gen(function* () {
+        const capture = Invariants.capture()
+        const gateway = yield* FakeGateway.make({ token, heartbeatInterval: interval, identifyWindow: 200 })
+        const proxy = yield* TcpProxy.make({ target: { port: gateway.port } })
+        // READY hands out the proxy as the resume URL, so resumes go through the faults too.
+        yield* gateway.advertise(proxy.url)
+        const consumed: Array<Protocol.Dispatch> = []
+        const result = yield* Effect.scoped(
+          Effect.gen(function* () {
+            const shard = yield* Shard.make({
+              token: Redacted.make(token),
+              intents: 513,
+              shard: [0, 1],
+              gatewayUrl: proxy.url,
+              helloTimeout: 2_000,
+              handshakeTimeout: 3_000,
+              policy: { backoffBaseMillis: 50, backoffMaxMillis: 500 },
+            })
+            yield* Effect.forkScoped(
+              Stream.runForEach(shard.events, (e) => Effect.sync(() => void consumed.push(e))),
+            )
+            const end = Date.now() + seconds * 1000
+            let faults = 0
+            while (Date.now() < end) {
+              yield* gateway.emit({ shard: 0 }, { count: 20 }).pipe(Effect.ignore)
+              const roll = yield* Random.nextIntBetween(0, 10)
+              if (roll === 0) yield* proxy.cut
+              else if (roll === 1) yield* Effect.andThen(proxy.stall, Effect.sleep(interval * 3))
+              else if (roll === 2) yield* proxy.slow({ latency: 40 })
+              else if (roll === 3) yield* Effect.andThen(proxy.refuse(true), Effect.sleep(150))
+              else if (roll === 4) yield* gateway.reconnect({ shard: 0 }).pipe(Effect.ignore)
+              else if (roll === 5) yield* gateway.drop({ shard: 0 }).pipe(Effect.ignore)
+              if (roll <= 5) faults++
+              yield* Effect.sleep(100)
+              yield* proxy.resume
+              yield* proxy.refuse(false)
+            }
+            // Heal and let the shard catch up, then compare what the server produced.
+            yield* proxy.resume
+            yield* proxy.refuse(false)
+            for (let i = 0; i < 500; i++) {
+              const status = yield* shard.health
+              const sessions = yield* gateway.sessions
+              const newest = sessions.filter((s) => s.shard[0] === 0).at(-1)
+              const last = consumed.at(-1)
+              if (status.state._tag === "Ready" && newest && last && last.seq === newest.seq) break
+              yield* Effect.sleep(20)
+            }
+            return { faults, sessions: yield* gateway.sessions }
+          }),
+        ).pipe(Effect.provide(capture.layer))
+
+        // Every session's events arrived as a gap-free prefix 1..n; the newest one completely.
+        const violations: Array<Invariants.Violation> = []
+        const bySession = new Map<string, Array<number>>()
+        let current: Array<number> | undefined
+        for (const e of consumed) {
+          if (e.type === "READY") {
+            current = []
+            bySession.set((e.data as { session_id: string }).session_id, current)
+          }
+          current?.push(e.seq)
+        }
+        for (const [id, seqs] of bySession) {
+          if (seqs.some((s, i) => s !== i + 1)) {
+            violations.push({
+              invariant: "exactly-once",
+              detail: `session ${id}: ${seqs.slice(0, 50).join(",")}`,
+            })
+          }
+        }
+        const newest = result.sessions.at(-1)!
+        const got = bySession.get(newest.id) ?? []
+        if (got.length !== newest.seq) {
+          violations.push({
+            invariant: "exactly-once",
+            detail: `newest session: ${got.length} of ${newest.seq}`,
+          })
+        }
+        // The server learns of the last close through the proxy a moment later.
+        for (let i = 0; i < 200 && (yield* gateway.openSockets) > 0; i++) yield* Effect.sleep(10)
+        violations.push(
+          ...Invariants.atMostOpen(sockets.max(), 1),
+          ...Invariants.nothingOpen(sockets.open()),
+          ...Invariants.nothingOpen(yield* gateway.openSockets),
+          ...Invariants.secretNeverLeaked(token, capture.texts()),
+        )
+        assert.deepStrictEqual(violations, [])
+        assert.isAbove(result.faults, 0)
+        assert.isAbove(consumed.length, 20)
+      }).pipe(Effect.provide(env)),
+    (seconds + 60) * 1000,
+  )
+})
