@@ -412,7 +412,7 @@ export const make = (config: Config): Effect.Effect<FakeGatewayService, ListenEr
     const upgraded = new Set<Duplex>()
 
     const onConnection = (ws: WebSocket, socket: Duplex, path: string) => {
-      const conn = state.newConn(ws, socket, path, 0)
+      const conn = state.newConn(ws, socket, path)
       // Wired synchronously: nothing the client sends before the connection's fiber runs is lost.
       ws.on("message", (data: Buffer | ArrayBuffer | Array<Buffer>) =>
         conn.inbox.push({ _tag: "Message", data: toBuffer(data) }),

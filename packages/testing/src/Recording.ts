@@ -166,13 +166,12 @@ export const clientCloses = (
 export const faults = (entries: ReadonlyArray<Entry>, name?: string): ReadonlyArray<Fault> =>
   only(entries, "Fault").filter((entry) => name === undefined || entry.fault === name)
 
-/** The shard each connection identified or resumed as (or tried to identify as). */
+/** The shard each connection identified or resumed as (or tried to identify as), first one wins. */
 export const shardOfConnection = (entries: ReadonlyArray<Entry>): ReadonlyMap<number, number> => {
   const shards = new Map<number, number>()
   for (const entry of entries) {
-    if (shards.has((entry as { connection?: number }).connection ?? -1)) continue
-    if (entry._tag === "Identified" || entry._tag === "Resumed") shards.set(entry.connection, entry.shard[0])
-    else if (entry._tag === "Rejected" && entry.shard !== undefined)
+    if (entry._tag !== "Identified" && entry._tag !== "Resumed" && entry._tag !== "Rejected") continue
+    if (entry.shard !== undefined && !shards.has(entry.connection))
       shards.set(entry.connection, entry.shard[0])
   }
   return shards

@@ -153,7 +153,7 @@ describe("FakeGateway sessions", () => {
 
   it.live("a client that heartbeats on time is never timed out", () =>
     Effect.gen(function* () {
-      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 100, heartbeatGrace: 50 })
+      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 200, heartbeatGrace: 100 })
       const { client } = yield* identified(gateway)
       for (let i = 0; i < 6; i++) {
         yield* Effect.sleep(60)
@@ -188,14 +188,14 @@ describe("FakeGateway sessions", () => {
 
   it.live("a bucket may identify again once its window has passed", () =>
     Effect.gen(function* () {
-      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 1000, identifyWindow: 150 })
+      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 1000, identifyWindow: 500 })
       const a = yield* connect(gateway.connectUrl())
       yield* a.next()
       assert.strictEqual((yield* a.identify()).t, "READY")
       const b = yield* connect(gateway.connectUrl())
       yield* b.next()
       assert.strictEqual((yield* b.identify()).op, 9)
-      yield* Effect.sleep(200)
+      yield* Effect.sleep(550)
       assert.strictEqual((yield* b.identify()).t, "READY")
     }),
   )

@@ -157,7 +157,7 @@ export const make = (config: ResolvedConfig, startedAt: number) => {
       return Deferred.await(watcher.found).pipe(Effect.ensuring(Effect.sync(() => watchers.delete(watcher))))
     })
 
-  const newConn = (ws: WebSocket, socket: Duplex, path: string, now: number): Conn => {
+  const newConn = (ws: WebSocket, socket: Duplex, path: string): Conn => {
     const conn: Conn = {
       id: nextConnection++,
       path,
@@ -176,7 +176,7 @@ export const make = (config: ResolvedConfig, startedAt: number) => {
       acks: "on",
       halfOpen: false,
       closedByServer: undefined,
-      lastHeartbeatAt: now,
+      lastHeartbeatAt: 0,
       commandTimes: [],
     }
     conns.set(conn.id, conn)
