@@ -326,6 +326,10 @@ export interface FakeGatewayService {
    * same port, with the sessions kept or lost.
    */
   readonly restart: (options?: RestartOptions) => Effect.Effect<void, ListenError>
+  /** The first half of `restart`: every socket dropped, the port closed (connections refused) until `start`. */
+  readonly stop: (options?: { readonly sessions?: "keep" | "drop" | undefined }) => Effect.Effect<void>
+  /** Listens again on the same port; does nothing if it is listening. */
+  readonly start: Effect.Effect<void, ListenError>
 
   // REST ------------------------------------------------------------------
 
@@ -559,24 +563,43 @@ export const make = (config: Config): Effect.Effect<FakeGatewayService, ListenEr
         return seqs as ReadonlyArray<number>
       })
 
-    const restart = (options: RestartOptions = {}) =>
+    const stop = (options: { readonly sessions?: "keep" | "drop" | undefined } = {}) =>
       Effect.gen(function* () {
         const keep = (options.sessions ?? "keep") === "keep"
         yield* state.record({
           _tag: "Fault",
           connection: undefined,
-          fault: "restart",
-          detail: `sessions ${keep ? "kept" : "lost"}`,
+          fault: "stop",
+          detail: `server down, sessions ${keep ? "kept" : "lost"}`,
         })
         const open = [...state.conns.values()].filter((conn) => conn.state !== "closed")
-        for (const conn of open) state.drop(conn, "server restart")
+        for (const conn of open) state.drop(conn, "server stopped")
+        // Sockets still in their upgrade handshake go too.
+        for (const socket of upgraded) socket.destroy()
         yield* stopListening(server)
         for (const conn of open) yield* Deferred.await(conn.closed)
-        if (!keep)
+        if (!keep) {
           for (const session of state.sessions.values()) state.endSession(session, "lost in a server restart")
+        }
+      })
+
+    const start = Effect.gen(function* () {
+      if (server.listening) return
+      yield* listen(server, port)
+      yield* state.record({
+        _tag: "Fault",
+        connection: undefined,
+        fault: "start",
+        detail: `listening on ${port}`,
+      })
+    })
+
+    const restart = (options: RestartOptions = {}) =>
+      Effect.gen(function* () {
+        yield* stop(options)
         const downtime = millis(options.downtime, 0)
         if (downtime > 0) yield* Effect.sleep(downtime)
-        yield* listen(server, port)
+        yield* start
       })
 
     const awaitEntry = <E extends Recording.Entry>(
@@ -687,6 +710,8 @@ export const make = (config: Config): Effect.Effect<FakeGatewayService, ListenEr
           return sessions.map((session) => session.id)
         }),
       restart,
+      stop,
+      start,
 
       messages: Effect.sync(() => state.rest.messages()),
       failPosts: (options) =>

@@ -190,7 +190,29 @@ describe("FakeGateway faults", () => {
       yield* again.next()
       yield* again.send({ op: 6, d: { token, session_id: sessionId, seq: 1 } })
       assert.deepStrictEqual((yield* again.next()).d, false)
-      assert.lengthOf(Recording.faults(yield* gateway.entries, "restart"), 1)
+      const entries = yield* gateway.entries
+      assert.lengthOf(Recording.faults(entries, "stop"), 1)
+      assert.lengthOf(Recording.faults(entries, "start"), 1)
+    }),
+  )
+})
+
+describe("FakeGateway stop and start", () => {
+  it.live("stop keeps the port closed until start; sessions kept resume afterwards", () =>
+    Effect.gen(function* () {
+      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 5000 })
+      const { client, sessionId } = yield* ready(gateway)
+      yield* gateway.stop()
+      assert.strictEqual((yield* client.closed()).code, 1006)
+      assert.strictEqual(yield* gateway.openSockets, 0)
+      yield* Effect.sleep(100)
+      assert.match((yield* Effect.flip(connect(gateway.connectUrl()))).detail, /ECONNREFUSED/)
+      yield* gateway.start
+      yield* gateway.start // already listening: nothing happens
+      const again = yield* connect(gateway.connectUrl())
+      yield* again.next()
+      yield* again.send({ op: 6, d: { token, session_id: sessionId, seq: 1 } })
+      assert.strictEqual((yield* again.next()).t, "RESUMED")
     }),
   )
 })
