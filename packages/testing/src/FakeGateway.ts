@@ -78,6 +78,17 @@ export interface Config {
   readonly guilds?: ReadonlyArray<string> | undefined
   readonly user?: { readonly id: string; readonly username: string } | undefined
   readonly applicationId?: string | undefined
+  /** Request Guild Members (op 8). */
+  readonly members?:
+    | {
+        /** Members each guild has (generated: `Traffic.member`). Default 0. */
+        readonly perGuild?: number | undefined
+        /** Members per GUILD_MEMBERS_CHUNK. Default 1000, as Discord. */
+        readonly chunkSize?: number | undefined
+        /** Requests per connection per window; over it, a RATE_LIMITED dispatch. Default: unlimited. */
+        readonly requestLimit?: { readonly requests: number; readonly window: Duration.Input } | undefined
+      }
+    | undefined
   /** `POST /channels/{id}/messages` rate limits. */
   readonly rest?:
     | {
@@ -133,6 +144,11 @@ export const resolveConfig = (config: Config): State.ResolvedConfig => {
     guilds,
     user: config.user ?? { id: "1000000000000000001", username: "vigil-fake-bot" },
     applicationId: config.applicationId ?? config.user?.id ?? "1000000000000000001",
+    members: {
+      perGuild: config.members?.perGuild ?? 0,
+      chunkSize: config.members?.chunkSize ?? 1000,
+      requestLimit: config.members?.requestLimit ? limit(config.members.requestLimit, 0, 0) : undefined,
+    },
     rest: {
       messageLimit: limit(config.rest?.messageLimit, 5, 5_000),
       globalLimit: limit(config.rest?.globalLimit, 50, 1_000),

@@ -32,6 +32,22 @@ export const guildIdOnShard = (shard: number, shards: number, n = 0): string => 
   return ((start + BigInt(n * shards + shard)) << 22n).toString()
 }
 
+/** Member `i` (from 0) of a guild: the same id and name wherever it appears (GUILD_CREATE, member chunks). */
+export const member = (guildId: string, i: number) => ({
+  user: {
+    id: (BigInt(guildId) + BigInt(4_000_000 + i + 1)).toString(),
+    username: `member${i}`,
+    discriminator: "0",
+    global_name: null,
+    avatar: null,
+  },
+  roles: [],
+  joined_at: "2024-01-01T00:00:00.000000+00:00",
+  deaf: false,
+  mute: false,
+  flags: 0,
+})
+
 export interface GuildCreateOptions {
   readonly members?: number | undefined
   readonly channels?: number | undefined
@@ -73,14 +89,7 @@ export const guildCreate = (guildId: string, options: GuildCreateOptions = {}) =
       position: i,
       guild_id: guildId,
     })),
-    members: Array.from({ length: members }, (_, i) => ({
-      user: { id: idOf(4, i), username: `member${i}`, discriminator: "0", global_name: null, avatar: null },
-      roles: [],
-      joined_at: "2024-01-01T00:00:00.000000+00:00",
-      deaf: false,
-      mute: false,
-      flags: 0,
-    })),
+    members: Array.from({ length: members }, (_, i) => member(guildId, i)),
     presences: [],
     voice_states: [],
     threads: [],

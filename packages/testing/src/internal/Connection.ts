@@ -8,6 +8,7 @@ import * as Zlib from "node:zlib"
 import { Clock, Deferred, Effect, Predicate, Result, type Scope } from "effect"
 import * as Traffic from "../Traffic.ts"
 import * as Encoder from "./Encoder.ts"
+import * as Members from "./Members.ts"
 import { type Conn, type Outbound, redact, type State } from "./State.ts"
 import * as Validate from "./Validate.ts"
 
@@ -267,23 +268,27 @@ const resume = (state: State, conn: Conn, d: unknown, now: number): Effect.Effec
     })
   })
 
-/** Request Guild Members: one GUILD_MEMBERS_CHUNK carrying the nonce; the fake knows no members. */
-const requestMembers = (state: State, conn: Conn, d: unknown): Effect.Effect<void> => {
-  const payload = Predicate.isObject(d) ? (d as Record<string, unknown>) : {}
-  if (!Predicate.isString(payload.guild_id)) {
-    return reject(state, conn, { code: 4002, reason: "request guild members: `guild_id` is not a string" })
-  }
+/** Request Guild Members: chunks carrying the nonce, or RATE_LIMITED over the request rate. */
+const requestMembers = (state: State, conn: Conn, d: unknown, now: number): Effect.Effect<void> => {
+  const parsed = Members.parse(d)
+  if (Result.isFailure(parsed)) return reject(state, conn, parsed.failure)
   const session = conn.session
-  if (session !== undefined) {
-    const userIds = Array.isArray(payload.user_ids) ? payload.user_ids : undefined
-    state.dispatch(session, "GUILD_MEMBERS_CHUNK", {
-      guild_id: payload.guild_id,
-      members: [],
-      chunk_index: 0,
-      chunk_count: 1,
-      ...(userIds !== undefined ? { not_found: userIds } : {}),
-      ...(Predicate.isString(payload.nonce) ? { nonce: payload.nonce } : {}),
-    })
+  if (session === undefined) return Effect.void
+  const request = parsed.success
+  const limit = state.config.members.requestLimit
+  if (limit !== undefined) {
+    while (conn.memberRequests.length > 0 && conn.memberRequests[0]! <= now - limit.windowMillis) {
+      conn.memberRequests.shift()
+    }
+    if (conn.memberRequests.length >= limit.requests) {
+      const retryAfter = conn.memberRequests[0]! + limit.windowMillis - now
+      state.dispatch(session, "RATE_LIMITED", Members.rateLimited(request, retryAfter))
+      return Effect.void
+    }
+    conn.memberRequests.push(now)
+  }
+  for (const chunk of Members.chunks(request, state.config.members)) {
+    state.dispatch(session, "GUILD_MEMBERS_CHUNK", chunk)
   }
   return Effect.void
 }
@@ -341,7 +346,7 @@ const handleMessage = (state: State, conn: Conn, data: Buffer): Effect.Effect<vo
         return yield* resume(state, conn, envelope.d, now)
     }
     if (conn.auth === "none") return yield* reject(state, conn, { code: 4003, reason: "not authenticated" })
-    if (op === 8) return yield* requestMembers(state, conn, envelope.d)
+    if (op === 8) return yield* requestMembers(state, conn, envelope.d, now)
   })
 
 const closedBy = (conn: Conn, code: number) => {

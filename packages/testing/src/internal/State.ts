@@ -11,6 +11,7 @@ import type { WebSocket } from "ws"
 import type * as Recording from "../Recording.ts"
 import type { TransportCompression } from "./Encoder.ts"
 import * as Inbox from "./Inbox.ts"
+import type * as Members from "./Members.ts"
 import * as Rest from "./Rest.ts"
 
 export interface ResolvedConfig {
@@ -38,6 +39,7 @@ export interface ResolvedConfig {
   readonly user: { readonly id: string; readonly username: string }
   readonly applicationId: string
   readonly rest: Rest.RestConfig
+  readonly members: Members.MembersConfig
 }
 
 export interface BufferedDispatch {
@@ -106,6 +108,8 @@ export interface Conn {
   lastHeartbeatAt: number
   /** Arrival times of the commands inside the current rate-limit window. */
   readonly commandTimes: Array<number>
+  /** Arrival times of the member requests inside the current request-limit window. */
+  readonly memberRequests: Array<number>
 }
 
 type Draft = Recording.Entry extends infer E
@@ -178,6 +182,7 @@ export const make = (config: ResolvedConfig, startedAt: number) => {
       closedByServer: undefined,
       lastHeartbeatAt: 0,
       commandTimes: [],
+      memberRequests: [],
     }
     conns.set(conn.id, conn)
     return conn
