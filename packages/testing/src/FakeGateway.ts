@@ -16,6 +16,7 @@
 import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
 import type { Duplex } from "node:stream"
+import { maxPayloadBytes, sendLimit } from "@vigil/gateway/Protocol"
 import { Clock, Context, Deferred, Duration, Effect, FiberSet, Layer, Schema, type Scope } from "effect"
 import { type WebSocket, WebSocketServer } from "ws"
 import * as Connection from "./internal/Connection.ts"
@@ -138,8 +139,8 @@ export const resolveConfig = (config: Config): State.ResolvedConfig => {
           commands: config.commandLimit.commands,
           windowMillis: Duration.toMillis(config.commandLimit.window),
         }
-      : { commands: 120, windowMillis: 60_000 },
-    maxPayloadBytes: config.maxPayloadBytes ?? 4096,
+      : { commands: sendLimit.commands, windowMillis: sendLimit.windowMillis },
+    maxPayloadBytes: config.maxPayloadBytes ?? maxPayloadBytes,
     zlibFrameBytes: config.zlibFrameBytes,
     guilds,
     user: config.user ?? { id: "1000000000000000001", username: "vigil-fake-bot" },

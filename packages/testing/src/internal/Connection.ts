@@ -5,6 +5,7 @@
  * and any delayed ACK go with it.
  */
 import * as Zlib from "node:zlib"
+import { Op } from "@vigil/gateway/Protocol"
 import { Clock, Deferred, Effect, Predicate, Result, type Scope } from "effect"
 import * as Traffic from "../Traffic.ts"
 import * as Encoder from "./Encoder.ts"
@@ -15,7 +16,15 @@ import * as Validate from "./Validate.ts"
 const OPEN = 1
 
 /** Commands a client may send; anything else is an unknown opcode (4001). */
-const clientOps = new Set([1, 2, 3, 4, 6, 8, 31])
+const clientOps: ReadonlySet<number> = new Set([
+  Op.Heartbeat,
+  Op.Identify,
+  Op.PresenceUpdate,
+  Op.VoiceStateUpdate,
+  Op.Resume,
+  Op.RequestGuildMembers,
+  Op.RequestSoundboardSounds,
+])
 
 const reject = (
   state: State,
@@ -338,15 +347,15 @@ const handleMessage = (state: State, conn: Conn, data: Buffer): Effect.Effect<vo
     }
     if (!clientOps.has(op)) return yield* reject(state, conn, { code: 4001, reason: `unknown opcode ${op}` })
     switch (op) {
-      case 1:
+      case Op.Heartbeat:
         return yield* heartbeat(state, conn, now)
-      case 2:
+      case Op.Identify:
         return yield* identify(state, conn, envelope.d, now)
-      case 6:
+      case Op.Resume:
         return yield* resume(state, conn, envelope.d, now)
     }
     if (conn.auth === "none") return yield* reject(state, conn, { code: 4003, reason: "not authenticated" })
-    if (op === 8) return yield* requestMembers(state, conn, envelope.d, now)
+    if (op === Op.RequestGuildMembers) return yield* requestMembers(state, conn, envelope.d, now)
   })
 
 const closedBy = (conn: Conn, code: number) => {
