@@ -68,7 +68,8 @@ export type ConnectionEvent =
   | { readonly _tag: "Hello"; readonly intervalMillis: number }
   | { readonly _tag: "Ready"; readonly ready: Protocol.Ready }
   | { readonly _tag: "Resumed" }
-  | { readonly _tag: "Dispatch"; readonly dispatch: Protocol.Dispatch }
+  /** Dispatches in arrival order, batched per read (the hot path: one call per batch). */
+  | { readonly _tag: "Dispatches"; readonly dispatches: ReadonlyArray<Protocol.Dispatch> }
   | { readonly _tag: "Latency"; readonly millis: number }
   /** Something odd the connection survived (e.g. an unknown opcode): reported, not fatal. */
   | { readonly _tag: "Warning"; readonly error: DecodeError }
@@ -114,7 +115,7 @@ export const run = <E = never>(
       const handle = (envelope: Protocol.Envelope, bytes: number): Effect.Effect<void, ConnectionError> => {
         switch (envelope.op) {
           case Protocol.Op.Dispatch:
-            return dispatch(envelope as Protocol.Envelope & { s: number; t: string }, bytes)
+            return handshakeDispatch(envelope as Protocol.Envelope & { s: number; t: string }, bytes)
           case Protocol.Op.HeartbeatAck:
             return heartbeat ? heartbeat.ack : Effect.void
           case Protocol.Op.Heartbeat:
@@ -144,25 +145,35 @@ export const run = <E = never>(
           Effect.andThen(onEvent({ _tag: "Warning", error })),
         )
 
-      const dispatch = (envelope: Protocol.Envelope & { s: number; t: string }, bytes: number) =>
+      // The consumer may hold the reader here (back-pressure); while it does, unread ACKs
+      // and frames are not the server's fault.
+      const deliver = (dispatches: ReadonlyArray<Protocol.Dispatch>) =>
+        Effect.suspend(() => {
+          stalled = true
+          return onEvent({ _tag: "Dispatches", dispatches })
+        }).pipe(
+          Effect.andThen(
+            Effect.sync(() => {
+              stalled = false
+              const last = dispatches[dispatches.length - 1]!.seq
+              if (lastSeq === null || last > lastSeq) lastSeq = last
+            }),
+          ),
+        )
+
+      /** READY and RESUMED: the handshake's end, announced before the dispatch itself. */
+      const handshakeDispatch = (envelope: Protocol.Envelope & { s: number; t: string }, bytes: number) =>
         Effect.gen(function* () {
-          const event: Protocol.Dispatch = { seq: envelope.s, type: envelope.t, data: envelope.d }
-          if (event.type === "READY") {
-            const ready = yield* Schema.decodeUnknownEffect(Protocol.Ready)(event.data).pipe(
+          if (envelope.t === "READY") {
+            const ready = yield* Schema.decodeUnknownEffect(Protocol.Ready)(envelope.d).pipe(
               Effect.mapError(() => payloadError("READY without a valid session", bytes)),
             )
             yield* onEvent({ _tag: "Ready", ready })
-          } else if (event.type === "RESUMED") {
+          } else {
             yield* onEvent({ _tag: "Resumed" })
           }
-          // The consumer may hold us here (back-pressure); while it does, unread ACKs and
-          // frames are not the server's fault.
-          stalled = true
-          yield* onEvent({ _tag: "Dispatch", dispatch: event })
-          stalled = false
-          if (lastSeq === null || event.seq > lastSeq) lastSeq = event.seq
-          if (event.type === "READY" || event.type === "RESUMED")
-            yield* Deferred.succeed(handshakeDone, undefined)
+          yield* deliver([{ seq: envelope.s, type: envelope.t, data: envelope.d }])
+          yield* Deferred.succeed(handshakeDone, undefined)
         })
 
       const decode = makeDecoder(decompressor, maxMessageBytes)
@@ -170,11 +181,27 @@ export const run = <E = never>(
         while (true) {
           const frames = yield* socket.receive.pipe(Effect.mapError(closedToError))
           lastFrameAt = yield* Clock.currentTimeMillis
+          // Ordinary dispatches are gathered and handed over once per batch; anything else
+          // (ACK, op 7, READY, …) first flushes what came before it, so order holds.
+          let batch: Array<Protocol.Dispatch> = []
           for (const frame of frames) {
             const decoded = decode(frame)
-            if (Result.isFailure(decoded)) return yield* decoded.failure
-            if (decoded.success !== undefined) yield* handle(decoded.success, byteLength(frame))
+            if (decoded === undefined) continue
+            if (decoded instanceof DecodeError) {
+              if (batch.length > 0) yield* deliver(batch)
+              return yield* decoded
+            }
+            if (decoded.op === Protocol.Op.Dispatch && decoded.t !== "READY" && decoded.t !== "RESUMED") {
+              batch.push({ seq: decoded.s!, type: decoded.t!, data: decoded.d })
+              continue
+            }
+            if (batch.length > 0) {
+              yield* deliver(batch)
+              batch = []
+            }
+            yield* handle(decoded, byteLength(frame))
           }
+          if (batch.length > 0) yield* deliver(batch)
         }
       })
 
@@ -274,42 +301,48 @@ const byteLength = (frame: Frame): number => (typeof frame === "string" ? frame.
 
 const textDecoder = new TextDecoder("utf-8", { fatal: true })
 
-/** frame → text (decompressing when asked) → JSON → envelope; each failure typed. */
+/**
+ * frame → text (decompressing when asked) → JSON → envelope; each failure typed. Returns
+ * undefined for a zlib frame that does not finish a message yet. On the hot path, so it
+ * returns plain values rather than wrapping each one.
+ */
 const makeDecoder =
   (decompressor: Decompressor | undefined, maxMessageBytes: number) =>
-  (frame: Frame): Result.Result<Protocol.Envelope | undefined, DecodeError> => {
+  (frame: Frame): Protocol.Envelope | DecodeError | undefined => {
     let text: string
     if (typeof frame === "string") {
       text = frame
     } else if (decompressor) {
       const out = decompressor.push(frame)
-      if (Result.isFailure(out) || out.success === undefined)
-        return out as Result.Result<undefined, DecodeError>
+      if (Result.isFailure(out)) return out.failure
+      if (out.success === undefined) return undefined
       text = out.success
     } else {
-      if (frame.byteLength > maxMessageBytes) return Result.fail(tooLarge(frame.byteLength, maxMessageBytes))
+      if (frame.byteLength > maxMessageBytes) return tooLarge(frame.byteLength, maxMessageBytes)
       try {
         text = textDecoder.decode(frame)
       } catch {
-        return Result.fail(
-          new DecodeError({ stage: "json", detail: "binary frame is not UTF-8", bytes: frame.byteLength }),
-        )
+        return new DecodeError({
+          stage: "json",
+          detail: "binary frame is not UTF-8",
+          bytes: frame.byteLength,
+        })
       }
     }
     // Text frames are measured in UTF-16 units (a lower bound of their bytes): no encoding
     // pass on the hot path; the transport's own frame limit bounds the rest.
-    if (text.length > maxMessageBytes) return Result.fail(tooLarge(text.length, maxMessageBytes))
+    if (text.length > maxMessageBytes) return tooLarge(text.length, maxMessageBytes)
     let parsed: unknown
     try {
       parsed = JSON.parse(text)
     } catch {
       // The parser's own message quotes the input, which is not ours to repeat.
-      return Result.fail(new DecodeError({ stage: "json", detail: "malformed JSON", bytes: text.length }))
+      return new DecodeError({ stage: "json", detail: "malformed JSON", bytes: text.length })
     }
-    return Result.mapError(
-      Protocol.readEnvelope(parsed),
-      (detail) => new DecodeError({ stage: "envelope", detail, bytes: text.length }),
-    )
+    const envelope = Protocol.readEnvelope(parsed)
+    return typeof envelope === "string"
+      ? new DecodeError({ stage: "envelope", detail: envelope, bytes: text.length })
+      : envelope
   }
 
 const tooLarge = (bytes: number, limit: number) =>
