@@ -113,7 +113,7 @@ const limit = (
 const millis = (input: Duration.Input | undefined, fallback: number): number =>
   input === undefined ? fallback : Duration.toMillis(input)
 
-export const resolveConfig = (config: Config): State.ResolvedConfig => {
+const resolveConfig = (config: Config): State.ResolvedConfig => {
   const guilds = config.guilds ?? []
   const interval = millis(config.heartbeatInterval, 41_250)
   return {
