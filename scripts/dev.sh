@@ -16,12 +16,13 @@ fi
 job=${1:-help}
 [ $# -gt 0 ] && shift
 case "$job" in
-  demo) exec node packages/gateway-node/examples/zombie.ts "$@" ;;
+  demo) exec node packages/cli/src/main.ts demo "$@" ;;
+  vigil) exec node packages/cli/src/main.ts "$@" ;;
   test)
     echo "== typecheck" && pnpm exec tsc -b
     echo "== lint" && pnpm exec biome check . && sh scripts/check-library.sh
     echo "== tests" && exec pnpm exec vitest run "$@" ;;
   fmt) exec pnpm exec biome check --write . ;;
   vitest) exec pnpm exec vitest "$@" ;;
-  *) echo "usage: sh scripts/dev.sh <demo|test|fmt|vitest>" >&2; exit 2 ;;
+  *) echo "usage: sh scripts/dev.sh <demo|test|fmt|vitest|vigil ...>" >&2; exit 2 ;;
 esac

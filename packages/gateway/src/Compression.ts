@@ -3,7 +3,7 @@
  * connection. The core only defines the contract; runtimes provide the codecs.
  */
 import { Context, Effect, type Result, type Scope } from "effect"
-import { DecodeError } from "./GatewayError.ts"
+import { CompressionUnavailable, type DecodeError } from "./GatewayError.ts"
 import type { Compression } from "./Protocol.ts"
 
 export interface Decompressor {
@@ -25,20 +25,13 @@ export interface GatewayCompressionService {
   readonly make: (
     kind: Exclude<Compression, "none">,
     options: DecompressorOptions,
-  ) => Effect.Effect<Decompressor, DecodeError, Scope.Scope>
+  ) => Effect.Effect<Decompressor, CompressionUnavailable, Scope.Scope>
 }
 
 export const GatewayCompression = Context.Reference<GatewayCompressionService>("@vigil/gateway/Compression", {
   // A runtime without codecs says so, typed, instead of failing on the first frame.
   defaultValue: () => ({
-    make: (kind) =>
-      Effect.fail(
-        new DecodeError({
-          stage: "decompress",
-          detail: `${kind} is not available in this runtime (provide @vigil/gateway-node's layer)`,
-          bytes: 0,
-        }),
-      ),
+    make: (kind) => Effect.fail(new CompressionUnavailable({ compression: kind })),
   }),
 })
 

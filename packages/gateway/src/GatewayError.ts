@@ -104,6 +104,16 @@ export class PayloadTooLarge extends Schema.TaggedError<PayloadTooLarge>()("Payl
   }
 }
 
+/** Transport compression was asked for, but this runtime provides no codec for it. */
+export class CompressionUnavailable extends Schema.TaggedError<CompressionUnavailable>()(
+  "CompressionUnavailable",
+  { compression: Schema.String },
+) {
+  override get message() {
+    return `${this.compression} is not available in this runtime (provide @vigil/gateway-node's layer)`
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Fatal: the server refused the bot itself. Retrying cannot help.
 
@@ -153,6 +163,7 @@ export class DisallowedIntents extends Schema.TaggedError<DisallowedIntents>()(
 }
 
 export type FatalGatewayError =
+  | CompressionUnavailable
   | AuthenticationFailed
   | InvalidShard
   | ShardingRequired

@@ -46,6 +46,7 @@ export type Decision =
   | { readonly _tag: "Stop"; readonly error: FatalGatewayError }
 
 const isFatal = (error: ConnectionError): error is FatalGatewayError =>
+  error._tag === "CompressionUnavailable" ||
   error._tag === "AuthenticationFailed" ||
   error._tag === "InvalidShard" ||
   error._tag === "ShardingRequired" ||

@@ -67,6 +67,11 @@ describe("ReconnectPolicy.decide: outcomes", () => {
     for (const error of resumable) expect(decide(error)._tag, error._tag).toBe("Resume")
   })
 
+  it("a compression codec missing from the runtime stops the shard: retrying cannot help", () => {
+    const decision = decide(new GatewayError.CompressionUnavailable({ compression: "zstd-stream" }))
+    expect(decision._tag).toBe("Stop")
+  })
+
   it("Invalid Session (false) identifies after the 1–5 s wait", () => {
     expect(decide(new GatewayError.InvalidSession({ resumable: false }))).toEqual({
       _tag: "Identify",

@@ -1,0 +1,6 @@
+export * as Connect from "./Connect.ts"
+export * as Demo from "./Demo.ts"
+export * as Explain from "./Explain.ts"
+export * as Report from "./Report.ts"
+export * as Screen from "./Screen.ts"
+export * as StatusView from "./StatusView.ts"

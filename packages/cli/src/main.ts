@@ -1,0 +1,99 @@
+/**
+ * The `vigil` command. Built with Effect's CLI module: `--help` on every command.
+ *   vigil demo      the storm against the embedded fake gateway (the quick start)
+ *   vigil connect   a real bot session (DISCORD_TOKEN)
+ */
+import { NodeRuntime, NodeServices } from "@effect/platform-node"
+import { Config, Console, Effect, Option, Redacted } from "effect"
+import { Command, Flag } from "effect/cli"
+import * as Connect from "./Connect.ts"
+import * as Demo from "./Demo.ts"
+import { type Explainable, exitCodes, explain, MissingToken } from "./Explain.ts"
+
+const setExitCode = (code: number) =>
+  Effect.sync(() => {
+    process.exitCode = code
+  })
+
+/** Fatal errors end the app with one readable line and their own exit code. */
+const explained = <A, R>(effect: Effect.Effect<A, Explainable, R>) =>
+  effect.pipe(
+    Effect.catch((error: Explainable) => {
+      const { line, code } = explain(error)
+      return Console.error(`vigil: ${line}`).pipe(Effect.andThen(setExitCode(code)))
+    }),
+  )
+
+const demo = Command.make(
+  "demo",
+  {
+    shards: Flag.Int("shards").pipe(
+      Flag.withDescription("Shards to run"),
+      Flag.withDefault(Demo.defaults.shards),
+    ),
+    heartbeat: Flag.Int("heartbeat").pipe(
+      Flag.withDescription("The fake gateway's heartbeat interval, ms"),
+      Flag.withDefault(Demo.defaults.heartbeatMillis),
+    ),
+    burst: Flag.Int("burst").pipe(
+      Flag.withDescription("Events per shard in the final burst"),
+      Flag.withDefault(Demo.defaults.burst),
+    ),
+  },
+  ({ shards, heartbeat, burst }) =>
+    Demo.run({ shards, heartbeatMillis: heartbeat, burst }).pipe(
+      Effect.flatMap((summary) => setExitCode(summary.ok ? exitCodes.ok : exitCodes.invariant)),
+    ),
+).pipe(
+  Command.withDescription(
+    "Run the embedded fake gateway through a storm (zombie, network flap, op 7, Invalid Session, restart, burst) and check that nothing was lost or repeated. Exits 0 only if every invariant held.",
+  ),
+)
+
+const connect = Command.make(
+  "connect",
+  {
+    intents: Flag.Int("intents").pipe(
+      Flag.withDescription("Gateway intents bitfield (513 = GUILDS | GUILD_MESSAGES)"),
+      Flag.withDefault(513),
+    ),
+    shards: Flag.Int("shards").pipe(
+      Flag.withDescription("Total shard count (default: Discord's recommendation)"),
+      Flag.optional,
+    ),
+    compression: Flag.Literals("compression", ["none", "zlib-stream", "zstd-stream"]).pipe(
+      Flag.withDescription("Transport compression"),
+      Flag.withDefault("none"),
+    ),
+    quiet: Flag.Boolean("quiet").pipe(
+      Flag.withDescription("Print status changes only, not every event"),
+      Flag.withDefault(false),
+    ),
+    api: Flag.String("api").pipe(
+      Flag.withDescription("REST API base URL (for a local gateway)"),
+      Flag.optional,
+    ),
+  },
+  ({ intents, shards, compression, quiet, api }) =>
+    explained(
+      Effect.gen(function* () {
+        const token = yield* Config.Redacted("DISCORD_TOKEN").pipe(Effect.mapError(() => new MissingToken()))
+        if (Redacted.value(token).trim() === "") return yield* new MissingToken()
+        return yield* Connect.run({
+          token,
+          intents,
+          shards: Option.getOrUndefined(shards),
+          apiBaseUrl: Option.getOrUndefined(api),
+          compression,
+          events: !quiet,
+        })
+      }),
+    ),
+).pipe(Command.withDescription("Run a real bot session (token from the DISCORD_TOKEN environment variable)."))
+
+const vigil = Command.make("vigil").pipe(
+  Command.withDescription("Vigil: an Effect-native Discord gateway client"),
+  Command.withSubcommands([demo, connect]),
+)
+
+vigil.pipe(Command.run({ version: "0.1.0" }), Effect.provide(NodeServices.layer), NodeRuntime.runMain)

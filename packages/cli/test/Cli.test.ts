@@ -1,0 +1,142 @@
+/**
+ * The app as a user runs it: `vigil demo` end to end (its invariants are the test), and
+ * `vigil connect` as a child process against a fake gateway on 127.0.0.1, where each fatal
+ * error must print one line and exit with its own code, never showing the token.
+ */
+import { spawn } from "node:child_process"
+import { fileURLToPath } from "node:url"
+import { assert, describe, it } from "@effect/vitest"
+import * as FakeGateway from "@vigil/testing/FakeGateway"
+import { Effect, Fiber } from "effect"
+import * as Demo from "../src/Demo.ts"
+import { exitCodes } from "../src/Explain.ts"
+import * as Screen from "../src/Screen.ts"
+
+const main = fileURLToPath(new URL("../src/main.ts", import.meta.url))
+
+interface Ran {
+  readonly code: number | null
+  readonly stdout: string
+  readonly stderr: string
+}
+
+/** Runs `vigil …` with Node; stops it with SIGINT after `stopAfterMillis` if still running. */
+const vigil = (args: ReadonlyArray<string>, env: Record<string, string>, stopAfterMillis = 20_000) =>
+  Effect.callback<Ran>((resume) => {
+    const child = spawn(process.execPath, [main, ...args], {
+      env: { PATH: process.env.PATH ?? "", ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    })
+    let stdout = ""
+    let stderr = ""
+    child.stdout.on("data", (b) => {
+      stdout += b
+    })
+    child.stderr.on("data", (b) => {
+      stderr += b
+    })
+    const timer = setTimeout(() => child.kill("SIGINT"), stopAfterMillis)
+    child.on("close", (code) => {
+      clearTimeout(timer)
+      resume(Effect.succeed({ code, stdout, stderr }))
+    })
+    return Effect.sync(() => {
+      clearTimeout(timer)
+      child.kill("SIGKILL")
+    })
+  })
+
+const token = "cli-test-token-value"
+
+describe("vigil demo", () => {
+  it.live("storms the embedded gateway and proves nothing was lost or repeated", () =>
+    Effect.gen(function* () {
+      let text = ""
+      const output: Screen.Output = { isTTY: false, write: (t) => void (text += t) }
+      const summary = yield* Demo.run({ shards: 2, heartbeatMillis: 500, burst: 500 }, output)
+      assert.isTrue(summary.ok, text)
+      assert.strictEqual(summary.lost, 0)
+      assert.strictEqual(summary.duplicated, 0)
+      assert.strictEqual(summary.delivered, summary.produced)
+      assert.isAtLeast(summary.resumes, 4, "zombie, flap (2 shards), op 7, restart")
+      assert.isAtLeast(summary.identifies, 3, "2 shards + the invalid session")
+      assert.include(text, "ZombieDetected")
+      assert.include(text, "every invariant held")
+      assert.notInclude(text, "\x1b[", "no escape codes when piped")
+    }),
+  )
+
+  it("draws in place in a terminal, plainly in a pipe", () => {
+    let tty = ""
+    const screen = Screen.make({ isTTY: true, write: (t) => void (tty += t) })
+    Effect.runSync(screen.status(["a", "b"]))
+    Effect.runSync(screen.log("event"))
+    assert.include(tty, "\x1b[2F", "moves up over the 2-line block to redraw it")
+    let piped = ""
+    const plain = Screen.make({ isTTY: false, write: (t) => void (piped += t) })
+    Effect.runSync(plain.status(["a", "b"]))
+    Effect.runSync(plain.status(["a", "b"]))
+    Effect.runSync(plain.status(["a", "c"]))
+    assert.strictEqual(piped, "  a\n  b\n  c\n", "only changes, no escape codes")
+  })
+})
+
+describe("vigil connect", () => {
+  it.live("--help describes the command", () =>
+    Effect.gen(function* () {
+      const ran = yield* vigil(["connect", "--help"], {})
+      assert.strictEqual(ran.code, 0)
+      assert.include(ran.stdout, "DISCORD_TOKEN")
+      assert.include(ran.stdout, "--intents")
+    }),
+  )
+
+  it.live("no token: one line, exit code 10", () =>
+    Effect.gen(function* () {
+      const ran = yield* vigil(["connect"], {})
+      assert.strictEqual(ran.code, exitCodes.MissingToken)
+      assert.match(ran.stderr.trim(), /^vigil: no token/)
+    }),
+  )
+
+  it.live("a refused token: one line, its own exit code, the token never printed", () =>
+    Effect.gen(function* () {
+      const gateway = yield* FakeGateway.make({ token })
+      const ran = yield* vigil(["connect", "--api", gateway.httpUrl], { DISCORD_TOKEN: "wrong-secret-value" })
+      assert.strictEqual(ran.code, exitCodes.GatewayInfoError)
+      assert.strictEqual(ran.stderr.trim().split("\n").length, 1)
+      assert.include(ran.stderr, "refused the token")
+      assert.notInclude(ran.stdout + ran.stderr, "wrong-secret-value")
+    }),
+  )
+
+  it.live("a privileged intent the bot may not use: DisallowedIntents, exit code 17", () =>
+    Effect.gen(function* () {
+      const gateway = yield* FakeGateway.make({ token, allowedPrivilegedIntents: 0 })
+      const ran = yield* vigil(["connect", "--api", gateway.httpUrl, "--intents", String(513 | (1 << 1))], {
+        DISCORD_TOKEN: token,
+      })
+      assert.strictEqual(ran.code, exitCodes.DisallowedIntents)
+      assert.include(ran.stderr, "privileged intent")
+      assert.notInclude(ran.stdout + ran.stderr, token)
+    }),
+  )
+
+  it.live("a healthy session prints events; Ctrl-C closes with a resumable code", () =>
+    Effect.gen(function* () {
+      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 500 })
+      const fiber = yield* Effect.forkChild(
+        vigil(["connect", "--api", gateway.httpUrl], { DISCORD_TOKEN: token }, 3_000),
+      )
+      yield* gateway.awaitEntry((e) => e._tag === "Identified")
+      yield* gateway.emit("latest", { count: 3 })
+      const ran = yield* Fiber.join(fiber)
+      assert.include(ran.stdout, "READY")
+      assert.strictEqual(ran.stdout.match(/MESSAGE_CREATE/g)?.length, 3)
+      assert.include(ran.stdout, "ready")
+      const closes = (yield* gateway.entries).filter((e) => e._tag === "Closed")
+      assert.isTrue(closes.length > 0 && closes.every((c) => c._tag === "Closed" && c.code !== 1000))
+      assert.notInclude(ran.stdout + ran.stderr, token)
+    }),
+  )
+})
