@@ -52,7 +52,12 @@ describe("vigil demo", () => {
   it.live("storms the embedded gateway and proves nothing was lost or repeated", () =>
     Effect.gen(function* () {
       let text = ""
-      const output: Screen.Output = { isTTY: false, write: (t) => void (text += t) }
+      const output: Screen.Output = {
+        isTTY: false,
+        write: (t) => {
+          text += t
+        },
+      }
       const summary = yield* Demo.run({ shards: 2, heartbeatMillis: 500, burst: 500 }, output)
       assert.isTrue(summary.ok, text)
       assert.strictEqual(summary.lost, 0)
@@ -68,12 +73,22 @@ describe("vigil demo", () => {
 
   it("draws in place in a terminal, plainly in a pipe", () => {
     let tty = ""
-    const screen = Screen.make({ isTTY: true, write: (t) => void (tty += t) })
+    const screen = Screen.make({
+      isTTY: true,
+      write: (t) => {
+        tty += t
+      },
+    })
     Effect.runSync(screen.status(["a", "b"]))
     Effect.runSync(screen.log("event"))
     assert.include(tty, "\x1b[2F", "moves up over the 2-line block to redraw it")
     let piped = ""
-    const plain = Screen.make({ isTTY: false, write: (t) => void (piped += t) })
+    const plain = Screen.make({
+      isTTY: false,
+      write: (t) => {
+        piped += t
+      },
+    })
     Effect.runSync(plain.status(["a", "b"]))
     Effect.runSync(plain.status(["a", "b"]))
     Effect.runSync(plain.status(["a", "c"]))

@@ -7,7 +7,12 @@ export interface DispatchPayload {
   readonly d: unknown
 }
 
-export const hello = (intervalMillis: number) => ({ op: 10, d: { heartbeat_interval: intervalMillis }, s: null, t: null })
+export const hello = (intervalMillis: number) => ({
+  op: 10,
+  d: { heartbeat_interval: intervalMillis },
+  s: null,
+  t: null,
+})
 
 export const ack = { op: 11, d: null, s: null, t: null } as const
 
@@ -17,9 +22,18 @@ export const reconnect = { op: 7, d: null, s: null, t: null } as const
 
 export const heartbeatRequest = { op: 1, d: null, s: null, t: null } as const
 
-export const dispatch = (seq: number, type: string, data: unknown): DispatchPayload => ({ op: 0, d: data, s: seq, t: type })
+export const dispatch = (seq: number, type: string, data: unknown): DispatchPayload => ({
+  op: 0,
+  d: data,
+  s: seq,
+  t: type,
+})
 
-export const readyData = (sessionId: string, shard: readonly [number, number], resumeUrl = "memory://resume") => ({
+export const readyData = (
+  sessionId: string,
+  shard: readonly [number, number],
+  resumeUrl = "memory://resume",
+) => ({
   v: 10,
   session_id: sessionId,
   resume_gateway_url: resumeUrl,

@@ -6,7 +6,7 @@
  */
 import type { Transport } from "@vigil/gateway"
 import { Clock, Context, Effect, Layer, type Scope } from "effect"
-import { MemoryTransport, type MemoryPeer } from "./MemoryTransport.ts"
+import { type MemoryPeer, MemoryTransport } from "./MemoryTransport.ts"
 import * as Payloads from "./Payloads.ts"
 
 export interface ScriptedGatewayOptions {
@@ -54,7 +54,9 @@ export interface ScriptedGatewayService {
   readonly allIdentifies: () => ReadonlyArray<{ readonly shard: number; readonly at: number }>
   readonly resumes: (shardId?: number) => number
   /** Commands (op, d) the client sent, other than heartbeats and handshakes. */
-  readonly commands: (shardId?: number) => ReadonlyArray<{ readonly op: number; readonly d: unknown; readonly at: number }>
+  readonly commands: (
+    shardId?: number,
+  ) => ReadonlyArray<{ readonly op: number; readonly d: unknown; readonly at: number }>
   /** Every event ever dispatched on the shard's sessions, in order: what the consumer must see. */
   readonly produced: (shardId?: number) => ReadonlyArray<Payloads.DispatchPayload>
 }
@@ -69,7 +71,9 @@ export class ScriptedGateway extends Context.Service<ScriptedGateway, ScriptedGa
     Layer.effect(ScriptedGateway)(make(options)).pipe(Layer.provideMerge(MemoryTransport.layer))
 }
 
-const make = (options: ScriptedGatewayOptions): Effect.Effect<ScriptedGatewayService, never, MemoryTransport | Scope.Scope> =>
+const make = (
+  options: ScriptedGatewayOptions,
+): Effect.Effect<ScriptedGatewayService, never, MemoryTransport | Scope.Scope> =>
   Effect.gen(function* () {
     const gateway = yield* MemoryTransport
     const interval = options.heartbeatInterval ?? 41_250
@@ -126,7 +130,13 @@ const make = (options: ScriptedGatewayOptions): Effect.Effect<ScriptedGatewaySer
               const shard = (message.d.shard ?? [0, 1]) as [number, number]
               shardId = shard[0]
               identifyLog.push({ shard: shardId, at: now })
-              const session: Session = { id: `session-${shardId}-${++sessionCounter}`, shard, seq: 0, buffer: [], expired: false }
+              const session: Session = {
+                id: `session-${shardId}-${++sessionCounter}`,
+                shard,
+                seq: 0,
+                buffer: [],
+                expired: false,
+              }
               sessions.set(session.id, session)
               const l = link(shardId)
               l.peer = peer
@@ -192,8 +202,14 @@ const make = (options: ScriptedGatewayOptions): Effect.Effect<ScriptedGatewaySer
             { discard: true },
           )
         }),
-      stopAcks: (shardId = 0) => Effect.sync(() => void (link(shardId).acking = false)),
-      resumeAcks: (shardId = 0) => Effect.sync(() => void (link(shardId).acking = true)),
+      stopAcks: (shardId = 0) =>
+        Effect.sync(() => {
+          link(shardId).acking = false
+        }),
+      resumeAcks: (shardId = 0) =>
+        Effect.sync(() => {
+          link(shardId).acking = true
+        }),
       requestHeartbeat: (shardId = 0) => onPeer(shardId, (p) => p.send({ op: 1, d: null, s: null, t: null })),
       reconnect: (shardId = 0) => onPeer(shardId, (p) => p.send({ op: 7, d: null, s: null, t: null })),
       invalidSession: (resumable, shardId = 0) =>
@@ -204,7 +220,10 @@ const make = (options: ScriptedGatewayOptions): Effect.Effect<ScriptedGatewaySer
         }),
       close: (code, shardId = 0) => onPeer(shardId, (p) => p.close(code)),
       drop: (shardId = 0) => onPeer(shardId, (p) => p.drop),
-      rejectResumes: (code, shardId = 0) => Effect.sync(() => void (link(shardId).rejectResumesWith = code)),
+      rejectResumes: (code, shardId = 0) =>
+        Effect.sync(() => {
+          link(shardId).rejectResumesWith = code
+        }),
       expireSession: (shardId = 0) =>
         Effect.sync(() => {
           const session = link(shardId).session

@@ -14,4 +14,5 @@ export const settle: Effect.Effect<void> = Effect.gen(function* () {
 })
 
 /** Moves the clock, then lets what the last wake-ups and test actions started finish. */
-export const advance = (millis: number): Effect.Effect<void> => Effect.andThen(TestClock.adjust(millis), settle)
+export const advance = (millis: number): Effect.Effect<void> =>
+  Effect.andThen(TestClock.adjust(millis), settle)
