@@ -3,8 +3,8 @@
  * `Redacted` from the moment it is read. Events and status changes are printed; a fatal
  * error becomes one line of explanation and its own exit code.
  */
-import { SessionStore, ShardManager } from "@vigil/gateway"
-import { NodeTransport } from "@vigil/gateway-node"
+import { ShardManager } from "@vigil/gateway"
+import { NodeGateway } from "@vigil/gateway-node"
 import { Clock, Effect, Layer, type Redacted, Stream } from "effect"
 import { FetchHttpClient } from "effect/http"
 import * as Screen from "./Screen.ts"
@@ -60,6 +60,6 @@ export const run = (options: ConnectOptions, output: Screen.Output = Screen.stdo
     }),
   ).pipe(
     Effect.provide(
-      Layer.mergeAll(NodeTransport.layer(), SessionStore.SessionStore.layerMemory, FetchHttpClient.layer),
+      Layer.merge(NodeGateway.layer(), FetchHttpClient.layer),
     ),
   )

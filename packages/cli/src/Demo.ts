@@ -4,8 +4,8 @@
  * flap, op 7, Invalid Session, server restart, a burst — with a live status view, then a
  * report. Its exit code is 0 only if every invariant held: nothing lost, nothing twice.
  */
-import { SessionStore, type Shard, ShardManager } from "@vigil/gateway"
-import { NodeTransport } from "@vigil/gateway-node"
+import { type Shard, ShardManager } from "@vigil/gateway"
+import { NodeGateway } from "@vigil/gateway-node"
 import { FakeGateway, TcpProxy, Traffic } from "@vigil/testing"
 import { Clock, Duration, Effect, Layer, Redacted, Stream } from "effect"
 import { FetchHttpClient } from "effect/http"
@@ -170,6 +170,6 @@ export const run = (options: DemoOptions = defaults, output: Screen.Output = Scr
     }),
   ).pipe(
     Effect.provide(
-      Layer.mergeAll(NodeTransport.layer(), SessionStore.SessionStore.layerMemory, FetchHttpClient.layer),
+      Layer.merge(NodeGateway.layer(), FetchHttpClient.layer),
     ),
   )

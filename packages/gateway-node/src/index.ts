@@ -1,1 +1,5 @@
+export * as NodeCompression from "./NodeCompression.ts"
+export * as NodeGateway from "./NodeGateway.ts"
 export * as NodeTransport from "./NodeTransport.ts"
+export * as ZlibDecompressor from "./ZlibDecompressor.ts"
+export * as ZstdDecompressor from "./ZstdDecompressor.ts"
