@@ -6,14 +6,16 @@
  * Each `make` is a fresh context owned by one connection; a `DecodeError` spends only that
  * context, never another connection's.
  */
-import { GatewayCompression, type GatewayCompressionService } from "@vigil/gateway/Compression"
+import { fromPush, GatewayCompression, type GatewayCompressionService } from "@vigil/gateway/Compression"
 import { Effect, Layer } from "effect"
 import { makeZlibDecompressor } from "./ZlibDecompressor.ts"
 import { makeZstdDecompressor } from "./ZstdDecompressor.ts"
 
 export const make: GatewayCompressionService["make"] = (kind, options) =>
   // Pure JS state: nothing to release beyond what the collector takes with the connection.
-  Effect.sync(() => (kind === "zlib-stream" ? makeZlibDecompressor(options) : makeZstdDecompressor(options)))
+  Effect.sync(() =>
+    fromPush((kind === "zlib-stream" ? makeZlibDecompressor(options) : makeZstdDecompressor(options)).push),
+  )
 
 export const service: GatewayCompressionService = { make }
 

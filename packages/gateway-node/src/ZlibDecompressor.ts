@@ -8,7 +8,7 @@
  * stream awaited per message, fflate and pako's own `Inflate`: see packages/bench/README.md.
  */
 
-import type { Decompressor, DecompressorOptions } from "@vigil/gateway/Compression"
+import type { DecompressorOptions, PushDecompressor } from "@vigil/gateway/Compression"
 import { DecodeError } from "@vigil/gateway/GatewayError"
 import { Result } from "effect"
 import { Z_BUF_ERROR, Z_NO_FLUSH, Z_OK, Z_STREAM_END, ZStream, zlibInflate, zlibInflateInit2 } from "pako"
@@ -23,7 +23,7 @@ const textDecoder = new TextDecoder("utf-8", { fatal: true })
  * A fresh zlib-stream context. After a `DecodeError` the context is spent: every later push
  * fails too, since the stream cannot be resynchronised (the connection must be recycled).
  */
-export const makeZlibDecompressor = (options: DecompressorOptions): Decompressor => {
+export const makeZlibDecompressor = (options: DecompressorOptions): PushDecompressor => {
   const limit = options.maxMessageBytes
   const strm = new ZStream()
   zlibInflateInit2(strm, 15)

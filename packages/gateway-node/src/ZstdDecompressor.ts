@@ -20,7 +20,7 @@
  * which dominates a small event's decode; see packages/bench/README.md.
  */
 
-import type { Decompressor, DecompressorOptions } from "@vigil/gateway/Compression"
+import type { DecompressorOptions, PushDecompressor } from "@vigil/gateway/Compression"
 import { DecodeError } from "@vigil/gateway/GatewayError"
 import { Result } from "effect"
 import { Decompress } from "fzstd"
@@ -42,7 +42,7 @@ interface FzstdInternals {
 
 type Expect = "header" | "block" | "checksum"
 
-export const makeZstdDecompressor = (options: DecompressorOptions): Decompressor => {
+export const makeZstdDecompressor = (options: DecompressorOptions): PushDecompressor => {
   const limit = options.maxMessageBytes
   let parts: Array<Uint8Array> = []
   let produced = 0

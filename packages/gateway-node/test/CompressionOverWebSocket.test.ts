@@ -32,7 +32,11 @@ describe("transport compression over real sockets", () => {
   it.live.each(cases)("$compression: every event arrives, across a resume, large ones included", (c) =>
     Effect.gen(function* () {
       const guild = Traffic.guildIds(1, 1)[0]!
-      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 300, zlibFrameBytes: c.zlibFrameBytes })
+      const gateway = yield* FakeGateway.make({
+        token,
+        heartbeatInterval: 300,
+        zlibFrameBytes: c.zlibFrameBytes,
+      })
       const seen: Array<Protocol.Dispatch> = []
       const shard = yield* Shard.make({
         token: Redacted.make(token),
@@ -55,7 +59,10 @@ describe("transport compression over real sockets", () => {
       const big = seen.find((e) => e.type === "GUILD_CREATE")
       assert.strictEqual((big?.data as { members: Array<unknown> }).members.length, 2_000)
       const seqs = seen.map((e) => e.seq)
-      assert.deepStrictEqual(seqs, Array.from({ length: seqs.length }, (_, i) => i + 1))
+      assert.deepStrictEqual(
+        seqs,
+        Array.from({ length: seqs.length }, (_, i) => i + 1),
+      )
     }).pipe(Effect.provide(env)),
   )
 })

@@ -34,8 +34,8 @@ describe("soak over real sockets through a flapping proxy", () => {
         // READY hands out the proxy as the resume URL, so resumes go through the faults too.
         yield* gateway.advertise(proxy.url)
         const consumed: Array<Protocol.Dispatch> = []
-      const timers = () => process.getActiveResourcesInfo().filter((r) => r === "Timeout").length
-      const timersBefore = timers()
+        const timers = () => process.getActiveResourcesInfo().filter((r) => r === "Timeout").length
+        const timersBefore = timers()
         const result = yield* Effect.scoped(
           Effect.gen(function* () {
             const shard = yield* Shard.make({
@@ -110,11 +110,11 @@ describe("soak over real sockets through a flapping proxy", () => {
         }
         // The server learns of the last close through the proxy a moment later.
         for (let i = 0; i < 200 && (yield* gateway.openSockets) > 0; i++) yield* Effect.sleep(10)
-      // No fiber of the client is left sleeping: its timers are gone with its scope.
-      for (let i = 0; i < 100 && timers() > timersBefore + 1; i++) yield* Effect.sleep(10)
-      if (timers() > timersBefore + 1) {
-        violations.push({ invariant: "clean-shutdown", detail: `${timers() - timersBefore} timer(s) left` })
-      }
+        // No fiber of the client is left sleeping: its timers are gone with its scope.
+        for (let i = 0; i < 100 && timers() > timersBefore + 1; i++) yield* Effect.sleep(10)
+        if (timers() > timersBefore + 1) {
+          violations.push({ invariant: "clean-shutdown", detail: `${timers() - timersBefore} timer(s) left` })
+        }
         violations.push(
           ...Invariants.atMostOpen(sockets.max(), 1),
           ...Invariants.nothingOpen(sockets.open()),

@@ -2,18 +2,42 @@
  * Transport compression (`zlib-stream`, `zstd-stream`): one decompression context per
  * connection. The core only defines the contract; runtimes provide the codecs.
  */
-import { Context, Effect, type Result, type Scope } from "effect"
+import { Context, Effect, Result, type Scope } from "effect"
 import { CompressionUnavailable, type DecodeError } from "./GatewayError.ts"
 import type { Compression } from "./Protocol.ts"
 
 export interface Decompressor {
   /**
-   * Feeds one WebSocket message. Returns the gateway message it completes as text, or
-   * `undefined` when the message continues in later frames (zlib-stream). Synchronous: the
-   * hot path must not pay an async round trip per event.
+   * Decompresses the binary frames of one read, in order, and returns the gateway messages
+   * they complete (a zlib message may span frames, so there can be fewer messages than
+   * frames). One call per batch, so a codec that has to go asynchronous pays for that once
+   * per batch, never once per event.
    */
-  readonly push: (chunk: Uint8Array) => Result.Result<string | undefined, DecodeError>
+  readonly decompress: (
+    frames: ReadonlyArray<Uint8Array>,
+  ) => Effect.Effect<ReadonlyArray<string>, DecodeError>
 }
+
+/** A synchronous codec, fed one frame at a time: the message it completes, or undefined. */
+export type Push = (chunk: Uint8Array) => Result.Result<string | undefined, DecodeError>
+
+export interface PushDecompressor {
+  readonly push: Push
+}
+
+/** Runs a synchronous codec over a batch in one step. */
+export const fromPush = (push: Push): Decompressor => ({
+  decompress: (frames) =>
+    Effect.suspend(() => {
+      const messages: Array<string> = []
+      for (const frame of frames) {
+        const out = push(frame)
+        if (Result.isFailure(out)) return Effect.fail(out.failure)
+        if (out.success !== undefined) messages.push(out.success)
+      }
+      return Effect.succeed(messages)
+    }),
+})
 
 export interface DecompressorOptions {
   /** A decompressed message larger than this is refused with a `DecodeError` ("size"). */

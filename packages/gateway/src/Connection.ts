@@ -4,7 +4,7 @@
  * connection owns (socket, reader, heartbeat, writer) is tied to that scope, so nothing of
  * it can outlive the connection. Deciding what to do next is the Shard's business.
  */
-import { Clock, Deferred, Duration, Effect, Fiber, type Redacted, Result, Schema, type Scope } from "effect"
+import { Clock, Deferred, Duration, Effect, Fiber, type Redacted, Schema, type Scope } from "effect"
 import { type Decompressor, defaultMaxMessageBytes, GatewayCompression } from "./Compression.ts"
 import {
   type ConnectionError,
@@ -176,17 +176,17 @@ export const run = <E = never>(
           yield* Deferred.succeed(handshakeDone, undefined)
         })
 
-      const decode = makeDecoder(decompressor, maxMessageBytes)
+      const decode = makeDecoder(maxMessageBytes)
       const reader: Effect.Effect<never, ConnectionError> = Effect.gen(function* () {
         while (true) {
           const frames = yield* socket.receive.pipe(Effect.mapError(closedToError))
           lastFrameAt = yield* Clock.currentTimeMillis
+          const messages = decompressor ? yield* decompressAll(decompressor, frames) : frames
           // Ordinary dispatches are gathered and handed over once per batch; anything else
           // (ACK, op 7, READY, …) first flushes what came before it, so order holds.
           let batch: Array<Protocol.Dispatch> = []
-          for (const frame of frames) {
-            const decoded = decode(frame)
-            if (decoded === undefined) continue
+          for (const message of messages) {
+            const decoded = decode(message)
             if (decoded instanceof DecodeError) {
               if (batch.length > 0) yield* deliver(batch)
               return yield* decoded
@@ -199,7 +199,7 @@ export const run = <E = never>(
               yield* deliver(batch)
               batch = []
             }
-            yield* handle(decoded, byteLength(frame))
+            yield* handle(decoded, byteLength(message))
           }
           if (batch.length > 0) yield* deliver(batch)
         }
@@ -302,21 +302,43 @@ const byteLength = (frame: Frame): number => (typeof frame === "string" ? frame.
 const textDecoder = new TextDecoder("utf-8", { fatal: true })
 
 /**
- * frame → text (decompressing when asked) → JSON → envelope; each failure typed. Returns
- * undefined for a zlib frame that does not finish a message yet. On the hot path, so it
- * returns plain values rather than wrapping each one.
+ * With transport compression every binary frame goes through the connection's codec, one
+ * call per run of binary frames; a text frame (which a compressing server does not send,
+ * but may) passes through in its place, so order holds.
+ */
+const decompressAll = (
+  decompressor: Decompressor,
+  frames: ReadonlyArray<Frame>,
+): Effect.Effect<ReadonlyArray<Frame>, DecodeError> => {
+  if (frames.every((f) => typeof f !== "string"))
+    return decompressor.decompress(frames as ReadonlyArray<Uint8Array>)
+  return Effect.gen(function* () {
+    const out: Array<Frame> = []
+    let run: Array<Uint8Array> = []
+    for (const frame of frames) {
+      if (typeof frame !== "string") {
+        run.push(frame)
+        continue
+      }
+      if (run.length > 0) out.push(...(yield* decompressor.decompress(run)))
+      run = []
+      out.push(frame)
+    }
+    if (run.length > 0) out.push(...(yield* decompressor.decompress(run)))
+    return out
+  })
+}
+
+/**
+ * A message (text, or an uncompressed binary frame) → JSON → envelope; each failure typed.
+ * On the hot path, so it returns plain values rather than wrapping each one.
  */
 const makeDecoder =
-  (decompressor: Decompressor | undefined, maxMessageBytes: number) =>
-  (frame: Frame): Protocol.Envelope | DecodeError | undefined => {
+  (maxMessageBytes: number) =>
+  (frame: Frame): Protocol.Envelope | DecodeError => {
     let text: string
     if (typeof frame === "string") {
       text = frame
-    } else if (decompressor) {
-      const out = decompressor.push(frame)
-      if (Result.isFailure(out)) return out.failure
-      if (out.success === undefined) return undefined
-      text = out.success
     } else {
       if (frame.byteLength > maxMessageBytes) return tooLarge(frame.byteLength, maxMessageBytes)
       try {
@@ -329,8 +351,8 @@ const makeDecoder =
         })
       }
     }
-    // Text frames are measured in UTF-16 units (a lower bound of their bytes): no encoding
-    // pass on the hot path; the transport's own frame limit bounds the rest.
+    // Text is measured in UTF-16 units (a lower bound of its bytes): no encoding pass on
+    // the hot path; the transport's frame limit and the codec's output limit bound the rest.
     if (text.length > maxMessageBytes) return tooLarge(text.length, maxMessageBytes)
     let parsed: unknown
     try {
