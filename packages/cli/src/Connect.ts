@@ -58,8 +58,4 @@ export const run = (options: ConnectOptions, output: Screen.Output = Screen.stdo
       )
       return yield* manager.await
     }),
-  ).pipe(
-    Effect.provide(
-      Layer.merge(NodeGateway.layer(), FetchHttpClient.layer),
-    ),
-  )
+  ).pipe(Effect.provide(Layer.merge(NodeGateway.layer(), FetchHttpClient.layer)))

@@ -168,8 +168,4 @@ export const run = (options: DemoOptions = defaults, output: Screen.Output = Scr
       yield* say(`\n${Report.format(summary, s)}`)
       return summary
     }),
-  ).pipe(
-    Effect.provide(
-      Layer.merge(NodeGateway.layer(), FetchHttpClient.layer),
-    ),
-  )
+  ).pipe(Effect.provide(Layer.merge(NodeGateway.layer(), FetchHttpClient.layer)))
