@@ -1,5 +1,6 @@
 export * as Chaos from "./Chaos.ts"
 export * as FakeGateway from "./FakeGateway.ts"
+export * as FakeRest from "./FakeRest.ts"
 export * as Invariants from "./Invariants.ts"
 export * as MemoryTransport from "./MemoryTransport.ts"
 export * as Payloads from "./Payloads.ts"

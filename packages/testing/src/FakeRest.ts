@@ -1,0 +1,463 @@
+/**
+ * A fake of Discord's REST API for bots that send messages: `POST /channels/{id}/messages`
+ * with Discord's rate limiting — a bucket per route and major parameter (the channel),
+ * announced in `X-RateLimit-*` headers, plus the global per-bot limit — its 429 answers
+ * (`retry_after` in the body, `Retry-After` header, `X-RateLimit-Global`/`-Scope`), token
+ * checks, `enforce_nonce` de-duplication, injectable failures and a recording of every
+ * request.
+ *
+ * One fake, two ways in: a real HTTP server on 127.0.0.1 (`url`, `apiBaseUrl`) for tests
+ * over sockets, and `client`, an in-memory `HttpClient` over the same state, for tests
+ * driven by `TestClock` (time is the `Clock` of the caller, so windows follow the test
+ * clock). Everything lives in the scope it was made in.
+ *
+ * ```ts
+ * const rest = yield* FakeRest.make({ token: "t", bucket: { requests: 5, window: "5 seconds" } })
+ * yield* rest.failNext({ status: 429, retryAfter: "2 seconds" })
+ * // point a client at rest.apiBaseUrl, or provide rest.client as its HttpClient
+ * const posted = yield* rest.messages
+ * ```
+ */
+import * as Http from "node:http"
+import type { AddressInfo } from "node:net"
+import { Clock, Context, Duration, Effect, FiberSet, Layer, Predicate, Schema, type Scope } from "effect"
+import { HttpClient, HttpClientError, HttpClientResponse } from "effect/http"
+import * as Traffic from "./Traffic.ts"
+
+export interface Config {
+  /** The token every request must carry as `Authorization: Bot <token>` (else 401). */
+  readonly token: string
+  /** Each channel's message bucket. Default 5 per 5 s, as Discord. */
+  readonly bucket?: { readonly requests: number; readonly window: Duration.Input } | undefined
+  /** Requests per bot across routes. Default 50 per second, as Discord. */
+  readonly global?: { readonly requests: number; readonly window: Duration.Input } | undefined
+  /** The bucket hash announced in `X-RateLimit-Bucket`. Default `"fake-messages"`. */
+  readonly bucketHash?: string | undefined
+  /** The author of the messages the fake creates. */
+  readonly bot?: { readonly id: string; readonly username: string } | undefined
+}
+
+/** Why a request was answered 429, if it was. */
+export type Limited = "bucket" | "global" | "injected"
+
+/** One request as the fake saw it. */
+export interface RequestRecord {
+  /** Position in the recording (a total order; `at` has millisecond ties). */
+  readonly index: number
+  /** `Clock` time, epoch milliseconds. */
+  readonly at: number
+  readonly method: string
+  /** The path without the `/api/v{n}` prefix. */
+  readonly path: string
+  readonly channelId: string | undefined
+  readonly status: number
+  readonly authorized: boolean
+  readonly limited: Limited | undefined
+  /** Whether an injected fault produced the answer. */
+  readonly injected: boolean
+  /** The bucket's `remaining` as announced in the answer (undefined when none was). */
+  readonly remaining: number | undefined
+  readonly content: string | undefined
+  readonly nonce: string | undefined
+  /** Where it came in: the HTTP server or the in-memory client. */
+  readonly via: "http" | "memory"
+}
+
+/** A message the fake accepted. */
+export interface PostedMessage {
+  readonly id: string
+  readonly channelId: string
+  readonly content: string
+  readonly nonce: string | undefined
+  readonly at: number
+}
+
+export interface FailOptions {
+  /** The status to answer with: 429, 401, 403, 404, 500, 502, 503… */
+  readonly status: number
+  /** How many requests get it. Default 1. */
+  readonly count?: number | undefined
+  /** Only posts to this channel. Default: any. */
+  readonly channelId?: string | undefined
+  /** For 429: the `retry_after`. Default 1 s. */
+  readonly retryAfter?: Duration.Input | undefined
+  /** For 429: a global limit (`X-RateLimit-Global: true`). Default false. */
+  readonly global?: boolean | undefined
+}
+
+export interface FakeRestService {
+  /** `http://127.0.0.1:<port>`. */
+  readonly url: string
+  /** `http://127.0.0.1:<port>/api/v10`: what a client takes as its API base. */
+  readonly apiBaseUrl: string
+  /** An `HttpClient` that reaches the fake without a socket, on the caller's `Clock`. */
+  readonly client: HttpClient.HttpClient
+  /** The next requests get this answer instead (faults queue up in order). */
+  readonly failNext: (options: FailOptions) => Effect.Effect<void>
+  /** Every request so far, oldest first. */
+  readonly requests: Effect.Effect<ReadonlyArray<RequestRecord>>
+  /** Messages accepted, oldest first. */
+  readonly messages: Effect.Effect<ReadonlyArray<PostedMessage>>
+}
+
+export class FakeRest extends Context.Service<FakeRest, FakeRestService>()("@vigil/testing/FakeRest") {
+  static readonly layer = (config: Config): Layer.Layer<FakeRest, ListenError> => layer(config)
+}
+
+/** The server could not listen on 127.0.0.1. */
+export class ListenError extends Schema.TaggedError<ListenError>()("ListenError", {
+  detail: Schema.String,
+}) {
+  override get message() {
+    return `FakeRest cannot listen on 127.0.0.1: ${this.detail}`
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The model: a request in, an answer out, no I/O.
+
+interface Answer {
+  readonly status: number
+  readonly headers: Readonly<Record<string, string>>
+  readonly body: unknown
+}
+
+interface Window {
+  resetAt: number
+  used: number
+}
+
+interface Fault {
+  readonly status: number
+  readonly channelId: string | undefined
+  readonly retryAfterMillis: number
+  readonly global: boolean
+  remaining: number
+}
+
+const seconds = (ms: number) => (Math.max(0, ms) / 1000).toFixed(3)
+
+const errorBodies: Readonly<Record<number, { readonly message: string; readonly code: number }>> = {
+  401: { message: "401: Unauthorized", code: 0 },
+  403: { message: "Missing Permissions", code: 50013 },
+  404: { message: "Unknown Channel", code: 10003 },
+}
+
+const makeModel = (config: Config) => {
+  const bucketLimit = config.bucket
+    ? { requests: config.bucket.requests, windowMillis: Duration.toMillis(config.bucket.window) }
+    : { requests: 5, windowMillis: 5_000 }
+  const globalLimit = config.global
+    ? { requests: config.global.requests, windowMillis: Duration.toMillis(config.global.window) }
+    : { requests: 50, windowMillis: 1_000 }
+  const hash = config.bucketHash ?? "fake-messages"
+  const bot = config.bot ?? { id: "1000000000000000001", username: "vigil-fake-bot" }
+  const buckets = new Map<string, Window>()
+  const global: Window = { resetAt: 0, used: 0 }
+  const faults: Array<Fault> = []
+  const records: Array<RequestRecord> = []
+  const messages: Array<PostedMessage> = []
+  const byNonce = new Map<string, { readonly message: PostedMessage; readonly body: unknown }>()
+  let nextMessage = 0
+
+  const take = (window: Window, limit: { requests: number; windowMillis: number }, now: number) => {
+    if (now >= window.resetAt) {
+      window.resetAt = now + limit.windowMillis
+      window.used = 0
+    }
+    if (window.used >= limit.requests) return { ok: false as const, retryAfter: window.resetAt - now }
+    window.used++
+    return { ok: true as const, remaining: limit.requests - window.used, resetAfter: window.resetAt - now }
+  }
+
+  const bucketHeaders = (remaining: number, resetAfter: number, now: number): Record<string, string> => ({
+    "x-ratelimit-limit": String(bucketLimit.requests),
+    "x-ratelimit-remaining": String(remaining),
+    "x-ratelimit-reset": seconds(now + resetAfter),
+    "x-ratelimit-reset-after": seconds(resetAfter),
+    "x-ratelimit-bucket": hash,
+  })
+
+  const limited = (retryAfterMillis: number, global: boolean, headers: Record<string, string>): Answer => ({
+    status: 429,
+    headers: {
+      ...headers,
+      "retry-after": String(Math.ceil(retryAfterMillis / 1000)),
+      "x-ratelimit-scope": global ? "global" : "user",
+      ...(global ? { "x-ratelimit-global": "true" } : {}),
+    },
+    body: { message: "You are being rate limited.", retry_after: Number(seconds(retryAfterMillis)), global },
+  })
+
+  const messageObject = (message: PostedMessage, body: Record<string, unknown>) => ({
+    id: message.id,
+    channel_id: message.channelId,
+    content: message.content,
+    embeds: Array.isArray(body.embeds) ? body.embeds : [],
+    author: {
+      id: bot.id,
+      username: bot.username,
+      discriminator: "0",
+      global_name: null,
+      avatar: null,
+      bot: true,
+    },
+    timestamp: new Date(message.at).toISOString(),
+    edited_timestamp: null,
+    tts: false,
+    mention_everyone: false,
+    mentions: [],
+    mention_roles: [],
+    attachments: [],
+    pinned: false,
+    type: 0,
+    ...(message.nonce !== undefined ? { nonce: message.nonce } : {}),
+  })
+
+  const handle = (
+    request: {
+      readonly method: string
+      readonly path: string
+      readonly authorization: string | undefined
+      readonly body: unknown
+    },
+    now: number,
+    via: RequestRecord["via"],
+  ): Answer => {
+    const path = request.path.replace(/^\/api(\/v\d+)?/, "").replace(/\/+$/, "")
+    const channelId = /^\/channels\/(\d+)\/messages$/.exec(path)?.[1]
+    const authorized = request.authorization === `Bot ${config.token}`
+    const fields = Predicate.isObject(request.body) ? (request.body as Record<string, unknown>) : {}
+    const content = Predicate.isString(fields.content) ? fields.content : undefined
+    const nonce = Predicate.isString(fields.nonce) ? fields.nonce : undefined
+    let limitedBy: Limited | undefined
+    let injected = false
+
+    const answer = ((): Answer => {
+      if (request.method !== "POST" || channelId === undefined) {
+        return { status: 404, headers: {}, body: { message: "404: Not Found", code: 0 } }
+      }
+      const fault = faults.find((f) => f.channelId === undefined || f.channelId === channelId)
+      if (fault !== undefined) {
+        injected = true
+        if (--fault.remaining <= 0) faults.splice(faults.indexOf(fault), 1)
+        if (fault.status === 429) {
+          limitedBy = "injected"
+          return limited(fault.retryAfterMillis, fault.global, {})
+        }
+        return {
+          status: fault.status,
+          headers: {},
+          body: errorBodies[fault.status] ?? { message: `${fault.status}: injected by the test`, code: 0 },
+        }
+      }
+      if (!authorized) return { status: 401, headers: {}, body: errorBodies[401] }
+      const globalTurn = take(global, globalLimit, now)
+      if (!globalTurn.ok) {
+        limitedBy = "global"
+        return limited(globalTurn.retryAfter, true, {})
+      }
+      const bucket = buckets.get(channelId) ?? { resetAt: 0, used: 0 }
+      buckets.set(channelId, bucket)
+      const turn = take(bucket, bucketLimit, now)
+      if (!turn.ok) {
+        limitedBy = "bucket"
+        return limited(turn.retryAfter, false, bucketHeaders(0, turn.retryAfter, now))
+      }
+      const headers = bucketHeaders(turn.remaining, turn.resetAfter, now)
+      if (content === undefined || content.length === 0) {
+        return { status: 400, headers, body: { message: "Cannot send an empty message", code: 50006 } }
+      }
+      if (content.length > 2000) {
+        return {
+          status: 400,
+          headers,
+          body: {
+            message: "Invalid Form Body",
+            code: 50035,
+            errors: {
+              content: {
+                _errors: [{ code: "BASE_TYPE_MAX_LENGTH", message: "Must be 2000 or fewer in length." }],
+              },
+            },
+          },
+        }
+      }
+      // enforce_nonce: the same nonce within a few minutes returns the message already created.
+      if (nonce !== undefined && fields.enforce_nonce === true) {
+        const seen = byNonce.get(`${channelId}:${nonce}`)
+        if (seen !== undefined) {
+          return { status: 200, headers, body: messageObject(seen.message, fields) }
+        }
+      }
+      const message: PostedMessage = {
+        id: Traffic.snowflake(now, nextMessage++),
+        channelId,
+        content,
+        nonce,
+        at: now,
+      }
+      messages.push(message)
+      if (nonce !== undefined) byNonce.set(`${channelId}:${nonce}`, { message, body: fields })
+      return { status: 200, headers, body: messageObject(message, fields) }
+    })()
+
+    const remaining = answer.headers["x-ratelimit-remaining"]
+    const record: RequestRecord = {
+      index: records.length,
+      at: now,
+      method: request.method,
+      path,
+      channelId,
+      status: answer.status,
+      authorized,
+      limited: limitedBy,
+      injected,
+      remaining: remaining === undefined ? undefined : Number(remaining),
+      content,
+      nonce,
+      via,
+    }
+    records.push(record)
+    return answer
+  }
+
+  return {
+    handle,
+    failNext: (options: FailOptions) =>
+      faults.push({
+        status: options.status,
+        channelId: options.channelId,
+        retryAfterMillis: options.retryAfter === undefined ? 1_000 : Duration.toMillis(options.retryAfter),
+        global: options.global ?? false,
+        remaining: options.count ?? 1,
+      }),
+    records: () => records.slice(),
+    messages: () => messages.slice(),
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The two ways in
+
+const parseJson = (text: string): unknown => {
+  if (text.length === 0) return undefined
+  return Effect.runSync(
+    Effect.try({ try: (): unknown => JSON.parse(text), catch: () => "invalid" }).pipe(
+      Effect.orElseSucceed(() => undefined),
+    ),
+  )
+}
+
+const readBody = (req: Http.IncomingMessage): Effect.Effect<string> =>
+  Effect.callback<string>((resume) => {
+    const chunks: Array<Buffer> = []
+    req.on("data", (chunk: Buffer) => chunks.push(chunk))
+    req.on("end", () => resume(Effect.succeed(Buffer.concat(chunks).toString("utf8"))))
+    req.on("error", () => resume(Effect.succeed("")))
+  })
+
+const listen = (server: Http.Server): Effect.Effect<number, ListenError> =>
+  Effect.callback<number, ListenError>((resume) => {
+    const onError = (error: Error) => resume(Effect.fail(new ListenError({ detail: error.message })))
+    server.once("error", onError)
+    server.listen(0, "127.0.0.1", () => {
+      server.off("error", onError)
+      resume(Effect.succeed((server.address() as AddressInfo).port))
+    })
+  })
+
+export const make = (config: Config): Effect.Effect<FakeRestService, ListenError, Scope.Scope> =>
+  Effect.gen(function* () {
+    const model = makeModel(config)
+    const runFork = yield* FiberSet.makeRuntime<never>()
+
+    const serve = (req: Http.IncomingMessage, res: Http.ServerResponse) =>
+      Effect.gen(function* () {
+        const text = yield* readBody(req)
+        const now = yield* Clock.currentTimeMillis
+        const answer = model.handle(
+          {
+            method: req.method ?? "GET",
+            path: new URL(req.url ?? "/", "http://fake").pathname,
+            authorization: req.headers.authorization,
+            body: parseJson(text),
+          },
+          now,
+          "http",
+        )
+        res.writeHead(answer.status, { "content-type": "application/json", ...answer.headers })
+        res.end(JSON.stringify(answer.body))
+      })
+
+    const server = yield* Effect.acquireRelease(
+      Effect.sync(() => Http.createServer((req, res) => runFork(serve(req, res)))),
+      (server) =>
+        Effect.callback<void>((resume) => {
+          if (!server.listening) return resume(Effect.void)
+          server.close(() => resume(Effect.void))
+          server.closeAllConnections()
+        }),
+    )
+    const port = yield* listen(server)
+    const url = `http://127.0.0.1:${port}`
+
+    const client = HttpClient.make((request, requestUrl) =>
+      Effect.gen(function* () {
+        const now = yield* Clock.currentTimeMillis
+        const body = request.body
+        const text =
+          body._tag === "Uint8Array"
+            ? new TextDecoder().decode(body.body)
+            : body._tag === "Raw" && Predicate.isString(body.body)
+              ? body.body
+              : ""
+        const answer = model.handle(
+          {
+            method: request.method,
+            path: requestUrl.pathname,
+            authorization: request.headers.authorization,
+            body: parseJson(text),
+          },
+          now,
+          "memory",
+        )
+        return HttpClientResponse.fromWeb(
+          request,
+          new Response(JSON.stringify(answer.body), {
+            status: answer.status,
+            headers: { "content-type": "application/json", ...answer.headers },
+          }),
+        )
+      }).pipe(
+        Effect.catchDefect((cause) =>
+          Effect.fail(
+            new HttpClientError.HttpClientError({
+              reason: new HttpClientError.TransportError({ request, cause, description: "FakeRest client" }),
+            }),
+          ),
+        ),
+      ),
+    )
+
+    return {
+      url,
+      apiBaseUrl: `${url}/api/v10`,
+      client,
+      failNext: (options) => Effect.sync(() => model.failNext(options)),
+      requests: Effect.sync(() => model.records()),
+      messages: Effect.sync(() => model.messages()),
+    } satisfies FakeRestService
+  })
+
+export const layer = (config: Config): Layer.Layer<FakeRest, ListenError> =>
+  Layer.effect(FakeRest)(make(config))
+
+/** The fake's in-memory `HttpClient` as a layer (needs `FakeRest`). */
+export const layerClient: Layer.Layer<HttpClient.HttpClient, never, FakeRest> = Layer.effect(
+  HttpClient.HttpClient,
+)(
+  Effect.gen(function* () {
+    return (yield* FakeRest).client
+  }),
+)
