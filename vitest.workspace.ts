@@ -1,2 +1,8 @@
 // The test projects; vitest.config.ts hands this list to `test.projects`.
-export default ["packages/gateway", "packages/gateway-node", "packages/testing", "packages/cli"]
+export default [
+  "packages/gateway",
+  "packages/gateway-node",
+  "packages/testing",
+  "packages/cli",
+  "packages/provider",
+]

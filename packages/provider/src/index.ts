@@ -1,0 +1,5 @@
+export * as DiscordProvider from "./DiscordProvider.ts"
+export * as Health from "./Health.ts"
+export * as Inbound from "./Inbound.ts"
+export * as ProviderError from "./ProviderError.ts"
+export * as Rest from "./Rest.ts"
