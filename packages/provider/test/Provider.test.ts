@@ -530,3 +530,27 @@ describe("DiscordProvider send", () => {
     }),
   )
 })
+
+describe("DiscordProvider.layer", () => {
+  it.live("the batteries-included layer: start, ready, and nothing left when the layer's scope closes", () =>
+    Effect.gen(function* () {
+      const gateway = yield* fakeGateway({ shards: 1 })
+      yield* Effect.scoped(
+        Effect.gen(function* () {
+          const discord = yield* DiscordProvider.DiscordProvider
+          yield* discord.start
+          yield* ready(discord)
+          assert.strictEqual(yield* gateway.openSockets, 1)
+        }).pipe(Effect.provide(DiscordProvider.DiscordProvider.layer(configFor(gateway)))),
+      )
+      yield* eventually(
+        Effect.map(gateway.openSockets, (n) => n === 0),
+        "no socket after the layer closed",
+      )
+      assert.deepStrictEqual(
+        Recording.clientCloses(yield* gateway.entries).map((c) => c.code),
+        [1000],
+      )
+    }),
+  )
+})
