@@ -19,9 +19,14 @@ case "$job" in
   demo) exec node packages/cli/src/main.ts demo "$@" ;;
   vigil) exec node packages/cli/src/main.ts "$@" ;;
   test)
-    echo "== typecheck" && pnpm exec tsc -b
-    echo "== lint" && pnpm exec biome check . && sh scripts/check-library.sh
-    echo "== tests" && exec pnpm exec vitest run "$@" ;;
+    # One step per line: under `set -e` a failure in the middle of an && list would not stop us.
+    echo "== typecheck"
+    pnpm exec tsc -b
+    echo "== lint"
+    pnpm exec biome check .
+    sh scripts/check-library.sh
+    echo "== tests"
+    exec pnpm exec vitest run "$@" ;;
   fmt) exec pnpm exec biome check --write . ;;
   vitest) exec pnpm exec vitest "$@" ;;
   *) echo "usage: sh scripts/dev.sh <demo|test|fmt|vitest|vigil ...>" >&2; exit 2 ;;
