@@ -3,9 +3,9 @@
  * `Redacted` from the moment it is read. Events and status changes are printed; a fatal
  * error becomes one line of explanation and its own exit code.
  */
-import { ShardManager } from "@vigil/gateway"
 import { NodeGateway } from "@vigil/gateway-node"
-import { Clock, Effect, Layer, type Redacted, Stream } from "effect"
+import { DiscordProvider } from "@vigil/provider"
+import { Effect, Layer, type Redacted, Stream } from "effect"
 import { FetchHttpClient } from "effect/http"
 import * as Screen from "./Screen.ts"
 import * as StatusView from "./StatusView.ts"
@@ -25,37 +25,35 @@ export const run = (options: ConnectOptions, output: Screen.Output = Screen.stdo
   Effect.scoped(
     Effect.gen(function* () {
       const s = Screen.style(output)
-      const manager = yield* ShardManager.make({
+      const discord = yield* DiscordProvider.make({
         token: options.token,
         intents: options.intents,
         shardCount: options.shards,
         apiBaseUrl: options.apiBaseUrl,
         compression: options.compression,
       })
-      yield* Effect.log(`running shards ${manager.shardIds.join(", ")} of ${manager.shardCount}`)
-      if (options.events) {
-        yield* Effect.forkScoped(
-          Stream.runForEach(manager.events, ({ shardId, dispatch }) =>
-            Effect.sync(() =>
-              output.write(`${s.dim(`shard ${shardId}`)} #${dispatch.seq} ${dispatch.type}\n`),
-            ),
-          ),
-        )
-      } else {
-        yield* Effect.forkScoped(Stream.runDrain(manager.events))
-      }
+      // Hot streams: consume before starting, to see READY.
+      yield* Effect.forkScoped(
+        options.events
+          ? Stream.runForEach(discord.events, ({ shardId, dispatch }) =>
+              Effect.sync(() =>
+                output.write(`${s.dim(`shard ${shardId}`)} #${dispatch.seq} ${dispatch.type}\n`),
+              ),
+            )
+          : Stream.runDrain(discord.events),
+      )
       // Status lines when a shard's state changes (the same in a terminal and in a pipe).
       const screen = Screen.make({ ...output, isTTY: false })
       yield* Effect.forkScoped(
-        Effect.forever(
-          Effect.gen(function* () {
-            const now = yield* Clock.currentTimeMillis
-            const health = yield* manager.health
-            yield* screen.status(health.map((h) => StatusView.line(h, now, s, false)))
-            yield* Effect.sleep(200)
-          }),
+        Stream.runForEach(discord.healthChanges({ every: "200 millis" }), (health) =>
+          screen.status(health.shards.map((h) => StatusView.line(h, health.at, s, false))),
         ),
       )
-      return yield* manager.await
+      yield* discord.start
+      return yield* discord.await
     }),
-  ).pipe(Effect.provide(Layer.merge(NodeGateway.layer(), FetchHttpClient.layer)))
+  ).pipe(
+    // Only this program closes the provider, after it is done with it.
+    Effect.catchTag("ProviderClosed", () => Effect.void),
+    Effect.provide(Layer.merge(NodeGateway.layer(), FetchHttpClient.layer)),
+  )

@@ -1,11 +1,12 @@
 /**
  * `vigil demo`: the embedded FakeGateway (on 127.0.0.1, behind a TCP proxy that can break
- * the link) and a real client against it, through a scripted storm — zombie, network
+ * the link) and the provider (`DiscordProvider`, the way an app runs Vigil) against it, through a scripted storm — zombie, network
  * flap, op 7, Invalid Session, server restart, a burst — with a live status view, then a
  * report. Its exit code is 0 only if every invariant held: nothing lost, nothing twice.
  */
-import { type Shard, ShardManager } from "@vigil/gateway"
+
 import { NodeGateway } from "@vigil/gateway-node"
+import { DiscordProvider, type Health } from "@vigil/provider"
 import { FakeGateway, TcpProxy, Traffic } from "@vigil/testing"
 import { Clock, Duration, Effect, Layer, Redacted, Stream } from "effect"
 import { FetchHttpClient } from "effect/http"
@@ -48,44 +49,47 @@ export const run = (options: DemoOptions = defaults, output: Screen.Output = Scr
       )
 
       const report = Report.make()
-      const manager = yield* ShardManager.make({
+      const discord = yield* DiscordProvider.make({
         token: Redacted.make(token),
         intents: 513,
         apiBaseUrl: gateway.httpUrl,
         policy: { backoffBaseMillis: 200, backoffMaxMillis: 2_000 },
       })
+      // The provider's streams are hot: consume before starting, to see READY too.
       yield* Effect.forkScoped(
-        Stream.runForEach(manager.events, ({ shardId, dispatch }) =>
+        Stream.runForEach(discord.events, ({ shardId, dispatch }) =>
           Effect.map(Clock.currentTimeMillis, (now) => report.received(shardId, dispatch, now)),
         ),
       )
+      yield* discord.start
+      const shardsHealth = Effect.map(discord.health, (h) => h.shards)
 
       // The live view: redrawn in a terminal, changes only when piped.
       const render = Effect.gen(function* () {
         const now = yield* Clock.currentTimeMillis
-        const health = yield* manager.health
+        const health = yield* shardsHealth
         yield* screen.status(health.map((h) => StatusView.line(h, now, s, output.isTTY)))
       })
       yield* Effect.forkScoped(Effect.forever(Effect.andThen(render, Effect.sleep(output.isTTY ? 150 : 50))))
 
       const waitFor = (
         what: string,
-        check: (health: ReadonlyArray<Shard.ShardHealth>) => boolean,
+        check: (health: ReadonlyArray<Health.ShardReport>) => boolean,
         seconds = 30,
       ) =>
         Effect.gen(function* () {
           for (let i = 0; i < seconds * 20; i++) {
-            if (check(yield* manager.health)) return
+            if (check(yield* shardsHealth)) return
             yield* Effect.sleep(50)
           }
           yield* say(s.red(`  gave up waiting for ${what}`))
         })
-      const allReady = (health: ReadonlyArray<Shard.ShardHealth>) =>
+      const allReady = (health: ReadonlyArray<Health.ShardReport>) =>
         health.length === options.shards && health.every((h) => h.state._tag === "Ready")
       const counter =
-        (pick: (h: Shard.ShardHealth) => number, shard: number, atLeast: number) =>
-        (all: ReadonlyArray<Shard.ShardHealth>) => {
-          const h = all.find((x) => x.shard[0] === shard)
+        (pick: (h: Health.ShardReport) => number, shard: number, atLeast: number) =>
+        (all: ReadonlyArray<Health.ShardReport>) => {
+          const h = all.find((x) => x.shardId === shard)
           return h !== undefined && pick(h) >= atLeast
         }
       const traffic = (count: number, perSecond?: number) =>
@@ -103,7 +107,7 @@ export const run = (options: DemoOptions = defaults, output: Screen.Output = Scr
           { concurrency: "unbounded", discard: true },
         ).pipe(Effect.ignore)
       const health = (shard: number) =>
-        Effect.map(manager.health, (all) => all.find((h) => h.shard[0] === shard)!)
+        Effect.map(shardsHealth, (all) => all.find((h) => h.shardId === shard)!)
 
       yield* step(`connecting ${options.shards} shards (identify buckets, READY)`)
       yield* waitFor("READY", allReady)
@@ -122,7 +126,7 @@ export const run = (options: DemoOptions = defaults, output: Screen.Output = Scr
       )
 
       yield* step("network flap: the TCP link is cut under every shard")
-      const resumesBefore = (yield* manager.health).map((h) => h.resumes)
+      const resumesBefore = (yield* shardsHealth).map((h) => h.resumes)
       yield* proxy.cut
       yield* proxy.refuse(true)
       yield* Effect.sleep(700)
@@ -150,7 +154,7 @@ export const run = (options: DemoOptions = defaults, output: Screen.Output = Scr
       yield* say(`  shard 0 identified afresh: session ${(yield* health(0)).sessionId}`)
 
       yield* step("server restart: the gateway process dies and comes back with its sessions")
-      const beforeRestart = (yield* manager.health).map((h) => h.resumes)
+      const beforeRestart = (yield* shardsHealth).map((h) => h.resumes)
       yield* gateway.restart({ sessions: "keep", downtime: Duration.millis(500) })
       yield* waitFor("every shard to resume", (all) => all.every((h, i) => h.resumes > beforeRestart[i]!))
       yield* say("  every shard resumed its session after the restart")
@@ -164,7 +168,7 @@ export const run = (options: DemoOptions = defaults, output: Screen.Output = Scr
       yield* render
       yield* screen.done
 
-      const summary = report.summary(yield* gateway.sessions, yield* manager.health)
+      const summary = report.summary(yield* gateway.sessions, yield* shardsHealth)
       yield* say(`\n${Report.format(summary, s)}`)
       return summary
     }),

@@ -3,7 +3,8 @@
  * what the consumer received. A session's events must arrive as 1, 2, 3, … with no gap and
  * no repeat; the newest session of each shard must be complete.
  */
-import type { Protocol, Shard } from "@vigil/gateway"
+import type { Protocol } from "@vigil/gateway"
+import type { Health } from "@vigil/provider"
 import type { style } from "./Screen.ts"
 
 type Style = ReturnType<typeof style>
@@ -68,7 +69,7 @@ export const make = () => {
 
   const summary = (
     produced: ReadonlyArray<SessionProduced>,
-    health: ReadonlyArray<Shard.ShardHealth>,
+    health: ReadonlyArray<Health.ShardReport>,
   ): Summary => {
     let delivered = 0
     let lost = 0
@@ -94,12 +95,12 @@ export const make = () => {
       lost,
       duplicated,
       outOfOrder,
-      reconnects: health.reduce((n, h) => n + Math.max(0, h.connections - 1), 0),
+      reconnects: health.reduce((n, h) => n + h.reconnects, 0),
       resumes: health.reduce((n, h) => n + h.resumes, 0),
       identifies: health.reduce((n, h) => n + h.identifies, 0),
       latencyP50: percentile(sorted, 50),
       latencyP99: percentile(sorted, 99),
-      heartbeatMillis: health.flatMap((h) => (h.latency === undefined ? [] : [h.latency])),
+      heartbeatMillis: health.flatMap((h) => (h.latencyMillis === undefined ? [] : [h.latencyMillis])),
       ok: lost === 0 && duplicated === 0 && outOfOrder === 0 && total > 0,
     }
   }

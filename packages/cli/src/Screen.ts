@@ -31,6 +31,7 @@ export const make = (out: Output = stdout): Screen => {
   if (out.isTTY) {
     let block: ReadonlyArray<string> = []
     let drawn = 0
+    let finished = false
     const draw = (prefix: string) => {
       out.write(`${clearBlock(drawn)}${prefix}${block.map((l) => `${l}\n`).join("")}`)
       drawn = block.length
@@ -39,11 +40,15 @@ export const make = (out: Output = stdout): Screen => {
       log: (line) => Effect.sync(() => draw(`${line}\n`)),
       status: (lines) =>
         Effect.sync(() => {
+          if (finished) return
           block = lines
           draw("")
         }),
+      // The last block stays where it is; later lines print below it, nothing redraws it.
       done: Effect.sync(() => {
+        finished = true
         drawn = 0
+        block = []
       }),
     }
   }

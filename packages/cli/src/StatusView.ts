@@ -1,5 +1,6 @@
 /** One line per shard, for the live view and for `vigil connect`. */
 import type { Shard } from "@vigil/gateway"
+import type { Health } from "@vigil/provider"
 import type { style } from "./Screen.ts"
 
 type Style = ReturnType<typeof style>
@@ -23,13 +24,15 @@ const stateText = (state: Shard.ShardState, now: number, live: boolean): string 
  * `live` adds what changes all the time (latency, counters); without it the line only
  * changes when the shard's state does, which is what a piped log wants.
  */
-export const line = (health: Shard.ShardHealth, now: number, s: Style, live: boolean): string => {
-  const [id, count] = health.shard
+export const line = (health: Health.ShardReport, now: number, s: Style, live: boolean): string => {
+  const id = health.shardId
+  const count = health.shardCount
   const state = stateText(health.state, now, live)
   const colour = health.state._tag === "Ready" ? s.green : health.state._tag === "Stopped" ? s.red : s.yellow
   const head = `shard ${id}/${count}  ${colour(state.padEnd(live ? 12 : 0))}`
   if (!live) return `${head}  session ${health.sessionId ?? "-"}`
-  const latency = health.latency === undefined ? "   -  " : `${String(health.latency).padStart(4)} ms`
+  const latency =
+    health.latencyMillis === undefined ? "   -  " : `${String(health.latencyMillis).padStart(4)} ms`
   const error = health.lastError ? s.dim(`  last: ${health.lastError.tag}`) : ""
   return (
     `${head}  ${latency}  ${String(health.delivered).padStart(7)} events  ` +

@@ -82,6 +82,10 @@ describe("vigil demo", () => {
     Effect.runSync(screen.status(["a", "b"]))
     Effect.runSync(screen.log("event"))
     assert.include(tty, "\x1b[2F", "moves up over the 2-line block to redraw it")
+    Effect.runSync(screen.done)
+    const before = tty.length
+    Effect.runSync(screen.status(["x", "y"]))
+    assert.strictEqual(tty.length, before, "after done, the block is never redrawn")
     let piped = ""
     const plain = Screen.make({
       isTTY: false,

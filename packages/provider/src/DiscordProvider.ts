@@ -34,11 +34,11 @@ import {
   type GatewayInfo,
   type Protocol,
   type ReconnectPolicy,
-  SessionStore,
+  type SessionStore,
   ShardManager,
   type Transport,
 } from "@vigil/gateway"
-import { NodeTransport } from "@vigil/gateway-node"
+import { NodeGateway } from "@vigil/gateway-node"
 import {
   Clock,
   Context,
@@ -96,7 +96,11 @@ export interface ProviderConfig {
   readonly startRetries?: number | undefined
   /** How long stopping waits for shards to close their sessions before tearing down. Default 5 s. */
   readonly logoutTimeout?: Duration.Input | undefined
-  /** On app shutdown (scope close): end the sessions (default) or keep them resumable. */
+  /**
+   * On app shutdown (scope close, e.g. Ctrl-C or a deploy): keep the sessions resumable
+   * (default: closed with a resumable code, so the restarted process resumes instead of
+   * spending an identify) or end them (close 1000, the bot shows offline at once).
+   */
   readonly onShutdown?: "logout" | "keep-session" | undefined
 }
 
@@ -433,7 +437,7 @@ export const make = Effect.fnUntraced(function* (
         Effect.gen(function* () {
           const generation = current
           if (generation !== undefined) {
-            yield* close(generation, config.onShutdown === "keep-session" ? "keep" : "end")
+            yield* close(generation, config.onShutdown === "logout" ? "end" : "keep")
           }
           state = "Closed"
         }),
@@ -544,7 +548,5 @@ export const make = Effect.fnUntraced(function* (
 
 export const layer = (config: ProviderConfig): Layer.Layer<DiscordProvider> =>
   Layer.effect(DiscordProvider)(make(config)).pipe(
-    Layer.provide(
-      Layer.mergeAll(NodeTransport.layer(), SessionStore.SessionStore.layerMemory, FetchHttpClient.layer),
-    ),
+    Layer.provide(Layer.merge(NodeGateway.layer(), FetchHttpClient.layer)),
   )

@@ -547,9 +547,10 @@ describe("DiscordProvider.layer", () => {
         Effect.map(gateway.openSockets, (n) => n === 0),
         "no socket after the layer closed",
       )
+      // App shutdown keeps the session resumable by default (onShutdown: "logout" ends it).
       assert.deepStrictEqual(
         Recording.clientCloses(yield* gateway.entries).map((c) => c.code),
-        [1000],
+        [4900],
       )
     }),
   )
