@@ -10,7 +10,6 @@ import {
   Deferred,
   Effect,
   Exit,
-  Layer,
   Queue,
   Schema,
   Scope,
@@ -20,7 +19,8 @@ import {
 import type { HttpClient } from "effect/http"
 import type { FatalGatewayError, PayloadTooLarge, SessionStartLimitExhausted } from "./GatewayError.ts"
 import * as GatewayInfo from "./GatewayInfo.ts"
-import { IdentifyThrottle } from "./IdentifyThrottle.ts"
+import * as IdentifyThrottleModule from "./IdentifyThrottle.ts"
+import { IdentifyThrottle, type IdentifyThrottleService } from "./IdentifyThrottle.ts"
 import type * as Protocol from "./Protocol.ts"
 import type { SessionStore } from "./SessionStore.ts"
 import * as Shard from "./Shard.ts"
@@ -36,6 +36,12 @@ export interface ShardManagerConfig extends Omit<Shard.ShardConfig, "shard" | "g
   readonly gatewayBot?: GatewayInfo.GatewayBot | undefined
   /** When the daily identify budget is spent: fail with a typed error (default) or wait. */
   readonly onSessionLimitExhausted?: "fail" | "wait" | undefined
+  /**
+   * The identify limits to honour. By default the manager builds them from `/gateway/bot`;
+   * pass the previous manager's `identifyThrottle` when replacing one manager with another
+   * for the same bot, so the 5 s buckets and the daily budget carry over.
+   */
+  readonly identifyThrottle?: IdentifyThrottleService | undefined
 }
 
 export interface ShardEvent {
@@ -58,6 +64,8 @@ export interface ShardManager {
   readonly shardCount: number
   readonly shardIds: ReadonlyArray<number>
   readonly gatewayBot: GatewayInfo.GatewayBot
+  /** The identify limits this manager's shards share. */
+  readonly identifyThrottle: IdentifyThrottleService
   /** Every shard's dispatches, merged, tagged with the shard id. One consumer. */
   readonly events: Stream.Stream<ShardEvent>
   /** The running shard with this id, if any. */
@@ -104,8 +112,9 @@ export const make = Effect.fnUntraced(function* (
   const shardIds = selectShards(config.shards, shardCount)
   const limit = gatewayBot.session_start_limit
 
-  const throttle = yield* Layer.build(
-    IdentifyThrottle.layer({
+  const identifyThrottle =
+    config.identifyThrottle ??
+    (yield* IdentifyThrottleModule.make({
       maxConcurrency: limit.max_concurrency,
       sessionStartLimit: {
         total: limit.total,
@@ -113,9 +122,12 @@ export const make = Effect.fnUntraced(function* (
         resetAfterMillis: limit.reset_after,
       },
       onExhausted: config.onSessionLimitExhausted,
-    }),
+    }))
+  const context = Context.add(
+    yield* Effect.context<GatewayTransport | SessionStore>(),
+    IdentifyThrottle,
+    identifyThrottle,
   )
-  const context = Context.merge(yield* Effect.context<GatewayTransport | SessionStore>(), throttle)
   const managerScope = yield* Effect.scope
 
   const merged = yield* Queue.make<ShardEvent, Cause.Done>({ capacity: config.events?.capacity ?? 1024 })
@@ -164,6 +176,7 @@ export const make = Effect.fnUntraced(function* (
     shardCount,
     shardIds,
     gatewayBot,
+    identifyThrottle,
     events: Stream.fromQueue(merged),
     shard: (id) => running.get(id)?.shard,
     statuses: Effect.flatMap(all, (shards) => Effect.forEach(shards, (s) => SubscriptionRef.get(s.status))),

@@ -159,6 +159,27 @@ describe("ShardManager", () => {
     }).pipe(Effect.provide(env)),
   )
 
+  it.effect("a replacement manager for the same bot shares the identify limits of the one before", () =>
+    Effect.gen(function* () {
+      const server = yield* ScriptedGateway.ScriptedGateway
+      const one = config({ gatewayBot: gatewayBot({ shards: 1 }) })
+      const first = yield* Effect.scoped(
+        Effect.gen(function* () {
+          const manager = yield* ShardManager.make(one)
+          yield* Settle.settle
+          return manager.identifyThrottle
+        }),
+      )
+      yield* server.expireSession(0) // the next connection must identify
+      yield* Effect.forkScoped(ShardManager.make({ ...one, identifyThrottle: first }))
+      yield* Settle.settle // it resumes, is refused (Invalid Session), waits 3 s, then wants to identify
+      yield* Settle.advance(4_999)
+      assert.strictEqual(server.identifies(0).length, 1, "still inside the first identify's 5 s window")
+      yield* Settle.advance(1)
+      assert.deepStrictEqual(server.identifies(0), [0, 5_000])
+    }).pipe(Effect.provide(env)),
+  )
+
   it.effect("a fatal error on any shard is reported by tag", () =>
     Effect.gen(function* () {
       const server = yield* ScriptedGateway.ScriptedGateway

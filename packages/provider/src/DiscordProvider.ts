@@ -32,6 +32,7 @@
  */
 import {
   type GatewayInfo,
+  type IdentifyThrottle,
   type Protocol,
   type ReconnectPolicy,
   type SessionStore,
@@ -45,6 +46,7 @@ import {
   Deferred,
   type Duration,
   Effect,
+  Equal,
   Exit,
   Layer,
   Option,
@@ -247,6 +249,12 @@ export const make = Effect.fnUntraced(function* (
   let state: Health.ProviderState = "Stopped"
   let current: Generation | undefined
   let generations = 0
+  let identifyLimits:
+    | {
+        readonly token: Redacted.Redacted<string>
+        readonly throttle: IdentifyThrottle.IdentifyThrottleService
+      }
+    | undefined
   let closed = false
   let startError: Health.ErrorSummary | undefined
   let botUser: { readonly id: string; readonly username: string } | undefined
@@ -314,7 +322,13 @@ export const make = Effect.fnUntraced(function* (
       const scope = yield* Scope.make()
       const id = ++generations
       yield* SubscriptionRef.set(fatalRef, Option.none())
-      const manager = yield* ShardManager.make(managerConfig(next)).pipe(
+      // The identify limits belong to the bot, not to one generation: a reload for the same
+      // token keeps its buckets and daily budget, so it cannot identify too fast.
+      const sameBot = identifyLimits !== undefined && Equal.equals(identifyLimits.token, next.token)
+      const manager = yield* ShardManager.make({
+        ...managerConfig(next),
+        identifyThrottle: sameBot ? identifyLimits?.throttle : undefined,
+      }).pipe(
         Scope.provide(scope),
         Effect.provideContext(context),
         // An outage (no answer, 5xx) is worth a few more tries; a refused token is not.
@@ -325,6 +339,7 @@ export const make = Effect.fnUntraced(function* (
         }),
         Effect.onExit((exit) => (Exit.isSuccess(exit) ? Effect.void : Scope.close(scope, exit))),
       )
+      identifyLimits = { token: next.token, throttle: manager.identifyThrottle }
       const generation: Generation = { id, scope, manager, config: next, errors: new Map() }
       yield* Effect.forkIn(Stream.runForEach(manager.events, pump), scope)
       for (const shardId of manager.shardIds) yield* Effect.forkIn(watch(generation, shardId), scope)
