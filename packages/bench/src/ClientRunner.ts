@@ -6,17 +6,56 @@
  * - latency: each MESSAGE_CREATE's `nonce` is its send time on the shared monotonic clock;
  *   latency = now - nonce when the consumer receives it.
  *
+ * - idle: `shards` shards in this one process against `/idle/<interval>`; once all are READY
+ *   and settled, the resident memory (and V8 heap) they added over the baseline taken
+ *   before the first connect (after a GC when `--expose-gc` is on); then, over
+ *   `windowSeconds` of idleness, the process's CPU time and the heartbeats the generator
+ *   counted in that window.
+ * - zombie: one shard against `/zombie/<interval>`; the loopback round trip first (median
+ *   of ws pings); then, per trial, from the generator's stamps (shared monotonic clock) to
+ *   the moment the consumer sees RESUMED.
+ *
  * Answers the parent with one `RunResult` over IPC, then exits.
  */
-import { clients } from "./Clients.ts"
+import WebSocket from "ws"
+import { type BenchClient, clients } from "./Clients.ts"
 import type { Encoding } from "./Workload.ts"
 
 export interface RunRequest {
   readonly client: string
   readonly encoding: Encoding
-  readonly mode: "throughput" | "latency"
+  readonly mode: "throughput" | "latency" | "idle" | "zombie"
   readonly port: number
+  /** throughput/latency: dispatches; idle: shards; zombie: trials. */
   readonly count: number
+  /** idle/zombie: the heartbeat interval the generator announces, ms. */
+  readonly intervalMillis?: number
+  /** idle: seconds of idleness over which CPU is measured. */
+  readonly windowSeconds?: number
+}
+
+export interface IdleResult {
+  readonly shards: number
+  readonly intervalMillis: number
+  readonly readySeconds: number
+  readonly rssDeltaMiB: number
+  readonly heapDeltaMiB: number
+  readonly windowSeconds: number
+  readonly cpuMicros: number
+  readonly heartbeats: number
+}
+
+export interface ZombieTrial {
+  /** From the first unanswered heartbeat's arrival at the server to RESUMED at the consumer. */
+  readonly fromUnansweredMillis: number
+  /** From the last ACK the server sent to RESUMED at the consumer. */
+  readonly fromLastAckMillis: number
+}
+
+export interface ZombieResult {
+  readonly intervalMillis: number
+  readonly rttMillis: number
+  readonly trials: ReadonlyArray<ZombieTrial>
 }
 
 export interface RunResult {
@@ -25,6 +64,8 @@ export interface RunResult {
   readonly p50Micros?: number
   readonly p99Micros?: number
   readonly rssMiB: number
+  readonly idle?: IdleResult
+  readonly zombie?: ZombieResult
   readonly error?: string
 }
 
@@ -34,9 +75,135 @@ const finish = (result: RunResult) => {
   process.send?.(result, () => process.exit(0))
 }
 
+const rss = () => process.memoryUsage().rss / 1024 / 1024
+const sleep = (millis: number) => new Promise((resolve) => setTimeout(resolve, millis))
+const gc = () => (globalThis as { gc?: () => void }).gc?.()
+
+/** Fails after `millis` unless `promise` settles first. */
+const within = <A>(promise: Promise<A>, millis: number, what: () => string) =>
+  Promise.race([
+    promise,
+    new Promise<never>((_, reject) => setTimeout(() => reject(new Error(what())), millis).unref()),
+  ])
+
+const idle = async (client: BenchClient): Promise<RunResult> => {
+  if (!client.startMany) return { rssMiB: rss(), error: "no many-shard mode" }
+  const shards = request.count
+  const intervalMillis = request.intervalMillis ?? 41_250
+  const windowSeconds = request.windowSeconds ?? 10
+  const base = `http://127.0.0.1:${request.port}`
+  const stats = async () =>
+    ((await (await fetch(`${base}/stats`)).json()) as { idleHeartbeats: number }).idleHeartbeats
+  await stats() // the fetch machinery loaded before the baseline, not counted as shards
+  gc()
+  await sleep(300)
+  const rss0 = process.memoryUsage().rss
+  const heap0 = process.memoryUsage().heapUsed
+  const started = performance.now()
+  let ready = 0
+  let allReady: () => void = () => {}
+  const readyPromise = new Promise<void>((resolve) => {
+    allReady = resolve
+  })
+  const handle = await client.startMany({
+    url: `ws://127.0.0.1:${request.port}/idle/${intervalMillis}`,
+    token: "bench-token",
+    count: shards,
+    maxConcurrency: shards,
+    onReady: () => {
+      if (++ready === shards) allReady()
+    },
+  })
+  try {
+    await within(readyPromise, 90_000, () => `only ${ready} of ${shards} shards READY`)
+    const readySeconds = (performance.now() - started) / 1000
+    await sleep(2_000)
+    gc()
+    await sleep(300)
+    const rss1 = process.memoryUsage().rss
+    const heap1 = process.memoryUsage().heapUsed
+    const beats0 = await stats()
+    const cpu0 = process.cpuUsage()
+    const t0 = performance.now()
+    await sleep(windowSeconds * 1000)
+    const cpu = process.cpuUsage(cpu0)
+    const measured = (performance.now() - t0) / 1000
+    const beats1 = await stats()
+    return {
+      rssMiB: rss(),
+      idle: {
+        shards,
+        intervalMillis,
+        readySeconds,
+        rssDeltaMiB: (rss1 - rss0) / 2 ** 20,
+        heapDeltaMiB: (heap1 - heap0) / 2 ** 20,
+        windowSeconds: measured,
+        cpuMicros: cpu.user + cpu.system,
+        heartbeats: beats1 - beats0,
+      },
+    }
+  } finally {
+    await handle.close()
+  }
+}
+
+/** The loopback round trip: the median of 20 ws pings to the generator. */
+const roundTrip = async (): Promise<number> => {
+  const socket = new WebSocket(`ws://127.0.0.1:${request.port}/idle/600000`, { perMessageDeflate: false })
+  await new Promise((resolve) => socket.once("open", resolve))
+  const samples: Array<number> = []
+  for (let i = 0; i < 20; i++) {
+    const sent = process.hrtime.bigint()
+    await new Promise<void>((resolve) => {
+      socket.once("pong", () => resolve())
+      socket.ping()
+    })
+    samples.push(Number(process.hrtime.bigint() - sent) / 1e6)
+  }
+  socket.terminate()
+  samples.sort((a, b) => a - b)
+  return samples[samples.length >> 1] ?? 0
+}
+
+const zombie = async (client: BenchClient): Promise<RunResult> => {
+  if (!client.heartbeats) return { rssMiB: rss(), error: "no heartbeat" }
+  const intervalMillis = request.intervalMillis ?? 1_000
+  const rttMillis = await roundTrip()
+  const trials: Array<ZombieTrial> = []
+  let resumedAt: bigint | undefined
+  let done: () => void = () => {}
+  const finished = new Promise<void>((resolve) => {
+    done = resolve
+  })
+  const handle = await client.start({
+    url: `ws://127.0.0.1:${request.port}/zombie/${intervalMillis}`,
+    encoding: "json",
+    token: "bench-token",
+    onDispatch: (type, data) => {
+      if (type === "RESUMED") resumedAt = process.hrtime.bigint()
+      if (type !== "BENCH_ZOMBIE" || resumedAt === undefined) return
+      const stamps = data as { lastAckAt: string; unansweredAt: string | null }
+      const millis = (from: string) => Number((resumedAt as bigint) - BigInt(from)) / 1e6
+      trials.push({
+        fromUnansweredMillis: stamps.unansweredAt === null ? Number.NaN : millis(stamps.unansweredAt),
+        fromLastAckMillis: millis(stamps.lastAckAt),
+      })
+      if (trials.length === request.count) done()
+    },
+  })
+  try {
+    await within(finished, 20 * intervalMillis * request.count + 10_000, () => `${trials.length} resumes`)
+    return { rssMiB: rss(), zombie: { intervalMillis, rttMillis, trials } }
+  } finally {
+    await handle.close()
+  }
+}
+
 const main = async () => {
   const client = clients.find((c) => c.name === request.client)
   if (!client) return finish({ rssMiB: 0, error: `no client ${request.client}` })
+  if (request.mode === "idle") return finish(await idle(client))
+  if (request.mode === "zombie") return finish(await zombie(client))
   let received = 0
   let startCpu: NodeJS.CpuUsage | undefined
   let startTime = 0n
@@ -45,7 +212,6 @@ const main = async () => {
   const finished = new Promise<RunResult>((resolve) => {
     done = resolve
   })
-  const rss = () => process.memoryUsage().rss / 1024 / 1024
 
   const onDispatch = (type: string, data: unknown) => {
     if (type === "READY") {

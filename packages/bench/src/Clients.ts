@@ -3,15 +3,13 @@
  * hand every dispatch to the consumer, close. An adapter runs alone in its own process
  * (ClientRunner.ts), so CPU time and memory are its own.
  *
- * ┌──────────────────────────────────────────────────────────────────────────────────────┐
- * │ VIGIL HOOK: Vigil's adapter goes into `clients` below (e.g. `src/clients/Vigil.ts`): │
- * │ run a Shard with NodeTransport.layer + NodeCompression.layer against `options.url`,  │
- * │ compression `options.encoding`, and call `onDispatch` from its event stream.         │
- * └──────────────────────────────────────────────────────────────────────────────────────┘
+ * Vigil's adapter lives in `Vigil.ts`. `startMany` runs many idle shards in this one process
+ * (the idle memory and heartbeat CPU figures).
  */
 import * as zlib from "node:zlib"
 import { CompressionMethod, WebSocketManager, WebSocketShardEvents } from "@discordjs/ws"
 import WebSocket from "ws"
+import { vigil } from "./Vigil.ts"
 import type { Encoding } from "./Workload.ts"
 
 export interface BenchClientOptions {
@@ -27,12 +25,28 @@ export interface BenchClientHandle {
   readonly close: () => Promise<void>
 }
 
+export interface BenchManyOptions {
+  /** The generator's idle gateway URL without query (e.g. `ws://127.0.0.1:PORT/idle/41250`). */
+  readonly url: string
+  readonly token: string
+  /** Shards 0…count-1 of `count`, all in this process, json, no compression. */
+  readonly count: number
+  /** Identify buckets (`max_concurrency`); the bench uses `count`, the same for every client. */
+  readonly maxConcurrency: number
+  /** Called once per shard when its READY arrives. */
+  readonly onReady: (shardId: number) => void
+}
+
 export interface BenchClient {
   /** Short, stable: used on the command line and in the table. */
   readonly name: string
   readonly description: string
   readonly supports: (encoding: Encoding) => boolean
   readonly start: (options: BenchClientOptions) => Promise<BenchClientHandle>
+  /** Many idle shards in this process; absent when the client has no notion of it. */
+  readonly startMany?: (options: BenchManyOptions) => Promise<BenchClientHandle>
+  /** Whether it detects a zombie connection and resumes (the zombie figure). */
+  readonly heartbeats: boolean
 }
 
 /** The query a Discord client adds to the gateway URL. */
@@ -54,6 +68,8 @@ export const floor: BenchClient = {
   name: "floor",
   description: "plain ws + JSON.parse + node:zlib streams",
   supports: () => true,
+  heartbeats: false,
+  startMany: (options) => floorMany(options),
   start: (options) =>
     new Promise((resolve) => {
       const socket = new WebSocket(`${options.url}${gatewayQuery(options.encoding)}`, {
@@ -66,11 +82,13 @@ export const floor: BenchClient = {
           socket.send(JSON.stringify({ op: 2, d: { token: options.token, intents: 0, properties: {} } }))
         } else if (payload.op === 0) options.onDispatch(payload.t as string, payload.d)
       }
+      // Flushed on every write (as @discordjs/ws does): without it node:zlib holds the
+      // output of a write back until its 64 KiB chunk fills or more input comes.
       const inflate =
         options.encoding === "zlib-stream"
-          ? zlib.createInflate({ chunkSize: 64 * 1024 })
+          ? zlib.createInflate({ chunkSize: 64 * 1024, flush: zlib.constants.Z_SYNC_FLUSH })
           : options.encoding === "zstd-stream"
-            ? zlib.createZstdDecompress({ chunkSize: 64 * 1024 })
+            ? zlib.createZstdDecompress({ chunkSize: 64 * 1024, flush: zlib.constants.ZSTD_e_flush })
             : undefined
       let pending: Array<Buffer> = []
       inflate?.on("data", (chunk: Buffer) => pending.push(chunk))
@@ -95,11 +113,49 @@ export const floor: BenchClient = {
     }),
 }
 
+/**
+ * The floor's idle shard: a socket, Identify, and a plain `setInterval` heartbeat (no zombie
+ * check, no session, no reconnect): about the least a connected shard can hold.
+ */
+const floorIdle = (options: BenchManyOptions, shardId: number) => {
+  const socket = new WebSocket(`${options.url}${gatewayQuery("json")}`, { perMessageDeflate: false })
+  let timer: ReturnType<typeof setInterval> | undefined
+  let seq: number | null = null
+  socket.on("message", (data: Buffer) => {
+    const payload = JSON.parse(String(data)) as { op: number; t: string | null; s: number | null; d: unknown }
+    if (payload.s !== null) seq = payload.s
+    if (payload.op === 10) {
+      const interval = (payload.d as { heartbeat_interval: number }).heartbeat_interval
+      socket.send(
+        JSON.stringify({
+          op: 2,
+          d: { token: options.token, intents: 0, shard: [shardId, options.count], properties: {} },
+        }),
+      )
+      timer = setInterval(() => socket.send(JSON.stringify({ op: 1, d: seq })), interval)
+    } else if (payload.op === 0 && payload.t === "READY") options.onReady(shardId)
+  })
+  return () => {
+    clearInterval(timer)
+    socket.terminate()
+  }
+}
+
+export const floorMany = async (options: BenchManyOptions): Promise<BenchClientHandle> => {
+  const closers = Array.from({ length: options.count }, (_, id) => floorIdle(options, id))
+  return {
+    close: async () => {
+      for (const close of closers) close()
+    },
+  }
+}
+
 /** @discordjs/ws 2.x, pointed at the generator; 2.0.4 offers zlib (native) but no zstd. */
 export const discordjs: BenchClient = {
   name: "@discordjs/ws",
   description: "@discordjs/ws 2.x WebSocketManager, native zlib",
   supports: (encoding) => encoding !== "zstd-stream",
+  heartbeats: true,
   start: async (options) => {
     const manager = new WebSocketManager({
       token: options.token,
@@ -118,7 +174,31 @@ export const discordjs: BenchClient = {
     await manager.connect()
     return { close: async () => manager.destroy() }
   },
+  startMany: async (options) => {
+    const manager = new WebSocketManager({
+      token: options.token,
+      intents: 0 as never,
+      shardCount: options.count,
+      rest: {
+        get: async () => ({
+          url: options.url,
+          shards: options.count,
+          session_start_limit: {
+            total: 100_000,
+            remaining: 100_000,
+            reset_after: 0,
+            max_concurrency: options.maxConcurrency,
+          },
+        }),
+      } as never,
+    })
+    manager.on(WebSocketShardEvents.Dispatch, (payload, shardId) => {
+      if (payload.t === "READY") options.onReady(shardId)
+    })
+    await manager.connect()
+    return { close: async () => manager.destroy() }
+  },
 }
 
-/** Every client in the run, floor first. Add Vigil here (see the hook above). */
-export const clients: ReadonlyArray<BenchClient> = [floor, discordjs]
+/** Every client in the run, floor first. */
+export const clients: ReadonlyArray<BenchClient> = [floor, discordjs, vigil]

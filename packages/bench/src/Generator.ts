@@ -11,9 +11,19 @@
  *   its send time (`process.hrtime.bigint()`, a clock every process on the machine shares)
  *   in `nonce`; compressed live, on one context per connection, since each differs.
  *
+ * - `/idle/<interval ms>`: Hello with that heartbeat interval, Identify → READY (a session per
+ *   connection), every heartbeat ACKed and counted; nothing else. `GET /stats` on the same
+ *   port answers `{ idleConnections, idleReady, idleHeartbeats }` (the CPU-per-beat figure).
+ * - `/zombie/<interval ms>`: like idle, but after `zombieAcks` ACKs the server goes silent
+ *   (a zombie: the socket is open, heartbeats are read, none is ACKed). A Resume for the
+ *   session is answered with RESUMED and then a `BENCH_ZOMBIE` dispatch carrying, on the
+ *   shared monotonic clock, when the last ACK went out, when the first unanswered heartbeat
+ *   arrived, and when RESUMED went out; ACKs start again, and so on, `zombieTrials` times.
+ *
  * Parent protocol (IPC): receives `{ count, latencyEvents, latencyRate }` as argv JSON,
  * answers `{ port }` once listening.
  */
+import * as http from "node:http"
 import { type WebSocket, WebSocketServer } from "ws"
 import {
   type Dispatch,
@@ -29,6 +39,8 @@ export interface GeneratorConfig {
   readonly count: number
   readonly latencyEvents: number
   readonly latencyRate: number
+  /** ACKs the zombie server gives (after READY and after each RESUMED) before it goes silent. */
+  readonly zombieAcks: number
 }
 
 const config = JSON.parse(process.argv[2] ?? "{}") as GeneratorConfig
@@ -38,17 +50,22 @@ const heartbeatInterval = 600_000
 
 const hello = JSON.stringify({ op: 10, d: { heartbeat_interval: heartbeatInterval }, s: null, t: null })
 const ack = JSON.stringify({ op: 11, d: null, s: null, t: null })
-const readyText = (port: number) =>
+const helloWith = (heartbeatInterval: number) =>
+  JSON.stringify({ op: 10, d: { heartbeat_interval: heartbeatInterval }, s: null, t: null })
+const readyText = (
+  port: number,
+  session: { readonly id?: string; readonly resumePath?: string; readonly shard?: unknown } = {},
+) =>
   payloadText(
     {
       t: "READY",
       d: {
         v: 10,
-        session_id: "bench-session",
-        resume_gateway_url: `ws://127.0.0.1:${port}`,
+        session_id: session.id ?? "bench-session",
+        resume_gateway_url: `ws://127.0.0.1:${port}${session.resumePath ?? ""}`,
         user: { id: "1", username: "bench", discriminator: "0", bot: true },
         guilds: [],
-        shard: [0, 1],
+        shard: session.shard ?? [0, 1],
         application: { id: "1", flags: 0 },
       },
     },
@@ -65,9 +82,21 @@ type Frames = ReadonlyArray<string | Uint8Array>
 
 const main = async () => {
   const dispatches = dispatchMix(config.count)
-  const server = new WebSocketServer({ host: "127.0.0.1", port: 0, perMessageDeflate: false })
-  await new Promise<void>((resolve) => server.once("listening", () => resolve()))
-  const port = (server.address() as { port: number }).port
+  const httpServer = http.createServer((request, response) => {
+    if (request.url === "/stats") {
+      response.writeHead(200, { "content-type": "application/json" })
+      response.end(JSON.stringify(stats))
+    } else {
+      response.writeHead(404)
+      response.end()
+    }
+  })
+  // A deep accept queue: a thousand shards may open their sockets in the same instant.
+  await new Promise<void>((resolve) =>
+    httpServer.listen({ host: "127.0.0.1", port: 0, backlog: 4096 }, resolve),
+  )
+  const server = new WebSocketServer({ server: httpServer, perMessageDeflate: false })
+  const port = (httpServer.address() as { port: number }).port
   const texts = [hello, readyText(port), ...dispatches.map((d, i) => payloadText(d, i + 2))]
   const encoded: Record<Encoding, Frames> = {
     json: texts,
@@ -78,7 +107,10 @@ const main = async () => {
   server.on("connection", (socket, request) => {
     const url = new URL(request.url ?? "/", "ws://127.0.0.1")
     const encoding = encodingOf(url)
-    if (url.pathname.startsWith("/latency")) serveLatency(socket, encoding, port)
+    const [, kind, interval] = url.pathname.split("/")
+    if (kind === "latency") serveLatency(socket, encoding, port)
+    else if (kind === "idle") serveIdle(socket, port, Number(interval))
+    else if (kind === "zombie") serveZombie(socket, port, Number(interval))
     else serveThroughput(socket, encoded[encoding])
   })
   process.send?.({ port, bytes: Object.fromEntries(Object.entries(encoded).map(([k, f]) => [k, size(f)])) })
@@ -155,6 +187,86 @@ const serveLatency = (socket: WebSocket, encoding: Encoding, port: number) => {
       }
       if (sent >= config.latencyEvents || socket.readyState !== socket.OPEN) clearInterval(timer)
     }, 1)
+  })
+}
+
+const stats = { idleConnections: 0, idleReady: 0, idleHeartbeats: 0 }
+let sessions = 0
+
+const parseOp = (data: unknown) => JSON.parse(String(data)) as { op: number; d: unknown }
+
+const serveIdle = (socket: WebSocket, port: number, interval: number) => {
+  stats.idleConnections++
+  socket.on("close", () => stats.idleConnections--)
+  socket.send(helloWith(interval))
+  socket.on("message", (data) => {
+    const { op, d } = parseOp(data)
+    if (op === 1) {
+      stats.idleHeartbeats++
+      socket.send(ack)
+    } else if (op === 2) {
+      stats.idleReady++
+      const shard = (d as { shard?: unknown }).shard
+      socket.send(readyText(port, { id: `idle-${++sessions}`, resumePath: `/idle/${interval}`, shard }))
+    }
+  })
+}
+
+interface ZombieSession {
+  seq: number
+  acksLeft: number
+  lastAckAt: bigint
+  unansweredAt: bigint | undefined
+}
+const zombies = new Map<string, ZombieSession>()
+
+const serveZombie = (socket: WebSocket, port: number, interval: number) => {
+  let session: ZombieSession | undefined
+  socket.send(helloWith(interval))
+  socket.on("message", (data) => {
+    const { op, d } = parseOp(data)
+    if (op === 1) {
+      if (!session) return void socket.send(ack)
+      if (session.acksLeft > 0) {
+        session.acksLeft--
+        socket.send(ack)
+        session.lastAckAt = process.hrtime.bigint()
+      } else {
+        session.unansweredAt ??= process.hrtime.bigint()
+      }
+    } else if (op === 2) {
+      const id = `zombie-${++sessions}`
+      session = {
+        seq: 1,
+        acksLeft: config.zombieAcks,
+        lastAckAt: process.hrtime.bigint(),
+        unansweredAt: undefined,
+      }
+      zombies.set(id, session)
+      socket.send(readyText(port, { id, resumePath: `/zombie/${interval}` }))
+    } else if (op === 6) {
+      const resume = d as { session_id: string }
+      session = zombies.get(resume.session_id)
+      if (!session) return void socket.send(JSON.stringify({ op: 9, d: false, s: null, t: null }))
+      socket.send(payloadText({ t: "RESUMED", d: {} }, ++session.seq))
+      const resumedAt = process.hrtime.bigint()
+      socket.send(
+        payloadText(
+          {
+            t: "BENCH_ZOMBIE",
+            d: {
+              lastAckAt: String(session.lastAckAt),
+              unansweredAt: session.unansweredAt === undefined ? null : String(session.unansweredAt),
+              resumedAt: String(resumedAt),
+              intervalMillis: interval,
+            },
+          },
+          ++session.seq,
+        ),
+      )
+      session.acksLeft = config.zombieAcks
+      session.unansweredAt = undefined
+    }
   })
 }
 

@@ -1,27 +1,50 @@
 /**
  * The bench, in one command:
  *
- *   node packages/bench/src/main.ts [--count N] [--latency-events N] [--latency-rate N] [--no-write]
+ *   node packages/bench/src/main.ts [--count N] [--latency-events N] [--latency-rate N]
+ *     [--shards N] [--idle-window S] [--beat-interval MS] [--zombie-interval MS]
+ *     [--zombie-trials N] [--repeat N] [--only throughput,idle,zombie] [--clients floor,vigil] [--no-write]
  *
- * Forks the load generator (Generator.ts), then, for every encoding and every client that
- * supports it, a fresh client process (ClientRunner.ts) for throughput and one for latency,
- * one at a time so they do not share the CPU. Writes the table to packages/bench/README.md
- * between the `bench:results` markers, with the machine's details.
+ * Forks the load generator (Generator.ts), then one fresh client process (ClientRunner.ts)
+ * per measurement, one at a time so they do not share the CPU:
+ * - throughput (`--repeat` runs, the median by events/s is kept: the machine is shared) and
+ *   latency, for every encoding and every client that supports it;
+ * - idle: `--shards` shards in one process, twice per client: at Discord's 41.25 s
+ *   heartbeat interval (resident memory, and CPU measured directly), and at a short
+ *   `--beat-interval` (CPU per heartbeat, scaled to a 41.25 s interval);
+ * - zombie: the server stops ACKing; time to RESUMED, `--zombie-trials` times.
+ * Writes the tables and the charts (SVG, `charts/`) to packages/bench/README.md between
+ * the `bench:results` markers, with the machine's details.
  */
 import { fork } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
-import type { RunRequest, RunResult } from "./ClientRunner.ts"
-import { clients } from "./Clients.ts"
+import { barChart, type Group } from "./Chart.ts"
+import type { IdleResult, RunRequest, RunResult, ZombieResult } from "./ClientRunner.ts"
+import { clients as allClients } from "./Clients.ts"
 import { encodings } from "./Workload.ts"
 
 const arg = (name: string, fallback: number) => {
   const at = process.argv.indexOf(`--${name}`)
   return at >= 0 ? Number(process.argv[at + 1]) : fallback
 }
+const list = (name: string) => {
+  const at = process.argv.indexOf(`--${name}`)
+  return at >= 0 ? (process.argv[at + 1] ?? "").split(",") : undefined
+}
 const count = arg("count", 40_000)
 const latencyEvents = arg("latency-events", 3_000)
 const latencyRate = arg("latency-rate", 1_000)
+const shards = arg("shards", 1_000)
+const idleWindow = arg("idle-window", 8)
+const beatInterval = arg("beat-interval", 1_000)
+const zombieInterval = arg("zombie-interval", 1_000)
+const zombieTrials = arg("zombie-trials", 5)
+const repeat = arg("repeat", 3)
+const discordInterval = 41_250
+const only = new Set(list("only") ?? ["throughput", "idle", "zombie"])
+const chosen = list("clients")
+const clients = chosen ? allClients.filter((c) => chosen.includes(c.name)) : allClients
 const write = !process.argv.includes("--no-write")
 const here = new URL(".", import.meta.url)
 
@@ -29,19 +52,75 @@ const runChild = <A>(
   script: string,
   argument: unknown,
   onFirstMessage: (message: A, child: ReturnType<typeof fork>) => void,
+  execArgv: ReadonlyArray<string> = [],
 ) => {
   const child = fork(new URL(script, here), [JSON.stringify(argument)], {
     stdio: ["ignore", "inherit", "inherit", "ipc"],
+    execArgv: [...process.execArgv, ...execArgv],
   })
   child.once("message", (message) => onFirstMessage(message as A, child))
   return child
 }
 
-const runClient = (request: RunRequest) =>
+const runClient = (request: RunRequest, execArgv: ReadonlyArray<string> = []) =>
   new Promise<RunResult>((resolve) => {
-    const child = runChild<RunResult>("./ClientRunner.ts", request, (result) => resolve(result))
+    const child = runChild<RunResult>("./ClientRunner.ts", request, (result) => resolve(result), execArgv)
     child.once("exit", (code) => resolve({ rssMiB: 0, error: `client exited with ${code}` }))
   })
+
+interface ThroughputRow {
+  readonly encoding: string
+  readonly client: string
+  readonly throughput: RunResult
+  readonly latency: RunResult
+}
+interface IdleRow {
+  readonly client: string
+  /** At Discord's interval: memory, and CPU measured as is. */
+  readonly real: RunResult
+  /** At the short interval: CPU per heartbeat. */
+  readonly short: RunResult
+}
+interface ZombieRow {
+  readonly client: string
+  readonly result: RunResult
+}
+
+const beatsPerHour = 3_600_000 / discordInterval
+
+/** CPU ms per idle shard per hour: per-beat CPU at the short interval × beats in an hour. */
+const scaledCpuPerShardHour = (idle: IdleResult | undefined) =>
+  idle && idle.heartbeats > 0 ? ((idle.cpuMicros / idle.heartbeats) * beatsPerHour) / 1000 : undefined
+/** CPU ms per idle shard per hour at Discord's interval, measured directly over the window. */
+const directCpuPerShardHour = (idle: IdleResult | undefined) =>
+  idle ? ((idle.cpuMicros / idle.shards / idle.windowSeconds) * 3600) / 1000 : undefined
+const kibPerShard = (idle: IdleResult | undefined) =>
+  idle ? (idle.rssDeltaMiB * 1024) / idle.shards : undefined
+const heapKibPerShard = (idle: IdleResult | undefined) =>
+  idle ? (idle.heapDeltaMiB * 1024) / idle.shards : undefined
+
+const median = (xs: ReadonlyArray<number>) => {
+  const sorted = [...xs].sort((a, b) => a - b)
+  return sorted[sorted.length >> 1] ?? Number.NaN
+}
+const zombieStats = (z: ZombieResult | undefined) => {
+  if (!z) return undefined
+  const fromUnanswered = z.trials.map((t) => t.fromUnansweredMillis)
+  const target = z.intervalMillis + 2 * z.rttMillis + 50
+  return {
+    target,
+    fromUnansweredMedian: median(fromUnanswered),
+    fromUnansweredMax: Math.max(...fromUnanswered),
+    afterDeadlineMedian: median(fromUnanswered) - z.intervalMillis,
+    fromLastAckMedian: median(z.trials.map((t) => t.fromLastAckMillis)),
+    met: z.trials.length > 0 && Math.max(...fromUnanswered) <= target,
+  }
+}
+
+const loadAtStart = os
+  .loadavg()
+  .map((l) => l.toFixed(2))
+  .join(" ")
 
 const main = async () => {
   const started = performance.now()
@@ -53,73 +132,333 @@ const main = async () => {
   }>((resolve) => {
     runChild<{ port: number; bytes: Record<string, number> }>(
       "./Generator.ts",
-      { count, latencyEvents, latencyRate },
+      { count, latencyEvents, latencyRate, zombieAcks: 2 },
       (message, child) => resolve({ ...message, generator: child }),
     )
   })
-  const rows: Array<{ encoding: string; client: string; throughput: RunResult; latency: RunResult }> = []
-  for (const encoding of encodings) {
-    for (const client of clients) {
-      if (!client.supports(encoding)) {
-        rows.push({
-          encoding,
+
+  const rows: Array<ThroughputRow> = []
+  if (only.has("throughput")) {
+    for (const encoding of encodings) {
+      for (const client of clients) {
+        if (!client.supports(encoding)) {
+          rows.push({
+            encoding,
+            client: client.name,
+            throughput: { rssMiB: 0, error: "not supported" },
+            latency: { rssMiB: 0 },
+          })
+          continue
+        }
+        const runs: Array<RunResult> = []
+        for (let i = 0; i < repeat; i++) {
+          runs.push(await runClient({ client: client.name, encoding, mode: "throughput", port, count }))
+        }
+        const ok = runs.filter((r) => r.eventsPerSecond !== undefined)
+        ok.sort((a, b) => (a.eventsPerSecond ?? 0) - (b.eventsPerSecond ?? 0))
+        const throughput = ok[ok.length >> 1] ?? (runs[0] as RunResult)
+        const latency = await runClient({
           client: client.name,
-          throughput: { rssMiB: 0, error: "not supported" },
-          latency: { rssMiB: 0 },
+          encoding,
+          mode: "latency",
+          port,
+          count: latencyEvents,
         })
-        continue
+        console.error(`bench: ${encoding} ${client.name}`, JSON.stringify({ throughput, latency }))
+        rows.push({ encoding, client: client.name, throughput, latency })
       }
-      const throughput = await runClient({ client: client.name, encoding, mode: "throughput", port, count })
-      const latency = await runClient({
+    }
+  }
+
+  const idleRows: Array<IdleRow> = []
+  if (only.has("idle")) {
+    for (const client of clients.filter((c) => c.startMany)) {
+      const idle = (intervalMillis: number) =>
+        runClient(
+          {
+            client: client.name,
+            encoding: "json",
+            mode: "idle",
+            port,
+            count: shards,
+            intervalMillis,
+            windowSeconds: idleWindow,
+          },
+          ["--expose-gc"],
+        )
+      const real = await idle(discordInterval)
+      const short = await idle(beatInterval)
+      console.error(`bench: idle ${client.name}`, JSON.stringify({ real, short }))
+      idleRows.push({ client: client.name, real, short })
+    }
+  }
+
+  const zombieRows: Array<ZombieRow> = []
+  if (only.has("zombie")) {
+    for (const client of clients.filter((c) => c.heartbeats)) {
+      const result = await runClient({
         client: client.name,
-        encoding,
-        mode: "latency",
+        encoding: "json",
+        mode: "zombie",
         port,
-        count: latencyEvents,
+        count: zombieTrials,
+        intervalMillis: zombieInterval,
       })
-      console.error(`bench: ${encoding} ${client.name}`, JSON.stringify({ throughput, latency }))
-      rows.push({ encoding, client: client.name, throughput, latency })
+      console.error(`bench: zombie ${client.name}`, JSON.stringify(result))
+      zombieRows.push({ client: client.name, result })
     }
   }
   generator.disconnect()
   generator.kill()
 
   const seconds = (performance.now() - started) / 1000
-  const fmt = (n: number | undefined, digits = 1) => (n === undefined ? "–" : n.toFixed(digits))
+  const fmt = (n: number | undefined, digits = 1) =>
+    n === undefined || Number.isNaN(n) ? "–" : n.toFixed(digits)
+  const ratio = (a: number | undefined, b: number | undefined) =>
+    a !== undefined && b !== undefined && b > 0 ? `${(a / b).toFixed(2)}×` : "–"
   const lines: Array<string> = []
   const cpu = os.cpus()[0]
   lines.push(
     `Measured ${new Date().toISOString().slice(0, 10)} on ${cpu?.model ?? "unknown CPU"} × ${os.cpus().length}, ` +
       `${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.type()} ${os.release()}, Node ${process.version}; ` +
-      `${count} dispatches per throughput run (workload: ${Object.entries(bytes)
-        .map(([k, b]) => `${k} ${(b / 1e6).toFixed(1)} MB`)
-        .join(
-          ", ",
-        )}), latency over ${latencyEvents} MESSAGE_CREATEs at ${latencyRate}/s; whole run ${seconds.toFixed(0)} s.`,
+      `load average at start ${loadAtStart}; whole run ${seconds.toFixed(0)} s.`,
   )
-  lines.push("")
-  lines.push(
-    "| encoding | client | events/s | vs floor | CPU µs/event | latency p50 µs | latency p99 µs | RSS MiB |",
-  )
-  lines.push("|---|---|---:|---:|---:|---:|---:|---:|")
-  for (const row of rows) {
-    const floorRow = rows.find((r) => r.encoding === row.encoding && r.client === "floor")
-    const ratio =
-      row.throughput.eventsPerSecond && floorRow?.throughput.eventsPerSecond
-        ? `${(row.throughput.eventsPerSecond / floorRow.throughput.eventsPerSecond).toFixed(2)}×`
-        : "–"
-    if (row.throughput.error) {
-      lines.push(`| ${row.encoding} | ${row.client} | ${row.throughput.error} | | | | | |`)
-      continue
-    }
+
+  // Throughput and latency.
+  const eps = (encoding: string, client: string) =>
+    rows.find((r) => r.encoding === encoding && r.client === client)?.throughput.eventsPerSecond
+  const targets: Array<{ target: string; measured: string; met: boolean | undefined }> = []
+  if (rows.length > 0) {
     lines.push(
-      `| ${row.encoding} | ${row.client} | ${fmt(row.throughput.eventsPerSecond, 0)} | ${ratio} | ${fmt(row.throughput.cpuMicrosPerEvent)} | ` +
-        `${fmt(row.latency.p50Micros, 0)} | ${fmt(row.latency.p99Micros, 0)} | ${fmt(row.throughput.rssMiB, 0)} |`,
+      "",
+      "### Throughput and latency",
+      "",
+      `${count} dispatches per throughput run, median of ${repeat} runs (workload: ${Object.entries(bytes)
+        .map(([k, b]) => `${k} ${(b / 1e6).toFixed(1)} MB`)
+        .join(", ")}); latency over ${latencyEvents} MESSAGE_CREATEs at ${latencyRate}/s. ` +
+        "Ratios are events/s of the row's client over the floor's and over @discordjs/ws's.",
+      "",
+      "| encoding | client | events/s | vs floor | vs @discordjs/ws | CPU µs/event | latency p50 µs | latency p99 µs | RSS MiB |",
+      "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     )
+    for (const row of rows) {
+      if (row.throughput.error) {
+        lines.push(`| ${row.encoding} | ${row.client} | ${row.throughput.error} | | | | | | |`)
+        continue
+      }
+      const e = row.throughput.eventsPerSecond
+      lines.push(
+        `| ${row.encoding} | ${row.client} | ${fmt(e, 0)} | ${ratio(e, eps(row.encoding, "floor"))} | ` +
+          `${row.client === "@discordjs/ws" ? "" : ratio(e, eps(row.encoding, "@discordjs/ws"))} | ` +
+          `${fmt(row.throughput.cpuMicrosPerEvent)} | ${fmt(row.latency.p50Micros, 0)} | ` +
+          `${fmt(row.latency.p99Micros, 0)} | ${fmt(row.throughput.rssMiB, 0)} |`,
+      )
+    }
+    for (const encoding of encodings) {
+      const v = eps(encoding, "vigil")
+      const d = eps(encoding, "@discordjs/ws")
+      const f = eps(encoding, "floor")
+      targets.push({
+        target: `${encoding}: Vigil events/s ≥ @discordjs/ws`,
+        measured:
+          d === undefined
+            ? `@discordjs/ws has no ${encoding}; Vigil ${fmt(v, 0)}`
+            : `${fmt(v, 0)} vs ${fmt(d, 0)} (${ratio(v, d)})`,
+        met: v === undefined ? false : d === undefined ? true : v >= d,
+      })
+      targets.push({
+        target: `${encoding}: Vigil events/s ≥ 0.8 × floor`,
+        measured: `${fmt(v, 0)} vs ${fmt(f, 0)} (${ratio(v, f)})`,
+        met: v !== undefined && f !== undefined ? v >= 0.8 * f : undefined,
+      })
+    }
   }
+
+  // Idle shards.
+  if (idleRows.length > 0) {
+    const perShard = (client: string) => kibPerShard(idleRows.find((r) => r.client === client)?.real.idle)
+    lines.push(
+      "",
+      `### ${shards} idle shards in one process`,
+      "",
+      `Memory: resident set (and V8 heap) added by ${shards} connected, READY, idle shards at a ` +
+        `${discordInterval} ms heartbeat, over the process's baseline before the first connect ` +
+        `(both after a GC), ÷ ${shards}. Identify: max_concurrency ${shards} for every client, so ` +
+        "no shard waits for a bucket. CPU per shard-hour, scaled: a second run with a " +
+        `${beatInterval} ms heartbeat; the process's CPU over ${idleWindow} s of idleness ÷ the ` +
+        `heartbeats the generator received in that window = CPU per beat (everything idle counted ` +
+        `as heartbeat cost), × ${beatsPerHour.toFixed(2)} beats an hour at ${discordInterval} ms. ` +
+        `Direct: CPU over ${idleWindow} s at ${discordInterval} ms ÷ shards, × 3600 s (noisier: ` +
+        "few beats fall in the window, and the process's own idle work is in it).",
+      "",
+      "| client | RSS KiB/shard | vs @discordjs/ws | heap KiB/shard | all READY s | CPU µs/heartbeat | CPU ms/shard-hour (scaled) | CPU ms/shard-hour (direct) |",
+      "|---|---:|---:|---:|---:|---:|---:|---:|",
+    )
+    for (const row of idleRows) {
+      const error = row.real.error ?? row.short.error
+      if (error) {
+        lines.push(`| ${row.client} | ${error} | | | | | | |`)
+        continue
+      }
+      const r = row.real.idle
+      const s = row.short.idle
+      lines.push(
+        `| ${row.client} | ${fmt(kibPerShard(r))} | ${row.client === "@discordjs/ws" ? "" : ratio(kibPerShard(r), perShard("@discordjs/ws"))} | ` +
+          `${fmt(heapKibPerShard(r))} | ${fmt(r?.readySeconds)} | ` +
+          `${fmt(s && s.heartbeats > 0 ? s.cpuMicros / s.heartbeats : undefined)} | ` +
+          `${fmt(scaledCpuPerShardHour(s), 2)} | ${fmt(directCpuPerShardHour(r), 2)} |`,
+      )
+    }
+    const v = perShard("vigil")
+    const d = perShard("@discordjs/ws")
+    targets.push({
+      target: "idle memory per shard ≤ 0.5 × @discordjs/ws",
+      measured: `${fmt(v)} KiB vs ${fmt(d)} KiB (${ratio(v, d)})`,
+      met: v !== undefined && d !== undefined ? v <= 0.5 * d : undefined,
+    })
+  }
+
+  // Zombie → RESUMED.
+  if (zombieRows.length > 0) {
+    lines.push(
+      "",
+      "### Zombie → RESUMED",
+      "",
+      `Heartbeat interval ${zombieInterval} ms; the generator ACKs two beats, then stops ACKing ` +
+        "(socket open, beats read, none answered) until the shard resumes; " +
+        `${zombieTrials} zombies in a row per client. Measured from the first unanswered heartbeat's ` +
+        "arrival at the server to RESUMED reaching the consumer (shared monotonic clock). The " +
+        "client's missed-ACK deadline passes one interval after that beat, so the target is " +
+        "interval + 2 × RTT + 50 ms from the beat (RTT: median ws ping on the same loopback); " +
+        "'after deadline' is the same time minus the interval. From the last ACK adds one more " +
+        "interval (the beat after it is the unanswered one).",
+      "",
+      "| client | RTT ms | target ms | from unanswered beat, median ms | max ms | after deadline, median ms | from last ACK, median ms | met |",
+      "|---|---:|---:|---:|---:|---:|---:|---|",
+    )
+    for (const row of zombieRows) {
+      if (row.result.error) {
+        lines.push(`| ${row.client} | ${row.result.error} | | | | | | |`)
+        continue
+      }
+      const z = zombieStats(row.result.zombie)
+      lines.push(
+        `| ${row.client} | ${fmt(row.result.zombie?.rttMillis, 2)} | ${fmt(z?.target)} | ${fmt(z?.fromUnansweredMedian)} | ` +
+          `${fmt(z?.fromUnansweredMax)} | ${fmt(z?.afterDeadlineMedian)} | ${fmt(z?.fromLastAckMedian)} | ${z?.met ? "yes" : "no"} |`,
+      )
+    }
+    const z = zombieStats(zombieRows.find((r) => r.client === "vigil")?.result.zombie)
+    targets.push({
+      target: "zombie → RESUMED ≤ interval + 2 × RTT + 50 ms",
+      measured: z ? `max ${fmt(z.fromUnansweredMax)} ms vs ${fmt(z.target)} ms` : "–",
+      met: z?.met,
+    })
+  }
+
+  if (targets.length > 0) {
+    lines.push("", "### Issue 5's targets", "", "| target | measured | met |", "|---|---|---|")
+    for (const t of targets) {
+      lines.push(`| ${t.target} | ${t.measured} | ${t.met === undefined ? "–" : t.met ? "yes" : "**no**"} |`)
+    }
+  }
+
+  // Charts.
+  const charts: Array<{ file: string; alt: string; svg: string }> = []
+  const clientNames = clients.map((c) => c.name)
+  if (rows.length > 0) {
+    const groups = (value: (r: ThroughputRow) => number | undefined): ReadonlyArray<Group> =>
+      encodings.map((encoding) => ({
+        label: encoding,
+        bars: clientNames.map((client) => {
+          const row = rows.find((r) => r.encoding === encoding && r.client === client)
+          return { label: client, value: row && !row.throughput.error ? value(row) : undefined }
+        }),
+      }))
+    charts.push({
+      file: "throughput.svg",
+      alt: "events per second by encoding and client",
+      svg: barChart({
+        title: "Events per second (higher is better)",
+        unit: "/s",
+        groups: groups((r) => r.throughput.eventsPerSecond),
+        marks: encodings.flatMap((encoding) => {
+          const f = eps(encoding, "floor")
+          return f === undefined ? [] : [{ group: encoding, value: 0.8 * f, label: "0.8 × floor" }]
+        }),
+      }),
+    })
+    charts.push({
+      file: "cpu.svg",
+      alt: "CPU microseconds per event by encoding and client",
+      svg: barChart({
+        title: "CPU µs per event (lower is better)",
+        unit: "µs",
+        digits: 1,
+        groups: groups((r) => r.throughput.cpuMicrosPerEvent),
+      }),
+    })
+  }
+  if (idleRows.length > 0) {
+    const bars = (value: (r: IdleRow) => number | undefined) =>
+      idleRows.map((r) => ({ label: r.client, value: r.real.error || r.short.error ? undefined : value(r) }))
+    charts.push({
+      file: "idle.svg",
+      alt: "idle shard memory and heartbeat CPU by client",
+      svg: barChart({
+        title: `${shards} idle shards in one process (lower is better)`,
+        unit: "",
+        digits: 1,
+        groups: [
+          { label: "RSS KiB per shard", bars: bars((r) => kibPerShard(r.real.idle)) },
+          {
+            label: `CPU ms per shard-hour of heartbeats (${discordInterval} ms)`,
+            bars: bars((r) => scaledCpuPerShardHour(r.short.idle)),
+          },
+        ],
+      }),
+    })
+  }
+  if (zombieRows.length > 0) {
+    const target = zombieStats(zombieRows.find((r) => r.result.zombie)?.result.zombie)?.target
+    charts.push({
+      file: "zombie.svg",
+      alt: "zombie to RESUMED time by client",
+      svg: barChart({
+        title: "Zombie → RESUMED, from the unanswered beat (ms, lower is better)",
+        unit: "ms",
+        groups: [
+          {
+            label: `median of ${zombieTrials}, ${zombieInterval} ms interval`,
+            bars: zombieRows.map((r) => ({
+              label: r.client,
+              value: zombieStats(r.result.zombie)?.fromUnansweredMedian,
+            })),
+          },
+        ],
+        marks:
+          target === undefined
+            ? []
+            : [
+                {
+                  group: `median of ${zombieTrials}, ${zombieInterval} ms interval`,
+                  value: target,
+                  label: "target",
+                },
+              ],
+      }),
+    })
+  }
+  if (charts.length > 0) {
+    lines.push("")
+    for (const chart of charts) lines.push(`![${chart.alt}](charts/${chart.file})`)
+  }
+
   const table = lines.join("\n")
   console.log(table)
   if (write) {
+    const dir = new URL("../charts/", here)
+    fs.mkdirSync(dir, { recursive: true })
+    for (const chart of charts) fs.writeFileSync(new URL(chart.file, dir), chart.svg)
     const readme = new URL("../README.md", here)
     const current = fs.existsSync(readme) ? fs.readFileSync(readme, "utf8") : ""
     const start = "<!-- bench:results -->"
@@ -130,7 +469,7 @@ const main = async () => {
         ? current.slice(0, current.indexOf(start)) + block + current.slice(current.indexOf(end) + end.length)
         : `${current}\n${block}\n`
     fs.writeFileSync(readme, next)
-    console.error(`bench: wrote ${readme.pathname}`)
+    console.error(`bench: wrote ${readme.pathname} and ${charts.length} charts`)
   }
 }
 
