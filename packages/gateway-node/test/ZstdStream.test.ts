@@ -106,6 +106,22 @@ describe("ZstdStream", () => {
     }),
   )
 
+  it.effect("follows strings, escapes and multi-byte characters across output chunk boundaries", () =>
+    Effect.gen(function* () {
+      // 64-byte output chunks (node:zlib's minimum): every boundary position gets hit.
+      const texts = Array.from({ length: 600 }, (_, i) =>
+        JSON.stringify({
+          i,
+          s: `${"\\".repeat(i % 5)}"${tricky[i % tricky.length]}${"é😀".repeat(i % 4)}`,
+          a: [i],
+        }),
+      )
+      const frames = yield* frameStream(texts)
+      const context = yield* ZstdStream.make({ maxMessageBytes: limit, chunkBytes: 64 })
+      assert.deepStrictEqual(yield* decodeAll(context, frames, [1, 5, 40]), texts)
+    }),
+  )
+
   it.effect("decodes large messages (many blocks, many output chunks) alone and inside batches", () =>
     Effect.gen(function* () {
       const texts = [
