@@ -1,17 +1,22 @@
 /**
  * Transport decompressors compared on the bench workload: CPU per event (process.cpuUsage,
  * which counts libuv's threadpool too) for `node:zlib` streams awaited per message (what
- * @discordjs/ws does) against synchronous pure-JS streaming decoders, and Vigil's own codecs.
+ * @discordjs/ws does), synchronous pure-JS streaming decoders, `node:zlib` streams fed a
+ * whole read batch at a time, and Vigil's own codecs, through its `Decompressor` contract
+ * (one call per batch of frames, inside one Effect program as a connection's reader runs).
  *
- *   node packages/bench/src/codecs.ts [messages]
+ *   node packages/bench/src/codecs.ts [messages] [name filter]
  *
- * Prints a markdown table; every decoder's output is checked against the source text.
+ * Codecs that take batches are measured with batches of 1, 16 and 128 frames (one read under
+ * light, moderate and heavy load); the per-message ones with 1. Prints a markdown table;
+ * every decoder's output is checked against the source text.
  */
 import * as os from "node:os"
 import * as zlib from "node:zlib"
+import { type Decompressor, fromPush } from "@vigil/gateway/Compression"
 import { makeZlibDecompressor } from "@vigil/gateway-node/ZlibDecompressor"
-import { makeZstdDecompressor } from "@vigil/gateway-node/ZstdDecompressor"
-import { Result } from "effect"
+import * as ZstdStream from "@vigil/gateway-node/ZstdStream"
+import { Effect } from "effect"
 import { Unzlib } from "fflate"
 import { Decompress as FzstdDecompress } from "fzstd"
 import * as pako from "pako"
@@ -19,12 +24,54 @@ import { dispatchMix, encodeStream, payloadText } from "./Workload.ts"
 
 type Push = (chunk: Uint8Array) => string | undefined | Promise<string | undefined>
 
+/** A codec under test, as the harness drives it: one call per batch of frames. */
+interface Codec {
+  readonly decode: (frames: ReadonlyArray<Uint8Array>) => Effect.Effect<ReadonlyArray<string>, unknown>
+  readonly close?: () => void
+}
+
 interface Candidate {
   readonly name: string
   readonly kind: "zlib-stream" | "zstd-stream"
   readonly sync: boolean
-  readonly make: () => { push: Push; close?: () => void }
+  /** Batch sizes to measure: only codecs that can use a batch get more than 1. */
+  readonly batches: ReadonlyArray<number>
+  readonly make: () => Codec
 }
+
+const batchSizes = [1, 16, 128]
+
+/** A per-message codec, run frame by frame over each batch. */
+const perMessage = (codec: { push: Push; close?: () => void }): Codec => ({
+  decode: (frames) =>
+    Effect.promise(async () => {
+      const out: Array<string> = []
+      for (const frame of frames) {
+        const text = await codec.push(frame)
+        if (text !== undefined) out.push(text)
+      }
+      return out
+    }),
+  ...(codec.close ? { close: codec.close } : {}),
+})
+
+/** A synchronous per-message codec (no promise in the way). */
+const perMessageSync = (push: (chunk: Uint8Array) => string | undefined): Codec => ({
+  decode: (frames) =>
+    Effect.sync(() => {
+      const out: Array<string> = []
+      for (const frame of frames) {
+        const text = push(frame)
+        if (text !== undefined) out.push(text)
+      }
+      return out
+    }),
+})
+
+const vigil = (d: Decompressor, close?: () => void): Codec => ({
+  decode: d.decompress,
+  ...(close ? { close } : {}),
+})
 
 const decoder = new TextDecoder()
 const endsWithSyncFlush = (b: Uint8Array) =>
@@ -53,6 +100,81 @@ const nodeStream = (stream: zlib.Inflate | zlib.ZstdDecompress, zlibFraming: boo
   }
 }
 
+/**
+ * A node:zlib zstd stream fed a batch frame by frame without awaiting in between; message
+ * boundaries come from each write's callback (the output pushed before it is that frame's).
+ */
+const nodeZstdWriteEach = (): Codec => {
+  const stream = zlib.createZstdDecompress({ chunkSize: 64 * 1024 })
+  let pending: Array<Buffer> = []
+  stream.on("data", (chunk: Buffer) => pending.push(chunk))
+  return {
+    decode: (frames) =>
+      Effect.promise(
+        () =>
+          new Promise<ReadonlyArray<string>>((resolve, reject) => {
+            const out: Array<string> = []
+            const last = frames.length - 1
+            frames.forEach((frame, i) => {
+              stream.write(frame, (error) => {
+                if (error) return reject(error)
+                out.push(decoder.decode(pending.length === 1 ? pending[0] : Buffer.concat(pending)))
+                pending = []
+                if (i === last) resolve(out)
+              })
+            })
+          }),
+      ),
+    close: () => stream.destroy(),
+  }
+}
+
+/**
+ * node:zlib's Inflate fed a whole batch at once, the output split into messages by a JSON
+ * object scanner (the approach of Vigil's ZstdStream, applied to zlib-stream).
+ */
+const nodeInflateBatch = (): Codec => {
+  const stream = zlib.createInflate({ chunkSize: 64 * 1024 })
+  let pending: Array<Buffer> = []
+  stream.on("data", (chunk: Buffer) => pending.push(chunk))
+  let depth = 0
+  let inString = false
+  let escaped = false
+  let carry: Buffer | undefined
+  return {
+    decode: (frames) =>
+      Effect.promise(
+        () =>
+          new Promise<ReadonlyArray<string>>((resolve, reject) => {
+            stream.write(frames.length === 1 ? (frames[0] as Uint8Array) : Buffer.concat(frames), (error) => {
+              if (error) return reject(error)
+              if (carry) pending.unshift(carry)
+              const buf = pending.length === 1 ? (pending[0] as Buffer) : Buffer.concat(pending)
+              pending = []
+              const out: Array<string> = []
+              let start = 0
+              for (let i = carry ? carry.length : 0; i < buf.length; i++) {
+                const c = buf[i] as number
+                if (inString) {
+                  if (escaped) escaped = false
+                  else if (c === 0x5c) escaped = true
+                  else if (c === 0x22) inString = false
+                } else if (c === 0x22) inString = true
+                else if (c === 0x7b || c === 0x5b) depth++
+                else if ((c === 0x7d || c === 0x5d) && --depth === 0) {
+                  out.push(decoder.decode(buf.subarray(start, i + 1)))
+                  start = i + 1
+                }
+              }
+              carry = start < buf.length ? buf.subarray(start) : undefined
+              resolve(out)
+            })
+          }),
+      ),
+    close: () => stream.destroy(),
+  }
+}
+
 const concat = (chunks: Array<Uint8Array>): Uint8Array => {
   if (chunks.length === 1) return chunks[0] as Uint8Array
   const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0))
@@ -64,137 +186,161 @@ const concat = (chunks: Array<Uint8Array>): Uint8Array => {
   return out
 }
 
+const limit = 32 * 1024 * 1024
+
 const candidates: ReadonlyArray<Candidate> = [
   {
     name: "node:zlib Inflate, awaited per message (@discordjs/ws)",
     kind: "zlib-stream",
     sync: false,
+    batches: [1],
     make: () =>
-      nodeStream(zlib.createInflate({ chunkSize: 64 * 1024, flush: zlib.constants.Z_SYNC_FLUSH }), true),
+      perMessage(
+        nodeStream(zlib.createInflate({ chunkSize: 64 * 1024, flush: zlib.constants.Z_SYNC_FLUSH }), true),
+      ),
   },
   {
     name: "pako Inflate (push with Z_SYNC_FLUSH)",
     kind: "zlib-stream",
     sync: true,
+    batches: [1],
     make: () => {
       const inflate = new pako.Inflate({ chunkSize: 64 * 1024 })
       let out: Array<Uint8Array> = []
       inflate.onData = (chunk) => out.push(chunk)
-      return {
-        push: (chunk) => {
-          inflate.push(chunk, endsWithSyncFlush(chunk) ? pako.Z_SYNC_FLUSH : pako.Z_NO_FLUSH)
-          if (!endsWithSyncFlush(chunk)) return undefined
-          const text = decoder.decode(concat(out))
-          out = []
-          return text
-        },
-      }
+      return perMessageSync((chunk) => {
+        inflate.push(chunk, endsWithSyncFlush(chunk) ? pako.Z_SYNC_FLUSH : pako.Z_NO_FLUSH)
+        if (!endsWithSyncFlush(chunk)) return undefined
+        const text = decoder.decode(concat(out))
+        out = []
+        return text
+      })
     },
   },
   {
     name: "fflate Unzlib (streaming push)",
     kind: "zlib-stream",
     sync: true,
+    batches: [1],
     make: () => {
       let out: Array<Uint8Array> = []
       const unzlib = new Unzlib((chunk) => out.push(chunk))
-      return {
-        push: (chunk) => {
-          unzlib.push(chunk)
-          if (!endsWithSyncFlush(chunk)) return undefined
-          const text = decoder.decode(concat(out))
-          out = []
-          return text
-        },
-      }
+      return perMessageSync((chunk) => {
+        unzlib.push(chunk)
+        if (!endsWithSyncFlush(chunk)) return undefined
+        const text = decoder.decode(concat(out))
+        out = []
+        return text
+      })
     },
   },
   {
-    name: "Vigil ZlibDecompressor (pako's inflate, own loop)",
+    name: "node:zlib Inflate, whole batch written at once, JSON scanner",
+    kind: "zlib-stream",
+    sync: false,
+    batches: batchSizes,
+    make: nodeInflateBatch,
+  },
+  {
+    name: "**Vigil ZlibDecompressor** (pako's inflate, own loop)",
     kind: "zlib-stream",
     sync: true,
-    make: () => vigil(makeZlibDecompressor({ maxMessageBytes: 32 * 1024 * 1024 })),
+    batches: batchSizes,
+    make: () => vigil(fromPush(makeZlibDecompressor({ maxMessageBytes: limit }).push)),
   },
   {
     name: "node:zlib ZstdDecompress, awaited per message",
     kind: "zstd-stream",
     sync: false,
-    make: () => nodeStream(zlib.createZstdDecompress({ chunkSize: 64 * 1024 }), false),
+    batches: [1],
+    make: () => perMessage(nodeStream(zlib.createZstdDecompress({ chunkSize: 64 * 1024 }), false)),
   },
   {
-    name: "fzstd Decompress (streaming push)",
+    name: "fzstd Decompress (streaming push; Vigil's previous decoder, ~same cost)",
     kind: "zstd-stream",
     sync: true,
+    batches: [1],
     make: () => {
       let out: Array<Uint8Array> = []
       const zstd = new FzstdDecompress((chunk) => {
         out.push(chunk)
       })
-      return {
-        push: (chunk) => {
-          zstd.push(chunk)
-          const text = decoder.decode(concat(out))
-          out = []
-          return text
-        },
-      }
+      return perMessageSync((chunk) => {
+        zstd.push(chunk)
+        const text = decoder.decode(concat(out))
+        out = []
+        return text
+      })
     },
   },
   {
-    name: "Vigil ZstdDecompressor",
+    name: "node:zlib ZstdDecompress, batch written frame by frame, boundaries from write callbacks",
     kind: "zstd-stream",
-    sync: true,
-    make: () => vigil(makeZstdDecompressor({ maxMessageBytes: 32 * 1024 * 1024 })),
+    sync: false,
+    batches: batchSizes,
+    make: nodeZstdWriteEach,
+  },
+  {
+    name: "**Vigil ZstdStream** (node:zlib, batch written at once, JSON scanner), 16 KiB chunks",
+    kind: "zstd-stream",
+    sync: false,
+    batches: batchSizes,
+    make: () => {
+      const context = ZstdStream.makeUnscoped({ maxMessageBytes: limit, chunkBytes: 16 * 1024 })
+      return vigil(context, context.close)
+    },
+  },
+  {
+    name: "**Vigil ZstdStream** (node:zlib, batch written at once, JSON scanner), 64 KiB chunks (default)",
+    kind: "zstd-stream",
+    sync: false,
+    batches: batchSizes,
+    make: () => {
+      const context = ZstdStream.makeUnscoped({ maxMessageBytes: limit })
+      return vigil(context, context.close)
+    },
   },
 ]
-
-function vigil(d: { push: (c: Uint8Array) => Result.Result<string | undefined, unknown> }) {
-  return {
-    push: (chunk: Uint8Array) => {
-      const r = d.push(chunk)
-      return Result.isSuccess(r) ? r.success : `error: ${String(r.failure)}`
-    },
-  }
-}
 
 interface Measured {
   readonly cpuMicrosPerEvent: number
   readonly wallMicrosPerEvent: number
 }
 
-const run = async (
+const run = (
   candidate: Candidate,
+  batch: number,
   frames: ReadonlyArray<Uint8Array>,
   texts: ReadonlyArray<string>,
-): Promise<Measured> => {
-  const codec = candidate.make()
-  let mismatch = 0
-  let at = 0
-  const startCpu = process.cpuUsage()
-  const startWall = performance.now()
-  if (candidate.sync) {
-    for (const frame of frames) {
-      const text = codec.push(frame) as string | undefined
-      if (text !== undefined && text !== texts[at++]) mismatch++
-    }
-  } else {
-    for (const frame of frames) {
-      const text = await codec.push(frame)
-      if (text !== undefined && text !== texts[at++]) mismatch++
-    }
-  }
-  const wall = performance.now() - startWall
-  const cpu = process.cpuUsage(startCpu)
-  codec.close?.()
-  if (mismatch > 0 || at !== texts.length) {
-    console.error(`${candidate.name}: ${mismatch} mismatches, ${at}/${texts.length} messages`)
-    process.exitCode = 1
-  }
-  return {
-    cpuMicrosPerEvent: (cpu.user + cpu.system) / texts.length,
-    wallMicrosPerEvent: (wall * 1000) / texts.length,
-  }
-}
+): Promise<Measured> =>
+  Effect.runPromise(
+    Effect.gen(function* () {
+      const codec = candidate.make()
+      const batches: Array<ReadonlyArray<Uint8Array>> = []
+      for (let i = 0; i < frames.length; i += batch) batches.push(frames.slice(i, i + batch))
+      let mismatch = 0
+      let at = 0
+      const startCpu = process.cpuUsage()
+      const startWall = performance.now()
+      for (const frames of batches) {
+        const out = yield* codec.decode(frames)
+        for (const text of out) if (text !== texts[at++]) mismatch++
+      }
+      const wall = performance.now() - startWall
+      const cpu = process.cpuUsage(startCpu)
+      codec.close?.()
+      if (mismatch > 0 || at !== texts.length) {
+        console.error(
+          `${candidate.name} (batch ${batch}): ${mismatch} mismatches, ${at}/${texts.length} messages`,
+        )
+        process.exitCode = 1
+      }
+      return {
+        cpuMicrosPerEvent: (cpu.user + cpu.system) / texts.length,
+        wallMicrosPerEvent: (wall * 1000) / texts.length,
+      }
+    }),
+  )
 
 /** The baseline every encoding pays after decompressing: JSON.parse of the same texts. */
 const parseCost = (texts: ReadonlyArray<string>): number => {
@@ -207,6 +353,7 @@ const parseCost = (texts: ReadonlyArray<string>): number => {
 
 const main = async () => {
   const count = Number(process.argv[2] ?? 20_000)
+  const only = process.argv[3]
   const workloads = [
     { name: "small events only", dispatches: dispatchMix(count, { guildCreateEvery: 0 }) },
     {
@@ -220,12 +367,12 @@ const main = async () => {
     `Node ${process.version}, ${cpu?.model ?? "unknown CPU"} × ${os.cpus().length}, ${count} messages per run`,
   )
   lines.push("")
-  lines.push(`| decoder | workload | sync | µs CPU/event | µs wall/event |`)
-  lines.push(`|---|---|---|---:|---:|`)
+  lines.push(`| decoder | workload | sync | batch | µs CPU/event | µs wall/event |`)
+  lines.push(`|---|---|---|---:|---:|---:|`)
   for (const workload of workloads) {
     const texts = workload.dispatches.map((d, i) => payloadText(d, i + 1))
     const bytes = texts.reduce((n, t) => n + t.length, 0)
-    lines.push(`| JSON.parse only (baseline) | ${workload.name} | yes | ${parseCost(texts).toFixed(1)} | |`)
+    lines.push(`| JSON.parse only (baseline) | ${workload.name} | yes | | ${parseCost(texts).toFixed(1)} | |`)
     const frames = {
       "zlib-stream": await encodeStream("zlib-stream", texts),
       "zstd-stream": await encodeStream("zstd-stream", texts),
@@ -237,14 +384,17 @@ const main = async () => {
       )
     }
     for (const candidate of candidates) {
-      // Warm up on a separate context, then measure a fresh one over the whole stream.
-      await run(candidate, frames[candidate.kind].slice(0, 2000), texts.slice(0, 2000))
-      const best = [await run(candidate, frames[candidate.kind], texts)]
-      best.push(await run(candidate, frames[candidate.kind], texts))
-      const m = best.reduce((a, b) => (a.cpuMicrosPerEvent <= b.cpuMicrosPerEvent ? a : b))
-      lines.push(
-        `| ${candidate.name} | ${workload.name} | ${candidate.sync ? "yes" : "no"} | ${m.cpuMicrosPerEvent.toFixed(1)} | ${m.wallMicrosPerEvent.toFixed(1)} |`,
-      )
+      if (only !== undefined && !candidate.name.includes(only)) continue
+      for (const batch of candidate.batches) {
+        // Warm up on a separate context, then measure fresh ones over the whole stream: best of 3.
+        await run(candidate, batch, frames[candidate.kind].slice(0, 2000), texts.slice(0, 2000))
+        const runs: Array<Measured> = []
+        for (let i = 0; i < 3; i++) runs.push(await run(candidate, batch, frames[candidate.kind], texts))
+        const m = runs.reduce((a, b) => (a.cpuMicrosPerEvent <= b.cpuMicrosPerEvent ? a : b))
+        lines.push(
+          `| ${candidate.name} | ${workload.name} | ${candidate.sync ? "yes" : "no"} | ${batch} | ${m.cpuMicrosPerEvent.toFixed(1)} | ${m.wallMicrosPerEvent.toFixed(1)} |`,
+        )
+      }
     }
   }
   console.log(lines.join("\n"))
