@@ -6,6 +6,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { IdentifyThrottle, type Protocol, Shard } from "@vigil/gateway"
 import { NodeGateway } from "@vigil/gateway-node"
+import { eventually } from "@vigil/testing/Eventually"
 import * as FakeGateway from "@vigil/testing/FakeGateway"
 import * as Recording from "@vigil/testing/Recording"
 import * as Traffic from "@vigil/testing/Traffic"
@@ -13,15 +14,6 @@ import { Effect, Layer, Redacted, Stream } from "effect"
 
 const token = "compression-test-token"
 const env = Layer.merge(NodeGateway.layer(), IdentifyThrottle.IdentifyThrottle.layer({ maxConcurrency: 1 }))
-
-const waitUntil = (check: () => boolean, what: string) =>
-  Effect.gen(function* () {
-    for (let i = 0; i < 1000; i++) {
-      if (check()) return
-      yield* Effect.sleep(10)
-    }
-    return yield* Effect.die(new Error(`timed out waiting for ${what}`))
-  })
 
 const cases = [
   { compression: "zlib-stream", zlibFrameBytes: 64 },
@@ -46,12 +38,12 @@ describe("transport compression over real sockets", () => {
         compression: c.compression,
       })
       yield* Effect.forkScoped(Stream.runForEach(shard.events, (e) => Effect.sync(() => void seen.push(e))))
-      yield* waitUntil(() => seen.length > 0, "READY")
+      yield* eventually(() => seen.length > 0, "READY")
       yield* gateway.emit("latest", { count: 200 })
       yield* gateway.dispatch("latest", "GUILD_CREATE", Traffic.guildCreate(guild, { members: 2_000 }))
       yield* gateway.drop("latest")
       yield* gateway.emit({ shard: 0 }, { count: 50 })
-      yield* waitUntil(() => seen.filter((e) => e.type === "MESSAGE_CREATE").length === 250, "250 messages")
+      yield* eventually(() => seen.filter((e) => e.type === "MESSAGE_CREATE").length === 250, "250 messages")
       const entries = yield* gateway.entries
       assert.strictEqual(Recording.resumeCount(entries), 1)
       const opened = Recording.only(entries, "Opened")

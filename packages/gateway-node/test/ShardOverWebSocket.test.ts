@@ -6,6 +6,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { type Protocol, SessionStore, ShardManager } from "@vigil/gateway"
 import { NodeTransport } from "@vigil/gateway-node"
+import { eventually } from "@vigil/testing/Eventually"
 import * as FakeGateway from "@vigil/testing/FakeGateway"
 import * as Invariants from "@vigil/testing/Invariants"
 import * as Recording from "@vigil/testing/Recording"
@@ -17,15 +18,6 @@ const interval = 250
 
 const sockets = Invariants.countSockets(NodeTransport.make())
 const client = Layer.mergeAll(sockets.layer, SessionStore.SessionStore.layerMemory, FetchHttpClient.layer)
-
-const waitUntil = (check: () => boolean | Promise<boolean>, what: string, seconds = 5) =>
-  Effect.gen(function* () {
-    for (let i = 0; i < seconds * 100; i++) {
-      if (yield* Effect.promise(async () => check())) return
-      yield* Effect.sleep(10)
-    }
-    return yield* Effect.die(new Error(`timed out waiting for ${what}`))
-  })
 
 const startManager = (gateway: FakeGateway.FakeGatewayService) =>
   Effect.gen(function* () {
@@ -61,17 +53,17 @@ describe("ShardManager over WebSocket against FakeGateway", () => {
       })
       const { manager, seen } = yield* startManager(gateway)
       assert.strictEqual(manager.shardCount, 2)
-      yield* waitUntil(() => seqs(seen.get(0)).length > 0 && seqs(seen.get(1)).length > 0, "both READY")
+      yield* eventually(() => seqs(seen.get(0)).length > 0 && seqs(seen.get(1)).length > 0, "both READY")
       yield* gateway.emit({ shard: 1 }, { count: 20 })
       yield* gateway.stopAcks({ shard: 1 })
       yield* gateway.emit({ shard: 1 }, { count: 5 })
       // the zombie is detected, the client closes with a resumable code and resumes
-      yield* waitUntil(
-        async () => Recording.resumeCount(await Effect.runPromise(gateway.entries)) === 1,
+      yield* eventually(
+        Effect.map(gateway.entries, (e) => Recording.resumeCount(e) === 1),
         "resume",
       )
       yield* gateway.emit({ shard: 1 }, { count: 5 })
-      yield* waitUntil(() => seqs(seen.get(1)).length >= 32, "all events on shard 1")
+      yield* eventually(() => seqs(seen.get(1)).length >= 32, "all events on shard 1")
       const entries = yield* gateway.entries
       const closes = Recording.clientCloses(entries)
       assert.isTrue(closes.length >= 1)
@@ -92,20 +84,20 @@ describe("ShardManager over WebSocket against FakeGateway", () => {
     Effect.gen(function* () {
       const gateway = yield* FakeGateway.make({ token, heartbeatInterval: interval })
       const { seen } = yield* startManager(gateway)
-      yield* waitUntil(() => seqs(seen.get(0)).length > 0, "READY")
+      yield* eventually(() => seqs(seen.get(0)).length > 0, "READY")
       yield* gateway.restart({ sessions: "keep" })
-      yield* waitUntil(
-        async () => Recording.resumeCount(await Effect.runPromise(gateway.entries)) === 1,
+      yield* eventually(
+        Effect.map(gateway.entries, (e) => Recording.resumeCount(e) === 1),
         "resume",
       )
       yield* gateway.restart({ sessions: "drop", downtime: 100 })
-      yield* waitUntil(
-        async () => Recording.identifyCount(await Effect.runPromise(gateway.entries)) === 2,
+      yield* eventually(
+        Effect.map(gateway.entries, (e) => Recording.identifyCount(e) === 2),
         "identify after lost sessions",
-        15, // Invalid Session (false) waits 1–5 s, and the identify window is 5 s
+        "15 seconds", // Invalid Session (false) waits 1–5 s, and the identify window is 5 s
       )
       yield* gateway.emit({ shard: 0 }, { count: 3 })
-      yield* waitUntil(
+      yield* eventually(
         () => seqs(seen.get(0)).filter((s) => s.startsWith("MESSAGE_CREATE")).length === 3,
         "events",
       )

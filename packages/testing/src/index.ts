@@ -1,4 +1,5 @@
 export * as Chaos from "./Chaos.ts"
+export * as Eventually from "./Eventually.ts"
 export * as FakeGateway from "./FakeGateway.ts"
 export * as FakeRest from "./FakeRest.ts"
 export * as Invariants from "./Invariants.ts"

@@ -6,18 +6,10 @@
 import { CompressionMethod, WebSocketManager, WebSocketShardEvents } from "@discordjs/ws"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
+import { eventually } from "../src/Eventually.ts"
 import { FakeGateway, Recording } from "../src/index.ts"
 
 const token = "interop-token"
-
-const waitUntil = (check: () => boolean, what: string) =>
-  Effect.gen(function* () {
-    for (let i = 0; i < 1000; i++) {
-      if (check()) return
-      yield* Effect.sleep(10)
-    }
-    return yield* Effect.die(new Error(`timed out waiting for ${what}`))
-  })
 
 const cases = [
   { name: "json", compression: null, zlibFrameBytes: undefined },
@@ -67,18 +59,18 @@ describe("interop: @discordjs/ws against FakeGateway", () => {
           Effect.promise(() => manager.connect()),
           () => Effect.promise(async () => manager.destroy()),
         )
-        yield* waitUntil(() => ready === 1, "READY")
+        yield* eventually(() => ready === 1, "READY")
         yield* gateway.emit("latest", { count: 10 })
-        yield* waitUntil(
+        yield* eventually(
           () => dispatches.filter((d) => d.startsWith("MESSAGE_CREATE")).length === 10,
           "10 dispatches",
         )
-        yield* waitUntil(() => heartbeats >= 2, "two heartbeat round trips")
+        yield* eventually(() => heartbeats >= 2, "two heartbeat round trips")
 
         yield* gateway.close("latest", 4000, { reason: "interop: forced close" })
-        yield* waitUntil(() => resumed === 1, "RESUMED")
+        yield* eventually(() => resumed === 1, "RESUMED")
         yield* gateway.emit("latest", { count: 3 })
-        yield* waitUntil(
+        yield* eventually(
           () => dispatches.filter((d) => d.startsWith("MESSAGE_CREATE")).length === 13,
           "more dispatches",
         )
