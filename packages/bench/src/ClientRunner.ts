@@ -17,6 +17,8 @@
  *
  * Answers the parent with one `RunResult` over IPC, then exits.
  */
+import * as fs from "node:fs"
+import { Session } from "node:inspector"
 import WebSocket from "ws"
 import { type BenchClient, clients } from "./Clients.ts"
 import type { Encoding } from "./Workload.ts"
@@ -32,6 +34,8 @@ export interface RunRequest {
   readonly intervalMillis?: number
   /** idle: seconds of idleness over which CPU is measured. */
   readonly windowSeconds?: number
+  /** A file for a V8 CPU profile of the measured window only (READY → last event; idle window). */
+  readonly profile?: string
 }
 
 export interface IdleResult {
@@ -71,8 +75,28 @@ export interface RunResult {
 
 const request = JSON.parse(process.argv[2] ?? "{}") as RunRequest
 
+/** A CPU profile over the measured window, when asked for (`main.ts --cpu-prof DIR`). */
+const session = request.profile === undefined ? undefined : new Session()
+const post = (method: string) =>
+  new Promise<unknown>((resolve, reject) =>
+    session?.post(method, (error, result) => (error ? reject(error) : resolve(result))),
+  )
+const startProfile = () => {
+  if (!session) return
+  session.connect()
+  void post("Profiler.enable").then(() => post("Profiler.start"))
+}
+const stopProfile = async () => {
+  if (!session || request.profile === undefined) return
+  const { profile } = (await post("Profiler.stop")) as { profile: unknown }
+  fs.writeFileSync(request.profile, JSON.stringify(profile))
+  session.disconnect()
+}
+
 const finish = (result: RunResult) => {
-  process.send?.(result, () => process.exit(0))
+  void stopProfile()
+    .catch((error: unknown) => console.error(`profile: ${String(error)}`))
+    .then(() => process.send?.(result, () => process.exit(0)))
 }
 
 const rss = () => process.memoryUsage().rss / 1024 / 1024
@@ -97,6 +121,13 @@ const idle = async (client: BenchClient): Promise<RunResult> => {
   await stats() // the fetch machinery loaded before the baseline, not counted as shards
   gc()
   await sleep(300)
+  // With a profile asked for: the sampling heap profiler over the connect, stopped once all
+  // are READY and settled, keeps what is still live (what the shards hold), by allocation site.
+  if (session) {
+    session.connect()
+    await post("HeapProfiler.enable")
+    await post("HeapProfiler.startSampling")
+  }
   const rss0 = process.memoryUsage().rss
   const heap0 = process.memoryUsage().heapUsed
   const started = performance.now()
@@ -122,7 +153,13 @@ const idle = async (client: BenchClient): Promise<RunResult> => {
     await sleep(300)
     const rss1 = process.memoryUsage().rss
     const heap1 = process.memoryUsage().heapUsed
+    if (session && request.profile !== undefined) {
+      const { profile } = (await post("HeapProfiler.stopSampling")) as { profile: unknown }
+      fs.writeFileSync(request.profile.replace(/\.cpuprofile$/, ".heapprofile"), JSON.stringify(profile))
+      session.disconnect()
+    }
     const beats0 = await stats()
+    startProfile()
     const cpu0 = process.cpuUsage()
     const t0 = performance.now()
     await sleep(windowSeconds * 1000)
@@ -215,6 +252,7 @@ const main = async () => {
 
   const onDispatch = (type: string, data: unknown) => {
     if (type === "READY") {
+      startProfile()
       startCpu = process.cpuUsage()
       startTime = process.hrtime.bigint()
       return

@@ -3,7 +3,8 @@
  *
  *   node packages/bench/src/main.ts [--count N] [--latency-events N] [--latency-rate N]
  *     [--shards N] [--idle-window S] [--beat-interval MS] [--zombie-interval MS]
- *     [--zombie-trials N] [--repeat N] [--only throughput,idle,zombie] [--clients floor,vigil] [--no-write]
+ *     [--zombie-trials N] [--repeat N] [--only throughput,idle,zombie] [--clients floor,vigil]
+ *     [--cpu-prof DIR] [--no-write]
  *
  * Forks the load generator (Generator.ts), then one fresh client process (ClientRunner.ts)
  * per measurement, one at a time so they do not share the CPU:
@@ -46,6 +47,12 @@ const only = new Set(list("only") ?? ["throughput", "idle", "zombie"])
 const chosen = list("clients")
 const clients = chosen ? allClients.filter((c) => chosen.includes(c.name)) : allClients
 const write = !process.argv.includes("--no-write")
+/**
+ * `--cpu-prof DIR`: every client process writes a V8 CPU profile of its measured window there
+ * (read with profile.ts). Profiling costs CPU: figures from such a run are not the table's.
+ */
+const profileDir = list("cpu-prof")?.[0]
+if (profileDir !== undefined) fs.mkdirSync(profileDir, { recursive: true })
 const here = new URL(".", import.meta.url)
 
 const runChild = <A>(
@@ -62,9 +69,23 @@ const runChild = <A>(
   return child
 }
 
+let profiles = 0
+const withProfile = (request: RunRequest): RunRequest =>
+  profileDir === undefined
+    ? request
+    : {
+        ...request,
+        profile: `${profileDir}/${String(++profiles).padStart(2, "0")}-${request.client.replace(/\W+/g, "")}-${request.mode}-${request.mode === "idle" ? request.intervalMillis : request.encoding}.cpuprofile`,
+      }
+
 const runClient = (request: RunRequest, execArgv: ReadonlyArray<string> = []) =>
   new Promise<RunResult>((resolve) => {
-    const child = runChild<RunResult>("./ClientRunner.ts", request, (result) => resolve(result), execArgv)
+    const child = runChild<RunResult>(
+      "./ClientRunner.ts",
+      withProfile(request),
+      (result) => resolve(result),
+      execArgv,
+    )
     child.once("exit", (code) => resolve({ rssMiB: 0, error: `client exited with ${code}` }))
   })
 
