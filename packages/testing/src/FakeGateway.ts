@@ -1,6 +1,7 @@
 /**
  * A fake Discord gateway on 127.0.0.1: a real `ws` server (on a Node HTTP server that also
- * answers `GET /gateway/bot`) that speaks the protocol of PROTOCOL.md the way Discord does,
+ * answers `GET /gateway/bot`, and `POST /channels/{id}/messages` through `FakeRest`'s
+ * handler: one fake Discord at one address, `httpUrl`) that speaks the protocol of PROTOCOL.md the way Discord does,
  * and lets a test inject any fault at the moment it chooses. Everything lives in the scope
  * it was made in: when that closes, no server, socket, fiber or timer is left.
  *
@@ -19,9 +20,9 @@ import type { Duplex } from "node:stream"
 import { maxPayloadBytes, sendLimit } from "@vigil/gateway/Protocol"
 import { Clock, Context, Deferred, Duration, Effect, FiberSet, Layer, Schema, type Scope } from "effect"
 import { type WebSocket, WebSocketServer } from "ws"
+import type * as FakeRest from "./FakeRest.ts"
 import * as Connection from "./internal/Connection.ts"
 import * as HttpApi from "./internal/Http.ts"
-import type * as Rest from "./internal/Rest.ts"
 import * as State from "./internal/State.ts"
 import { privilegedIntents } from "./internal/Validate.ts"
 import * as Recording from "./Recording.ts"
@@ -90,13 +91,15 @@ export interface Config {
         readonly requestLimit?: { readonly requests: number; readonly window: Duration.Input } | undefined
       }
     | undefined
-  /** `POST /channels/{id}/messages` rate limits. */
+  /** `POST /channels/{id}/messages` (served by `FakeRest`'s handler): its rate limits. */
   readonly rest?:
     | {
         /** Per channel. Default 5 per 5 s. */
         readonly messageLimit?: { readonly requests: number; readonly window: Duration.Input } | undefined
         /** Per bot, across routes. Default 50 per second. */
         readonly globalLimit?: { readonly requests: number; readonly window: Duration.Input } | undefined
+        /** The bucket hash announced in `X-RateLimit-Bucket`. Default `"fake-messages"`. */
+        readonly bucketHash?: string | undefined
       }
     | undefined
 }
@@ -151,8 +154,9 @@ const resolveConfig = (config: Config): State.ResolvedConfig => {
       requestLimit: config.members?.requestLimit ? limit(config.members.requestLimit, 0, 0) : undefined,
     },
     rest: {
-      messageLimit: limit(config.rest?.messageLimit, 5, 5_000),
-      globalLimit: limit(config.rest?.globalLimit, 50, 1_000),
+      bucket: config.rest?.messageLimit,
+      global: config.rest?.globalLimit,
+      bucketHash: config.rest?.bucketHash,
     },
   }
 }
@@ -216,7 +220,7 @@ export type Target =
   | { readonly session: string }
   | { readonly shard: number }
 
-export type PostedMessage = Rest.PostedMessage
+export type PostedMessage = FakeRest.PostedMessage
 
 export interface ConnectionInfo {
   readonly id: number
@@ -353,15 +357,13 @@ export interface FakeGatewayService {
   /** Messages accepted by `POST /channels/{id}/messages`, oldest first. */
   readonly messages: Effect.Effect<ReadonlyArray<PostedMessage>>
   /**
-   * The next `count` (default 1) message posts get this answer instead: a 429 (with
-   * `retryAfter`, default 1 s, and `global`) or any other status, e.g. 500 or 503.
+   * The next `count` (default 1) message posts (to `channelId`, or any) get this answer
+   * instead: a 429 (with `retryAfter`, default 1 s, and `global`) or any other status, e.g.
+   * 500 or 503. Recorded as a `fail-posts` fault.
    */
-  readonly failPosts: (options: {
-    readonly status: number
-    readonly count?: number | undefined
-    readonly retryAfter?: Duration.Input | undefined
-    readonly global?: boolean | undefined
-  }) => Effect.Effect<void>
+  readonly failPosts: (options: FakeRest.FailOptions) => Effect.Effect<void>
+  /** Every request the REST routes other than `/gateway` and `/gateway/bot` saw, oldest first. */
+  readonly restRequests: Effect.Effect<ReadonlyArray<FakeRest.RequestRecord>>
 
   // What the server saw ---------------------------------------------------
 
@@ -730,25 +732,20 @@ export const make = (config: Config): Effect.Effect<FakeGatewayService, ListenEr
       stop,
       start,
 
-      messages: Effect.sync(() => state.rest.messages()),
+      messages: state.rest.messages,
       failPosts: (options) =>
         Effect.andThen(
           state.record({
             _tag: "Fault",
             connection: undefined,
             fault: "fail-posts",
-            detail: `next ${options.count ?? 1} message post(s) answered ${options.status}`,
+            detail: `next ${options.count ?? 1} message post(s)${
+              options.channelId === undefined ? "" : ` to channel ${options.channelId}`
+            } answered ${options.status}`,
           }),
-          Effect.sync(() =>
-            state.rest.addFault({
-              status: options.status,
-              remaining: options.count ?? 1,
-              retryAfterMillis:
-                options.retryAfter === undefined ? undefined : Duration.toMillis(options.retryAfter),
-              global: options.global ?? false,
-            }),
-          ),
+          state.rest.failNext(options),
         ),
+      restRequests: state.rest.requests,
 
       entries: Effect.sync(() => state.entries.slice()),
       awaitEntry,

@@ -3,13 +3,16 @@
  * with Discord's rate limiting — a bucket per route and major parameter (the channel),
  * announced in `X-RateLimit-*` headers, plus the global per-bot limit — its 429 answers
  * (`retry_after` in the body, `Retry-After` header, `X-RateLimit-Global`/`-Scope`), token
- * checks, `enforce_nonce` de-duplication, injectable failures and a recording of every
- * request.
+ * checks, the validation errors a bot is most likely to hit (empty or too long content,
+ * invalid JSON, a body too large), `enforce_nonce` de-duplication, injectable failures and
+ * a recording of every request.
  *
- * One fake, two ways in: a real HTTP server on 127.0.0.1 (`url`, `apiBaseUrl`) for tests
- * over sockets, and `client`, an in-memory `HttpClient` over the same state, for tests
- * driven by `TestClock` (time is the `Clock` of the caller, so windows follow the test
- * clock). Everything lives in the scope it was made in.
+ * One fake, several ways in, all over the same state (`handler`): a real HTTP server on
+ * 127.0.0.1 (`make`: `url`, `apiBaseUrl`) for tests over sockets; `client`, an in-memory
+ * `HttpClient`, for tests driven by `TestClock` (time is the `Clock` of the caller, so
+ * windows follow the test clock); and `serve`, which `FakeGateway` answers these routes
+ * with on its own server, next to `GET /gateway/bot`. Everything lives in the scope it was
+ * made in.
  *
  * ```ts
  * const rest = yield* FakeRest.make({ token: "t", bucket: { requests: 5, window: "5 seconds" } })
@@ -69,6 +72,8 @@ export interface PostedMessage {
   readonly channelId: string
   readonly content: string
   readonly nonce: string | undefined
+  /** The JSON body as posted. */
+  readonly body: unknown
   readonly at: number
 }
 
@@ -85,11 +90,13 @@ export interface FailOptions {
   readonly global?: boolean | undefined
 }
 
-export interface FakeRestService {
-  /** `http://127.0.0.1:<port>`. */
-  readonly url: string
-  /** `http://127.0.0.1:<port>/api/v10`: what a client takes as its API base. */
-  readonly apiBaseUrl: string
+/** The fake without a server of its own: its state and the ways into it. */
+export interface Handler {
+  /**
+   * Answers one request that came in on a `node:http` server (any path: unknown routes get
+   * Discord's 404), on the `Clock` of the caller; the status it answered.
+   */
+  readonly serve: (req: Http.IncomingMessage, res: Http.ServerResponse) => Effect.Effect<number>
   /** An `HttpClient` that reaches the fake without a socket, on the caller's `Clock`. */
   readonly client: HttpClient.HttpClient
   /** The next requests get this answer instead (faults queue up in order). */
@@ -98,6 +105,13 @@ export interface FakeRestService {
   readonly requests: Effect.Effect<ReadonlyArray<RequestRecord>>
   /** Messages accepted, oldest first. */
   readonly messages: Effect.Effect<ReadonlyArray<PostedMessage>>
+}
+
+export interface FakeRestService extends Omit<Handler, "serve"> {
+  /** `http://127.0.0.1:<port>`. */
+  readonly url: string
+  /** `http://127.0.0.1:<port>/api/v10`: what a client takes as its API base. */
+  readonly apiBaseUrl: string
 }
 
 export class FakeRest extends Context.Service<FakeRest, FakeRestService>()("@vigil/testing/FakeRest") {
@@ -135,6 +149,9 @@ interface Fault {
   remaining: number
 }
 
+/** Larger bodies are refused with 413 rather than buffered. */
+const maxBodyBytes = 1024 * 1024
+
 const seconds = (ms: number) => (Math.max(0, ms) / 1000).toFixed(3)
 
 const errorBodies: Readonly<Record<number, { readonly message: string; readonly code: number }>> = {
@@ -157,7 +174,7 @@ const makeModel = (config: Config) => {
   const faults: Array<Fault> = []
   const records: Array<RequestRecord> = []
   const messages: Array<PostedMessage> = []
-  const byNonce = new Map<string, { readonly message: PostedMessage; readonly body: unknown }>()
+  const byNonce = new Map<string, PostedMessage>()
   let nextMessage = 0
 
   const take = (window: Window, limit: { requests: number; windowMillis: number }, now: number) => {
@@ -219,7 +236,8 @@ const makeModel = (config: Config) => {
       readonly method: string
       readonly path: string
       readonly authorization: string | undefined
-      readonly body: unknown
+      /** The body's text; undefined when it was larger than `maxBodyBytes`. */
+      readonly body: string | undefined
     },
     now: number,
     via: RequestRecord["via"],
@@ -227,7 +245,8 @@ const makeModel = (config: Config) => {
     const path = request.path.replace(/^\/api(\/v\d+)?/, "").replace(/\/+$/, "")
     const channelId = /^\/channels\/(\d+)\/messages$/.exec(path)?.[1]
     const authorized = request.authorization === `Bot ${config.token}`
-    const fields = Predicate.isObject(request.body) ? (request.body as Record<string, unknown>) : {}
+    const body = channelId === undefined ? undefined : parseJson(request.body)
+    const fields = Predicate.isObject(body) ? (body as Record<string, unknown>) : {}
     const content = Predicate.isString(fields.content) ? fields.content : undefined
     const nonce = Predicate.isString(fields.nonce) ? fields.nonce : undefined
     let limitedBy: Limited | undefined
@@ -252,6 +271,16 @@ const makeModel = (config: Config) => {
         }
       }
       if (!authorized) return { status: 401, headers: {}, body: errorBodies[401] }
+      if (request.body === undefined) {
+        return { status: 413, headers: {}, body: { message: "Request entity too large", code: 40005 } }
+      }
+      if (body === undefined) {
+        return {
+          status: 400,
+          headers: {},
+          body: { message: "The request body contains invalid JSON.", code: 50109 },
+        }
+      }
       const globalTurn = take(global, globalLimit, now)
       if (!globalTurn.ok) {
         limitedBy = "global"
@@ -265,10 +294,11 @@ const makeModel = (config: Config) => {
         return limited(turn.retryAfter, false, bucketHeaders(0, turn.retryAfter, now))
       }
       const headers = bucketHeaders(turn.remaining, turn.resetAfter, now)
-      if (content === undefined || content.length === 0) {
+      const embeds = Array.isArray(fields.embeds) ? fields.embeds : []
+      if ((content === undefined || content.length === 0) && embeds.length === 0) {
         return { status: 400, headers, body: { message: "Cannot send an empty message", code: 50006 } }
       }
-      if (content.length > 2000) {
+      if (content !== undefined && content.length > 2000) {
         return {
           status: 400,
           headers,
@@ -287,18 +317,19 @@ const makeModel = (config: Config) => {
       if (nonce !== undefined && fields.enforce_nonce === true) {
         const seen = byNonce.get(`${channelId}:${nonce}`)
         if (seen !== undefined) {
-          return { status: 200, headers, body: messageObject(seen.message, fields) }
+          return { status: 200, headers, body: messageObject(seen, fields) }
         }
       }
       const message: PostedMessage = {
         id: Traffic.snowflake(now, nextMessage++),
         channelId,
-        content,
+        content: content ?? "",
         nonce,
+        body,
         at: now,
       }
       messages.push(message)
-      if (nonce !== undefined) byNonce.set(`${channelId}:${nonce}`, { message, body: fields })
+      if (nonce !== undefined) byNonce.set(`${channelId}:${nonce}`, message)
       return { status: 200, headers, body: messageObject(message, fields) }
     })()
 
@@ -338,22 +369,30 @@ const makeModel = (config: Config) => {
 }
 
 // ---------------------------------------------------------------------------
-// The two ways in
+// The ways in
 
-const parseJson = (text: string): unknown => {
-  if (text.length === 0) return undefined
-  return Effect.runSync(
-    Effect.try({ try: (): unknown => JSON.parse(text), catch: () => "invalid" }).pipe(
-      Effect.orElseSucceed(() => undefined),
-    ),
-  )
-}
+/** The parsed body, or undefined when it is not JSON (an empty body included). */
+const parseJson = (text: string | undefined): unknown =>
+  text === undefined || text.length === 0
+    ? undefined
+    : Effect.runSync(
+        Effect.try({ try: (): unknown => JSON.parse(text), catch: () => "invalid" }).pipe(
+          Effect.orElseSucceed(() => undefined),
+        ),
+      )
 
-const readBody = (req: Http.IncomingMessage): Effect.Effect<string> =>
-  Effect.callback<string>((resume) => {
+/** The request body, or undefined when it is too large (the rest is drained, unread). */
+const readBody = (req: Http.IncomingMessage): Effect.Effect<string | undefined> =>
+  Effect.callback<string | undefined>((resume) => {
     const chunks: Array<Buffer> = []
-    req.on("data", (chunk: Buffer) => chunks.push(chunk))
-    req.on("end", () => resume(Effect.succeed(Buffer.concat(chunks).toString("utf8"))))
+    let size = 0
+    req.on("data", (chunk: Buffer) => {
+      size += chunk.length
+      if (size <= maxBodyBytes) chunks.push(chunk)
+    })
+    req.on("end", () =>
+      resume(Effect.succeed(size > maxBodyBytes ? undefined : Buffer.concat(chunks).toString("utf8"))),
+    )
     req.on("error", () => resume(Effect.succeed("")))
   })
 
@@ -367,29 +406,81 @@ const listen = (server: Http.Server): Effect.Effect<number, ListenError> =>
     })
   })
 
+/** The fake's state and its ways in, without a server: `make` listens with it, `FakeGateway` serves it. */
+export const handler = (config: Config): Handler => {
+  const model = makeModel(config)
+
+  const serve = (req: Http.IncomingMessage, res: Http.ServerResponse) =>
+    Effect.gen(function* () {
+      const body = yield* readBody(req)
+      const now = yield* Clock.currentTimeMillis
+      const answer = model.handle(
+        {
+          method: req.method ?? "GET",
+          path: new URL(req.url ?? "/", "http://fake").pathname,
+          authorization: req.headers.authorization,
+          body,
+        },
+        now,
+        "http",
+      )
+      res.writeHead(answer.status, { "content-type": "application/json", ...answer.headers })
+      res.end(JSON.stringify(answer.body))
+      return answer.status
+    })
+
+  const client = HttpClient.make((request, requestUrl) =>
+    Effect.gen(function* () {
+      const now = yield* Clock.currentTimeMillis
+      const body = request.body
+      const bytes =
+        body._tag === "Uint8Array"
+          ? body.body
+          : body._tag === "Raw" && Predicate.isString(body.body)
+            ? new TextEncoder().encode(body.body)
+            : new Uint8Array(0)
+      const answer = model.handle(
+        {
+          method: request.method,
+          path: requestUrl.pathname,
+          authorization: request.headers.authorization,
+          body: bytes.length > maxBodyBytes ? undefined : new TextDecoder().decode(bytes),
+        },
+        now,
+        "memory",
+      )
+      return HttpClientResponse.fromWeb(
+        request,
+        new Response(JSON.stringify(answer.body), {
+          status: answer.status,
+          headers: { "content-type": "application/json", ...answer.headers },
+        }),
+      )
+    }).pipe(
+      Effect.catchDefect((cause) =>
+        Effect.fail(
+          new HttpClientError.HttpClientError({
+            reason: new HttpClientError.TransportError({ request, cause, description: "FakeRest client" }),
+          }),
+        ),
+      ),
+    ),
+  )
+
+  return {
+    serve,
+    client,
+    failNext: (options) => Effect.sync(() => model.failNext(options)),
+    requests: Effect.sync(() => model.records()),
+    messages: Effect.sync(() => model.messages()),
+  }
+}
+
+/** The fake on its own HTTP server on 127.0.0.1, closed with the scope. */
 export const make = (config: Config): Effect.Effect<FakeRestService, ListenError, Scope.Scope> =>
   Effect.gen(function* () {
-    const model = makeModel(config)
+    const { serve, ...fake } = handler(config)
     const runFork = yield* FiberSet.makeRuntime<never>()
-
-    const serve = (req: Http.IncomingMessage, res: Http.ServerResponse) =>
-      Effect.gen(function* () {
-        const text = yield* readBody(req)
-        const now = yield* Clock.currentTimeMillis
-        const answer = model.handle(
-          {
-            method: req.method ?? "GET",
-            path: new URL(req.url ?? "/", "http://fake").pathname,
-            authorization: req.headers.authorization,
-            body: parseJson(text),
-          },
-          now,
-          "http",
-        )
-        res.writeHead(answer.status, { "content-type": "application/json", ...answer.headers })
-        res.end(JSON.stringify(answer.body))
-      })
-
     const server = yield* Effect.acquireRelease(
       Effect.sync(() => Http.createServer((req, res) => runFork(serve(req, res)))),
       (server) =>
@@ -401,53 +492,7 @@ export const make = (config: Config): Effect.Effect<FakeRestService, ListenError
     )
     const port = yield* listen(server)
     const url = `http://127.0.0.1:${port}`
-
-    const client = HttpClient.make((request, requestUrl) =>
-      Effect.gen(function* () {
-        const now = yield* Clock.currentTimeMillis
-        const body = request.body
-        const text =
-          body._tag === "Uint8Array"
-            ? new TextDecoder().decode(body.body)
-            : body._tag === "Raw" && Predicate.isString(body.body)
-              ? body.body
-              : ""
-        const answer = model.handle(
-          {
-            method: request.method,
-            path: requestUrl.pathname,
-            authorization: request.headers.authorization,
-            body: parseJson(text),
-          },
-          now,
-          "memory",
-        )
-        return HttpClientResponse.fromWeb(
-          request,
-          new Response(JSON.stringify(answer.body), {
-            status: answer.status,
-            headers: { "content-type": "application/json", ...answer.headers },
-          }),
-        )
-      }).pipe(
-        Effect.catchDefect((cause) =>
-          Effect.fail(
-            new HttpClientError.HttpClientError({
-              reason: new HttpClientError.TransportError({ request, cause, description: "FakeRest client" }),
-            }),
-          ),
-        ),
-      ),
-    )
-
-    return {
-      url,
-      apiBaseUrl: `${url}/api/v10`,
-      client,
-      failNext: (options) => Effect.sync(() => model.failNext(options)),
-      requests: Effect.sync(() => model.records()),
-      messages: Effect.sync(() => model.messages()),
-    } satisfies FakeRestService
+    return { ...fake, url, apiBaseUrl: `${url}/api/v10` } satisfies FakeRestService
   })
 
 export const layer = (config: Config): Layer.Layer<FakeRest, ListenError> =>

@@ -8,11 +8,11 @@ import type { Duplex } from "node:stream"
 import { classifyClose, isSessionEndingCode } from "@vigil/gateway/Protocol"
 import { Clock, Deferred, Effect } from "effect"
 import type { WebSocket } from "ws"
+import * as FakeRest from "../FakeRest.ts"
 import type * as Recording from "../Recording.ts"
 import type { TransportCompression } from "./Encoder.ts"
 import * as Inbox from "./Inbox.ts"
 import type * as Members from "./Members.ts"
-import * as Rest from "./Rest.ts"
 
 export interface ResolvedConfig {
   readonly token: string
@@ -38,7 +38,8 @@ export interface ResolvedConfig {
   readonly guilds: ReadonlyArray<string>
   readonly user: { readonly id: string; readonly username: string }
   readonly applicationId: string
-  readonly rest: Rest.RestConfig
+  /** `FakeRest`'s config but for the token and the author, which are the gateway's. */
+  readonly rest: Omit<FakeRest.Config, "token" | "bot">
   readonly members: Members.MembersConfig
 }
 
@@ -133,7 +134,7 @@ export const make = (config: ResolvedConfig, startedAt: number) => {
     remaining: config.sessionStartLimit.remaining,
     resetAt: startedAt + config.sessionStartLimit.resetAfterMillis,
   }
-  const rest = Rest.make(config.rest, config.user)
+  const rest = FakeRest.handler({ ...config.rest, token: config.token, bot: config.user })
   let nextConnection = 1
   let nextSession = 1
   let publicUrl = ""
