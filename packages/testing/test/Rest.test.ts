@@ -1,10 +1,12 @@
 /**
- * The fake's `POST /channels/{id}/messages`: Discord's rate-limit headers, 429s, validation,
- * and injected failures.
+ * The fake's `POST /channels/{id}/messages` (FakeRest's, also served by FakeGateway):
+ * Discord's rate-limit headers, 429s, validation, injected failures and the recording.
+ * (The provider's REST client against FakeRest is tested in packages/provider.)
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { FakeGateway, Recording } from "../src/index.ts"
+import { HttpBody, HttpClient } from "effect/http"
+import { FakeGateway, FakeRest, Recording } from "../src/index.ts"
 import { token } from "./support.ts"
 
 const post = (
@@ -122,5 +124,95 @@ describe("FakeGateway REST", () => {
         [503, 503, 429, 200],
       )
     }),
+  )
+})
+
+describe("FakeRest", () => {
+  const restToken = "fake-rest-token"
+  const send = (url: string, channel: string, body: unknown, auth = `Bot ${restToken}`) =>
+    Effect.promise(() =>
+      fetch(`${url}/channels/${channel}/messages`, {
+        method: "POST",
+        headers: { authorization: auth, "content-type": "application/json" },
+        body: JSON.stringify(body),
+      }).then(async (res) => ({ status: res.status, headers: res.headers, body: (await res.json()) as any })),
+    )
+
+  it.live("its own server and its in-memory client share one state and one recording", () =>
+    Effect.gen(function* () {
+      const rest = yield* FakeRest.make({ token: restToken, bucket: { requests: 2, window: "1 minute" } })
+      assert.strictEqual((yield* send(rest.apiBaseUrl, "1", { content: "over http" })).status, 200)
+      const answer = yield* HttpClient.post(`${rest.apiBaseUrl}/channels/1/messages`, {
+        headers: { authorization: `Bot ${restToken}` },
+        body: HttpBody.jsonUnsafe({ content: "in memory" }),
+      }).pipe(Effect.provideService(HttpClient.HttpClient, rest.client))
+      assert.strictEqual(answer.status, 200)
+      assert.strictEqual(answer.headers["x-ratelimit-bucket"], "fake-messages")
+      assert.strictEqual((yield* send(rest.url, "1", { content: "no /api prefix" })).status, 429)
+      const records = yield* rest.requests
+      assert.deepStrictEqual(
+        records.map((r) => [r.index, r.via, r.status, r.remaining, r.limited]),
+        [
+          [0, "http", 200, 1, undefined],
+          [1, "memory", 200, 0, undefined],
+          [2, "http", 429, 0, "bucket"],
+        ],
+      )
+      assert.deepStrictEqual(
+        (yield* rest.messages).map((m) => m.content),
+        ["over http", "in memory"],
+      )
+    }),
+  )
+
+  it.live("enforce_nonce returns the message already created; faults can target one channel", () =>
+    Effect.gen(function* () {
+      const rest = yield* FakeRest.make({ token: restToken })
+      const first = yield* send(rest.apiBaseUrl, "1", { content: "once", nonce: "n", enforce_nonce: true })
+      const again = yield* send(rest.apiBaseUrl, "1", { content: "once", nonce: "n", enforce_nonce: true })
+      assert.strictEqual(again.body.id, first.body.id)
+      assert.lengthOf(yield* rest.messages, 1)
+      yield* rest.failNext({ status: 403, channelId: "2" })
+      assert.strictEqual((yield* send(rest.apiBaseUrl, "1", { content: "fine" })).status, 200)
+      const forbidden = yield* send(rest.apiBaseUrl, "2", { content: "not here" })
+      assert.deepStrictEqual([forbidden.status, forbidden.body.code], [403, 50013])
+      assert.isTrue((yield* rest.requests).at(-1)?.injected)
+      assert.strictEqual((yield* send(rest.apiBaseUrl, "1", { content: "x" }, "Bot wrong")).status, 401)
+      assert.isFalse((yield* rest.requests).at(-1)?.authorized)
+    }),
+  )
+})
+
+describe("FakeGateway REST, served by FakeRest", () => {
+  it.live(
+    "embeds without content are a message; a body over 1 MiB is 413; restRequests; failPosts per channel",
+    () =>
+      Effect.gen(function* () {
+        const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 1000, rest: { bucketHash: "h" } })
+        const embed = yield* post(gateway, "1", { embeds: [{ title: "t" }] })
+        assert.strictEqual(embed.status, 200)
+        assert.deepStrictEqual(embed.body.embeds, [{ title: "t" }])
+        assert.strictEqual(embed.headers.get("x-ratelimit-bucket"), "h")
+        const huge = yield* post(gateway, "1", { content: "x".repeat(1024 * 1024) })
+        assert.deepStrictEqual([huge.status, huge.body.code], [413, 40005])
+        yield* gateway.failPosts({ status: 500, channelId: "2" })
+        assert.strictEqual((yield* post(gateway, "1", { content: "ok" })).status, 200)
+        assert.strictEqual((yield* post(gateway, "2", { content: "broken" })).status, 500)
+        assert.deepStrictEqual(
+          (yield* gateway.restRequests).map((r) => [r.channelId, r.status, r.via]),
+          [
+            ["1", 200, "http"],
+            ["1", 413, "http"],
+            ["1", 200, "http"],
+            ["2", 500, "http"],
+          ],
+        )
+        const messages = yield* gateway.messages
+        assert.deepStrictEqual(messages[0]?.body, { embeds: [{ title: "t" }] })
+        assert.deepStrictEqual(
+          messages.map((m) => m.content),
+          ["", "ok"],
+        )
+      }),
   )
 })
