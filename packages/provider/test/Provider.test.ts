@@ -1,6 +1,7 @@
 /**
- * DiscordProvider over real sockets on 127.0.0.1: FakeGateway (ws + GET /gateway/bot),
- * Vigil's Node transport wrapped in a socket counter, FakeRest for sends. Real time,
+ * DiscordProvider over real sockets on 127.0.0.1: FakeGateway (ws, GET /gateway/bot and,
+ * through FakeRest's handler, POST /channels/{id}/messages at the same address), Vigil's
+ * Node transport wrapped in a socket counter. Real time,
  * short heartbeat intervals.
  */
 import { assert, describe, it } from "@effect/vitest"
@@ -8,7 +9,6 @@ import { SessionStore } from "@vigil/gateway"
 import { NodeTransport } from "@vigil/gateway-node"
 import { DiscordProvider, Health } from "@vigil/provider"
 import * as FakeGateway from "@vigil/testing/FakeGateway"
-import * as FakeRest from "@vigil/testing/FakeRest"
 import * as Invariants from "@vigil/testing/Invariants"
 import * as Recording from "@vigil/testing/Recording"
 import * as Traffic from "@vigil/testing/Traffic"
@@ -487,20 +487,14 @@ describe("DiscordProvider inbound", () => {
 })
 
 describe("DiscordProvider send", () => {
-  it.live("sends over HTTP to FakeRest, waiting out the bucket: no 429, typed errors", () =>
+  it.live("sends over HTTP to the fake's REST routes, waiting out the bucket: no 429, typed errors", () =>
     Effect.gen(function* () {
-      const gateway = yield* fakeGateway({ shards: 1 })
-      const rest = yield* FakeRest.make({ token, bucket: { requests: 3, window: "300 millis" } })
-      const { discord } = yield* provider(
-        configFor(gateway, {
-          apiBaseUrl: rest.apiBaseUrl,
-          gatewayBot: {
-            url: gateway.url,
-            shards: 1,
-            session_start_limit: { total: 1000, remaining: 1000, reset_after: 1000, max_concurrency: 1 },
-          },
-        }),
-      )
+      // One fake Discord at one address: /gateway/bot and /channels/{id}/messages both at httpUrl.
+      const gateway = yield* fakeGateway({
+        shards: 1,
+        rest: { messageLimit: { requests: 3, window: "300 millis" } },
+      })
+      const { discord } = yield* provider(configFor(gateway))
       const started = Date.now()
       const sent = yield* Effect.forEach(
         Array.from({ length: 7 }, (_, i) => i),
@@ -509,17 +503,17 @@ describe("DiscordProvider send", () => {
       )
       const took = Date.now() - started
       assert.strictEqual(sent.length, 7)
-      const records = yield* rest.requests
+      const records = yield* gateway.restRequests
       assert.isTrue(
         records.every((r) => r.status === 200 && r.via === "http"),
         records.map((r) => r.status).join(","),
       )
       assert.isAtLeast(took, 550, "three windows")
       assert.sameMembers(
-        (yield* rest.messages).map((m) => m.content),
+        (yield* gateway.messages).map((m) => m.content),
         sent.map((m) => m.content),
       )
-      yield* rest.failNext({ status: 403 })
+      yield* gateway.failPosts({ status: 403 })
       const error = yield* Effect.flip(discord.send("123", "nope"))
       assert.strictEqual(error._tag, "MissingPermissions")
       assert.notInclude(JSON.stringify(error), "SECRET")
