@@ -111,6 +111,7 @@ export const run = <E = never>(
       let heartbeat: Heartbeat.Heartbeat | undefined
       let stalled = false // the reader waits on the consumer
       let lastFrameAt = 0 // clock millis of the last frame batch: the handshake's progress
+      let handshakeComplete = false
 
       const handle = (envelope: Protocol.Envelope, bytes: number): Effect.Effect<void, ConnectionError> => {
         switch (envelope.op) {
@@ -173,6 +174,7 @@ export const run = <E = never>(
             yield* onEvent({ _tag: "Resumed" })
           }
           yield* deliver([{ seq: envelope.s, type: envelope.t, data: envelope.d }])
+          handshakeComplete = true
           yield* Deferred.succeed(handshakeDone, undefined)
         })
 
@@ -180,7 +182,8 @@ export const run = <E = never>(
       const reader: Effect.Effect<never, ConnectionError> = Effect.gen(function* () {
         while (true) {
           const frames = yield* socket.receive.pipe(Effect.mapError(closedToError))
-          lastFrameAt = yield* Clock.currentTimeMillis
+          // Only the handshake's timeout needs the time of the last frame.
+          if (!handshakeComplete) lastFrameAt = yield* Clock.currentTimeMillis
           const messages = decompressor ? yield* decompressAll(decompressor, frames) : frames
           // Ordinary dispatches are gathered and handed over once per batch; anything else
           // (ACK, op 7, READY, …) first flushes what came before it, so order holds.

@@ -35,11 +35,16 @@ export const make = (options?: {
     options?.onTake?.()
     return batch
   }
+  // The batch is taken when the reader actually runs, not when it is woken: frames that
+  // arrive in between (a socket read often holds many messages) join the same batch.
+  const takeWhenRun = Effect.suspend(() =>
+    frames.length > 0 ? Effect.succeed(takeAll()) : Effect.fail(reason!),
+  )
   const wake = () => {
     if (waiter === undefined) return
     const resume = waiter
     waiter = undefined
-    resume(frames.length > 0 ? Effect.succeed(takeAll()) : Effect.fail(reason!))
+    resume(takeWhenRun)
   }
 
   return {
