@@ -84,6 +84,7 @@ export const barChart = (chart: BarChart): string => {
   const height = y + 8
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="system-ui, -apple-system, Segoe UI, Helvetica, Arial, sans-serif">`,
+    `<title>${escapeXml(chart.title)}</title>`,
     `<rect width="100%" height="100%" fill="#fff"/>`,
     `<text x="8" y="22" font-size="15" font-weight="bold">${escapeXml(chart.title)}</text>`,
     ...parts,
