@@ -374,23 +374,18 @@ export const make = Effect.fnUntraced(function* (
     ),
   )
 
-  const health = Effect.map(SubscriptionRef.get(status), (s) => ({
-    ...s,
-    lastEventAt,
-    delivered,
-    duplicates,
-    dropped,
-    queuedCommands: 0,
-  }))
+  const health: Effect.Effect<ShardHealth> = Effect.gen(function* () {
+    const s = yield* SubscriptionRef.get(status)
+    const queuedCommands = yield* outbox.size
+    return { ...s, lastEventAt, delivered, duplicates, dropped, queuedCommands }
+  })
 
   return {
     id,
     count,
     events: Stream.fromQueue(queue),
     status,
-    health: Effect.flatMap(health, (h) =>
-      Effect.map(outbox.size, (queuedCommands) => ({ ...h, queuedCommands })),
-    ),
+    health,
     send: outbox.send,
     requestGuildMembers: (request) => members.request(request, outbox.send),
     logout: Deferred.succeed(stop, "logout").pipe(Effect.andThen(Fiber.await(fiber)), Effect.asVoid),
