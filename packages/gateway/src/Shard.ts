@@ -132,6 +132,8 @@ export const make = Effect.fnUntraced(function* (
 ): Effect.fn.Return<Shard, never, Scope.Scope | GatewayTransport | SessionStore | IdentifyThrottle> {
   const [id, count] = config.shard
   const store = yield* SessionStore
+  // Read synchronously per batch on the hot path (TestClock in tests, as everywhere).
+  const clock = yield* Clock.Clock
   const throttle = yield* IdentifyThrottle
   const transportContext = yield* Effect.context<GatewayTransport>()
   const policy = { ...ReconnectPolicy.defaultConfig, ...config.policy }
@@ -206,9 +208,8 @@ export const make = Effect.fnUntraced(function* (
         }
         accept(dispatch)
       }
-      return Effect.map(Clock.currentTimeMillis, (now) => {
-        lastEventAt = now
-      })
+      lastEventAt = clock.currentTimeMillisUnsafe()
+      return Effect.void
     })
 
   const stop = yield* Deferred.make<Connection.StopMode>()
