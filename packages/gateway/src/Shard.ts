@@ -395,4 +395,3 @@ export const make = Effect.fnUntraced(function* (
 })
 
 type Mutable<A> = { -readonly [K in keyof A]: A[K] }
-
