@@ -14,7 +14,7 @@ const zstdMagic = Buffer.from([0x28, 0xb5, 0x2f, 0xfd])
 describe("FakeGateway transport compression", () => {
   it.live("zlib-stream: one deflate context, every message ends with 00 00 ff ff", () =>
     Effect.gen(function* () {
-      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 1000 })
+      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 30_000 })
       const client = yield* connect(gateway.connectUrl({ compress: "zlib-stream" }), {
         compress: "zlib-stream",
       })
@@ -33,7 +33,7 @@ describe("FakeGateway transport compression", () => {
 
   it.live("zlib-stream split across frames: a message is complete only with the suffix", () =>
     Effect.gen(function* () {
-      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 1000, zlibFrameBytes: 16 })
+      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 30_000, zlibFrameBytes: 16 })
       const client = yield* connect(gateway.connectUrl({ compress: "zlib-stream" }), {
         compress: "zlib-stream",
       })
@@ -57,7 +57,7 @@ describe("FakeGateway transport compression", () => {
 
   it.live("zstd-stream: one context, each message flushed, frame magic only at the start", () =>
     Effect.gen(function* () {
-      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 1000 })
+      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 30_000 })
       const client = yield* connect(gateway.connectUrl({ compress: "zstd-stream" }), {
         compress: "zstd-stream",
       })
@@ -77,7 +77,7 @@ describe("FakeGateway transport compression", () => {
     "payload compression (Identify compress: true): each payload after it is a zlib stream of its own",
     () =>
       Effect.gen(function* () {
-        const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 1000 })
+        const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 30_000 })
         const client = yield* connect(gateway.connectUrl())
         assert.strictEqual((yield* client.next()).op, 10)
         const ready = yield* client.identify({ compress: true })
@@ -94,7 +94,7 @@ describe("FakeGateway transport compression", () => {
 
   it.live("an unknown compress value is refused with 4002, saying why", () =>
     Effect.gen(function* () {
-      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 1000 })
+      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 30_000 })
       const client = yield* connect(`${gateway.url}/?v=10&encoding=json&compress=brotli`)
       const closed = yield* client.closed()
       assert.strictEqual(closed.code, 4002)

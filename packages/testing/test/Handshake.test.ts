@@ -95,7 +95,7 @@ describe("FakeGateway handshake", () => {
 
   it.live("emits N events at a rate, in order, with consecutive sequence numbers", () =>
     Effect.gen(function* () {
-      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 1000 })
+      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 30_000 })
       const client = yield* connect(gateway.connectUrl())
       yield* client.next()
       yield* client.identify()
@@ -115,7 +115,7 @@ describe("FakeGateway handshake", () => {
 
   it.live("routes a guild's events to the shard (guild_id >> 22) % count", () =>
     Effect.gen(function* () {
-      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 1000, maxConcurrency: 2 })
+      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 30_000, maxConcurrency: 2 })
       const shard0 = yield* connect(gateway.connectUrl())
       const shard1 = yield* connect(gateway.connectUrl())
       yield* shard0.next()
@@ -134,7 +134,7 @@ describe("FakeGateway handshake", () => {
 
   it.live("a large GUILD_CREATE arrives whole", () =>
     Effect.gen(function* () {
-      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 1000 })
+      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 30_000 })
       const client = yield* connect(gateway.connectUrl())
       yield* client.next()
       yield* client.identify()
@@ -148,7 +148,7 @@ describe("FakeGateway handshake", () => {
 
   it.live("a targeted control call that matches nothing fails with NoTarget", () =>
     Effect.gen(function* () {
-      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 1000 })
+      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 30_000 })
       const error = yield* Effect.flip(gateway.dispatch({ shard: 3 }, "X", {}))
       assert.strictEqual(error._tag, "NoTarget")
       const closeError = yield* Effect.flip(gateway.close("all", 4000))

@@ -26,7 +26,7 @@ const post = (
 describe("FakeGateway REST", () => {
   it.live("a message post returns the message and the bucket's rate-limit headers", () =>
     Effect.gen(function* () {
-      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 1000 })
+      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 30_000 })
       const res = yield* post(gateway, "111", { content: "hello", nonce: "n1" })
       assert.strictEqual(res.status, 200)
       assert.strictEqual(res.body.content, "hello")
@@ -51,7 +51,7 @@ describe("FakeGateway REST", () => {
       Effect.gen(function* () {
         const gateway = yield* FakeGateway.make({
           token,
-          heartbeatInterval: 1000,
+          heartbeatInterval: 30_000,
           rest: { messageLimit: { requests: 2, window: 1000 } },
         })
         assert.strictEqual((yield* post(gateway, "1", { content: "a" })).status, 200)
@@ -79,7 +79,7 @@ describe("FakeGateway REST", () => {
     Effect.gen(function* () {
       const gateway = yield* FakeGateway.make({
         token,
-        heartbeatInterval: 1000,
+        heartbeatInterval: 30_000,
         rest: { globalLimit: { requests: 3, window: "1 minute" } },
       })
       for (const channel of ["1", "2", "3"])
@@ -93,7 +93,7 @@ describe("FakeGateway REST", () => {
 
   it.live("validation: 401 without the token, 400 for an empty message, a too long one, or bad JSON", () =>
     Effect.gen(function* () {
-      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 1000 })
+      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 30_000 })
       assert.strictEqual((yield* post(gateway, "1", { content: "x" }, "Bot wrong")).status, 401)
       const empty = yield* post(gateway, "1", { content: "" })
       assert.deepStrictEqual([empty.status, empty.body.code], [400, 50006])
@@ -107,7 +107,7 @@ describe("FakeGateway REST", () => {
 
   it.live("failPosts: the next posts get the injected answer, then things go back to normal", () =>
     Effect.gen(function* () {
-      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 1000 })
+      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 30_000 })
       yield* gateway.failPosts({ status: 503, count: 2 })
       yield* gateway.failPosts({ status: 429, retryAfter: 1500, global: true })
       assert.strictEqual((yield* post(gateway, "1", { content: "x" })).status, 503)
@@ -188,7 +188,11 @@ describe("FakeGateway REST, served by FakeRest", () => {
     "embeds without content are a message; a body over 1 MiB is 413; restRequests; failPosts per channel",
     () =>
       Effect.gen(function* () {
-        const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 1000, rest: { bucketHash: "h" } })
+        const gateway = yield* FakeGateway.make({
+          token,
+          heartbeatInterval: 30_000,
+          rest: { bucketHash: "h" },
+        })
         const embed = yield* post(gateway, "1", { embeds: [{ title: "t" }] })
         assert.strictEqual(embed.status, 200)
         assert.deepStrictEqual(embed.body.embeds, [{ title: "t" }])

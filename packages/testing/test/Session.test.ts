@@ -30,7 +30,7 @@ const resumeOn = (url: string, sessionId: string, seq: number | null) =>
 describe("FakeGateway sessions", () => {
   it.live("Resume replays every dispatch after seq, then RESUMED, on resume_gateway_url", () =>
     Effect.gen(function* () {
-      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 1000 })
+      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 30_000 })
       const { client, sessionId, resumeUrl } = yield* identified(gateway)
       yield* gateway.emit("latest", { count: 2 }) // seq 2, 3
       yield* client.next()
@@ -66,7 +66,7 @@ describe("FakeGateway sessions", () => {
 
   it.live("a seq ahead of the session: 4007", () =>
     Effect.gen(function* () {
-      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 1000 })
+      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 30_000 })
       const { client, sessionId } = yield* identified(gateway)
       yield* client.terminate
       const resumed = yield* resumeOn(gateway.connectUrl(), sessionId, 99)
@@ -76,7 +76,7 @@ describe("FakeGateway sessions", () => {
 
   it.live("a seq older than the replay buffer keeps: 4007", () =>
     Effect.gen(function* () {
-      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 1000, replayLimit: 3 })
+      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 30_000, replayLimit: 3 })
       const { client, sessionId } = yield* identified(gateway)
       yield* client.terminate
       yield* gateway.emit({ session: sessionId }, { count: 5 }) // seq 2..6; kept: 4, 5, 6
@@ -97,7 +97,7 @@ describe("FakeGateway sessions", () => {
       Effect.gen(function* () {
         const gateway = yield* FakeGateway.make({
           token,
-          heartbeatInterval: 1000,
+          heartbeatInterval: 30_000,
           resumeWindow: 100,
           identifyWindow: 1,
         })
@@ -114,7 +114,7 @@ describe("FakeGateway sessions", () => {
         const expired = yield* resumeOn(gateway.connectUrl(), first.sessionId, 1)
         assert.deepStrictEqual((yield* expired.next()).d, false)
 
-        const second = yield* FakeGateway.make({ token, heartbeatInterval: 1000 })
+        const second = yield* FakeGateway.make({ token, heartbeatInterval: 30_000 })
         const ended = yield* identified(second)
         yield* ended.client.close(1000)
         yield* ended.client.closed()
@@ -127,7 +127,7 @@ describe("FakeGateway sessions", () => {
 
   it.live("a Resume while the session's old connection is still open takes it over", () =>
     Effect.gen(function* () {
-      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 1000 })
+      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 30_000 })
       const { client, sessionId } = yield* identified(gateway)
       const resumed = yield* resumeOn(gateway.connectUrl(), sessionId, 1)
       assert.strictEqual((yield* resumed.next()).t, "RESUMED")
@@ -166,7 +166,7 @@ describe("FakeGateway sessions", () => {
 
   it.live("identifies faster than max_concurrency per window get Invalid Session (false), per bucket", () =>
     Effect.gen(function* () {
-      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 1000, maxConcurrency: 2 })
+      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 30_000, maxConcurrency: 2 })
       const clients = yield* Effect.forEach([0, 1, 2, 3], () => connect(gateway.connectUrl()))
       for (const client of clients) yield* client.next()
       const answers = yield* Effect.forEach(clients, (client, shard) =>
@@ -188,7 +188,7 @@ describe("FakeGateway sessions", () => {
 
   it.live("a bucket may identify again once its window has passed", () =>
     Effect.gen(function* () {
-      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 1000, identifyWindow: 500 })
+      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 30_000, identifyWindow: 500 })
       const a = yield* connect(gateway.connectUrl())
       yield* a.next()
       assert.strictEqual((yield* a.identify()).t, "READY")
@@ -204,7 +204,7 @@ describe("FakeGateway sessions", () => {
     Effect.gen(function* () {
       const gateway = yield* FakeGateway.make({
         token,
-        heartbeatInterval: 1000,
+        heartbeatInterval: 30_000,
         maxConcurrency: 4,
         sessionStartLimit: { total: 1000, remaining: 1 },
       })
@@ -222,7 +222,7 @@ describe("FakeGateway sessions", () => {
     Effect.gen(function* () {
       const gateway = yield* FakeGateway.make({
         token,
-        heartbeatInterval: 1000,
+        heartbeatInterval: 30_000,
         shards: 3,
         maxConcurrency: 16,
         sessionStartLimit: { total: 1000, remaining: 10, resetAfter: "1 hour" },
@@ -262,7 +262,7 @@ describe("FakeGateway sessions", () => {
 
   it.live("dispatches to a session without a connection wait in its buffer", () =>
     Effect.gen(function* () {
-      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 1000 })
+      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 30_000 })
       const { client, sessionId } = yield* identified(gateway)
       yield* client.terminate
       yield* Effect.sleep(50)

@@ -15,7 +15,7 @@ const closesWith = (
   url?: (gateway: FakeGateway.FakeGatewayService) => string,
 ) =>
   Effect.gen(function* () {
-    const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 1000, ...config })
+    const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 30_000, ...config })
     const client = yield* connect(url ? url(gateway) : gateway.connectUrl())
     yield* act(client, gateway)
     const closed = yield* client.closed()
@@ -89,7 +89,7 @@ describe("FakeGateway validation", () => {
 
       const gateway = yield* FakeGateway.make({
         token,
-        heartbeatInterval: 1000,
+        heartbeatInterval: 30_000,
         allowedPrivilegedIntents: 1 << 1,
       })
       const client = yield* connect(gateway.connectUrl())
@@ -148,7 +148,7 @@ describe("FakeGateway validation", () => {
 
   it.live("a payload over 4096 bytes: 4002; exactly 4096 is fine", () =>
     Effect.gen(function* () {
-      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 1000 })
+      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 30_000 })
       const fine = yield* connect(gateway.connectUrl())
       yield* fine.next()
       const base = JSON.stringify({ op: 1, d: null, pad: "" })
