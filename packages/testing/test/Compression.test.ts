@@ -50,8 +50,21 @@ describe("FakeGateway transport compression", () => {
         client.frames.length,
         sent.reduce((n, entry) => n + entry.frames, 0),
       )
-      const complete = client.frames.filter((frame) => frame.subarray(-4).equals(zlibSuffix))
-      assert.strictEqual(complete.length, sent.length, "only a message's last frame ends with the suffix")
+      // Regrouped into messages, each message's bytes end with the suffix, and no shorter
+      // run of its frames does (the suffix itself may straddle the last two frames).
+      let at = 0
+      for (const entry of sent) {
+        const frames = client.frames.slice(at, at + entry.frames)
+        at += entry.frames
+        for (let k = 1; k <= frames.length; k++) {
+          const ends = Buffer.concat(frames.slice(0, k)).subarray(-4).equals(zlibSuffix)
+          assert.strictEqual(
+            ends,
+            k === frames.length,
+            `message ending at frame ${at}, after ${k} of ${frames.length}`,
+          )
+        }
+      }
     }),
   )
 

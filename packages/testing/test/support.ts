@@ -122,9 +122,12 @@ export const connect = (
           if (frame === undefined) return payloads.close()
           let text: string | undefined
           if (inflate) {
+            // Complete when the buffered bytes end with the suffix: the last frame of a
+            // message may hold fewer than its 4 bytes.
             pending.push(frame)
-            if (frame.length >= 4 && frame.subarray(-4).equals(zlibSuffix)) {
-              text = yield* inflate(Buffer.concat(pending))
+            const buffered = Buffer.concat(pending)
+            if (buffered.length >= 4 && buffered.subarray(-4).equals(zlibSuffix)) {
+              text = yield* inflate(buffered)
               pending = []
             }
           } else if (unzstd) text = yield* unzstd(frame)
