@@ -3,31 +3,17 @@
  * trips over thousands of messages, messages split across frames, large messages, corrupt
  * and truncated data, the size limit, and isolation between connections' contexts.
  */
-import * as zlib from "node:zlib"
 import { assert, describe, it } from "@effect/vitest"
 import { GatewayCompression } from "@vigil/gateway/Compression"
 import type { DecodeError } from "@vigil/gateway/GatewayError"
 import * as NodeCompression from "@vigil/gateway-node/NodeCompression"
 import { makeZlibDecompressor } from "@vigil/gateway-node/ZlibDecompressor"
 import { Effect, Result } from "effect"
+import { compressedStream } from "./compressed.ts"
 
 const limit = 32 * 1024 * 1024
 
-/** A server-side zlib-stream: each message deflated and sync-flushed on one context. */
-const deflateStream = async (texts: ReadonlyArray<string>): Promise<Array<Uint8Array>> => {
-  const stream = zlib.createDeflate()
-  let pending: Array<Buffer> = []
-  stream.on("data", (chunk: Buffer) => pending.push(chunk))
-  const frames: Array<Uint8Array> = []
-  for (const text of texts) {
-    stream.write(text)
-    await new Promise<void>((resolve) => stream.flush(zlib.constants.Z_SYNC_FLUSH, () => resolve()))
-    frames.push(new Uint8Array(Buffer.concat(pending)))
-    pending = []
-  }
-  stream.destroy()
-  return frames
-}
+const deflateStream = (texts: ReadonlyArray<string>) => compressedStream("zlib-stream", texts)
 
 const message = (i: number, pad = 0) =>
   JSON.stringify({

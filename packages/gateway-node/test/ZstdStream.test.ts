@@ -11,30 +11,13 @@ import { GatewayCompression } from "@vigil/gateway/Compression"
 import * as NodeCompression from "@vigil/gateway-node/NodeCompression"
 import * as ZstdStream from "@vigil/gateway-node/ZstdStream"
 import { Effect, Exit, Fiber } from "effect"
+import { compressedStream } from "./compressed.ts"
 
 const limit = 32 * 1024 * 1024
 
 /** A server-side zstd-stream: one frame, each message flushed (ZSTD_e_flush), never ended. */
-const zstdStream = async (
-  messages: ReadonlyArray<string | Uint8Array>,
-  params?: Record<number, number>,
-): Promise<Array<Uint8Array>> => {
-  const stream = zlib.createZstdCompress(params ? { params } : {})
-  let pending: Array<Buffer> = []
-  stream.on("data", (chunk: Buffer) => pending.push(chunk))
-  const frames: Array<Uint8Array> = []
-  for (const message of messages) {
-    stream.write(message)
-    await new Promise<void>((resolve) => stream.flush(zlib.constants.ZSTD_e_flush, () => resolve()))
-    frames.push(new Uint8Array(Buffer.concat(pending)))
-    pending = []
-  }
-  stream.destroy()
-  return frames
-}
-
 const frameStream = (messages: ReadonlyArray<string | Uint8Array>, params?: Record<number, number>) =>
-  Effect.promise(() => zstdStream(messages, params))
+  Effect.promise(() => compressedStream("zstd-stream", messages, params))
 
 /** Strings that a naive brace counter would get wrong: braces, quotes and escapes in them. */
 const tricky = [
