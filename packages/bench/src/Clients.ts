@@ -10,7 +10,7 @@ import * as zlib from "node:zlib"
 import { CompressionMethod, WebSocketManager, WebSocketShardEvents } from "@discordjs/ws"
 import WebSocket from "ws"
 import { vigil } from "./Vigil.ts"
-import type { Encoding } from "./Workload.ts"
+import { type Encoding, manyGatewayBot } from "./Workload.ts"
 
 export interface BenchClientOptions {
   /** The generator's gateway URL without query (e.g. `ws://127.0.0.1:PORT/throughput`). */
@@ -180,16 +180,7 @@ export const discordjs: BenchClient = {
       intents: 0 as never,
       shardCount: options.count,
       rest: {
-        get: async () => ({
-          url: options.url,
-          shards: options.count,
-          session_start_limit: {
-            total: 100_000,
-            remaining: 100_000,
-            reset_after: 0,
-            max_concurrency: options.maxConcurrency,
-          },
-        }),
+        get: async () => manyGatewayBot(options),
       } as never,
     })
     manager.on(WebSocketShardEvents.Dispatch, (payload, shardId) => {

@@ -9,7 +9,7 @@ import { NodeGateway } from "@vigil/gateway-node"
 import { Cause, Effect, Fiber, Layer, Redacted, type Scope, Stream } from "effect"
 import { FetchHttpClient } from "effect/http"
 import type { BenchClient, BenchClientHandle } from "./Clients.ts"
-import type { Encoding } from "./Workload.ts"
+import { type Encoding, manyGatewayBot } from "./Workload.ts"
 
 const compressionOf = (encoding: Encoding) => (encoding === "json" ? "none" : encoding)
 
@@ -63,16 +63,7 @@ export const vigil: BenchClient = {
           token: Redacted.make(options.token),
           intents: 0,
           shardCount: options.count,
-          gatewayBot: {
-            url: options.url,
-            shards: options.count,
-            session_start_limit: {
-              total: 100_000,
-              remaining: 100_000,
-              reset_after: 0,
-              max_concurrency: options.maxConcurrency,
-            },
-          },
+          gatewayBot: manyGatewayBot(options),
         })
         yield* Stream.runForEach(manager.events, (event) =>
           Effect.sync(() => {

@@ -182,3 +182,19 @@ export const encodeStream = async (
   compressor.close()
   return frames
 }
+
+/** What `GET /gateway/bot` says for the 1,000-shard runs: every client gets the same answer. */
+export const manyGatewayBot = (options: {
+  readonly url: string
+  readonly count: number
+  readonly maxConcurrency: number
+}) => ({
+  url: options.url,
+  shards: options.count,
+  session_start_limit: {
+    total: 100_000,
+    remaining: 100_000,
+    reset_after: 0,
+    max_concurrency: options.maxConcurrency,
+  },
+})
