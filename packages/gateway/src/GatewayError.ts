@@ -213,3 +213,25 @@ export class SessionStartLimitExhausted extends Schema.TaggedError<SessionStartL
     return `no identifies left today (session_start_limit); resets in ${Math.ceil(this.resetAfterMillis / 1000)} s`
   }
 }
+
+/** The shard has stopped for good (logout, fatal error, shutdown): it sends nothing more. */
+export class ShardStopped extends Schema.TaggedError<ShardStopped>()("ShardStopped", {
+  shard: ShardId,
+  /** Why it stopped: "logged out", "shut down", or the tag of the error it stopped with. */
+  reason: Schema.String,
+}) {
+  override get message() {
+    return `shard ${this.shard[0]}/${this.shard[1]} is stopped (${this.reason})`
+  }
+}
+
+/** The session store did not answer in time; the shard carried on without it. */
+export class SessionStoreTimeout extends Schema.TaggedError<SessionStoreTimeout>()("SessionStoreTimeout", {
+  operation: Schema.Literals(["load", "save", "clear"]),
+  shardId: Schema.Int,
+  timeoutMillis: Schema.Number,
+}) {
+  override get message() {
+    return `session store: ${this.operation} for shard ${this.shardId} took longer than ${this.timeoutMillis} ms`
+  }
+}

@@ -4,7 +4,7 @@
  * instead. The registry correlates them by nonce and hands back one result.
  */
 import { Clock, Deferred, Duration, Effect, Predicate, Schema } from "effect"
-import type { PayloadTooLarge } from "./GatewayError.ts"
+import type { PayloadTooLarge, ShardStopped } from "./GatewayError.ts"
 import * as Protocol from "./Protocol.ts"
 
 export interface RequestGuildMembers {
@@ -60,7 +60,7 @@ interface Pending {
   readonly presences: Array<unknown>
   readonly notFound: Array<string>
   received: number
-  readonly done: Deferred.Deferred<void, GuildMembersRateLimited>
+  readonly done: Deferred.Deferred<void, GuildMembersRateLimited | ShardStopped>
 }
 
 const field = (d: unknown, key: string): unknown =>
@@ -95,10 +95,16 @@ export const makeRegistry = () => {
     }
   }
 
+  /** The shard stopped for good: requests still waiting for chunks fail with `error`. */
+  const close = (error: ShardStopped) =>
+    Effect.sync(() => {
+      for (const entry of pending.values()) Deferred.doneUnsafe(entry.done, Effect.fail(error))
+    })
+
   const request = (
     req: RequestGuildMembers,
-    send: (op: number, d: unknown) => Effect.Effect<void, PayloadTooLarge>,
-  ): Effect.Effect<GuildMembersResult, GuildMembersError | PayloadTooLarge> =>
+    send: (op: number, d: unknown) => Effect.Effect<void, PayloadTooLarge | ShardStopped>,
+  ): Effect.Effect<GuildMembersResult, GuildMembersError | PayloadTooLarge | ShardStopped> =>
     Effect.gen(function* () {
       if (req.userIds === undefined && req.query === undefined) {
         return yield* new InvalidMembersRequest({ reason: "either query or userIds is required" })
@@ -143,5 +149,5 @@ export const makeRegistry = () => {
       }
     })
 
-  return { observe, request }
+  return { observe, request, close }
 }

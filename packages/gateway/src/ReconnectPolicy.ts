@@ -14,8 +14,10 @@ export interface PolicyInput {
   readonly wasFailedResume: boolean
   /** Failed resumes in a row, including this one when `wasFailedResume`. */
   readonly resumeFailures: number
-  /** Connections in a row that ended without reaching READY or RESUMED (0: this one did). */
-  readonly failuresSinceReady: number
+  /** Connections in a row that ended before proving healthy (0: this one proved it). */
+  readonly failuresSinceHealthy: number
+  /** Time from the ended connection's attempt start to now: the floor counts from there. */
+  readonly sinceAttemptMillis: number
 }
 
 export interface PolicyConfig {
@@ -24,20 +26,50 @@ export interface PolicyConfig {
   /** Backoff: first delay, factor 2 per further failure, capped. Milliseconds. */
   readonly backoffBaseMillis: number
   readonly backoffMaxMillis: number
+  /**
+   * A connection proves healthy once READY/RESUMED came *and* then a heartbeat was ACKed or
+   * it stayed up this long; only then does the backoff reset. Default 5 s: longer than any
+   * "close right after the handshake" trick, shorter than the first heartbeat usually is.
+   */
+  readonly healthyAfterMillis: number
 }
 
 export const defaultConfig: PolicyConfig = {
   maxResumeAttempts: 3,
   backoffBaseMillis: 1_000,
   backoffMaxMillis: 60_000,
+  healthyAfterMillis: 5_000,
 }
+
+/**
+ * Connection attempts start at least this far apart, whatever the server does and
+ * whatever the configuration says: no shard sustains more than one attempt per second.
+ */
+export const attemptFloorMillis = 1_000
+
+/** What the shard saw of a connection that reached READY/RESUMED. */
+export interface Uptime {
+  /** Clock millis of READY/RESUMED; undefined if the handshake never completed. */
+  readonly readyAt: number | undefined
+  /** A heartbeat was ACKed after READY/RESUMED. */
+  readonly ackedAfterReady: boolean
+  /** Clock millis when the connection ended. */
+  readonly endedAt: number
+}
+
+/** Whether a connection proved healthy: the handshake completed and the link then worked. */
+export const provedHealthy = (uptime: Uptime, config: PolicyConfig = defaultConfig): boolean =>
+  uptime.readyAt !== undefined &&
+  (uptime.ackedAfterReady || uptime.endedAt - uptime.readyAt >= config.healthyAfterMillis)
 
 /** How long to wait before the next attempt. */
 export type Wait =
   | { readonly _tag: "None" }
-  /** Exponential backoff (with jitter) for the n-th failure in a row. */
-  | { readonly _tag: "Backoff"; readonly failures: number }
-  /** Invalid Session (not resumable): Discord asks for a random 1–5 s. */
+  /** Only what is left of the floor since the last attempt started. */
+  | { readonly _tag: "Floor"; readonly millis: number }
+  /** Exponential backoff (with jitter) for the n-th failure in a row, never under `floorMillis`. */
+  | { readonly _tag: "Backoff"; readonly failures: number; readonly floorMillis: number }
+  /** Invalid Session (not resumable): Discord asks for a random 1–5 s (above the floor). */
   | { readonly _tag: "InvalidSession" }
 
 export type Decision =
@@ -54,14 +86,22 @@ const isFatal = (error: ConnectionError): error is FatalGatewayError =>
   error._tag === "InvalidIntents" ||
   error._tag === "DisallowedIntents"
 
-/** Reconnect at once after a healthy connection ends; back off while attempts keep failing. */
-const waitAfter = (failuresSinceReady: number): Wait =>
-  failuresSinceReady === 0 ? { _tag: "None" } : { _tag: "Backoff", failures: failuresSinceReady }
+/**
+ * Reconnect at once after a healthy connection ends (but never within the floor of the last
+ * attempt's start); back off while attempts keep failing.
+ */
+const waitAfter = (input: PolicyInput): Wait => {
+  const floorMillis = Math.max(0, attemptFloorMillis - input.sinceAttemptMillis)
+  if (input.failuresSinceHealthy > 0) {
+    return { _tag: "Backoff", failures: input.failuresSinceHealthy, floorMillis }
+  }
+  return floorMillis > 0 ? { _tag: "Floor", millis: floorMillis } : { _tag: "None" }
+}
 
 export const decide = (input: PolicyInput, config: PolicyConfig = defaultConfig): Decision => {
   const { error } = input
   if (isFatal(error)) return { _tag: "Stop", error }
-  const wait = waitAfter(input.failuresSinceReady)
+  const wait = waitAfter(input)
   const identify = (reason: string, w: Wait = wait): Decision => ({ _tag: "Identify", wait: w, reason })
   const resume = (reason: string): Decision =>
     !input.hasSession
@@ -113,5 +153,16 @@ export const backoffMillis = (
 /** Invalid Session (not resumable): wait uniformly 1–5 s before identifying. */
 export const invalidSessionMillis = (random01: number): number => Math.round(1_000 + 4_000 * random01)
 
-/** Close codes after which the session is gone: what the shard must forget. */
-export const clearsSession = (decision: Decision): boolean => decision._tag !== "Resume"
+/** The milliseconds a wait lasts, given one uniform random number in [0, 1). */
+export const waitMillis = (wait: Wait, random01: number, config: PolicyConfig = defaultConfig): number => {
+  switch (wait._tag) {
+    case "None":
+      return 0
+    case "Floor":
+      return wait.millis
+    case "Backoff":
+      return Math.max(wait.floorMillis, backoffMillis(wait.failures, random01, config))
+    case "InvalidSession":
+      return invalidSessionMillis(random01)
+  }
+}

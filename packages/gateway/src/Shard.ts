@@ -14,26 +14,28 @@ import {
   Exit,
   Fiber,
   Option,
-  Queue,
   Random,
   type Redacted,
   type Scope,
-  Stream,
+  type Stream,
   SubscriptionRef,
 } from "effect"
 import * as Connection from "./Connection.ts"
-import type {
-  ConnectionError,
-  FatalGatewayError,
-  PayloadTooLarge,
-  SessionStartLimitExhausted,
+import {
+  type ConnectionError,
+  type FatalGatewayError,
+  type PayloadTooLarge,
+  type SessionStartLimitExhausted,
+  ShardStopped,
 } from "./GatewayError.ts"
 import { IdentifyThrottle } from "./IdentifyThrottle.ts"
+import * as BoundedStore from "./internal/BoundedStore.ts"
+import * as Delivery from "./internal/Delivery.ts"
 import * as Members from "./Members.ts"
 import * as Outbox from "./Outbox.ts"
 import type * as Protocol from "./Protocol.ts"
 import * as ReconnectPolicy from "./ReconnectPolicy.ts"
-import { SessionStore, type StoredSession } from "./SessionStore.ts"
+import { SessionStore } from "./SessionStore.ts"
 import type { GatewayTransport } from "./Transport.ts"
 
 export interface ShardConfig {
@@ -50,6 +52,8 @@ export interface ShardConfig {
   readonly handshakeTimeout?: Duration.Input | undefined
   readonly maxMessageBytes?: number | undefined
   readonly policy?: Partial<ReconnectPolicy.PolicyConfig> | undefined
+  /** Bound on each session store call; past it the shard carries on without. Default 5 s. */
+  readonly storeTimeout?: Duration.Input | undefined
   /**
    * The event buffer between the connection and the consumer. `backpressure` (default):
    * when full, reading stops until the consumer catches up; nothing is lost, and the
@@ -60,13 +64,18 @@ export interface ShardConfig {
    */
   readonly events?: {
     readonly capacity?: number
-    readonly strategy?: "backpressure" | "dropping" | "sliding"
+    readonly strategy?: Delivery.Strategy
   }
 }
 
 export type ShardState =
+  /** Opening the socket, waiting for Hello. */
   | { readonly _tag: "Connecting" }
+  /** Hello came; waiting for this shard's turn under the identify rate limit. */
+  | { readonly _tag: "WaitingForIdentify" }
+  /** Identify sent; waiting for READY. */
   | { readonly _tag: "Identifying" }
+  /** Resume sent; waiting for the replay and RESUMED. */
   | { readonly _tag: "Resuming" }
   | { readonly _tag: "Ready"; readonly since: number }
   | { readonly _tag: "BackingOff"; readonly until: number; readonly reason: string }
@@ -88,13 +97,7 @@ export interface ShardStatus {
   readonly lastError: { readonly tag: string; readonly message: string } | undefined
 }
 
-export interface ShardHealth extends ShardStatus {
-  readonly lastEventAt: number | undefined
-  readonly delivered: number
-  /** Replayed dispatches dropped because they had already been delivered. */
-  readonly duplicates: number
-  /** Events dropped by a `dropping`/`sliding` buffer. */
-  readonly dropped: number
+export interface ShardHealth extends ShardStatus, Delivery.DeliveryStats {
   readonly queuedCommands: number
 }
 
@@ -107,12 +110,13 @@ export interface Shard {
   readonly health: Effect.Effect<ShardHealth>
   /**
    * Sends a command (op, d). Waits while disconnected and flushes after READY/RESUMED,
-   * through the connection's send limiter; refused at once if over 4096 bytes.
+   * through the connection's send limiter; refused at once if over 4096 bytes. Fails with
+   * `ShardStopped` once the shard has stopped for good.
    */
-  readonly send: (op: number, d: unknown) => Effect.Effect<void, PayloadTooLarge>
+  readonly send: (op: number, d: unknown) => Effect.Effect<void, PayloadTooLarge | ShardStopped>
   readonly requestGuildMembers: (
     request: Members.RequestGuildMembers,
-  ) => Effect.Effect<Members.GuildMembersResult, Members.GuildMembersError | PayloadTooLarge>
+  ) => Effect.Effect<Members.GuildMembersResult, Members.GuildMembersError | PayloadTooLarge | ShardStopped>
   /** Ends the session: closes with 1000 (the bot shows offline) and stops the shard. */
   readonly logout: Effect.Effect<void>
   /** Waits until the shard stops: succeeds after logout, fails with a fatal error. */
@@ -123,6 +127,15 @@ const defaultGatewayUrl = "wss://gateway.discord.gg"
 
 type Stop = FatalGatewayError | SessionStartLimitExhausted
 
+/** How one attempt went, as the loop's decision needs it. */
+interface AttemptOutcome {
+  readonly exit: Exit.Exit<void, ConnectionError | SessionStartLimitExhausted>
+  /** A Resume the server saw (Hello came) and never answered with RESUMED. */
+  readonly resumeFailed: boolean
+  readonly healthy: boolean
+  readonly startedAt: number
+}
+
 /**
  * Starts a shard in the current scope. Closing the scope closes its connection with a
  * resumable code (the session can be resumed, even by another process via the store).
@@ -131,27 +144,31 @@ export const make = Effect.fnUntraced(function* (
   config: ShardConfig,
 ): Effect.fn.Return<Shard, never, Scope.Scope | GatewayTransport | SessionStore | IdentifyThrottle> {
   const [id, count] = config.shard
-  const store = yield* SessionStore
-  // Read synchronously per batch on the hot path (TestClock in tests, as everywhere).
-  const clock = yield* Clock.Clock
+  const store = BoundedStore.make(yield* SessionStore, id, config.storeTimeout)
   const throttle = yield* IdentifyThrottle
   const transportContext = yield* Effect.context<GatewayTransport>()
   const policy = { ...ReconnectPolicy.defaultConfig, ...config.policy }
 
-  const capacity = config.events?.capacity ?? 1024
-  const strategy = config.events?.strategy ?? "backpressure"
-  const queue = yield* Queue.make<Protocol.Dispatch, Cause.Done>({
-    capacity,
-    strategy: strategy === "backpressure" ? "suspend" : strategy,
+  // The session record: its one owner. The loop replaces it, the delivery buffer advances
+  // its sequence (only for events handed over), the store gets copies.
+  const stored = Option.getOrUndefined(yield* store.load)
+  let session: Delivery.SessionRecord | undefined =
+    stored && stored.shardCount === count ? { ...stored } : undefined
+
+  const members = Members.makeRegistry()
+  const delivery = yield* Delivery.make({
+    capacity: config.events?.capacity ?? 1024,
+    strategy: config.events?.strategy ?? "backpressure",
+    session: () => session,
+    observe: members.observe,
   })
   const outbox = yield* Outbox.make
-  const members = Members.makeRegistry()
 
   const status = yield* SubscriptionRef.make<ShardStatus>({
     shard: config.shard,
     state: { _tag: "Connecting" },
     latency: undefined,
-    sessionId: undefined,
+    sessionId: session?.sessionId,
     connections: 0,
     identifies: 0,
     resumes: 0,
@@ -160,74 +177,35 @@ export const make = Effect.fnUntraced(function* (
   const setStatus = (f: (s: ShardStatus) => ShardStatus) => SubscriptionRef.update(status, f)
   const setState = (state: ShardState) => setStatus((s) => ({ ...s, state }))
 
-  // The session, owned by this shard's loop (mutable: `sequence` moves with every event,
-  // and counts only delivered ones). The store gets a copy.
-  const stored = Option.getOrUndefined(yield* store.load(id))
-  let session: Mutable<StoredSession> | undefined =
-    stored && stored.shardCount === count ? { ...stored } : undefined
-  let lastEventAt: number | undefined
-  let delivered = 0
-  let duplicates = 0
-  let dropped = 0
-
-  const saveSession = Effect.suspend(() => (session ? store.save(id, { ...session }) : store.clear(id)))
-
-  /**
-   * Hands a batch to the consumer's queue. The hot path: synchronous while the queue has
-   * room; when it is full (back-pressure) it waits for that one event, then goes on. The
-   * sequence advances event by event as each is accepted, so an interruption at any point
-   * leaves it exact: a resume replays from there, nothing lost, nothing twice.
-   */
-  const accept = (dispatch: Protocol.Dispatch) => {
-    members.observe(dispatch)
-    delivered++
-    if (session) session.sequence = dispatch.seq
-  }
-  const deliver = (batch: ReadonlyArray<Protocol.Dispatch>, from = 0): Effect.Effect<void> =>
-    Effect.suspend(() => {
-      for (let i = from; i < batch.length; i++) {
-        const dispatch = batch[i]!
-        // A resume replays what followed the sequence we sent; anything already handed
-        // over (by sequence, within the same session) is dropped here.
-        if (session?.sequence != null && dispatch.seq <= session.sequence) {
-          duplicates++
-          continue
-        }
-        if (strategy === "sliding" && Queue.sizeUnsafe(queue) >= capacity) dropped++
-        if (!Queue.offerUnsafe(queue, dispatch)) {
-          if (strategy === "dropping") {
-            dropped++ // by choice: the sequence moves past it, a resume will not bring it back
-            if (session) session.sequence = dispatch.seq
-            continue
-          } else {
-            return Effect.flatMap(Queue.offer(queue, dispatch), () => {
-              accept(dispatch)
-              return deliver(batch, i + 1)
-            })
-          }
-        }
-        accept(dispatch)
-      }
-      lastEventAt = clock.currentTimeMillisUnsafe()
-      return Effect.void
-    })
+  const saveSession = Effect.suspend(() => (session ? store.save({ ...session }) : store.clear))
+  const forgetSession = Effect.suspend(() => {
+    session = undefined
+    return Effect.andThen(
+      store.clear,
+      setStatus((s) => ({ ...s, sessionId: undefined })),
+    )
+  })
 
   const stop = yield* Deferred.make<Connection.StopMode>()
   let resumeFailures = 0
-  let failuresSinceReady = 0
+  let failuresSinceHealthy = 0
 
-  const attempt = Effect.gen(function* () {
+  const attempt: Effect.Effect<AttemptOutcome> = Effect.gen(function* () {
     const resuming = session !== undefined
+    const startedAt = yield* Clock.currentTimeMillis
     const handshake: Connection.Handshake = session
       ? { _tag: "resume", sessionId: session.sessionId, seq: session.sequence }
       : { _tag: "identify" }
-    yield* setStatus((s) => ({
-      ...s,
-      state: { _tag: resuming ? "Resuming" : "Identifying" },
-      connections: s.connections + 1,
-    }))
-    let reachedReady = false
+    yield* setStatus((s) => ({ ...s, state: { _tag: "Connecting" }, connections: s.connections + 1 }))
+    let readyAt: number | undefined
+    let ackedAfterReady = false
     let sentHandshake = false // Hello came, so Identify/Resume went out right after
+    const handshakeComplete = Effect.gen(function* () {
+      const now = yield* Clock.currentTimeMillis
+      readyAt = now
+      resumeFailures = 0
+      return now
+    })
     const exit = yield* Effect.exit(
       Connection.run({
         url: session?.resumeUrl ?? config.gatewayUrl ?? defaultGatewayUrl,
@@ -242,28 +220,34 @@ export const make = Effect.fnUntraced(function* (
         properties: config.properties,
         largeThreshold: config.largeThreshold,
         presence: config.presence,
-        beforeIdentify: throttle.wait(id),
+        beforeIdentify: setState({ _tag: "WaitingForIdentify" }).pipe(
+          Effect.andThen(throttle.wait(id)),
+          Effect.andThen(setState({ _tag: "Identifying" })),
+        ),
         sequence: Effect.sync(() => session?.sequence ?? null),
         outbox,
         stop: Deferred.await(stop),
         onEvent: (event) => {
           switch (event._tag) {
             case "Dispatches":
-              return deliver(event.dispatches)
+              return delivery.deliver(event.dispatches)
+            case "Hello":
+              sentHandshake = true
+              return resuming ? setState({ _tag: "Resuming" }) : Effect.void
             case "Ready":
+              // A resume's replay may include the session's own READY: an old event, which
+              // the duplicate filter handles, not a new session.
+              if (resuming && session?.sessionId === event.ready.session_id) return Effect.void
               return Effect.gen(function* () {
-                // A new session: sequences start again at 1.
+                // A new session: nothing delivered yet, whatever READY's number (0 or 1).
                 session = {
                   sessionId: event.ready.session_id,
-                  sequence: 0,
+                  sequence: null,
                   resumeUrl: event.ready.resume_gateway_url,
                   shardCount: count,
                 }
-                reachedReady = true
-                resumeFailures = 0
-                failuresSinceReady = 0
+                const now = yield* handshakeComplete
                 yield* saveSession
-                const now = yield* Clock.currentTimeMillis
                 yield* setStatus((s) => ({
                   ...s,
                   state: { _tag: "Ready", since: now },
@@ -272,57 +256,46 @@ export const make = Effect.fnUntraced(function* (
                 }))
               })
             case "Resumed":
-              return Effect.gen(function* () {
-                reachedReady = true
-                resumeFailures = 0
-                failuresSinceReady = 0
-                const now = yield* Clock.currentTimeMillis
-                yield* setStatus((s) => ({
-                  ...s,
-                  state: { _tag: "Ready", since: now },
-                  resumes: s.resumes + 1,
-                }))
-              })
+              return Effect.flatMap(handshakeComplete, (now) =>
+                setStatus((s) => ({ ...s, state: { _tag: "Ready", since: now }, resumes: s.resumes + 1 })),
+              )
             case "Latency":
+              if (readyAt !== undefined) ackedAfterReady = true
               return setStatus((s) => ({ ...s, latency: event.millis }))
-            case "Hello":
-              return Effect.sync(() => {
-                sentHandshake = true
-              })
             default:
               return Effect.void
           }
         },
       }).pipe(Effect.provideContext(transportContext)),
     )
+    const endedAt = yield* Clock.currentTimeMillis
     yield* saveSession
-    return { exit, resumeFailed: resuming && sentHandshake && !reachedReady, reachedReady }
+    return {
+      exit,
+      resumeFailed: resuming && sentHandshake && readyAt === undefined,
+      healthy: ReconnectPolicy.provedHealthy({ readyAt, ackedAfterReady, endedAt }, policy),
+      startedAt,
+    }
   })
+
+  const loggedOut = Effect.andThen(forgetSession, setState({ _tag: "Stopped", reason: "logged out" }))
 
   /** Carries out decisions until the shard stops. */
-  const loggedOut = Effect.gen(function* () {
-    session = undefined
-    yield* store.clear(id)
-    yield* setState({ _tag: "Stopped", reason: "logged out" })
-  })
-
   const loop: Effect.Effect<void, Stop> = Effect.gen(function* () {
     while (true) {
       // A logout while disconnected (backing off) ends here, without a new connection.
       if (Deferred.isDoneUnsafe(stop)) return yield* loggedOut
-      const { exit, resumeFailed, reachedReady } = yield* attempt
+      const { exit, resumeFailed, healthy, startedAt } = yield* attempt
       // Only `stop` ends a connection successfully: a logout.
       if (Exit.isSuccess(exit)) return yield* loggedOut
-      const error: ConnectionError | SessionStartLimitExhausted | undefined = Option.getOrUndefined(
-        Exit.findErrorOption(exit),
-      )
+      const error = Option.getOrUndefined(Exit.findErrorOption(exit))
       // No typed error: the connection was interrupted or died. Pass that on unchanged.
       if (error === undefined) return yield* Effect.failCause(exit.cause as Cause.Cause<never>)
       if (error._tag === "SessionStartLimitExhausted") {
         yield* setState({ _tag: "Stopped", reason: error.message, error })
         return yield* error
       }
-      if (!reachedReady) failuresSinceReady++
+      failuresSinceHealthy = healthy ? 0 : failuresSinceHealthy + 1
       // Only a Resume the server saw and refused counts toward the resume-loop breaker: an
       // unreachable network is no reason to spend one of the day's identifies.
       if (resumeFailed) resumeFailures++
@@ -332,23 +305,22 @@ export const make = Effect.fnUntraced(function* (
           hasSession: session !== undefined,
           wasFailedResume: resumeFailed,
           resumeFailures,
-          failuresSinceReady,
+          failuresSinceHealthy,
+          sinceAttemptMillis: (yield* Clock.currentTimeMillis) - startedAt,
         },
         policy,
       )
       yield* setStatus((s) => ({ ...s, lastError: { tag: error._tag, message: error.message } }))
       yield* Effect.logDebug(`shard ${id}: connection ended (${error._tag}): ${decision._tag}`)
       if (decision._tag === "Stop") {
-        session = undefined
-        yield* store.clear(id)
+        yield* forgetSession
         yield* Effect.logError(`shard ${id} stopped: ${decision.error.message}`)
         yield* setState({ _tag: "Stopped", reason: decision.error.message, error: decision.error })
         return yield* decision.error
       }
       if (decision._tag === "Identify" && session !== undefined) {
-        session = undefined
         resumeFailures = 0
-        yield* store.clear(id)
+        yield* forgetSession
       }
       yield* waitFor(decision)
     }
@@ -356,35 +328,47 @@ export const make = Effect.fnUntraced(function* (
 
   const waitFor = (decision: Exclude<ReconnectPolicy.Decision, { readonly _tag: "Stop" }>) =>
     Effect.gen(function* () {
-      const wait = decision.wait
-      if (wait._tag === "None") return
-      const r = yield* Random.next
-      const millis =
-        wait._tag === "InvalidSession"
-          ? ReconnectPolicy.invalidSessionMillis(r)
-          : ReconnectPolicy.backoffMillis(wait.failures, r, policy)
+      const millis = ReconnectPolicy.waitMillis(decision.wait, yield* Random.next, policy)
+      if (millis <= 0) return
       const now = yield* Clock.currentTimeMillis
       yield* setState({ _tag: "BackingOff", until: now + millis, reason: decision.reason })
       yield* Effect.raceFirst(Effect.sleep(millis), Deferred.await(stop))
     })
 
+  /** Stopped for good: the stream ends and no command waits for a connection that will not come. */
+  let stoppedFor: ShardStopped | undefined
+  const stopped = (reason: string) =>
+    Effect.suspend(() => {
+      if (stoppedFor) return Effect.void
+      stoppedFor = new ShardStopped({ shard: config.shard, reason })
+      return Effect.all([delivery.end, outbox.close(stoppedFor), members.close(stoppedFor)], {
+        discard: true,
+      })
+    })
+  const reasonOf = (exit: Exit.Exit<void, Stop>) =>
+    Exit.isSuccess(exit)
+      ? "logged out"
+      : Option.match(Exit.findErrorOption(exit), { onNone: () => "shut down", onSome: (e) => e._tag })
+
   const fiber = yield* Effect.forkScoped(
     loop.pipe(
-      Effect.onExit(() => Queue.end(queue)),
+      Effect.onExit((exit) => stopped(reasonOf(exit))),
       Effect.ensuring(saveSession),
     ),
   )
+  // Also when the scope closes before the loop ever ran.
+  yield* Effect.addFinalizer(() => stopped("shut down"))
 
   const health: Effect.Effect<ShardHealth> = Effect.gen(function* () {
     const s = yield* SubscriptionRef.get(status)
     const queuedCommands = yield* outbox.size
-    return { ...s, lastEventAt, delivered, duplicates, dropped, queuedCommands }
+    return { ...s, ...delivery.stats(), queuedCommands }
   })
 
   return {
     id,
     count,
-    events: Stream.fromQueue(queue),
+    events: delivery.events,
     status,
     health,
     send: outbox.send,
@@ -393,5 +377,3 @@ export const make = Effect.fnUntraced(function* (
     await: Fiber.join(fiber),
   } satisfies Shard
 })
-
-type Mutable<A> = { -readonly [K in keyof A]: A[K] }

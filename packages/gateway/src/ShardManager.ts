@@ -13,11 +13,17 @@ import {
   Queue,
   Schema,
   Scope,
+  Semaphore,
   Stream,
   SubscriptionRef,
 } from "effect"
 import type { HttpClient } from "effect/http"
-import type { FatalGatewayError, PayloadTooLarge, SessionStartLimitExhausted } from "./GatewayError.ts"
+import type {
+  FatalGatewayError,
+  PayloadTooLarge,
+  SessionStartLimitExhausted,
+  ShardStopped,
+} from "./GatewayError.ts"
 import * as GatewayInfo from "./GatewayInfo.ts"
 import * as IdentifyThrottleModule from "./IdentifyThrottle.ts"
 import { IdentifyThrottle, type IdentifyThrottleService } from "./IdentifyThrottle.ts"
@@ -79,7 +85,7 @@ export interface ShardManager {
     guildId: string | undefined,
     op: number,
     d: unknown,
-  ) => Effect.Effect<void, PayloadTooLarge | ShardNotRunning>
+  ) => Effect.Effect<void, PayloadTooLarge | ShardNotRunning | ShardStopped>
   readonly start: (id: number) => Effect.Effect<void>
   /** Stops one shard, keeping its session resumable. */
   readonly stop: (id: number) => Effect.Effect<void>
@@ -133,10 +139,25 @@ export const make = Effect.fnUntraced(function* (
   const merged = yield* Queue.make<ShardEvent, Cause.Done>({ capacity: config.events?.capacity ?? 1024 })
   const stopped = yield* Deferred.make<never, ManagerStop>()
   const running = new Map<number, Running>()
+  // One start/stop/restart of a shard id at a time: `Shard.make` suspends (the store may
+  // answer asynchronously), and a second start in that gap would run a second Shard.
+  const locks = new Map<number, Semaphore.Semaphore>()
+  const serialized =
+    (f: (id: number) => Effect.Effect<void>) =>
+    (id: number): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (id < 0 || id >= shardCount) return Effect.void
+        let lock = locks.get(id)
+        if (!lock) {
+          lock = Semaphore.makeUnsafe(1)
+          locks.set(id, lock)
+        }
+        return lock.withPermit(f(id))
+      })
 
-  const start = (id: number): Effect.Effect<void> =>
+  const startUnlocked = (id: number): Effect.Effect<void> =>
     Effect.gen(function* () {
-      if (running.has(id) || id < 0 || id >= shardCount) return
+      if (running.has(id)) return
       const scope = yield* Scope.fork(managerScope)
       const shard = yield* Shard.make({
         ...config,
@@ -157,13 +178,16 @@ export const make = Effect.fnUntraced(function* (
       )
     })
 
-  const stop = (id: number): Effect.Effect<void> =>
+  const stopUnlocked = (id: number): Effect.Effect<void> =>
     Effect.suspend(() => {
       const entry = running.get(id)
       if (!entry) return Effect.void
       running.delete(id)
       return Scope.close(entry.scope, Exit.void)
     })
+
+  const start = serialized(startUnlocked)
+  const stop = serialized(stopUnlocked)
 
   // In id order, so each identify bucket is served lowest shard first.
   for (const id of shardIds) yield* start(id)
@@ -183,14 +207,14 @@ export const make = Effect.fnUntraced(function* (
     health: Effect.flatMap(all, (shards) => Effect.forEach(shards, (s) => s.health)),
     shardFor,
     send: (guildId, op, d) =>
-      Effect.suspend((): Effect.Effect<void, PayloadTooLarge | ShardNotRunning> => {
+      Effect.suspend((): Effect.Effect<void, PayloadTooLarge | ShardNotRunning | ShardStopped> => {
         const shardId = guildId === undefined ? 0 : shardFor(guildId)
         const target = running.get(shardId)
         return target ? target.shard.send(op, d) : Effect.fail(new ShardNotRunning({ shardId }))
       }),
     start,
     stop,
-    restart: (id) => Effect.andThen(stop(id), start(id)),
+    restart: serialized((id) => Effect.andThen(stopUnlocked(id), startUnlocked(id))),
     await: Deferred.await(stopped),
   } satisfies ShardManager
 })

@@ -4,11 +4,23 @@
  * the send limiter, the outbox, and the session store.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { type GatewayError, IdentifyThrottle, Protocol, SessionStore, Shard } from "@vigil/gateway"
+import { IdentifyThrottle, Protocol, ReconnectPolicy, SessionStore, Shard } from "@vigil/gateway"
 import * as MemoryTransport from "@vigil/testing/MemoryTransport"
 import * as ScriptedGateway from "@vigil/testing/ScriptedGateway"
 import * as Settle from "@vigil/testing/Settle"
-import { Clock, Effect, Exit, Fiber, Layer, Random, Redacted, Stream, SubscriptionRef } from "effect"
+import {
+  Clock,
+  Effect,
+  Exit,
+  Fiber,
+  Layer,
+  Option,
+  Random,
+  Redacted,
+  Scope,
+  Stream,
+  SubscriptionRef,
+} from "effect"
 
 const interval = 41_250
 const jitter = 0.5
@@ -34,6 +46,8 @@ const config = (overrides: Partial<Shard.ShardConfig> = {}): Shard.ShardConfig =
 
 const settle = Settle.settle
 const advance = Settle.advance
+/** Long enough up for a connection to prove healthy, so that its end is met at once. */
+const healthy = advance(ReconnectPolicy.defaultConfig.healthyAfterMillis)
 
 /** Starts a shard and a consumer collecting its events. */
 const started = (overrides: Partial<Shard.ShardConfig> = {}) =>
@@ -99,9 +113,11 @@ describe("Shard", () => {
     Effect.gen(function* () {
       const { server, memory, seen } = yield* started()
       yield* server.emitMessages(2)
+      yield* healthy
       yield* server.reconnect()
       yield* settle
       yield* server.emitMessages(2, 0, 3)
+      yield* healthy
       yield* server.drop()
       yield* server.emitMessages(2, 0, 5) // produced while disconnected: replayed
       yield* settle
@@ -138,17 +154,22 @@ describe("Shard", () => {
       yield* settle
       const status = yield* SubscriptionRef.get(shard.status)
       assert.strictEqual(status.state._tag, "BackingOff")
+      assert.isUndefined(status.sessionId, "the refused session is forgotten")
       yield* advance(2_999) // jitter 0.5 → 3000 ms
       assert.strictEqual(server.identifies().length, 1)
       yield* advance(1)
       assert.strictEqual(server.identifies().length, 2)
       assert.strictEqual(server.identifies()[1]! - before, 13_000)
+      yield* settle
+      const ready = yield* SubscriptionRef.get(shard.status)
+      assert.strictEqual(ready.sessionId, "session-0-2", "the new session's id")
     }).pipe(Effect.provide(env())),
   )
 
   it.effect("Invalid Session (true) resumes", () =>
     Effect.gen(function* () {
       const { server } = yield* started()
+      yield* healthy
       yield* server.invalidSession(true)
       yield* settle
       assert.strictEqual(server.resumes(), 1)
@@ -169,26 +190,58 @@ describe("Shard", () => {
     }).pipe(Effect.provide(env())),
   )
 
-  it.effect("backoff grows while connections keep failing, is capped, and resets only after READY", () =>
+  it.effect(
+    "backoff grows while connections keep failing, is capped, and resets only once a connection proved healthy",
+    () =>
+      Effect.gen(function* () {
+        const { server, memory } = yield* started({
+          policy: { backoffBaseMillis: 1_000, backoffMaxMillis: 8_000 },
+        })
+        for (let i = 0; i < 7; i++) yield* memory.failNextConnect("network down")
+        yield* healthy
+        yield* server.drop()
+        yield* advance(29_500) // to the attempt that works (the gaps below, after the first)
+        const attempts = memory.connectAttempts()
+        const gaps = attempts.slice(1).map((t, i) => t - attempts[i]!)
+        // The drop ends a healthy connection 5 s up: reconnect at once. Each failed connect
+        // then backs off: 750 (raised to the 1 s floor), 1500, 3000, 6000 (8000 capped, equal
+        // jitter 0.5), … until one works.
+        assert.deepStrictEqual(gaps, [5_000, 1_000, 1_500, 3_000, 6_000, 6_000, 6_000, 6_000])
+        assert.strictEqual(server.resumes(), 1)
+        // RESUMED alone does not reset it: a connection that ends right after RESUMED backs off
+        // as the next failure in the row.
+        let count = memory.connectAttempts().length
+        yield* server.drop()
+        yield* advance(5_999)
+        assert.strictEqual(memory.connectAttempts().length, count, "still backing off")
+        yield* advance(1)
+        assert.strictEqual(memory.connectAttempts().length, count + 1)
+        // Once a connection has been up 5 s it proved healthy: its end is met at once.
+        yield* healthy
+        count = memory.connectAttempts().length
+        const now = yield* Clock.currentTimeMillis
+        yield* server.drop()
+        yield* settle
+        assert.strictEqual(memory.connectAttempts().length, count + 1)
+        assert.strictEqual(memory.connectAttempts()[count], now)
+      }).pipe(Effect.provide(env())),
+  )
+
+  it.effect("a heartbeat ACKed after RESUMED proves the connection healthy before 5 s", () =>
     Effect.gen(function* () {
-      const { server, memory } = yield* started({
-        policy: { backoffBaseMillis: 1_000, backoffMaxMillis: 8_000 },
-      })
-      for (let i = 0; i < 7; i++) yield* memory.failNextConnect("network down")
+      const { server, memory } = yield* started()
+      yield* memory.failNextConnect("network down")
+      yield* healthy
       yield* server.drop()
-      yield* advance(200_000)
-      const attempts = memory.connectAttempts()
-      const gaps = attempts.slice(1).map((t, i) => t - attempts[i]!)
-      // The drop ends a healthy connection: reconnect at once (gap 0). Each failed connect
-      // then backs off: 750, 1500, 3000, 6000 (8000 capped, equal jitter 0.5), … until one works.
-      assert.deepStrictEqual(gaps, [0, 750, 1_500, 3_000, 6_000, 6_000, 6_000, 6_000])
+      yield* advance(1_000) // one failed connect, backoff raised to the floor, then resumed
       assert.strictEqual(server.resumes(), 1)
-      // READY/RESUMED reset it: the next failure reconnects at once again.
+      yield* server.requestHeartbeat() // ACKed at once: the link works after RESUMED
+      yield* advance(1_000) // past the floor
       const count = memory.connectAttempts().length
       const now = yield* Clock.currentTimeMillis
       yield* server.drop()
       yield* settle
-      assert.strictEqual(memory.connectAttempts().length, count + 1)
+      assert.strictEqual(memory.connectAttempts().length, count + 1, "reconnected at once")
       assert.strictEqual(memory.connectAttempts()[count], now)
     }).pipe(Effect.provide(env())),
   )
@@ -200,13 +253,14 @@ describe("Shard", () => {
       })
       // Every resume is closed right after it opens: the socket opens each time.
       yield* server.rejectResumes(4000)
+      yield* healthy
       yield* server.drop()
-      yield* advance(2_250)
+      yield* advance(2_500)
       // Each resume opens its socket and is closed before RESUMED: that open must not
-      // reset the backoff, so the gaps still grow.
+      // reset the backoff, so the gaps still grow (the first raised to the 1 s floor).
       const attempts = memory.connectAttempts()
       const gaps = attempts.slice(1).map((t, i) => t - attempts[i]!)
-      assert.deepStrictEqual(gaps, [0, 750, 1_500])
+      assert.deepStrictEqual(gaps, [5_000, 1_000, 1_500])
       assert.isTrue(
         memory.peers().every((p) => p.sent.length > 0),
         "every attempt opened and sent Resume",
@@ -256,6 +310,7 @@ describe("Shard", () => {
     Effect.gen(function* () {
       const { server, shard, seen } = yield* started()
       yield* server.emitMessages(10)
+      yield* healthy
       yield* server.reconnect()
       yield* settle
       yield* server.emitMessages(3, 0, 11)
@@ -264,6 +319,88 @@ describe("Shard", () => {
       const health = yield* shard.health
       assert.strictEqual(health.duplicates, 4, "the server replayed 4 already-delivered events")
     }).pipe(Effect.provide(env({ replayOverlap: 4 }))),
+  )
+
+  it.effect("a resume whose replay includes READY keeps the session and its de-duplication", () =>
+    Effect.gen(function* () {
+      const { server, shard, seen } = yield* started()
+      yield* server.emitMessages(2)
+      yield* healthy
+      yield* server.reconnect() // the replay starts before READY#1: READY, 2, 3, then RESUMED
+      yield* settle
+      yield* server.emitMessages(1, 0, 3)
+      yield* settle
+      assertExactlyOnce(seen, server.produced())
+      const health = yield* shard.health
+      assert.strictEqual(health.duplicates, 3, "READY#1 and both messages were replayed, and dropped")
+      assert.strictEqual(health.identifies, 1)
+      assert.strictEqual(health.resumes, 1)
+      assert.strictEqual(health.sessionId, "session-0-1")
+    }).pipe(Effect.provide(env({ replayOverlap: 5 }))),
+  )
+
+  it.effect(
+    "status: Connecting, then WaitingForIdentify while the identify slot is taken, then Identifying",
+    () =>
+      Effect.gen(function* () {
+        const memory = yield* MemoryTransport.MemoryTransport
+        yield* Shard.make(config({ shard: [0, 2] }))
+        const second = yield* Shard.make(config({ shard: [1, 2] }))
+        const states: Array<string> = []
+        yield* Effect.forkChild(
+          Stream.runForEach(SubscriptionRef.changes(second.status), (s) =>
+            Effect.sync(() => void states.push(s.state._tag)),
+          ),
+        )
+        yield* settle
+        assert.strictEqual(memory.openCount(), 2, "both sockets are open")
+        // max_concurrency 1: shard 1 waits for shard 0's 5 s identify window.
+        assert.deepStrictEqual(states, ["Connecting", "WaitingForIdentify"])
+        yield* advance(5_000)
+        assert.deepStrictEqual(states, ["Connecting", "WaitingForIdentify", "Identifying", "Ready"])
+      }).pipe(Effect.provide(env())),
+  )
+
+  it.effect("after it stopped for good, pending and later commands fail with ShardStopped", () =>
+    Effect.gen(function* () {
+      const { server, memory, shard } = yield* started()
+      // a member request sent, waiting for chunks that will never come
+      const members = yield* Effect.forkChild(
+        Effect.flip(shard.requestGuildMembers({ guildId: "42", query: "", limit: 0 })),
+      )
+      yield* settle
+      for (let i = 0; i < 20; i++) yield* memory.failNextConnect("down")
+      yield* healthy
+      yield* server.drop()
+      yield* settle
+      const pending = yield* Effect.forkChild(Effect.flip(shard.send(3, { status: "idle" })))
+      yield* settle
+      assert.strictEqual((yield* shard.health).queuedCommands, 1)
+      yield* shard.logout // while backing off
+      const error = yield* Fiber.join(pending)
+      assert.strictEqual(error._tag, "ShardStopped")
+      assert.include(error.message, "logged out")
+      assert.strictEqual((yield* Fiber.join(members))._tag, "ShardStopped")
+      const later = yield* Effect.flip(shard.send(3, { status: "online" }))
+      assert.strictEqual(later._tag, "ShardStopped")
+      const laterMembers = yield* Effect.flip(shard.requestGuildMembers({ guildId: "42", userIds: ["1"] }))
+      assert.strictEqual(laterMembers._tag, "ShardStopped")
+    }).pipe(Effect.provide(env())),
+  )
+
+  it.effect("a fatal stop and a closed scope fail commands with ShardStopped too", () =>
+    Effect.gen(function* () {
+      const { server, shard } = yield* started()
+      yield* server.close(4004)
+      yield* settle
+      const error = yield* Effect.flip(shard.send(3, {}))
+      assert.strictEqual(error._tag === "ShardStopped" ? error.reason : error._tag, "AuthenticationFailed")
+      const scope = yield* Scope.make()
+      const other = yield* Shard.make(config({ shard: [0, 1] })).pipe(Scope.provide(scope))
+      yield* Scope.close(scope, Exit.void)
+      const closed = yield* Effect.flip(other.send(3, {}))
+      assert.strictEqual(closed._tag === "ShardStopped" ? closed.reason : closed._tag, "shut down")
+    }).pipe(Effect.provide(env())),
   )
 
   it.effect(
@@ -304,7 +441,7 @@ describe("Shard", () => {
       const { server, shard } = yield* started()
       const error = yield* Effect.flip(shard.send(3, { blob: "x".repeat(5_000) }))
       assert.strictEqual(error._tag, "PayloadTooLarge")
-      assert.isAbove(error.bytes, 4096)
+      assert.isAbove(error._tag === "PayloadTooLarge" ? error.bytes : 0, 4096)
       yield* settle
       assert.strictEqual(server.commands().length, 0)
     }).pipe(Effect.provide(env())),
@@ -447,13 +584,19 @@ describe("Shard", () => {
     }).pipe(Effect.provide(env())),
   )
 
-  it.effect("with back-pressure, a stalled consumer loses nothing", () =>
+  it.effect("with back-pressure, a stalled consumer loses nothing and is not taken for a zombie", () =>
     Effect.gen(function* () {
       const server = yield* ScriptedGateway.ScriptedGateway
+      const memory = yield* MemoryTransport.MemoryTransport
       const shard = yield* Shard.make(config({ events: { capacity: 4 } }))
       yield* settle
       yield* server.emitMessages(30) // nobody consumes yet
-      yield* advance(interval * 4) // long enough for the stalled link to be judged a zombie
+      // Four intervals with the reader held up: ACKs go unread, but that is the consumer's
+      // doing, not the server's, so the zombie check is suspended and the link stays.
+      yield* advance(interval * 4)
+      assert.isTrue(server.peer()!.isOpen(), "not closed as a zombie")
+      assert.strictEqual(memory.connectAttempts().length, 1)
+      assert.strictEqual(server.resumes(), 0)
       const seen = yield* Stream.runCollect(Stream.take(shard.events, 31).pipe(Stream.timeout(interval * 10)))
       assert.deepStrictEqual(
         seen.map((e) => `${e.type}#${e.seq}`),
@@ -495,5 +638,38 @@ describe("identify throttle across shards", () => {
   )
 })
 
-// keep the import used for typed tags in failing paths
-export type { GatewayError }
+describe("a session store that stops answering", () => {
+  const silent: SessionStore.SessionStoreService = {
+    load: () => Effect.never,
+    save: () => Effect.never,
+    clear: () => Effect.never,
+  }
+  const silentEnv = Layer.mergeAll(
+    ScriptedGateway.ScriptedGateway.layer({ heartbeatInterval: interval }),
+    Layer.succeed(SessionStore.SessionStore)(silent),
+    IdentifyThrottle.IdentifyThrottle.layer({ maxConcurrency: 1 }),
+    fixedRandom,
+  )
+
+  it.effect("costs each call at most storeTimeout: the shard starts, runs and shuts down", () =>
+    Effect.gen(function* () {
+      const server = yield* ScriptedGateway.ScriptedGateway
+      const scope = yield* Scope.make()
+      const making = yield* Effect.forkChild(
+        Shard.make(config({ storeTimeout: 2_000 })).pipe(Scope.provide(scope)),
+      )
+      yield* advance(1_999)
+      assert.isUndefined(making.pollUnsafe(), "still waiting for load")
+      yield* advance(1)
+      const shard = yield* Fiber.join(making)
+      yield* advance(2_000) // READY's save times out too
+      assert.strictEqual(server.identifies().length, 1)
+      assert.strictEqual((yield* SubscriptionRef.get(shard.status)).state._tag, "Ready")
+      // shutdown saves the session: bounded as well
+      const closing = yield* Effect.forkChild(Scope.close(scope, Exit.void))
+      yield* advance(5_000)
+      assert.isTrue(Option.isSome(Option.fromNullishOr(closing.pollUnsafe())), "shutdown completed")
+      assert.isFalse(server.peer()!.isOpen())
+    }).pipe(Effect.provide(silentEnv)),
+  )
+})

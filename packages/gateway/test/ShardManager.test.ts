@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { SessionStore, ShardManager } from "@vigil/gateway"
+import { MemoryTransport } from "@vigil/testing/MemoryTransport"
 import * as ScriptedGateway from "@vigil/testing/ScriptedGateway"
 import * as Settle from "@vigil/testing/Settle"
 import { Effect, Exit, Fiber, Layer, Random, Redacted, Stream } from "effect"
@@ -189,5 +190,36 @@ describe("ShardManager", () => {
       const error = yield* Effect.flip(manager.await)
       assert.strictEqual(error._tag, "ShardingRequired")
     }).pipe(Effect.provide(env)),
+  )
+
+  it.effect("concurrent start and restart of one shard id never run two Shards, even with a slow store", () =>
+    Effect.gen(function* () {
+      const memory = yield* MemoryTransport
+      const making = yield* Effect.forkChild(ShardManager.make(config({ shards: [0, 1] })))
+      yield* Settle.advance(2_000) // each start loads from the (1 s) store
+      const manager = yield* Fiber.join(making)
+      assert.strictEqual(memory.openCount(), 2)
+      yield* manager.stop(1)
+      yield* Effect.forkChild(
+        Effect.all([manager.start(1), manager.start(1), manager.restart(1), manager.start(1)], {
+          concurrency: "unbounded",
+        }),
+      )
+      yield* Settle.advance(10_000)
+      assert.strictEqual(memory.openCount(), 2, "one connection per shard")
+      assert.strictEqual(memory.maxOpenCount(), 2, "never a second socket for shard 1")
+    }).pipe(
+      Effect.provide(
+        Layer.mergeAll(
+          ScriptedGateway.ScriptedGateway.layer({ heartbeatInterval: interval }),
+          Layer.sync(SessionStore.SessionStore)(() => {
+            const store = SessionStore.makeMemory()
+            return { ...store, load: (id: number) => Effect.delay(store.load(id), 1_000) }
+          }),
+          FetchHttpClient.layer,
+          Layer.succeed(Random.Random)({ nextDoubleUnsafe: () => 0.5, nextIntUnsafe: () => 0 }),
+        ),
+      ),
+    ),
   )
 })

@@ -1,0 +1,42 @@
+/**
+ * The session store as a shard uses it: every call bounded in time. A store that stops
+ * answering (a hung file system, a lost database) costs at worst an identify, never a shard
+ * that cannot start or a shutdown that never completes.
+ */
+import { Duration, Effect, Option } from "effect"
+import { SessionStoreTimeout } from "../GatewayError.ts"
+import type { SessionStoreService, StoredSession } from "../SessionStore.ts"
+
+export const defaultTimeout = Duration.seconds(5)
+
+export interface BoundedStore {
+  /** None when the store has nothing, or did not answer in time. */
+  readonly load: Effect.Effect<Option.Option<StoredSession>>
+  readonly save: (session: StoredSession) => Effect.Effect<void>
+  readonly clear: Effect.Effect<void>
+}
+
+export const make = (
+  store: SessionStoreService,
+  shardId: number,
+  timeout: Duration.Input = defaultTimeout,
+): BoundedStore => {
+  const timeoutMillis = Duration.toMillis(timeout)
+  // Interruptible even inside a finalizer (shutdown saves there), so the timeout can win.
+  const bound = <A>(operation: SessionStoreTimeout["operation"], call: Effect.Effect<A>, fallback: A) =>
+    Effect.interruptible(call).pipe(
+      Effect.timeoutOrElse({
+        duration: timeoutMillis,
+        orElse: () =>
+          Effect.as(
+            Effect.logWarning(new SessionStoreTimeout({ operation, shardId, timeoutMillis }).message),
+            fallback,
+          ),
+      }),
+    )
+  return {
+    load: bound("load", store.load(shardId), Option.none()),
+    save: (session) => bound("save", store.save(shardId, session), undefined),
+    clear: bound("clear", store.clear(shardId), undefined),
+  }
+}
