@@ -190,6 +190,27 @@ export const make = Effect.fnUntraced(function* (
   let resumeFailures = 0
   let failuresSinceHealthy = 0
 
+  // What every connection of this shard shares; each attempt adds its URL, handshake and events.
+  const connectionOptions = {
+    token: config.token,
+    intents: config.intents,
+    shard: config.shard,
+    compression: config.compression,
+    helloTimeout: config.helloTimeout,
+    handshakeTimeout: config.handshakeTimeout,
+    maxMessageBytes: config.maxMessageBytes,
+    properties: config.properties,
+    largeThreshold: config.largeThreshold,
+    presence: config.presence,
+    beforeIdentify: setState({ _tag: "WaitingForIdentify" }).pipe(
+      Effect.andThen(throttle.wait(id)),
+      Effect.andThen(setState({ _tag: "Identifying" })),
+    ),
+    sequence: Effect.sync(() => session?.sequence ?? null),
+    outbox,
+    stop: Deferred.await(stop),
+  } satisfies Omit<Connection.ConnectionOptions<unknown>, "url" | "handshake">
+
   const attempt: Effect.Effect<AttemptOutcome> = Effect.gen(function* () {
     const resuming = session !== undefined
     const startedAt = yield* Clock.currentTimeMillis
@@ -208,25 +229,9 @@ export const make = Effect.fnUntraced(function* (
     })
     const exit = yield* Effect.exit(
       Connection.run({
+        ...connectionOptions,
         url: session?.resumeUrl ?? config.gatewayUrl ?? defaultGatewayUrl,
-        token: config.token,
-        intents: config.intents,
-        shard: config.shard,
         handshake,
-        compression: config.compression,
-        helloTimeout: config.helloTimeout,
-        handshakeTimeout: config.handshakeTimeout,
-        maxMessageBytes: config.maxMessageBytes,
-        properties: config.properties,
-        largeThreshold: config.largeThreshold,
-        presence: config.presence,
-        beforeIdentify: setState({ _tag: "WaitingForIdentify" }).pipe(
-          Effect.andThen(throttle.wait(id)),
-          Effect.andThen(setState({ _tag: "Identifying" })),
-        ),
-        sequence: Effect.sync(() => session?.sequence ?? null),
-        outbox,
-        stop: Deferred.await(stop),
         onEvent: (event) => {
           switch (event._tag) {
             case "Dispatches":
