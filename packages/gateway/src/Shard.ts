@@ -31,6 +31,7 @@ import {
 import { IdentifyThrottle } from "./IdentifyThrottle.ts"
 import * as BoundedStore from "./internal/BoundedStore.ts"
 import * as Delivery from "./internal/Delivery.ts"
+import * as Session from "./internal/Session.ts"
 import * as Members from "./Members.ts"
 import * as Outbox from "./Outbox.ts"
 import type * as Protocol from "./Protocol.ts"
@@ -144,22 +145,17 @@ export const make = Effect.fnUntraced(function* (
   config: ShardConfig,
 ): Effect.fn.Return<Shard, never, Scope.Scope | GatewayTransport | SessionStore | IdentifyThrottle> {
   const [id, count] = config.shard
-  const store = BoundedStore.make(yield* SessionStore, id, config.storeTimeout)
   const throttle = yield* IdentifyThrottle
   const transportContext = yield* Effect.context<GatewayTransport>()
   const policy = { ...ReconnectPolicy.defaultConfig, ...config.policy }
 
-  // The session record: its one owner. The loop replaces it, the delivery buffer advances
-  // its sequence (only for events handed over), the store gets copies.
-  const stored = Option.getOrUndefined(yield* store.load)
-  let session: Delivery.SessionRecord | undefined =
-    stored && stored.shardCount === count ? { ...stored } : undefined
+  const session = yield* Session.make(BoundedStore.make(yield* SessionStore, id, config.storeTimeout), count)
 
   const members = Members.makeRegistry()
   const delivery = yield* Delivery.make({
     capacity: config.events?.capacity ?? 1024,
     strategy: config.events?.strategy ?? "backpressure",
-    session: () => session,
+    session,
     observe: members.observe,
   })
   const outbox = yield* Outbox.make
@@ -168,7 +164,7 @@ export const make = Effect.fnUntraced(function* (
     shard: config.shard,
     state: { _tag: "Connecting" },
     latency: undefined,
-    sessionId: session?.sessionId,
+    sessionId: session.current()?.sessionId,
     connections: 0,
     identifies: 0,
     resumes: 0,
@@ -177,14 +173,10 @@ export const make = Effect.fnUntraced(function* (
   const setStatus = (f: (s: ShardStatus) => ShardStatus) => SubscriptionRef.update(status, f)
   const setState = (state: ShardState) => setStatus((s) => ({ ...s, state }))
 
-  const saveSession = Effect.suspend(() => (session ? store.save({ ...session }) : store.clear))
-  const forgetSession = Effect.suspend(() => {
-    session = undefined
-    return Effect.andThen(
-      store.clear,
-      setStatus((s) => ({ ...s, sessionId: undefined })),
-    )
-  })
+  const forgetSession = Effect.andThen(
+    session.forget,
+    setStatus((s) => ({ ...s, sessionId: undefined })),
+  )
 
   const stop = yield* Deferred.make<Connection.StopMode>()
   let resumeFailures = 0
@@ -206,16 +198,17 @@ export const make = Effect.fnUntraced(function* (
       Effect.andThen(throttle.wait(id)),
       Effect.andThen(setState({ _tag: "Identifying" })),
     ),
-    sequence: Effect.sync(() => session?.sequence ?? null),
+    sequence: Effect.sync(session.sequence),
     outbox,
     stop: Deferred.await(stop),
   } satisfies Omit<Connection.ConnectionOptions<unknown>, "url" | "handshake">
 
   const attempt: Effect.Effect<AttemptOutcome> = Effect.gen(function* () {
-    const resuming = session !== undefined
+    const resumed = session.current()
+    const resuming = resumed !== undefined
     const startedAt = yield* Clock.currentTimeMillis
-    const handshake: Connection.Handshake = session
-      ? { _tag: "resume", sessionId: session.sessionId, seq: session.sequence }
+    const handshake: Connection.Handshake = resumed
+      ? { _tag: "resume", sessionId: resumed.sessionId, seq: resumed.sequence }
       : { _tag: "identify" }
     yield* setStatus((s) => ({ ...s, state: { _tag: "Connecting" }, connections: s.connections + 1 }))
     let readyAt: number | undefined
@@ -230,7 +223,7 @@ export const make = Effect.fnUntraced(function* (
     const exit = yield* Effect.exit(
       Connection.run({
         ...connectionOptions,
-        url: session?.resumeUrl ?? config.gatewayUrl ?? defaultGatewayUrl,
+        url: resumed?.resumeUrl ?? config.gatewayUrl ?? defaultGatewayUrl,
         handshake,
         onEvent: (event) => {
           switch (event._tag) {
@@ -242,17 +235,10 @@ export const make = Effect.fnUntraced(function* (
             case "Ready":
               // A resume's replay may include the session's own READY: an old event, which
               // the duplicate filter handles, not a new session.
-              if (resuming && session?.sessionId === event.ready.session_id) return Effect.void
+              if (resumed?.sessionId === event.ready.session_id) return Effect.void
               return Effect.gen(function* () {
-                // A new session: nothing delivered yet, whatever READY's number (0 or 1).
-                session = {
-                  sessionId: event.ready.session_id,
-                  sequence: null,
-                  resumeUrl: event.ready.resume_gateway_url,
-                  shardCount: count,
-                }
                 const now = yield* handshakeComplete
-                yield* saveSession
+                yield* session.begin(event.ready)
                 yield* setStatus((s) => ({
                   ...s,
                   state: { _tag: "Ready", since: now },
@@ -274,7 +260,7 @@ export const make = Effect.fnUntraced(function* (
       }).pipe(Effect.provideContext(transportContext)),
     )
     const endedAt = yield* Clock.currentTimeMillis
-    yield* saveSession
+    yield* session.save
     return {
       exit,
       resumeFailed: resuming && sentHandshake && readyAt === undefined,
@@ -307,7 +293,7 @@ export const make = Effect.fnUntraced(function* (
       const decision = ReconnectPolicy.decide(
         {
           error,
-          hasSession: session !== undefined,
+          hasSession: session.current() !== undefined,
           wasFailedResume: resumeFailed,
           resumeFailures,
           failuresSinceHealthy,
@@ -323,7 +309,7 @@ export const make = Effect.fnUntraced(function* (
         yield* setState({ _tag: "Stopped", reason: decision.error.message, error: decision.error })
         return yield* decision.error
       }
-      if (decision._tag === "Identify" && session !== undefined) {
+      if (decision._tag === "Identify" && session.current() !== undefined) {
         resumeFailures = 0
         yield* forgetSession
       }
@@ -358,7 +344,7 @@ export const make = Effect.fnUntraced(function* (
   const fiber = yield* Effect.forkScoped(
     loop.pipe(
       Effect.onExit((exit) => stopped(reasonOf(exit))),
-      Effect.ensuring(saveSession),
+      Effect.ensuring(session.save),
     ),
   )
   // Also when the scope closes before the loop ever ran.

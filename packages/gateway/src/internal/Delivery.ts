@@ -1,21 +1,19 @@
 /**
  * The shard's event buffer: hands dispatches to the consumer's bounded queue, drops what a
  * resume replays a second time, and moves the session's sequence as each event is accepted.
- * The buffer outlives connections; the session record it advances is the shard's.
+ * The buffer outlives connections; the session it advances is the shard's.
  */
 import { type Cause, Clock, Effect, Queue, Stream } from "effect"
 import type * as Protocol from "../Protocol.ts"
-import type { StoredSession } from "../SessionStore.ts"
-
-export type SessionRecord = { -readonly [K in keyof StoredSession]: StoredSession[K] }
+import type { Session } from "./Session.ts"
 
 export type Strategy = "backpressure" | "dropping" | "sliding"
 
 export interface DeliveryOptions {
   readonly capacity: number
   readonly strategy: Strategy
-  /** The current session (its `sequence` is what this buffer advances). */
-  readonly session: () => SessionRecord | undefined
+  /** Whose sequence this buffer reads and advances. */
+  readonly session: Session
   /** Sees every accepted dispatch (member chunks are correlated here). */
   readonly observe: (dispatch: Protocol.Dispatch) => void
 }
@@ -54,11 +52,7 @@ export const make = Effect.fnUntraced(function* (options: DeliveryOptions) {
   const accept = (dispatch: Protocol.Dispatch) => {
     observe(dispatch)
     delivered++
-    advance(dispatch.seq)
-  }
-  const advance = (seq: number) => {
-    const current = session()
-    if (current) current.sequence = seq
+    session.advance(dispatch.seq)
   }
 
   /**
@@ -74,8 +68,8 @@ export const make = Effect.fnUntraced(function* (options: DeliveryOptions) {
         // A resume replays what followed the sequence we sent; anything already handed over
         // (by sequence, within the same session) is dropped here. `null`: nothing yet, so
         // no assumption about where numbering starts (READY may be 0).
-        const sequence = session()?.sequence
-        if (sequence != null && dispatch.seq <= sequence) {
+        const sequence = session.sequence()
+        if (sequence !== null && dispatch.seq <= sequence) {
           duplicates++
           continue
         }
@@ -83,7 +77,7 @@ export const make = Effect.fnUntraced(function* (options: DeliveryOptions) {
         if (!Queue.offerUnsafe(queue, dispatch)) {
           if (strategy === "dropping") {
             dropped++ // by choice: the sequence moves past it, a resume will not bring it back
-            advance(dispatch.seq)
+            session.advance(dispatch.seq)
             continue
           }
           return Effect.flatMap(Queue.offer(queue, dispatch), () => {
