@@ -13,7 +13,7 @@
  */
 import * as os from "node:os"
 import * as zlib from "node:zlib"
-import { type Decompressor, fromPush } from "@vigil/gateway/Compression"
+import type { Decompressor } from "@vigil/gateway/Compression"
 import { makeZlibDecompressor } from "@vigil/gateway-node/ZlibDecompressor"
 import * as ZstdStream from "@vigil/gateway-node/ZstdStream"
 import { Effect } from "effect"
@@ -246,7 +246,7 @@ const candidates: ReadonlyArray<Candidate> = [
     kind: "zlib-stream",
     sync: true,
     batches: batchSizes,
-    make: () => vigil(fromPush(makeZlibDecompressor({ maxMessageBytes: limit }).push)),
+    make: () => vigil(makeZlibDecompressor({ maxMessageBytes: limit })),
   },
   {
     name: "node:zlib ZstdDecompress, awaited per message",

@@ -8,7 +8,7 @@
  * Each `make` is a fresh context owned by one connection; a `DecodeError` spends only that
  * context, never another connection's.
  */
-import { fromPush, GatewayCompression, type GatewayCompressionService } from "@vigil/gateway/Compression"
+import { GatewayCompression, type GatewayCompressionService } from "@vigil/gateway/Compression"
 import { Effect, Layer } from "effect"
 import { makeZlibDecompressor } from "./ZlibDecompressor.ts"
 import * as ZstdStream from "./ZstdStream.ts"
@@ -16,7 +16,7 @@ import * as ZstdStream from "./ZstdStream.ts"
 export const make: GatewayCompressionService["make"] = (kind, options) =>
   kind === "zlib-stream"
     ? // Pure JS state: nothing to release beyond what the collector takes with the connection.
-      Effect.sync(() => fromPush(makeZlibDecompressor(options).push))
+      Effect.sync(() => makeZlibDecompressor(options))
     : ZstdStream.make(options)
 
 export const service: GatewayCompressionService = { make }

@@ -6,21 +6,23 @@
  * A batch's frames are written to the context as one buffer; the output is split back into
  * gateway messages by a small scanner (each gateway message is exactly one JSON object: it
  * tracks bracket depth, aware of strings and escapes). The scanner runs as output arrives,
- * so it also enforces the size limit while decoding: a message whose output passes
- * `maxMessageBytes` fails the batch and destroys the context at once, holding at most the
- * limit plus one output chunk. Writing the frames one by one instead (message boundaries
+ * so it also enforces the limits while decoding: a message whose output passes
+ * `maxMessageBytes`, a batch whose output passes `maxBatchBytes`, or a batch yielding more
+ * messages than it has frames (a bomb of many tiny objects) fails the batch and destroys the
+ * context at once, holding at most a limit plus one output chunk. Writing the frames one by one instead (message boundaries
  * from each write's callback) costs one threadpool hop per frame, which is what makes the
  * per-message `await` expensive; see `packages/bench/src/codecs.ts`.
  *
  * Framing checks: zstd-stream carries exactly one message per WebSocket message, so a batch
  * of N frames must decode to exactly N whole JSON objects; a batch ending inside a message
- * (truncated) or holding more or fewer messages (mis-framed) is a `DecodeError`. Data that is
+ * (truncated) or holding more (as soon as the N+1st ends) or fewer messages (mis-framed) is
+ * a `DecodeError`. Data that is
  * not zstd, corrupt blocks and frames asking for a window above `maxWindowLog` are refused
  * by zstd itself (the code of its error is reported, never any payload). After a
  * `DecodeError` the context is spent: it cannot be resynchronised, the connection recycles.
  */
 import * as zlib from "node:zlib"
-import type { Decompressor, DecompressorOptions } from "@vigil/gateway/Compression"
+import { type Decompressor, type DecompressorOptions, maxBatchBytes } from "@vigil/gateway/Compression"
 import { DecodeError } from "@vigil/gateway/GatewayError"
 import { Effect, type Scope } from "effect"
 
@@ -59,6 +61,7 @@ type Resume = (effect: Effect.Effect<ReadonlyArray<string>, DecodeError>) => voi
 
 export const makeUnscoped = (options: ZstdStreamOptions): ZstdStream => {
   const limit = options.maxMessageBytes
+  const batchLimit = maxBatchBytes(options)
   const stream = zlib.createZstdDecompress({
     chunkSize: options.chunkBytes ?? defaultChunkBytes,
     params: { [zlib.constants.ZSTD_d_windowLogMax]: maxWindowLog },
@@ -77,6 +80,8 @@ export const makeUnscoped = (options: ZstdStreamOptions): ZstdStream => {
   let messages: Array<string> = []
   let expected = 0
   let batchBytes = 0
+  /** Decompressed bytes of the batch so far (a batch starts and ends between messages). */
+  let batchOutput = 0
 
   let failed: DecodeError | undefined
 
@@ -104,6 +109,10 @@ export const makeUnscoped = (options: ZstdStreamOptions): ZstdStream => {
       fail("size", `decompressed message exceeds ${limit} bytes`)
       return false
     }
+    if (messages.length === expected) {
+      fail("decompress", `${expected} zstd-stream frames carried more messages (mis-framed)`)
+      return false
+    }
     try {
       messages.push(textDecoder.decode(bytes))
     } catch {
@@ -116,6 +125,11 @@ export const makeUnscoped = (options: ZstdStreamOptions): ZstdStream => {
   const onData = (chunk: Buffer): void => {
     if (failed) return
     const n = chunk.length
+    batchOutput += n
+    if (batchOutput > batchLimit) {
+      fail("size", `decompressed output of one read exceeds ${batchLimit} bytes`)
+      return
+    }
     /** Where the current message starts in this chunk (0 when it began in an earlier one). */
     let start = 0
     let i = 0
@@ -197,6 +211,7 @@ export const makeUnscoped = (options: ZstdStreamOptions): ZstdStream => {
         resume = settle
         expected = frames.length
         batchBytes = 0
+        batchOutput = 0
         for (const frame of frames) batchBytes += frame.length
         const input = frames.length === 1 ? (frames[0] as Uint8Array) : Buffer.concat(frames, batchBytes)
         stream.write(input, onWritten)

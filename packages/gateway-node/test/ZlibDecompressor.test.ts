@@ -1,7 +1,8 @@
 /**
  * zlib-stream against node:zlib's deflate (one context, Z_SYNC_FLUSH per message): round
  * trips over thousands of messages, messages split across frames, large messages, corrupt
- * and truncated data, the size limit, and isolation between connections' contexts.
+ * and truncated data, the size limits (one huge message; a batch of many large ones), and
+ * isolation between connections' contexts.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { GatewayCompression } from "@vigil/gateway/Compression"
@@ -9,7 +10,7 @@ import type { DecodeError } from "@vigil/gateway/GatewayError"
 import * as NodeCompression from "@vigil/gateway-node/NodeCompression"
 import { makeZlibDecompressor } from "@vigil/gateway-node/ZlibDecompressor"
 import { Effect, Result } from "effect"
-import { compressedStream } from "./compressed.ts"
+import { compressedStream, heldBytes, objectOfBytes } from "./compressed.ts"
 
 const limit = 32 * 1024 * 1024
 
@@ -129,6 +130,48 @@ describe("ZlibDecompressor", () => {
     const d = makeZlibDecompressor({ maxMessageBytes: Buffer.byteLength(text) })
     assert.strictEqual(ok(d.push(frames[0] as Uint8Array)), text)
   })
+
+  it.effect("bounds a batch's output: 2 × maxMessageBytes by default, maxBatchBytes when given", () =>
+    Effect.gen(function* () {
+      const mib = 1024 * 1024
+      // 32 frames of ~1 KiB, each inflating to a message of exactly the limit.
+      const texts = Array.from({ length: 32 }, () => objectOfBytes(mib))
+      const frames = yield* Effect.promise(() => deflateStream(texts))
+      assert.isBelow(
+        frames.reduce((n, f) => n + f.length, 0),
+        64 * 1024,
+      )
+      // Two messages of the limit fit the default; a third, anywhere in the batch, does not.
+      const two = makeZlibDecompressor({ maxMessageBytes: mib })
+      assert.deepStrictEqual(yield* two.decompress(frames.slice(0, 2)), texts.slice(0, 2))
+      const before = heldBytes()
+      const error = yield* Effect.flip(two.decompress(frames.slice(2)))
+      assert.isBelow(heldBytes() - before, 16 * mib)
+      assert.strictEqual(error.stage, "size")
+      assert.include(error.detail, `one read exceeds ${2 * mib} bytes`)
+      assert.strictEqual((yield* Effect.flip(two.decompress(frames.slice(2, 3)))).stage, "size")
+      const wider = makeZlibDecompressor({ maxMessageBytes: mib, maxBatchBytes: 4 * mib })
+      assert.deepStrictEqual(yield* wider.decompress(frames.slice(0, 4)), texts.slice(0, 4))
+      assert.strictEqual((yield* Effect.flip(wider.decompress(frames.slice(4, 9)))).stage, "size")
+    }),
+  )
+
+  it.effect("a batch bound spans a message split over the batch's frames", () =>
+    Effect.gen(function* () {
+      const kib = 1024
+      const texts = [objectOfBytes(40 * kib), objectOfBytes(40 * kib)]
+      const [first, second] = (yield* Effect.promise(() => deflateStream(texts))) as [Uint8Array, Uint8Array]
+      const halves = [second.subarray(0, second.length >> 1), second.subarray(second.length >> 1)]
+      const d = makeZlibDecompressor({ maxMessageBytes: 64 * kib, maxBatchBytes: 64 * kib })
+      const error = yield* Effect.flip(d.decompress([first, ...halves]))
+      assert.strictEqual(error.stage, "size")
+      assert.include(error.detail, "one read")
+      // Each alone fits, batch after batch: the bound is per read.
+      const fresh = makeZlibDecompressor({ maxMessageBytes: 64 * kib, maxBatchBytes: 64 * kib })
+      assert.deepStrictEqual(yield* fresh.decompress([first]), texts.slice(0, 1))
+      assert.deepStrictEqual(yield* fresh.decompress(halves), texts.slice(1))
+    }),
+  )
 
   it.effect("a DecodeError on one connection's context leaves another's untouched (layer)", () =>
     Effect.gen(function* () {

@@ -2,7 +2,8 @@
  * zstd-stream on node:zlib's decoder, batch at a time, against node:zlib's zstd compressor
  * (one frame for the stream, flushed per message): round trips over thousands of messages
  * in batches of varied size, JSON the scanner could trip on, large messages, mis-framed,
- * corrupt and truncated data, the size limit with a bomb, isolation between contexts,
+ * corrupt and truncated data, the size limits with bombs (one huge message, one frame of
+ * millions of tiny objects, a batch of many large messages), isolation between contexts,
  * cleanup when the scope closes and interruption mid-batch.
  */
 import * as zlib from "node:zlib"
@@ -11,7 +12,7 @@ import { GatewayCompression } from "@vigil/gateway/Compression"
 import * as NodeCompression from "@vigil/gateway-node/NodeCompression"
 import * as ZstdStream from "@vigil/gateway-node/ZstdStream"
 import { Effect, Exit, Fiber } from "effect"
-import { compressedStream } from "./compressed.ts"
+import { compressedStream, heldBytes, objectOfBytes } from "./compressed.ts"
 
 const limit = 32 * 1024 * 1024
 
@@ -188,7 +189,7 @@ describe("ZstdStream", () => {
       assert.deepStrictEqual(yield* two.decompress([f1]), texts.slice(0, 1))
       const error = yield* Effect.flip(two.decompress([Buffer.concat([f2, f3]), f4]))
       assert.strictEqual(error.stage, "decompress")
-      assert.include(error.detail, "2 zstd-stream frames carried 3 messages")
+      assert.include(error.detail, "2 zstd-stream frames carried more messages")
 
       // The server flushed in the middle of a message: the first frame ends inside it.
       const halves = yield* frameStream(['{"op":0,"d":{"content":"a', 'b"}}'])
@@ -300,6 +301,49 @@ describe("ZstdStream", () => {
       const error = yield* Effect.flip(context.decompress(frames))
       assert.strictEqual(error.stage, "decompress")
       assert.include(error.detail, "not a JSON object")
+    }),
+  )
+
+  it.effect("refuses a frame of millions of tiny objects at the first extra one, the heap barely grown", () =>
+    Effect.gen(function* () {
+      // 16 MiB of `{}`: 8 Mi messages in one frame of a few hundred bytes.
+      const bomb = Buffer.alloc(16 * 1024 * 1024, "{}")
+      const frames = yield* frameStream([message(1), bomb, message(2), bomb])
+      assert.isBelow((frames[1] as Uint8Array).length, 4096)
+      for (const batch of [[frames[1]], [frames[1], frames[2]]] as Array<Array<Uint8Array>>) {
+        const context = yield* ZstdStream.make({ maxMessageBytes: limit })
+        assert.deepStrictEqual(yield* context.decompress([frames[0] as Uint8Array]), [message(1)])
+        const before = heldBytes()
+        const error = yield* Effect.flip(context.decompress(batch))
+        assert.isBelow(heldBytes() - before, 64 * 1024 * 1024)
+        assert.strictEqual(error.stage, "decompress")
+        assert.include(error.detail, `${batch.length} zstd-stream frames carried more messages`)
+        assert.isTrue(context.closed())
+      }
+    }),
+  )
+
+  it.effect("bounds a batch's output: 2 × maxMessageBytes by default, maxBatchBytes when given", () =>
+    Effect.gen(function* () {
+      const mib = 1024 * 1024
+      const texts = Array.from({ length: 32 }, () => objectOfBytes(mib))
+      const frames = yield* frameStream(texts)
+      assert.isBelow(
+        frames.reduce((n, f) => n + f.length, 0),
+        mib,
+      )
+      // Two messages of the limit fit the default; a third, anywhere in the batch, does not.
+      const two = yield* ZstdStream.make({ maxMessageBytes: mib })
+      assert.deepStrictEqual(yield* two.decompress(frames.slice(0, 2)), texts.slice(0, 2))
+      const before = heldBytes()
+      const error = yield* Effect.flip(two.decompress(frames.slice(2)))
+      assert.isBelow(heldBytes() - before, 16 * mib)
+      assert.strictEqual(error.stage, "size")
+      assert.include(error.detail, `one read exceeds ${2 * mib} bytes`)
+      assert.isTrue(two.closed())
+      const wider = yield* ZstdStream.make({ maxMessageBytes: mib, maxBatchBytes: 4 * mib })
+      assert.deepStrictEqual(yield* wider.decompress(frames.slice(0, 4)), texts.slice(0, 4))
+      assert.strictEqual((yield* Effect.flip(wider.decompress(frames.slice(4, 9)))).stage, "size")
     }),
   )
 

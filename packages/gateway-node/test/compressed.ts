@@ -27,3 +27,12 @@ export const compressedStream = async (
   stream.destroy()
   return frames
 }
+
+/** What a decompression bomb would inflate: bytes in V8's heap plus bytes in ArrayBuffers. */
+export const heldBytes = (): number => {
+  const usage = process.memoryUsage()
+  return usage.heapUsed + usage.arrayBuffers
+}
+
+/** A JSON object of exactly `bytes` bytes (at least 8). */
+export const objectOfBytes = (bytes: number): string => `{"d":"${"0".repeat(bytes - 8)}"}`

@@ -2,8 +2,9 @@
  * Every way a connection or a shard can end, as tagged errors an app can `catchTag`.
  * None of them carries a raw frame or the token: a frame could echo the token back.
  */
-import { Schema } from "effect"
+import { type Redacted, Schema } from "effect"
 import { classifyClose, describeClose, FatalCloseCodes } from "./Protocol.ts"
+import * as ServerText from "./ServerText.ts"
 
 const ShardId = Schema.Tuple([Schema.Int, Schema.Int])
 
@@ -40,17 +41,26 @@ export class HandshakeTimeout extends Schema.TaggedError<HandshakeTimeout>()("Ha
   }
 }
 
-/** The server closed the connection with a code that is not fatal. */
+/**
+ * The server closed the connection with a code that is not fatal. `reason` is the server's
+ * text, sanitized (`ServerText`): built with `fromCode`, and sanitized again in `message`.
+ */
 export class ServerClosed extends Schema.TaggedError<ServerClosed>()("ServerClosed", {
   code: Schema.Int,
   reason: Schema.String,
   action: Schema.Literals(["resume", "identify", "fatal"]),
 }) {
-  static fromCode(code: number, reason: string): ServerClosed {
-    return new ServerClosed({ code, reason, action: classifyClose(code) })
+  /** `secret`: the token the connection sent, redacted from the reason if echoed. */
+  static fromCode(code: number, reason: string, secret?: Redacted.Redacted<string>): ServerClosed {
+    return new ServerClosed({
+      code,
+      reason: ServerText.sanitize(reason, secret),
+      action: classifyClose(code),
+    })
   }
   override get message() {
-    return `server closed with ${this.code} (${describeClose(this.code)}${this.reason ? `: ${this.reason}` : ""})`
+    const reason = ServerText.sanitize(this.reason)
+    return `server closed with ${this.code} (${describeClose(this.code)}${reason ? `: ${reason}` : ""})`
   }
 }
 
@@ -82,7 +92,10 @@ export class DecodeError extends Schema.TaggedError<DecodeError>()("DecodeError"
   }
 }
 
-/** The socket could not be opened, read or written (network, TLS, abrupt drop). */
+/**
+ * The socket could not be opened, read or written (network, TLS, abrupt drop). `detail` can
+ * quote server text (a host name from `resume_gateway_url` in a DNS error): sanitized in `message`.
+ */
 export class TransportError extends Schema.TaggedError<TransportError>()("TransportError", {
   stage: Schema.Literals(["open", "read", "write"]),
   detail: Schema.String,
@@ -90,7 +103,8 @@ export class TransportError extends Schema.TaggedError<TransportError>()("Transp
   code: Schema.optional(Schema.Int),
 }) {
   override get message() {
-    return `transport ${this.stage} failed: ${this.detail}${this.code !== undefined ? ` (${this.code})` : ""}`
+    const code = this.code !== undefined ? ` (${this.code})` : ""
+    return `transport ${this.stage} failed: ${ServerText.sanitize(this.detail)}${code}`
   }
 }
 
@@ -171,9 +185,13 @@ export type FatalGatewayError =
   | InvalidIntents
   | DisallowedIntents
 
-/** The fatal error a close code stands for, if it is one. */
-export const fatalFromClose = (code: number, reason: string): FatalGatewayError | undefined => {
-  const fields = { code, reason }
+/** The fatal error a close code stands for, if it is one; its reason sanitized as `ServerClosed`'s. */
+export const fatalFromClose = (
+  code: number,
+  reason: string,
+  secret?: Redacted.Redacted<string>,
+): FatalGatewayError | undefined => {
+  const fields = { code, reason: ServerText.sanitize(reason, secret) }
   switch (code) {
     case FatalCloseCodes.AuthenticationFailed:
       return new AuthenticationFailed(fields)
