@@ -19,6 +19,7 @@ export interface NodeTransportOptions {
 }
 
 const OPEN = 1
+const CLOSING = 2
 
 const describe = (error: unknown): string => (error instanceof Error ? error.message : String(error))
 
@@ -47,6 +48,8 @@ export const make = (options: NodeTransportOptions = {}): Transport.GatewayTrans
       )
       let paused = false
       const inbox = FrameBuffer.make({
+        // `ws` emits every message of a TCP read synchronously: one batch for all of them.
+        deferTake: true,
         onTake: () => {
           if (paused) {
             paused = false
@@ -108,6 +111,10 @@ export const make = (options: NodeTransportOptions = {}): Transport.GatewayTrans
         send: (text) =>
           Effect.suspend(() => {
             if (ws.readyState !== OPEN) {
+              // Closing: the peer's close frame came (or the link failed), and `ws` waits for
+              // a TCP close that a hostile peer may hold back. Tear the link down now: the
+              // 'close' event then brings the code received, which is what the reader reports.
+              if (ws.readyState === CLOSING) ws.terminate()
               return Effect.fail(
                 new GatewayError.TransportError({ stage: "write", detail: "socket is not open" }),
               )
