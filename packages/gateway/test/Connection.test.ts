@@ -4,7 +4,7 @@ import { Connection, type GatewayError } from "@vigil/gateway"
 import * as MemoryTransport from "@vigil/testing/MemoryTransport"
 import * as Payloads from "@vigil/testing/Payloads"
 import * as Settle from "@vigil/testing/Settle"
-import { Effect, Exit, Fiber, Layer, Random, Redacted } from "effect"
+import { Deferred, Effect, Exit, Fiber, Layer, Random, Redacted } from "effect"
 import { TestClock } from "effect/testing"
 
 const interval = 41_250
@@ -130,6 +130,26 @@ describe("Connection handshake", () => {
       const error = failure(yield* Fiber.await(fiber)) as GatewayError.InvalidSession
       assert.strictEqual(error._tag, "InvalidSession")
       assert.isFalse(error.resumable)
+    }).pipe(Effect.provide(env)),
+  )
+
+  it.effect("a heartbeat request read after the close frame: its failed write is not the outcome", () =>
+    Effect.gen(function* () {
+      // The consumer holds the reader while op 1 and then close 4004 arrive: the reader
+      // answers op 1 on a socket already closed, then reads the close.
+      const release = yield* Deferred.make<void>()
+      const { fiber, peer } = yield* start({
+        onEvent: (e) => (e._tag === "Dispatches" ? Deferred.await(release) : Effect.void),
+      })
+      yield* peer.send(Payloads.hello(interval))
+      yield* peer.send(Payloads.ready(1))
+      yield* Settle.settle
+      yield* peer.send(Payloads.heartbeatRequest)
+      yield* peer.close(4004, "Authentication failed.")
+      yield* Deferred.succeed(release, undefined)
+      const error = failure(yield* Fiber.await(fiber))
+      assert.strictEqual(error?._tag, "AuthenticationFailed")
+      assert.strictEqual(peer.lateSends.length, 1, "the beat was attempted after the close")
     }).pipe(Effect.provide(env)),
   )
 
