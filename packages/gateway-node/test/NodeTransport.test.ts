@@ -7,7 +7,7 @@ import { type AddressInfo, connect, createServer, type Socket } from "node:net"
 import { assert, describe, it } from "@effect/vitest"
 import { Connection, type GatewayError, Heartbeat } from "@vigil/gateway"
 import { NodeTransport } from "@vigil/gateway-node"
-import { Clock, Deferred, Effect, Exit, Fiber, Redacted } from "effect"
+import { Deferred, Effect, Exit, Fiber, Redacted } from "effect"
 import { type WebSocket, WebSocketServer } from "ws"
 import * as RawGateway from "./RawGateway.ts"
 
@@ -265,12 +265,10 @@ describe("Connection over a hand-written gateway (bytes and timing under the tes
               }, holdMillis)
             }
           })
-          const started = yield* Clock.currentTimeMillis
+          const started = performance.now()
           const exit = yield* Effect.exit(run(server.url))
           const endedAt = performance.now()
           assert.strictEqual(failureOf(exit)?._tag, tag)
-          const beats = server.peers[0]!.received.filter((m) => m.op === 1).length
-          assert.isAtMost(beats, 1, "nothing but a first beat went out before the close frame")
           // It was decided when the beat failed, not when the server let TCP go.
           assert.isUndefined(
             releasedAt,
