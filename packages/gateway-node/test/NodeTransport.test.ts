@@ -7,7 +7,7 @@ import { type AddressInfo, connect, createServer, type Socket } from "node:net"
 import { assert, describe, it } from "@effect/vitest"
 import { Connection, type GatewayError, Heartbeat } from "@vigil/gateway"
 import { NodeTransport } from "@vigil/gateway-node"
-import { Deferred, Effect, Exit, Fiber, Redacted } from "effect"
+import { Deferred, Effect, Exit, Fiber, Layer, Random, Redacted } from "effect"
 import { type WebSocket, WebSocketServer } from "ws"
 import * as RawGateway from "./RawGateway.ts"
 
@@ -277,6 +277,37 @@ describe("Connection over a hand-written gateway (bytes and timing under the tes
         }),
     )
   }
+
+  it.live(
+    "a close frame with the TCP link held open and nothing to write: decided within a second or so",
+    () =>
+      Effect.gen(function* () {
+        let releasedAt: number | undefined
+        const server = yield* RawGateway.make((peer) => {
+          peer.send({ ...hello, d: { heartbeat_interval: 41_250 } })
+          peer.onMessage = (message) => {
+            if (message.op !== 2) return
+            peer.closeFrame(4004, "refused")
+            setTimeout(() => {
+              releasedAt = performance.now()
+              peer.destroy()
+            }, 5_000)
+          }
+        })
+        const started = performance.now()
+        // The first beat is 37 s away: no write will reveal the closing socket.
+        const exit = yield* Effect.exit(
+          run(server.url).pipe(
+            Effect.provide(
+              Layer.succeed(Random.Random)({ nextDoubleUnsafe: () => 0.9, nextIntUnsafe: () => 0 }),
+            ),
+          ),
+        )
+        const tookMillis = performance.now() - started
+        assert.strictEqual(failureOf(exit)?._tag, "AuthenticationFailed")
+        assert.isUndefined(releasedAt, `decided after ${tookMillis} ms, before the TCP close`)
+      }),
+  )
 
   it.live("frames that arrive in one TCP write are handed over as one batch", () =>
     Effect.gen(function* () {
