@@ -10,7 +10,8 @@
  * one beat per interval over the window plus room for the handshake, capped at half the
  * budget so that commands always move, even when a server asks for absurdly short
  * intervals (twilight caps its reserve likewise). Commands wait while the window holds
- * `budget - reserve` sends.
+ * `budget - reserve` sends. A beat the server asks for (op 1) takes a command's place, and
+ * only when one is free at once (`tryAcquire`).
  */
 import { Clock, Effect } from "effect"
 import * as Protocol from "./Protocol.ts"
