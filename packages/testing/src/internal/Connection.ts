@@ -5,7 +5,6 @@
  * and any delayed ACK go with it.
  */
 import * as Zlib from "node:zlib"
-import { clampInterval } from "@vigil/gateway/Heartbeat"
 import { Op } from "@vigil/gateway/Protocol"
 import { Clock, Deferred, Effect, Predicate, Result, type Scope } from "effect"
 import * as Traffic from "../Traffic.ts"
@@ -116,9 +115,7 @@ const writer = (state: State, conn: Conn, encoder: Encoder.Encoder): Effect.Effe
 /** Closes a connection whose heartbeats stopped: due within one interval, plus grace. */
 const watchdog = (state: State, conn: Conn): Effect.Effect<void> =>
   Effect.gen(function* () {
-    const { heartbeatGraceMillis, heartbeatTimeoutCode } = state.config
-    // A client beats no faster than its floor, whatever a short Hello asked for.
-    const heartbeatIntervalMillis = clampInterval(state.config.heartbeatIntervalMillis)
+    const { heartbeatIntervalMillis, heartbeatGraceMillis, heartbeatTimeoutCode } = state.config
     while (conn.state === "open" && !conn.halfOpen) {
       const now = yield* Clock.currentTimeMillis
       const deadline = conn.lastHeartbeatAt + heartbeatIntervalMillis + heartbeatGraceMillis
