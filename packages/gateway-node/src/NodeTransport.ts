@@ -19,6 +19,8 @@ export interface NodeTransportOptions {
 }
 
 const OPEN = 1
+const CLOSING = 2
+const closeTimeoutMillis = 1_000
 
 const describe = (error: unknown): string => (error instanceof Error ? error.message : String(error))
 
@@ -26,6 +28,14 @@ export const make = (options: NodeTransportOptions = {}): Transport.GatewayTrans
   const openTimeout = options.openTimeout ?? Duration.seconds(15)
   const maxPayload = options.maxFrameBytes ?? 64 * 1024 * 1024
   const highWater = options.highWaterFrames ?? 512
+  const clientOptions = {
+    perMessageDeflate: false,
+    maxPayload,
+    // How long `ws` waits for the TCP close after a close frame (its default: 30 s). A peer
+    // that sent its close frame and holds TCP open gets a second; then 'close' brings the
+    // code received. (An option of the `ws` this package requires; its types lag behind.)
+    closeTimeout: closeTimeoutMillis,
+  } as WebSocket.ClientOptions
 
   const connect = (
     url: string,
@@ -33,7 +43,7 @@ export const make = (options: NodeTransportOptions = {}): Transport.GatewayTrans
     Effect.gen(function* () {
       const ws = yield* Effect.acquireRelease(
         Effect.try({
-          try: () => new WebSocket(url, { perMessageDeflate: false, maxPayload }),
+          try: () => new WebSocket(url, clientOptions),
           catch: (error) => new GatewayError.TransportError({ stage: "open", detail: describe(error) }),
         }),
         // Whatever happened, the scope's end leaves no socket and no listener behind. A
@@ -47,6 +57,8 @@ export const make = (options: NodeTransportOptions = {}): Transport.GatewayTrans
       )
       let paused = false
       const inbox = FrameBuffer.make({
+        // `ws` emits every message of a TCP read synchronously: one batch for all of them.
+        deferTake: true,
         onTake: () => {
           if (paused) {
             paused = false
@@ -108,6 +120,10 @@ export const make = (options: NodeTransportOptions = {}): Transport.GatewayTrans
         send: (text) =>
           Effect.suspend(() => {
             if (ws.readyState !== OPEN) {
+              // Closing: the peer's close frame came (or the link failed), and `ws` waits for
+              // a TCP close that a hostile peer may hold back. Tear the link down now: the
+              // 'close' event then brings the code received, which is what the reader reports.
+              if (ws.readyState === CLOSING) ws.terminate()
               return Effect.fail(
                 new GatewayError.TransportError({ stage: "write", detail: "socket is not open" }),
               )

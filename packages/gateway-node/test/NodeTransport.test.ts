@@ -5,12 +5,14 @@
 
 import { type AddressInfo, connect, createServer, type Socket } from "node:net"
 import { assert, describe, it } from "@effect/vitest"
-import { Connection, type GatewayError } from "@vigil/gateway"
+import { Connection, type GatewayError, Heartbeat } from "@vigil/gateway"
 import { NodeTransport } from "@vigil/gateway-node"
-import { Deferred, Effect, Exit, Fiber, Redacted } from "effect"
+import { Deferred, Effect, Exit, Fiber, Layer, Random, Redacted } from "effect"
 import { type WebSocket, WebSocketServer } from "ws"
+import * as RawGateway from "./RawGateway.ts"
 
-const interval = 150
+// The shortest interval a connection honours: real time, so the shorter the better.
+const interval = Heartbeat.minimumIntervalMillis
 const token = Redacted.make("node-transport-test-token")
 
 interface ServerSide {
@@ -95,7 +97,7 @@ const failureOf = <E>(exit: Exit.Exit<unknown, E>): E | undefined => {
 
 const waitUntil = (check: () => boolean) =>
   Effect.gen(function* () {
-    for (let i = 0; i < 200 && !check(); i++) yield* Effect.sleep(10)
+    for (let i = 0; i < 500 && !check(); i++) yield* Effect.sleep(10)
     return check()
   })
 
@@ -164,7 +166,7 @@ describe("Connection over a real WebSocket", () => {
       const error = failureOf(exit) as GatewayError.ZombieDetected | undefined
       assert.strictEqual(error?._tag, "ZombieDetected")
       // the unanswered beat was given one interval, plus scheduling slack, no more
-      assert.isAtMost(error!.waitedMillis, interval + 50)
+      assert.isAtMost(error!.waitedMillis, interval + 250)
       // the client did not wait for a close handshake: its side of the link is gone
       assert.isTrue(yield* waitUntil(() => sockets[0]!.destroyed || sockets[0]!.readableEnded))
     }),
@@ -220,6 +222,118 @@ describe("Connection over a real WebSocket", () => {
       const error = failureOf(exit)
       assert.strictEqual(error?._tag, "TransportError")
       assert.strictEqual((error as GatewayError.TransportError).stage, "open")
+    }),
+  )
+})
+
+const hello = { op: 10, d: { heartbeat_interval: interval }, s: null, t: null }
+const ready = (seq: number) => ({
+  op: 0,
+  s: seq,
+  t: "READY",
+  d: {
+    v: 10,
+    session_id: "s",
+    resume_gateway_url: "ws://127.0.0.1",
+    user: { id: "1", username: "u" },
+    guilds: [],
+  },
+})
+
+describe("Connection over a hand-written gateway (bytes and timing under the test's control)", () => {
+  const fatal: Array<[number, string]> = [
+    [4004, "AuthenticationFailed"],
+    [4014, "DisallowedIntents"],
+  ]
+  for (const [code, tag] of fatal) {
+    it.live(
+      `close ${code} with the TCP link held open while a heartbeat is due: ${tag}, not a write failure`,
+      () =>
+        Effect.gen(function* () {
+          // The server answers Identify with a close frame and holds TCP open for 4 s: `ws`
+          // reports CLOSING meanwhile, and the heartbeat due within a second cannot be written.
+          const holdMillis = 4_000
+          let releasedAt: number | undefined
+          const server = yield* RawGateway.make((peer) => {
+            peer.send(hello)
+            peer.onMessage = (message) => {
+              if (message.op !== 2) return
+              peer.closeFrame(code, "refused")
+              setTimeout(() => {
+                releasedAt = performance.now()
+                peer.destroy()
+              }, holdMillis)
+            }
+          })
+          const started = performance.now()
+          const exit = yield* Effect.exit(run(server.url))
+          const endedAt = performance.now()
+          assert.strictEqual(failureOf(exit)?._tag, tag)
+          // It was decided when the beat failed, not when the server let TCP go.
+          assert.isUndefined(
+            releasedAt,
+            `decided ${endedAt - started} ms after the start, before the TCP close`,
+          )
+        }),
+    )
+  }
+
+  it.live(
+    "a close frame with the TCP link held open and nothing to write: decided within a second or so",
+    () =>
+      Effect.gen(function* () {
+        let releasedAt: number | undefined
+        const server = yield* RawGateway.make((peer) => {
+          peer.send({ ...hello, d: { heartbeat_interval: 41_250 } })
+          peer.onMessage = (message) => {
+            if (message.op !== 2) return
+            peer.closeFrame(4004, "refused")
+            setTimeout(() => {
+              releasedAt = performance.now()
+              peer.destroy()
+            }, 5_000)
+          }
+        })
+        const started = performance.now()
+        // The first beat is 37 s away: no write will reveal the closing socket.
+        const exit = yield* Effect.exit(
+          run(server.url).pipe(
+            Effect.provide(
+              Layer.succeed(Random.Random)({ nextDoubleUnsafe: () => 0.9, nextIntUnsafe: () => 0 }),
+            ),
+          ),
+        )
+        const tookMillis = performance.now() - started
+        assert.strictEqual(failureOf(exit)?._tag, "AuthenticationFailed")
+        assert.isUndefined(releasedAt, `decided after ${tookMillis} ms, before the TCP close`)
+      }),
+  )
+
+  it.live("frames that arrive in one TCP write are handed over as one batch", () =>
+    Effect.gen(function* () {
+      const server = yield* RawGateway.make((peer) => {
+        peer.send(hello)
+        peer.onMessage = (message) => {
+          if (message.op === 1) peer.send({ op: 11, d: null, s: null, t: null })
+          if (message.op !== 2) return
+          peer.send(ready(1))
+          peer.send(...[2, 3, 4, 5, 6].map((s) => ({ op: 0, s, t: "MESSAGE_CREATE", d: { n: s } })))
+        }
+      })
+      const batches: Array<ReadonlyArray<number>> = []
+      const done = yield* Deferred.make<void>()
+      const fiber = yield* Effect.forkChild(
+        run(server.url, {
+          onEvent: (e) => {
+            if (e._tag !== "Dispatches") return Effect.void
+            batches.push(e.dispatches.map((d) => d.seq))
+            return e.dispatches.some((d) => d.seq === 6) ? Deferred.succeed(done, undefined) : Effect.void
+          },
+        }),
+      )
+      yield* Deferred.await(done)
+      yield* Fiber.interrupt(fiber)
+      assert.deepStrictEqual(batches, [[1], [2, 3, 4, 5, 6]])
     }),
   )
 })

@@ -15,6 +15,7 @@ import {
   InvalidSession,
   ReconnectRequested,
   ServerClosed,
+  ServerMisbehaviour,
   type TransportError,
 } from "./GatewayError.ts"
 import * as Heartbeat from "./Heartbeat.ts"
@@ -47,8 +48,9 @@ export interface ConnectionOptions<E = never> {
   /** Waits for this shard's turn under the identify rate limit; runs right before Identify. */
   readonly beforeIdentify?: Effect.Effect<void, E> | undefined
   /**
-   * The session's last sequence, carried by heartbeats and Resume. When absent the
-   * connection tracks the last dispatch it received itself.
+   * The session's last sequence, carried by heartbeats; its owner (the Shard) keeps it up
+   * to date. When absent, the connection keeps its own: the Resume's `seq`, then the last
+   * dispatch it delivered.
    */
   readonly sequence?: Effect.Effect<number | null> | undefined
   /** Everything the connection observes, in order. Runs on the reader fiber. */
@@ -70,12 +72,19 @@ export type ConnectionEvent =
   | { readonly _tag: "Resumed" }
   /** Dispatches in arrival order, batched per read (the hot path: one call per batch). */
   | { readonly _tag: "Dispatches"; readonly dispatches: ReadonlyArray<Protocol.Dispatch> }
-  | { readonly _tag: "Latency"; readonly millis: number }
-  /** Something odd the connection survived (e.g. an unknown opcode): reported, not fatal. */
-  | { readonly _tag: "Warning"; readonly error: DecodeError }
+  /** A heartbeat's round trip, and the last few (`Heartbeat.latencySamples`), oldest first. */
+  | { readonly _tag: "Latency"; readonly millis: number; readonly recentMillis: ReadonlyArray<number> }
+  /**
+   * Something odd the connection survived: reported, not fatal. A `DecodeError` for an
+   * unknown opcode; a `ServerMisbehaviour` for a heartbeat request flood or a too-short
+   * interval (each reported once per connection).
+   */
+  | { readonly _tag: "Warning"; readonly error: DecodeError | ServerMisbehaviour }
 
 const defaultHelloTimeout = Duration.seconds(20)
 const defaultHandshakeTimeout = Duration.seconds(30)
+/** How long a failed write waits for the reader to learn why the socket closed. */
+const closeGrace = Duration.seconds(1)
 
 const noEvent = () => Effect.void
 
@@ -103,27 +112,58 @@ export const run = <E = never>(
       let closeCode: number = Protocol.ResumableCloseCode
       yield* Effect.addFinalizer(() => socket.close(closeCode))
 
-      let lastSeq: number | null = options.handshake._tag === "resume" ? options.handshake.seq : null
-      const sequence = options.sequence ?? Effect.sync(() => lastSeq)
+      // The session's sequence is the caller's; a connection run alone keeps its own here.
+      const own = options.sequence
+        ? undefined
+        : { seq: options.handshake._tag === "resume" ? options.handshake.seq : null }
+      const sequence = options.sequence ?? Effect.sync(() => own!.seq)
 
       const hello = yield* Deferred.make<number>()
       const handshakeDone = yield* Deferred.make<void>()
-      let heartbeat: Heartbeat.Heartbeat | undefined
+      let limiter: SendLimiter.SendLimiter | undefined // from Hello on
       let stalled = false // the reader waits on the consumer
-      let lastFrameAt = 0 // clock millis of the last frame batch: the handshake's progress
+      let progressAt = 0 // clock millis of the handshake's last progress (a dispatch)
       let handshakeComplete = false
+
+      const warn = (error: DecodeError | ServerMisbehaviour) =>
+        Effect.logWarning("gateway: the server sent something unexpected", error.message).pipe(
+          Effect.andThen(onEvent({ _tag: "Warning", error })),
+        )
+
+      /** Writes a send the limiter admitted, and dates it once written. */
+      const write = (admitted: SendLimiter.SendLimiter, payload: string) =>
+        Effect.ensuring(socket.send(payload), admitted.written)
+      // Heartbeats and the handshake never wait; the limiter keeps room for them.
+      const send = (payload: string): Effect.Effect<void, TransportError> =>
+        limiter ? Effect.andThen(limiter.record, write(limiter, payload)) : socket.send(payload)
+
+      const heartbeat = yield* Heartbeat.make({
+        shard: options.shard,
+        send,
+        // A requested beat is optional: it never takes the last places of the budget.
+        sendRequested: (payload) => {
+          const admitted = limiter
+          if (!admitted) return Effect.as(socket.send(payload), true)
+          return Effect.flatMap(admitted.tryAcquire, (ok) =>
+            ok ? Effect.as(write(admitted, payload), true) : Effect.succeed(false),
+          )
+        },
+        sequence,
+        readerStalled: () => stalled,
+        onLatency: (millis, recentMillis) => onEvent({ _tag: "Latency", millis, recentMillis }),
+        onWarning: warn,
+      })
 
       const handle = (envelope: Protocol.Envelope, bytes: number): Effect.Effect<void, ConnectionError> => {
         switch (envelope.op) {
           case Protocol.Op.Dispatch:
             return handshakeDispatch(envelope as Protocol.Envelope & { s: number; t: string }, bytes)
           case Protocol.Op.HeartbeatAck:
-            return heartbeat ? heartbeat.ack : Effect.void
+            return heartbeat.ack
           case Protocol.Op.Heartbeat:
-            // A server request: beat now, no zombie check (before Hello there is no loop yet).
-            return heartbeat
-              ? heartbeat.beatNow
-              : Effect.flatMap(sequence, (s) => socket.send(Protocol.heartbeat(s)))
+            // A server request: beat now, no zombie check. A write failing here means the
+            // socket is closing; the next receive says why, which is the outcome to report.
+            return Effect.catchTag(heartbeat.requested, "TransportError", () => Effect.void)
           case Protocol.Op.Hello:
             return Schema.decodeUnknownEffect(Protocol.Hello)(envelope.d).pipe(
               Effect.mapError(() => payloadError("Hello without a valid heartbeat_interval", bytes)),
@@ -141,26 +181,20 @@ export const run = <E = never>(
         }
       }
 
-      const warn = (error: DecodeError) =>
-        Effect.logWarning("gateway: ignored an unexpected payload", error.message).pipe(
-          Effect.andThen(onEvent({ _tag: "Warning", error })),
-        )
-
       // The consumer may hold the reader here (back-pressure); while it does, unread ACKs
-      // and frames are not the server's fault.
+      // and frames are not the server's fault. Dispatches before READY/RESUMED (a replay)
+      // are the handshake's progress.
       const deliver = (dispatches: ReadonlyArray<Protocol.Dispatch>) =>
-        Effect.suspend(() => {
+        Effect.gen(function* () {
+          if (!handshakeComplete) progressAt = yield* Clock.currentTimeMillis
           stalled = true
-          return onEvent({ _tag: "Dispatches", dispatches })
-        }).pipe(
-          Effect.andThen(
-            Effect.sync(() => {
-              stalled = false
-              const last = dispatches[dispatches.length - 1]!.seq
-              if (lastSeq === null || last > lastSeq) lastSeq = last
-            }),
-          ),
-        )
+          yield* onEvent({ _tag: "Dispatches", dispatches })
+          stalled = false
+          if (own) {
+            const last = dispatches[dispatches.length - 1]!.seq
+            if (own.seq === null || last > own.seq) own.seq = last
+          }
+        })
 
       /** READY and RESUMED: the handshake's end, announced before the dispatch itself. */
       const handshakeDispatch = (envelope: Protocol.Envelope & { s: number; t: string }, bytes: number) =>
@@ -169,6 +203,12 @@ export const run = <E = never>(
             const ready = yield* Schema.decodeUnknownEffect(Protocol.Ready)(envelope.d).pipe(
               Effect.mapError(() => payloadError("READY without a valid session", bytes)),
             )
+            // A resume's replay may carry the session's own READY: an old event to pass on,
+            // not the handshake's end (commands must wait for RESUMED).
+            const handshake = options.handshake
+            if (!handshakeComplete && handshake._tag === "resume" && ready.session_id === handshake.sessionId) {
+              return yield* deliver([{ seq: envelope.s, type: envelope.t, data: envelope.d }])
+            }
             yield* onEvent({ _tag: "Ready", ready })
           } else {
             yield* onEvent({ _tag: "Resumed" })
@@ -181,9 +221,7 @@ export const run = <E = never>(
       const decode = makeDecoder(maxMessageBytes)
       const reader: Effect.Effect<never, ConnectionError> = Effect.gen(function* () {
         while (true) {
-          const frames = yield* socket.receive.pipe(Effect.mapError(closedToError))
-          // Only the handshake's timeout needs the time of the last frame.
-          if (!handshakeComplete) lastFrameAt = yield* Clock.currentTimeMillis
+          const frames = yield* socket.receive.pipe(Effect.mapError((e) => closedToError(e, options.token)))
           const messages = decompressor ? yield* decompressAll(decompressor, frames) : frames
           // Ordinary dispatches are gathered and handed over once per batch; anything else
           // (ACK, op 7, READY, …) first flushes what came before it, so order holds.
@@ -208,15 +246,16 @@ export const run = <E = never>(
         }
       })
 
-      // The handshake times out only when it stalls: no frame for the whole timeout while
-      // the reader is free. A long replay before RESUMED, or a slow consumer, is progress.
+      // The handshake times out when it stalls: no progress for the whole timeout while the
+      // reader is free. A long replay before RESUMED, or a slow consumer, is progress; ACKs
+      // and other frames are not (a server may ACK forever and never answer Identify).
       const handshakeTimeout = Duration.toMillis(options.handshakeTimeout ?? defaultHandshakeTimeout)
       const awaitHandshake = (kind: Handshake["_tag"]): Effect.Effect<void, HandshakeTimeout> =>
         Effect.gen(function* () {
-          lastFrameAt = Math.max(lastFrameAt, yield* Clock.currentTimeMillis)
+          progressAt = Math.max(progressAt, yield* Clock.currentTimeMillis)
           while (true) {
             const now = yield* Clock.currentTimeMillis
-            const remaining = lastFrameAt + handshakeTimeout - now
+            const remaining = progressAt + handshakeTimeout - now
             if (remaining <= 0 && !stalled) {
               return yield* new HandshakeTimeout({ handshake: kind, timeoutMillis: handshakeTimeout })
             }
@@ -227,8 +266,48 @@ export const run = <E = never>(
           }
         })
 
+      /** Identify or Resume, then READY/RESUMED, then the writer and `stop`. */
+      const session = (admitted: SendLimiter.SendLimiter): Effect.Effect<void, ConnectionError | E> =>
+        Effect.gen(function* () {
+          const handshake = options.handshake
+          if (handshake._tag === "identify") {
+            if (options.beforeIdentify) yield* options.beforeIdentify
+            yield* send(
+              Protocol.identify({
+                token: options.token,
+                intents: options.intents,
+                shard: options.shard,
+                properties: options.properties,
+                largeThreshold: options.largeThreshold,
+                presence: options.presence,
+              }),
+            )
+          } else {
+            yield* send(
+              Protocol.resume({ token: options.token, sessionId: handshake.sessionId, seq: handshake.seq }),
+            )
+          }
+          yield* awaitHandshake(handshake._tag)
+
+          const running: Array<Effect.Effect<void, ConnectionError | E>> = []
+          if (options.outbox) {
+            running.push(options.outbox.drain(admitted.acquire, (payload) => write(admitted, payload)))
+          }
+          if (options.stop) {
+            running.push(
+              Effect.flatMap(options.stop, (mode) =>
+                Effect.sync(() => {
+                  if (mode === "logout") closeCode = 1000
+                }),
+              ),
+            )
+          }
+          // The writer only ends by failing; `stop` ends by succeeding.
+          yield* running.length > 0 ? Effect.raceAllFirst(running) : Effect.never
+        })
+
       const lifecycle: Effect.Effect<void, ConnectionError | E, Scope.Scope> = Effect.gen(function* () {
-        const intervalMillis = yield* Deferred.await(hello).pipe(
+        const requested = yield* Deferred.await(hello).pipe(
           Effect.timeoutOrElse({
             duration: options.helloTimeout ?? defaultHelloTimeout,
             orElse: () =>
@@ -239,65 +318,42 @@ export const run = <E = never>(
               ),
           }),
         )
+        const intervalMillis = Heartbeat.clampInterval(requested)
         yield* onEvent({ _tag: "Hello", intervalMillis })
-        const limiter = SendLimiter.make({ heartbeatIntervalMillis: intervalMillis })
-        // Heartbeats and the handshake never wait; the limiter keeps room for them.
-        const send = (payload: string): Effect.Effect<void, TransportError> =>
-          Effect.andThen(limiter.record, socket.send(payload))
-        heartbeat = yield* Heartbeat.start({
-          intervalMillis,
-          shard: options.shard,
-          send,
-          sequence,
-          readerStalled: () => stalled,
-          onLatency: (millis) => onEvent({ _tag: "Latency", millis }),
-        })
-
-        const handshake = options.handshake
-        if (handshake._tag === "identify") {
-          if (options.beforeIdentify) yield* options.beforeIdentify
-          yield* send(
-            Protocol.identify({
-              token: options.token,
-              intents: options.intents,
-              shard: options.shard,
-              properties: options.properties,
-              largeThreshold: options.largeThreshold,
-              presence: options.presence,
+        if (intervalMillis !== requested) {
+          yield* warn(
+            new ServerMisbehaviour({
+              kind: "heartbeat-interval",
+              detail: `heartbeat_interval ${requested} ms is below the ${intervalMillis} ms floor, which is used instead`,
             }),
           )
-        } else {
-          yield* send(
-            Protocol.resume({ token: options.token, sessionId: handshake.sessionId, seq: handshake.seq }),
-          )
         }
-        yield* awaitHandshake(handshake._tag)
-
-        const running: Array<Effect.Effect<void, ConnectionError | E>> = [Fiber.join(heartbeat.fiber)]
-        if (options.outbox) running.push(options.outbox.drain(limiter.acquire, socket.send))
-        if (options.stop) {
-          running.push(
-            Effect.flatMap(options.stop, (mode) =>
-              Effect.sync(() => {
-                if (mode === "logout") closeCode = 1000
-              }),
-            ),
-          )
-        }
-        // The heartbeat and the writer only end by failing; `stop` ends by succeeding.
-        yield* Effect.raceAllFirst(running)
+        const admitted = SendLimiter.make({ heartbeatIntervalMillis: intervalMillis })
+        limiter = admitted
+        const beats = yield* heartbeat.start(intervalMillis)
+        // A missed ACK ends the connection from Hello on: during the identify wait and the
+        // handshake too, not only once READY came.
+        yield* Effect.raceFirst(Fiber.join(beats), session(admitted))
       })
 
-      yield* Effect.raceFirst(reader, lifecycle)
+      // A close code, once received, decides the outcome: a write that failed meanwhile
+      // (the socket was already closing) gives way to the reason the reader reports.
+      const closeAware = Effect.catchTag(lifecycle, "TransportError", (error) =>
+        Effect.andThen(Effect.sleep(closeGrace), Effect.fail(error)),
+      )
+      yield* Effect.raceFirst(reader, closeAware)
     }),
   )
 
 const payloadError = (detail: string, bytes: number) => new DecodeError({ stage: "payload", detail, bytes })
 
 /** A close from the peer becomes the protocol's meaning of its code. */
-const closedToError = (error: TransportClosed | TransportError): ConnectionError => {
+const closedToError = (
+  error: TransportClosed | TransportError,
+  token: Redacted.Redacted<string>,
+): ConnectionError => {
   if (error._tag === "TransportError") return error
-  return fatalFromClose(error.code, error.reason) ?? ServerClosed.fromCode(error.code, error.reason)
+  return fatalFromClose(error.code, error.reason, token) ?? ServerClosed.fromCode(error.code, error.reason, token)
 }
 
 const byteLength = (frame: Frame): number => (typeof frame === "string" ? frame.length : frame.byteLength)

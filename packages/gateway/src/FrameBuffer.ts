@@ -1,7 +1,7 @@
 /**
  * The inbox between a socket's event callbacks and the connection's reader fiber: frames
- * are pushed as they arrive and taken in batches (one wake-up per batch, not per frame),
- * until the socket ends with its reason. For transport implementations.
+ * are pushed as they arrive and taken in batches (with `deferTake`, one wake-up per socket
+ * read, not per frame), until the socket ends with its reason. For transport implementations.
  */
 import { Effect } from "effect"
 import type { TransportError } from "./GatewayError.ts"
@@ -24,6 +24,12 @@ export interface FrameBuffer {
 export const make = (options?: {
   /** Called after each take: a transport resumes a paused socket here. */
   readonly onTake?: (() => void) | undefined
+  /**
+   * Let the woken reader take its batch one scheduler turn later, not inside the `push`
+   * that woke it. For sockets that emit several frames synchronously. Default false: a
+   * frame is taken at once (what `TestClock` tests on the in-memory transport rely on).
+   */
+  readonly deferTake?: boolean | undefined
 }): FrameBuffer => {
   let frames: Array<Frame> = []
   let reason: EndReason | undefined
@@ -35,11 +41,11 @@ export const make = (options?: {
     options?.onTake?.()
     return batch
   }
-  // The batch is taken when the reader actually runs, not when it is woken: frames that
-  // arrive in between (a socket read often holds many messages) join the same batch.
-  const takeWhenRun = Effect.suspend(() =>
-    frames.length > 0 ? Effect.succeed(takeAll()) : Effect.fail(reason!),
-  )
+  // The batch is taken when the reader runs, not when it is woken. A resumed fiber runs at
+  // once, inside `push`: with `deferTake` it first yields to the scheduler, so the frames
+  // a socket emits in one go (one TCP read often holds many messages) join one batch.
+  const takeNow = Effect.suspend(() => (frames.length > 0 ? Effect.succeed(takeAll()) : Effect.fail(reason!)))
+  const takeWhenRun = options?.deferTake ? Effect.andThen(Effect.yieldNow, takeNow) : takeNow
   const wake = () => {
     if (waiter === undefined) return
     const resume = waiter

@@ -253,3 +253,18 @@ export class SessionStoreTimeout extends Schema.TaggedError<SessionStoreTimeout>
     return `session store: ${this.operation} for shard ${this.shardId} took longer than ${this.timeoutMillis} ms`
   }
 }
+
+/**
+ * The server did something no sane gateway does, and the connection protected itself and
+ * went on (reported as a `Warning` event): heartbeat requests (op 1) in a flood, or a
+ * heartbeat interval too short to honour.
+ */
+export class ServerMisbehaviour extends Schema.TaggedError<ServerMisbehaviour>()("ServerMisbehaviour", {
+  kind: Schema.Literals(["heartbeat-requests", "heartbeat-interval"]),
+  /** What was wrong and what the connection did instead, in Vigil's words. */
+  detail: Schema.String,
+}) {
+  override get message() {
+    return `server misbehaviour (${this.kind}): ${this.detail}`
+  }
+}

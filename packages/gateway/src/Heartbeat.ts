@@ -3,17 +3,36 @@
  * loop runs as a fiber forked in the connection's scope, so when the connection ends the
  * loop is interrupted: a heartbeat can never fire against a dead socket, and no ACK state
  * crosses from one connection to the next. A missed ACK is a typed `ZombieDetected`.
+ *
+ * A hostile server cannot make it beat fast: the interval is at least
+ * `minimumIntervalMillis`, and its requests (op 1) are answered at most once per
+ * `requestWindowMillis`.
  */
 import { Clock, Effect, type Fiber, Random, type Scope } from "effect"
-import { type TransportError, ZombieDetected } from "./GatewayError.ts"
+import { ServerMisbehaviour, type TransportError, ZombieDetected } from "./GatewayError.ts"
 import * as Protocol from "./Protocol.ts"
 
+/**
+ * The shortest interval honoured. Discord asks for ~41 s; a server asking for less than a
+ * second is misbehaving, and beating faster would only burn the send budget.
+ */
+export const minimumIntervalMillis = 1_000
+
+/** Server requests (op 1) within this long of the last answered one are not answered. */
+export const requestWindowMillis = 1_000
+
+/** How many recent round trips are kept. */
+export const latencySamples = 5
+
 export interface HeartbeatOptions {
-  /** From Hello's `heartbeat_interval`, in milliseconds. */
-  readonly intervalMillis: number
   readonly shard: readonly [number, number]
-  /** Writes one payload on this connection's socket. */
+  /** Writes a scheduled beat on this connection's socket. */
   readonly send: (payload: string) => Effect.Effect<void, TransportError>
+  /**
+   * Writes a beat the server asked for, if the connection's send budget has room right
+   * now: false when it was not sent.
+   */
+  readonly sendRequested?: ((payload: string) => Effect.Effect<boolean, TransportError>) | undefined
   /** The last sequence number received, carried by every beat. */
   readonly sequence: Effect.Effect<number | null>
   /**
@@ -21,82 +40,127 @@ export interface HeartbeatOptions {
    * may be waiting unread, so a missing one proves nothing and the beat is sent anyway.
    */
   readonly readerStalled?: (() => boolean) | undefined
-  /** Called with each measured round trip (beat → ACK), in milliseconds. */
-  readonly onLatency?: ((millis: number) => Effect.Effect<void>) | undefined
+  /** Called with each measured round trip (beat → ACK), and the recent ones, oldest first. */
+  readonly onLatency?: ((millis: number, recent: ReadonlyArray<number>) => Effect.Effect<void>) | undefined
+  /** Called when the server misbehaves in a way the heartbeat survives. */
+  readonly onWarning?: ((warning: ServerMisbehaviour) => Effect.Effect<void>) | undefined
 }
 
 export interface Heartbeat {
-  /** Records a Heartbeat ACK (op 11). */
+  /** Records a Heartbeat ACK (op 11). One with no beat outstanding is ignored. */
   readonly ack: Effect.Effect<void>
   /** Answers a server's heartbeat request (op 1) at once, without the zombie check. */
-  readonly beatNow: Effect.Effect<void, TransportError>
-  /** The last measured round trip in milliseconds, undefined before the first ACK. */
-  readonly latency: Effect.Effect<number | undefined>
-  /** The forked loop: it only ever ends by failing (zombie, or a failed write). */
-  readonly fiber: Fiber.Fiber<never, ZombieDetected | TransportError>
+  readonly requested: Effect.Effect<void, TransportError>
+  /**
+   * Starts the loop in the current scope (after Hello): first beat after
+   * `interval × jitter` (jitter from `Random`, uniform in [0, 1)), then one every
+   * `interval`. A beat that finds an earlier one unanswered fails with `ZombieDetected`.
+   */
+  readonly start: (
+    intervalMillis: number,
+  ) => Effect.Effect<Fiber.Fiber<never, ZombieDetected | TransportError>, never, Scope.Scope>
+  /** The last measured round trips in milliseconds, oldest first; empty before the first ACK. */
+  readonly latencies: Effect.Effect<ReadonlyArray<number>>
 }
 
+/** The interval to use for a Hello's `heartbeat_interval`. */
+export const clampInterval = (intervalMillis: number): number =>
+  Math.max(minimumIntervalMillis, intervalMillis)
+
 /**
- * Starts the heartbeat in the current scope: first beat after `interval × jitter`
- * (jitter from `Random`, uniform in [0, 1)), then one every `interval`. A beat that finds
- * the previous one unanswered fails with `ZombieDetected` instead of sending.
+ * Makes a connection's heartbeat state, before Hello: requests may come first. ACKs are
+ * counted, not flagged, and the server answers beats in order: each beat needs its own ACK,
+ * so the ACK of a requested beat cannot stand in for a missing one of a scheduled beat.
  */
-export const start = Effect.fnUntraced(function* (
-  options: HeartbeatOptions,
-): Effect.fn.Return<Heartbeat, never, Scope.Scope> {
-  const { intervalMillis, shard, send, sequence } = options
-  // Plain variables are enough: this state belongs to one connection and is only touched
-  // by its fibers, which all run on the same event loop.
-  let awaitingAck = false
-  let lastSentAt = 0 // any beat, for latency
-  let lastRegularAt = 0 // the scheduled beat the zombie check is about
-  let lastAckAt: number | null = null
-  let latency: number | undefined
+export const make = (options: HeartbeatOptions): Effect.Effect<Heartbeat> =>
+  Effect.sync(() => {
+    const { shard, sequence } = options
+    // Plain variables are enough: this state belongs to one connection and is only touched
+    // by its fibers, which all run on the same event loop.
+    let sentCount = 0
+    let ackCount = 0
+    let dueBy = 0 // ACKs needed by the next scheduled beat: every beat up to the last one
+    let lastScheduledAt = 0
+    let lastAckAt: number | null = null
+    let lastRequestAt = Number.NEGATIVE_INFINITY
+    let warnedFlood = false
+    // Send times of beats awaiting their ACK, oldest first, for latency only. Bounded: while
+    // the reader is stalled beats go on without the zombie check.
+    const unanswered: Array<number> = []
+    const recent: Array<number> = []
 
-  const beat = Effect.gen(function* () {
-    const seq = yield* sequence
-    lastSentAt = yield* Clock.currentTimeMillis
-    yield* send(Protocol.heartbeat(seq))
-  })
-
-  const regularBeat = Effect.gen(function* () {
-    const now = yield* Clock.currentTimeMillis
-    if (awaitingAck && !options.readerStalled?.()) {
-      return yield* new ZombieDetected({
-        shard,
-        intervalMillis,
-        lastAckAt,
-        waitedMillis: now - lastRegularAt,
+    const beat = (write: (payload: string) => Effect.Effect<boolean, TransportError>) =>
+      Effect.gen(function* () {
+        const payload = Protocol.heartbeat(yield* sequence)
+        const now = yield* Clock.currentTimeMillis
+        // Counted before the write returns: its ACK may be read before this fiber runs on.
+        sentCount++
+        unanswered.push(now)
+        if (unanswered.length > 64) unanswered.shift()
+        if (yield* write(payload)) return true
+        sentCount--
+        unanswered.pop()
+        return false
       })
-    }
-    awaitingAck = true
-    lastRegularAt = now
-    yield* beat
+    const always = (payload: string) => Effect.as(options.send(payload), true)
+
+    const scheduledBeat = (intervalMillis: number) =>
+      Effect.gen(function* () {
+        const now = yield* Clock.currentTimeMillis
+        if (ackCount < dueBy && !options.readerStalled?.()) {
+          return yield* new ZombieDetected({
+            shard,
+            intervalMillis,
+            lastAckAt,
+            waitedMillis: now - lastScheduledAt,
+          })
+        }
+        lastScheduledAt = now
+        yield* beat(always)
+        dueBy = sentCount
+      })
+
+    const start = (intervalMillis: number) =>
+      Effect.forkScoped(
+        Effect.gen(function* () {
+          const jitter = yield* Random.next
+          yield* Effect.sleep(intervalMillis * jitter)
+          while (true) {
+            yield* scheduledBeat(intervalMillis)
+            yield* Effect.sleep(intervalMillis)
+          }
+        }),
+      )
+
+    const requested = Effect.gen(function* () {
+      const now = yield* Clock.currentTimeMillis
+      const sent =
+        now - lastRequestAt >= requestWindowMillis && (yield* beat(options.sendRequested ?? always))
+      if (sent) {
+        lastRequestAt = now
+        return
+      }
+      if (warnedFlood || !options.onWarning) return
+      warnedFlood = true
+      yield* options.onWarning(
+        new ServerMisbehaviour({
+          kind: "heartbeat-requests",
+          detail: `heartbeat requests (op 1) faster than one per ${requestWindowMillis} ms or over the send budget; the extra ones go unanswered`,
+        }),
+      )
+    })
+
+    const ack = Effect.gen(function* () {
+      if (ackCount >= sentCount) return // nothing outstanding: not a round trip
+      const now = yield* Clock.currentTimeMillis
+      ackCount++
+      lastAckAt = now
+      const sentAt = unanswered.shift()
+      if (sentAt === undefined) return
+      recent.push(now - sentAt)
+      if (recent.length > latencySamples) recent.shift()
+      if (options.onLatency) yield* options.onLatency(now - sentAt, recent.slice())
+    })
+
+    return { ack, requested, start, latencies: Effect.sync(() => recent.slice()) }
   })
-
-  const loop: Effect.Effect<never, ZombieDetected | TransportError> = Effect.gen(function* () {
-    const jitter = yield* Random.next
-    yield* Effect.sleep(intervalMillis * jitter)
-    while (true) {
-      yield* regularBeat
-      yield* Effect.sleep(intervalMillis)
-    }
-  })
-
-  const fiber = yield* Effect.forkScoped(loop)
-
-  const ack = Effect.gen(function* () {
-    const now = yield* Clock.currentTimeMillis
-    awaitingAck = false
-    lastAckAt = now
-    latency = now - lastSentAt
-    if (options.onLatency) yield* options.onLatency(latency)
-  })
-
-  return {
-    ack,
-    beatNow: beat,
-    latency: Effect.sync(() => latency),
-    fiber,
-  }
-})

@@ -4,7 +4,7 @@ import { Connection, type GatewayError } from "@vigil/gateway"
 import * as MemoryTransport from "@vigil/testing/MemoryTransport"
 import * as Payloads from "@vigil/testing/Payloads"
 import * as Settle from "@vigil/testing/Settle"
-import { Effect, Exit, Fiber, Layer, Random, Redacted } from "effect"
+import { Deferred, Effect, Exit, Fiber, Layer, Random, Redacted } from "effect"
 import { TestClock } from "effect/testing"
 
 const interval = 41_250
@@ -77,6 +77,25 @@ describe("Connection handshake", () => {
     }).pipe(Effect.provide(env)),
   )
 
+  it.effect("a server that ACKs every beat but never answers Identify: HandshakeTimeout all the same", () =>
+    Effect.gen(function* () {
+      const { fiber, peer } = yield* start({ handshakeTimeout: 30_000 })
+      yield* peer.send(Payloads.hello(5_000))
+      yield* Settle.settle // Identify at t=0
+      let acked = 0
+      for (let ms = 0; ms < 29_000; ms += 1_000) {
+        yield* TestClock.adjust(1_000)
+        for (; acked < peer.sent.filter((f) => f.op === 1).length; acked++) yield* peer.send(Payloads.ack)
+        yield* Settle.settle
+      }
+      assert.isAtLeast(acked, 5, "the server kept ACKing")
+      assert.isUndefined(fiber.pollUnsafe())
+      yield* TestClock.adjust(1_000)
+      const error = failure(yield* Fiber.await(fiber))
+      assert.strictEqual(error?._tag, "HandshakeTimeout")
+    }).pipe(Effect.provide(env)),
+  )
+
   it.effect("a long replay before RESUMED is progress, not a timeout", () =>
     Effect.gen(function* () {
       const { fiber, peer } = yield* start({
@@ -114,6 +133,26 @@ describe("Connection handshake", () => {
     }).pipe(Effect.provide(env)),
   )
 
+  it.effect("a heartbeat request read after the close frame: its failed write is not the outcome", () =>
+    Effect.gen(function* () {
+      // The consumer holds the reader while op 1 and then close 4004 arrive: the reader
+      // answers op 1 on a socket already closed, then reads the close.
+      const release = yield* Deferred.make<void>()
+      const { fiber, peer } = yield* start({
+        onEvent: (e) => (e._tag === "Dispatches" ? Deferred.await(release) : Effect.void),
+      })
+      yield* peer.send(Payloads.hello(interval))
+      yield* peer.send(Payloads.ready(1))
+      yield* Settle.settle
+      yield* peer.send(Payloads.heartbeatRequest)
+      yield* peer.close(4004, "Authentication failed.")
+      yield* Deferred.succeed(release, undefined)
+      const error = failure(yield* Fiber.await(fiber))
+      assert.strictEqual(error?._tag, "AuthenticationFailed")
+      assert.strictEqual(peer.lateSends.length, 1, "the beat was attempted after the close")
+    }).pipe(Effect.provide(env)),
+  )
+
   it.effect("a server close with a fatal code fails with the fatal error", () =>
     Effect.gen(function* () {
       const { fiber, peer } = yield* start()
@@ -121,6 +160,40 @@ describe("Connection handshake", () => {
       yield* peer.close(4014, "Disallowed intent(s).")
       const error = failure(yield* Fiber.await(fiber))
       assert.strictEqual(error?._tag, "DisallowedIntents")
+    }).pipe(Effect.provide(env)),
+  )
+})
+
+describe("Connection: the session's sequence", () => {
+  it.effect("heartbeats carry the caller's sequence, not one the connection keeps beside it", () =>
+    Effect.gen(function* () {
+      let owned: number | null = 40
+      const { peer } = yield* start({ sequence: Effect.sync(() => owned) })
+      yield* peer.send(Payloads.hello(interval))
+      yield* peer.send(Payloads.ready(1))
+      yield* peer.send(Payloads.dispatch(2, "MESSAGE_CREATE", {}))
+      yield* Settle.settle
+      yield* TestClock.adjust(interval * 0.5)
+      owned = 41
+      yield* peer.send(Payloads.ack)
+      yield* TestClock.adjust(interval)
+      assert.deepStrictEqual(
+        peer.sent.filter((f) => f.op === 1).map((f) => f.text),
+        ['{"op":1,"d":40}', '{"op":1,"d":41}'],
+      )
+    }).pipe(Effect.provide(env)),
+  )
+
+  it.effect("run alone, a resuming connection starts from the Resume's sequence", () =>
+    Effect.gen(function* () {
+      const { peer } = yield* start({ handshake: { _tag: "resume", sessionId: "s", seq: 17 } })
+      yield* peer.send(Payloads.hello(interval))
+      yield* Settle.settle
+      yield* TestClock.adjust(interval * 0.5)
+      assert.deepStrictEqual(
+        peer.sent.filter((f) => f.op === 1).map((f) => f.text),
+        ['{"op":1,"d":17}'],
+      )
     }).pipe(Effect.provide(env)),
   )
 })

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Connection, GatewayError } from "@vigil/gateway"
+import { Connection, GatewayError, Heartbeat } from "@vigil/gateway"
 import * as MemoryTransport from "@vigil/testing/MemoryTransport"
 import * as Payloads from "@vigil/testing/Payloads"
 import { Effect, Exit, Fiber, Layer, Random, Redacted } from "effect"
@@ -186,6 +186,150 @@ describe("Heartbeat", () => {
       assert.deepStrictEqual(exit, Exit.fail(new GatewayError.HelloTimeout({ timeoutMillis: 5_000 })))
       assert.isFalse(peer.isOpen())
       assert.strictEqual(peer.sent.length, 0)
+    }).pipe(Effect.provide(env)),
+  )
+})
+
+/** The tag of the error a finished connection failed with. */
+const failureTag = (exit: Exit.Exit<unknown, unknown> | undefined) => {
+  if (exit === undefined || !Exit.isFailure(exit)) return undefined
+  const reason = exit.cause.reasons.find((r) => r._tag === "Fail")
+  return reason?._tag === "Fail" ? (reason.error as { _tag: string })._tag : undefined
+}
+
+const misbehaviours = (events: ReadonlyArray<Connection.ConnectionEvent>) =>
+  events.flatMap((e) => (e._tag === "Warning" && e.error._tag === "ServerMisbehaviour" ? [e.error.kind] : []))
+
+describe("Heartbeat under a hostile server", () => {
+  it.effect("100,000 heartbeat requests at once: one beat, one typed warning", () =>
+    Effect.gen(function* () {
+      const events: Array<Connection.ConnectionEvent> = []
+      const { peer, fiber } = yield* connected({ onEvent: (e) => Effect.sync(() => void events.push(e)) })
+      for (let n = 0; n < 100_000; n++) yield* peer.send(Payloads.heartbeatRequest)
+      yield* settle
+      assert.strictEqual(heartbeats(peer).length, 1)
+      assert.deepStrictEqual(misbehaviours(events), ["heartbeat-requests"])
+      assert.isUndefined(fiber.pollUnsafe(), "the connection goes on")
+    }).pipe(Effect.provide(env)),
+  )
+
+  it.effect("a storm of requests for 10 s is answered at most once a second", () =>
+    Effect.gen(function* () {
+      const { peer, fiber } = yield* connected()
+      for (let ms = 0; ms < 10_000; ms += 50) {
+        for (let n = 0; n < 100; n++) yield* peer.send(Payloads.heartbeatRequest)
+        yield* peer.send(Payloads.ack)
+        yield* TestClock.adjust(50)
+      }
+      // 10 requested beats (one per second) and the scheduled first beat at interval × jitter.
+      assert.isAtMost(heartbeats(peer).length, 11)
+      assert.isAtLeast(heartbeats(peer).length, 10)
+      assert.isUndefined(fiber.pollUnsafe())
+    }).pipe(Effect.provide(env)),
+  )
+
+  it.effect("a 1 ms heartbeat_interval is clamped: at most one beat a second, reported", () =>
+    Effect.gen(function* () {
+      const gateway = yield* MemoryTransport.MemoryTransport
+      const events: Array<Connection.ConnectionEvent> = []
+      const fiber = yield* Effect.forkChild(
+        Connection.run(options({ onEvent: (e) => Effect.sync(() => void events.push(e)) })),
+      )
+      const peer = yield* gateway.accept
+      yield* peer.send(Payloads.hello(1))
+      yield* settle
+      yield* peer.send(Payloads.ready(1))
+      for (let ms = 0; ms < 10_000; ms += 10) {
+        yield* peer.send(Payloads.ack)
+        yield* TestClock.adjust(10)
+      }
+      const beats = heartbeats(peer).map((f) => f.at)
+      assert.isAtMost(beats.length, 10)
+      assert.isTrue(
+        beats.slice(1).every((t, i) => t - beats[i]! >= Heartbeat.minimumIntervalMillis),
+        `beats at ${beats.join(", ")}`,
+      )
+      assert.deepStrictEqual(misbehaviours(events), ["heartbeat-interval"])
+      const hello = events.find((e) => e._tag === "Hello")
+      assert.strictEqual(hello?._tag === "Hello" ? hello.intervalMillis : undefined, 1_000)
+      assert.isUndefined(fiber.pollUnsafe())
+    }).pipe(Effect.provide(env)),
+  )
+
+  it.effect("a missed ACK while waiting for the identify slot: ZombieDetected, not a wait forever", () =>
+    Effect.gen(function* () {
+      const gateway = yield* MemoryTransport.MemoryTransport
+      const fiber = yield* Effect.forkChild(Connection.run(options({ beforeIdentify: Effect.never })))
+      const peer = yield* gateway.accept
+      yield* peer.send(Payloads.hello(interval))
+      yield* settle
+      yield* TestClock.adjust(interval * jitter) // beat 1, never ACKed
+      yield* TestClock.adjust(interval)
+      assert.strictEqual(failureTag(fiber.pollUnsafe()), "ZombieDetected")
+      assert.isFalse(
+        peer.sent.some((f) => f.op === 2),
+        "never identified",
+      )
+    }).pipe(Effect.provide(env)),
+  )
+
+  it.effect("a missed ACK during the handshake: ZombieDetected at the next beat, before READY", () =>
+    Effect.gen(function* () {
+      const gateway = yield* MemoryTransport.MemoryTransport
+      const fiber = yield* Effect.forkChild(Connection.run(options({ handshakeTimeout: 600_000 })))
+      const peer = yield* gateway.accept
+      yield* peer.send(Payloads.hello(interval))
+      yield* settle
+      yield* TestClock.adjust(interval * jitter) // beat 1, never ACKed; no READY either
+      yield* TestClock.adjust(interval - 1)
+      assert.isUndefined(fiber.pollUnsafe())
+      yield* TestClock.adjust(1)
+      assert.strictEqual(failureTag(fiber.pollUnsafe()), "ZombieDetected")
+    }).pipe(Effect.provide(env)),
+  )
+
+  it.effect("the ACK of a requested beat does not stand in for a scheduled beat's missing one", () =>
+    Effect.gen(function* () {
+      const { peer, fiber } = yield* connected()
+      yield* TestClock.adjust(interval * jitter) // scheduled beat 1
+      yield* peer.send(Payloads.heartbeatRequest) // requested beat
+      yield* settle
+      yield* peer.send(Payloads.ack) // one ACK for two beats
+      yield* TestClock.adjust(interval) // scheduled beat 2
+      yield* peer.send(Payloads.ack)
+      assert.strictEqual(heartbeats(peer).length, 3)
+      // three beats, two ACKs: the next beat finds one unanswered
+      yield* TestClock.adjust(interval)
+      assert.strictEqual(failureTag(fiber.pollUnsafe()), "ZombieDetected")
+      assert.strictEqual(heartbeats(peer).length, 3)
+    }).pipe(Effect.provide(env)),
+  )
+
+  it.effect("ACKs with no beat outstanding are not round trips; the last few are kept", () =>
+    Effect.gen(function* () {
+      const samples: Array<{ millis: number; recent: ReadonlyArray<number> }> = []
+      const { peer } = yield* connected({
+        onEvent: (e) =>
+          Effect.sync(() =>
+            e._tag === "Latency"
+              ? void samples.push({ millis: e.millis, recent: e.recentMillis })
+              : undefined,
+          ),
+      })
+      yield* peer.send(Payloads.ack) // before any beat
+      yield* TestClock.adjust(interval * jitter)
+      for (let n = 1; n <= 7; n++) {
+        yield* TestClock.adjust(n * 10)
+        yield* peer.send(Payloads.ack)
+        yield* peer.send(Payloads.ack) // a duplicate: nothing outstanding any more
+        yield* settle
+        yield* TestClock.adjust(interval - n * 10)
+      }
+      assert.deepStrictEqual(
+        samples.map((s) => s.millis),
+        [10, 20, 30, 40, 50, 60, 70],
+      )
+      assert.deepStrictEqual(samples[6]!.recent, [30, 40, 50, 60, 70])
     }).pipe(Effect.provide(env)),
   )
 })

@@ -17,6 +17,7 @@
 import * as Http from "node:http"
 import type { AddressInfo } from "node:net"
 import type { Duplex } from "node:stream"
+import { clampInterval } from "@vigil/gateway/Heartbeat"
 import { maxPayloadBytes, sendLimit } from "@vigil/gateway/Protocol"
 import { Clock, Context, Deferred, Duration, Effect, FiberSet, Layer, Schema, type Scope } from "effect"
 import { type WebSocket, WebSocketServer } from "ws"
@@ -38,7 +39,8 @@ export interface Config {
   readonly heartbeatInterval?: Duration.Input | undefined
   /**
    * How late a heartbeat may be before the server closes the connection: it is due one
-   * interval after the previous one (or after Hello), plus this grace. Default: half an interval.
+   * interval after the previous one (or after Hello), plus this grace. Default: half an interval
+   * (intervals under 1 s: as if the interval were 1 s, the fastest a Vigil client beats).
    */
   readonly heartbeatGrace?: Duration.Input | undefined
   /** The close code for a connection whose heartbeats stopped. Default 4009; the session stays resumable. */
@@ -122,7 +124,9 @@ const resolveConfig = (config: Config): State.ResolvedConfig => {
   return {
     token: config.token,
     heartbeatIntervalMillis: interval,
-    heartbeatGraceMillis: millis(config.heartbeatGrace, Math.ceil(interval / 2)),
+    // Half an interval; for intervals under a second, measured from the 1 s a client beats
+    // at the fastest (Vigil clamps shorter ones), so a client honouring its floor is not cut.
+    heartbeatGraceMillis: millis(config.heartbeatGrace, Math.ceil(clampInterval(interval) * 1.5) - interval),
     heartbeatTimeoutCode: config.heartbeatTimeoutCode ?? 4009,
     helloDelayMillis: millis(config.helloDelay, 0),
     shards: config.shards ?? Math.max(1, Math.ceil(guilds.length / 1000)),
