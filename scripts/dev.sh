@@ -16,8 +16,8 @@ fi
 job=${1:-help}
 [ $# -gt 0 ] && shift
 case "$job" in
-  demo) exec node packages/cli/src/main.ts demo "$@" ;;
-  vigil) exec node packages/cli/src/main.ts "$@" ;;
+  demo) exec node --conditions=@vigil/source packages/cli/src/main.ts demo "$@" ;;
+  vigil) exec node --conditions=@vigil/source packages/cli/src/main.ts "$@" ;;
   test)
     # One step per line: under `set -e` a failure in the middle of an && list would not stop us.
     echo "== typecheck"

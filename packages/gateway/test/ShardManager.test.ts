@@ -1,7 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { SessionStore, ShardManager } from "@vigil/gateway"
-import * as ScriptedGateway from "@vigil/testing/ScriptedGateway"
-import * as Settle from "@vigil/testing/Settle"
+import { ScriptedGateway, Settle } from "@vigil/gateway/testing"
 import { Effect, Exit, Fiber, Layer, Random, Redacted, Stream } from "effect"
 import { FetchHttpClient } from "effect/http"
 

@@ -5,8 +5,11 @@
  * the connection was closed: the invariant "no heartbeat after the scope closed" is read
  * straight off `lateSends`.
  */
-import { FrameBuffer, GatewayError, Transport } from "@vigil/gateway"
+
 import { Clock, Context, Effect, Layer, Queue, type Scope } from "effect"
+import * as FrameBuffer from "../FrameBuffer.ts"
+import * as GatewayError from "../GatewayError.ts"
+import * as Transport from "../Transport.ts"
 
 export interface SentFrame {
   readonly at: number

@@ -4,8 +4,9 @@
  * ACKs) and lets a test inject faults at exact `TestClock` instants. Sessions and their
  * replay buffers outlive connections, as on Discord.
  */
-import type { Transport } from "@vigil/gateway"
+
 import { Clock, Context, Effect, Layer, type Scope } from "effect"
+import type * as Transport from "../Transport.ts"
 import { type MemoryPeer, MemoryTransport } from "./MemoryTransport.ts"
 import * as Payloads from "./Payloads.ts"
 
