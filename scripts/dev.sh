@@ -25,6 +25,10 @@ case "$job" in
     echo "== lint"
     pnpm exec biome check .
     sh scripts/check-library.sh
+    echo "== cycles"
+    node scripts/cycles.ts
+    echo "== consumer"
+    sh scripts/consumer.sh
     echo "== tests"
     exec pnpm exec vitest run "$@" ;;
   fmt) exec pnpm exec biome check --write . ;;
