@@ -22,13 +22,14 @@ log="$tmp/step.log"
 step() {
   name=$1
   shift
-  echo "consumer: $name"
+  t0=$(date +%s)
   "$@" >"$log" 2>&1 || {
     rc=$?
     cat "$log" >&2
     echo "consumer test FAILED at step: $name (exit $rc; KEEP=1 keeps the project)" >&2
     exit 1
   }
+  echo "consumer: $name ($(($(date +%s) - t0)) s)"
 }
 
 build() {
@@ -43,7 +44,7 @@ pack() {
 
 install() {
   cp -R scripts/consumer "$tmp/app" &&
-    (cd "$tmp/app" && npm install --prefer-offline --no-audit --no-fund --loglevel=error "$tmp"/tarballs/*.tgz)
+    (cd "$tmp/app" && timeout 300 npm install --prefer-offline --no-audit --no-fund --loglevel=error "$tmp"/tarballs/*.tgz)
 }
 
 one_effect() {
