@@ -5,4 +5,5 @@ export default [
   "packages/testing",
   "packages/cli",
   "packages/provider",
+  "scripts",
 ]

@@ -16,8 +16,8 @@ fi
 job=${1:-help}
 [ $# -gt 0 ] && shift
 case "$job" in
-  demo) exec node packages/cli/src/main.ts demo "$@" ;;
-  vigil) exec node packages/cli/src/main.ts "$@" ;;
+  demo) exec node --conditions=@vigil/source packages/cli/src/main.ts demo "$@" ;;
+  vigil) exec node --conditions=@vigil/source packages/cli/src/main.ts "$@" ;;
   test)
     # One step per line: under `set -e` a failure in the middle of an && list would not stop us.
     echo "== typecheck"
@@ -25,6 +25,10 @@ case "$job" in
     echo "== lint"
     pnpm exec biome check .
     sh scripts/check-library.sh
+    echo "== cycles"
+    node scripts/cycles.ts
+    echo "== consumer"
+    sh scripts/consumer.sh
     echo "== tests"
     exec pnpm exec vitest run "$@" ;;
   fmt) exec pnpm exec biome check --write . ;;

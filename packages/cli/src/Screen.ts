@@ -22,7 +22,8 @@ export interface Output {
 
 export const stdout: Output = {
   write: (text) => void process.stdout.write(text),
-  isTTY: process.stdout.isTTY === true && process.env.NO_COLOR === undefined && process.env.TERM !== "dumb",
+  isTTY:
+    process.stdout.isTTY === true && process.env["NO_COLOR"] === undefined && process.env["TERM"] !== "dumb",
 }
 
 const clearBlock = (lines: number) => (lines > 0 ? `\x1b[${lines}F\x1b[0J` : "")

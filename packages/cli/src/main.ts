@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 /**
  * The `vigil` command. Built with Effect's CLI module: `--help` on every command.
  *   vigil demo      the storm against the embedded fake gateway (the quick start)

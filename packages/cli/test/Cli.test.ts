@@ -23,8 +23,8 @@ interface Ran {
 /** Runs `vigil …` with Node; stops it with SIGINT after `stopAfterMillis` if still running. */
 const vigil = (args: ReadonlyArray<string>, env: Record<string, string>, stopAfterMillis = 20_000) =>
   Effect.callback<Ran>((resume) => {
-    const child = spawn(process.execPath, [main, ...args], {
-      env: { PATH: process.env.PATH ?? "", ...env },
+    const child = spawn(process.execPath, ["--conditions=@vigil/source", main, ...args], {
+      env: { PATH: process.env["PATH"] ?? "", ...env },
       stdio: ["ignore", "pipe", "pipe"],
     })
     let stdout = ""

@@ -12,7 +12,7 @@ import * as Invariants from "@vigil/testing/Invariants"
 import * as TcpProxy from "@vigil/testing/TcpProxy"
 import { Effect, Layer, Random, Redacted, Stream } from "effect"
 
-const seconds = Number(process.env.SOAK_SECONDS ?? 6)
+const seconds = Number(process.env["SOAK_SECONDS"] ?? 6)
 const token = "soak-secret-token"
 const interval = 300
 

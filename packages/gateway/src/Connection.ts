@@ -206,7 +206,11 @@ export const run = <E = never>(
             // A resume's replay may carry the session's own READY: an old event to pass on,
             // not the handshake's end (commands must wait for RESUMED).
             const handshake = options.handshake
-            if (!handshakeComplete && handshake._tag === "resume" && ready.session_id === handshake.sessionId) {
+            if (
+              !handshakeComplete &&
+              handshake._tag === "resume" &&
+              ready.session_id === handshake.sessionId
+            ) {
               return yield* deliver([{ seq: envelope.s, type: envelope.t, data: envelope.d }])
             }
             yield* onEvent({ _tag: "Ready", ready })
@@ -353,7 +357,9 @@ const closedToError = (
   token: Redacted.Redacted<string>,
 ): ConnectionError => {
   if (error._tag === "TransportError") return error
-  return fatalFromClose(error.code, error.reason, token) ?? ServerClosed.fromCode(error.code, error.reason, token)
+  return (
+    fatalFromClose(error.code, error.reason, token) ?? ServerClosed.fromCode(error.code, error.reason, token)
+  )
 }
 
 const byteLength = (frame: Frame): number => (typeof frame === "string" ? frame.length : frame.byteLength)

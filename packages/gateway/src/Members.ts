@@ -76,11 +76,11 @@ export const makeRegistry = () => {
       const entry = pending.get(String(field(dispatch.data, "nonce")))
       if (!entry) return
       const d = dispatch.data as Record<string, unknown>
-      if (Array.isArray(d.members)) entry.members.push(...d.members)
-      if (Array.isArray(d.presences)) entry.presences.push(...d.presences)
-      if (Array.isArray(d.not_found)) entry.notFound.push(...d.not_found.map(String))
+      if (Array.isArray(d["members"])) entry.members.push(...d["members"])
+      if (Array.isArray(d["presences"])) entry.presences.push(...d["presences"])
+      if (Array.isArray(d["not_found"])) entry.notFound.push(...d["not_found"].map(String))
       entry.received++
-      if (typeof d.chunk_count !== "number" || entry.received >= d.chunk_count) {
+      if (typeof d["chunk_count"] !== "number" || entry.received >= d["chunk_count"]) {
         Deferred.doneUnsafe(entry.done, Effect.void)
       }
     } else if (dispatch.type === "RATE_LIMITED") {

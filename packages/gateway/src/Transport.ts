@@ -1,6 +1,6 @@
 /**
  * What a connection needs from a WebSocket, and nothing more. The core stays free of any
- * platform: `@vigil/gateway-node` provides the real one, `@vigil/testing` an in-memory one.
+ * platform: `@vigil/gateway-node` provides the real one, `@vigil/gateway/testing` an in-memory one.
  */
 import { Context, type Effect, Schema, type Scope } from "effect"
 import type { TransportError } from "./GatewayError.ts"

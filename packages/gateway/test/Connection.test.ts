@@ -1,9 +1,7 @@
 /** A connection's handshake and its handling of bad input, on the in-memory transport. */
 import { assert, describe, it } from "@effect/vitest"
 import { Connection, type GatewayError } from "@vigil/gateway"
-import * as MemoryTransport from "@vigil/testing/MemoryTransport"
-import * as Payloads from "@vigil/testing/Payloads"
-import * as Settle from "@vigil/testing/Settle"
+import { MemoryTransport, Payloads, Settle } from "@vigil/gateway/testing"
 import { Deferred, Effect, Exit, Fiber, Layer, Random, Redacted } from "effect"
 import { TestClock } from "effect/testing"
 

@@ -4,8 +4,8 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { GatewayError, IdentifyThrottle, ServerText, SessionStore, Shard } from "@vigil/gateway"
-import * as ScriptedGateway from "@vigil/testing/ScriptedGateway"
-import * as Settle from "@vigil/testing/Settle"
+import * as ScriptedGateway from "@vigil/gateway/testing/ScriptedGateway"
+import * as Settle from "@vigil/gateway/testing/Settle"
 import { Effect, Layer, Redacted, SubscriptionRef } from "effect"
 
 /** Shaped like a Discord token (base64 id, timestamp, HMAC): found even when not given. */

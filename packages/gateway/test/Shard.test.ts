@@ -5,9 +5,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { IdentifyThrottle, Protocol, ReconnectPolicy, SessionStore, Shard } from "@vigil/gateway"
-import * as MemoryTransport from "@vigil/testing/MemoryTransport"
-import * as ScriptedGateway from "@vigil/testing/ScriptedGateway"
-import * as Settle from "@vigil/testing/Settle"
+import { MemoryTransport, ScriptedGateway, Settle } from "@vigil/gateway/testing"
 import {
   Clock,
   Effect,

@@ -5,9 +5,9 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { IdentifyThrottle, ReconnectPolicy, SessionStore, Shard } from "@vigil/gateway"
-import { type MemoryPeer, MemoryTransport } from "@vigil/testing/MemoryTransport"
-import * as Payloads from "@vigil/testing/Payloads"
-import * as Settle from "@vigil/testing/Settle"
+import { type MemoryPeer, MemoryTransport } from "@vigil/gateway/testing/MemoryTransport"
+import * as Payloads from "@vigil/gateway/testing/Payloads"
+import * as Settle from "@vigil/gateway/testing/Settle"
 import { Effect, Layer, Random, Redacted, Stream, SubscriptionRef } from "effect"
 
 const interval = 41_250

@@ -1,8 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { SessionStore, ShardManager } from "@vigil/gateway"
-import { MemoryTransport } from "@vigil/testing/MemoryTransport"
-import * as ScriptedGateway from "@vigil/testing/ScriptedGateway"
-import * as Settle from "@vigil/testing/Settle"
+import { MemoryTransport, ScriptedGateway, Settle } from "@vigil/gateway/testing"
 import { Effect, Exit, Fiber, Layer, Random, Redacted, Stream } from "effect"
 import { FetchHttpClient } from "effect/http"
 
@@ -194,7 +192,7 @@ describe("ShardManager", () => {
 
   it.effect("concurrent start and restart of one shard id never run two Shards, even with a slow store", () =>
     Effect.gen(function* () {
-      const memory = yield* MemoryTransport
+      const memory = yield* MemoryTransport.MemoryTransport
       const making = yield* Effect.forkChild(ShardManager.make(config({ shards: [0, 1] })))
       yield* Settle.advance(2_000) // each start loads from the (1 s) store
       const manager = yield* Fiber.join(making)

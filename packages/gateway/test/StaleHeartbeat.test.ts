@@ -5,8 +5,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Connection } from "@vigil/gateway"
-import * as MemoryTransport from "@vigil/testing/MemoryTransport"
-import * as Payloads from "@vigil/testing/Payloads"
+import { MemoryTransport, Payloads } from "@vigil/gateway/testing"
 import { Cause, Effect, Exit, Fiber, Layer, Random, Redacted } from "effect"
 import { TestClock } from "effect/testing"
 

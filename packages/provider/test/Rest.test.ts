@@ -3,9 +3,9 @@
  * exact. (Rest over real sockets is covered in Provider.test.ts.)
  */
 import { assert, describe, it } from "@effect/vitest"
+import { Settle } from "@vigil/gateway/testing"
 import { Rest } from "@vigil/provider"
 import * as FakeRest from "@vigil/testing/FakeRest"
-import * as Settle from "@vigil/testing/Settle"
 import { Cause, Effect, Exit, Fiber, Redacted, Tracer } from "effect"
 import { HttpClient } from "effect/http"
 

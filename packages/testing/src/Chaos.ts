@@ -5,13 +5,13 @@
  * printed by fast-check becomes a regular test by pasting it into `run`.
  */
 import { IdentifyThrottle, SessionStore, Shard } from "@vigil/gateway"
+import { MemoryTransport } from "@vigil/gateway/testing/MemoryTransport"
+import { ScriptedGateway } from "@vigil/gateway/testing/ScriptedGateway"
+import { advance, settle } from "@vigil/gateway/testing/Settle"
 import { Effect, Layer, Random, Redacted, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import * as fc from "fast-check"
 import * as Invariants from "./Invariants.ts"
-import { MemoryTransport } from "./MemoryTransport.ts"
-import { ScriptedGateway } from "./ScriptedGateway.ts"
-import { advance, settle } from "./Settle.ts"
 
 export type Step =
   | { readonly kind: "emit"; readonly count: number }

@@ -210,7 +210,7 @@ const makeModel = (config: Config) => {
     id: message.id,
     channel_id: message.channelId,
     content: message.content,
-    embeds: Array.isArray(body.embeds) ? body.embeds : [],
+    embeds: Array.isArray(body["embeds"]) ? body["embeds"] : [],
     author: {
       id: bot.id,
       username: bot.username,
@@ -247,8 +247,8 @@ const makeModel = (config: Config) => {
     const authorized = request.authorization === `Bot ${config.token}`
     const body = channelId === undefined ? undefined : parseJson(request.body)
     const fields = Predicate.isObject(body) ? (body as Record<string, unknown>) : {}
-    const content = Predicate.isString(fields.content) ? fields.content : undefined
-    const nonce = Predicate.isString(fields.nonce) ? fields.nonce : undefined
+    const content = Predicate.isString(fields["content"]) ? fields["content"] : undefined
+    const nonce = Predicate.isString(fields["nonce"]) ? fields["nonce"] : undefined
     let limitedBy: Limited | undefined
     let injected = false
 
@@ -294,7 +294,7 @@ const makeModel = (config: Config) => {
         return limited(turn.retryAfter, false, bucketHeaders(0, turn.retryAfter, now))
       }
       const headers = bucketHeaders(turn.remaining, turn.resetAfter, now)
-      const embeds = Array.isArray(fields.embeds) ? fields.embeds : []
+      const embeds = Array.isArray(fields["embeds"]) ? fields["embeds"] : []
       if ((content === undefined || content.length === 0) && embeds.length === 0) {
         return { status: 400, headers, body: { message: "Cannot send an empty message", code: 50006 } }
       }
@@ -314,7 +314,7 @@ const makeModel = (config: Config) => {
         }
       }
       // enforce_nonce: the same nonce within a few minutes returns the message already created.
-      if (nonce !== undefined && fields.enforce_nonce === true) {
+      if (nonce !== undefined && fields["enforce_nonce"] === true) {
         const seen = byNonce.get(`${channelId}:${nonce}`)
         if (seen !== undefined) {
           return { status: 200, headers, body: messageObject(seen, fields) }
@@ -443,7 +443,7 @@ export const handler = (config: Config): Handler => {
         {
           method: request.method,
           path: requestUrl.pathname,
-          authorization: request.headers.authorization,
+          authorization: request.headers["authorization"],
           body: bytes.length > maxBodyBytes ? undefined : new TextDecoder().decode(bytes),
         },
         now,

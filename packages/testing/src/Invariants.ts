@@ -4,8 +4,8 @@
  * all of them at once, with enough detail to replay the failing case.
  */
 import { type Protocol, Transport } from "@vigil/gateway"
+import type { MemoryPeer } from "@vigil/gateway/testing/MemoryTransport"
 import { Cause, Effect, Layer, Logger, Tracer } from "effect"
-import type { MemoryPeer } from "./MemoryTransport.ts"
 
 export interface Violation {
   readonly invariant: string

@@ -8,7 +8,7 @@ import { describe, expect, it } from "@effect/vitest"
 import * as fc from "fast-check"
 import * as Chaos from "../src/Chaos.ts"
 
-const runs = Number(process.env.CHAOS_RUNS ?? 1000)
+const runs = Number(process.env["CHAOS_RUNS"] ?? 1000)
 
 /** Schedules that once failed (or that pin down a tricky interleaving), replayed every run. */
 const regressions: ReadonlyArray<ReadonlyArray<Chaos.Step>> = [

@@ -314,7 +314,8 @@ const handleMessage = (state: State, conn: Conn, data: Buffer): Effect.Effect<vo
       Predicate.isObject(payload) && !Array.isArray(payload)
         ? (payload as Record<string, unknown>)
         : undefined
-    const op = envelope !== undefined && Number.isInteger(envelope.op) ? (envelope.op as number) : undefined
+    const op =
+      envelope !== undefined && Number.isInteger(envelope["op"]) ? (envelope["op"] as number) : undefined
     const ignored = conn.state !== "open"
     yield* state.record({
       _tag: "Received",
@@ -350,12 +351,12 @@ const handleMessage = (state: State, conn: Conn, data: Buffer): Effect.Effect<vo
       case Op.Heartbeat:
         return yield* heartbeat(state, conn, now)
       case Op.Identify:
-        return yield* identify(state, conn, envelope.d, now)
+        return yield* identify(state, conn, envelope["d"], now)
       case Op.Resume:
-        return yield* resume(state, conn, envelope.d, now)
+        return yield* resume(state, conn, envelope["d"], now)
     }
     if (conn.auth === "none") return yield* reject(state, conn, { code: 4003, reason: "not authenticated" })
-    if (op === Op.RequestGuildMembers) return yield* requestMembers(state, conn, envelope.d, now)
+    if (op === Op.RequestGuildMembers) return yield* requestMembers(state, conn, envelope["d"], now)
   })
 
 const closedBy = (conn: Conn, code: number) => {

@@ -31,24 +31,25 @@ const refuse = (reason: string) =>
 export const parse = (d: unknown): Result.Result<Request, Refusal> => {
   if (!Predicate.isObject(d) || Array.isArray(d)) return refuse("`d` is not an object")
   const p = d as Record<string, unknown>
-  if (!Predicate.isString(p.guild_id)) return refuse("`guild_id` must be one guild id")
-  const userIds = p.user_ids === undefined ? undefined : Array.isArray(p.user_ids) ? p.user_ids : [p.user_ids]
+  if (!Predicate.isString(p["guild_id"])) return refuse("`guild_id` must be one guild id")
+  const userIds =
+    p["user_ids"] === undefined ? undefined : Array.isArray(p["user_ids"]) ? p["user_ids"] : [p["user_ids"]]
   if (userIds !== undefined && (userIds.length > 100 || !userIds.every(Predicate.isString))) {
     return refuse("`user_ids` must be at most 100 ids")
   }
-  if (userIds === undefined && !Predicate.isString(p.query))
+  if (userIds === undefined && !Predicate.isString(p["query"]))
     return refuse("`query` or `user_ids` is required")
-  const limit = p.limit ?? 0
+  const limit = p["limit"] ?? 0
   if (typeof limit !== "number" || !Number.isInteger(limit) || limit < 0 || limit > 100_000) {
     return refuse("`limit` must be a non-negative integer")
   }
-  const nonce = Predicate.isString(p.nonce) && Buffer.byteLength(p.nonce) <= 32 ? p.nonce : undefined
+  const nonce = Predicate.isString(p["nonce"]) && Buffer.byteLength(p["nonce"]) <= 32 ? p["nonce"] : undefined
   return Result.succeed({
-    guildId: p.guild_id,
-    query: Predicate.isString(p.query) ? p.query : undefined,
+    guildId: p["guild_id"],
+    query: Predicate.isString(p["query"]) ? p["query"] : undefined,
     limit,
     userIds: userIds as ReadonlyArray<string> | undefined,
-    presences: p.presences === true,
+    presences: p["presences"] === true,
     nonce,
   })
 }

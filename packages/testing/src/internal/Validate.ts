@@ -67,8 +67,8 @@ export const shardOf = (d: unknown): readonly [number, number] | undefined => {
 export const identify = (d: unknown, rules: IdentifyRules): Result.Result<Identify, Refusal> => {
   if (!Predicate.isObject(d) || Array.isArray(d)) return refuse(4002, "identify: `d` is not an object")
   const payload = d as Record<string, unknown>
-  if (payload.token !== rules.token) return refuse(4004, "authentication failed")
-  const properties = payload.properties
+  if (payload["token"] !== rules.token) return refuse(4004, "authentication failed")
+  const properties = payload["properties"]
   if (
     !Predicate.isObject(properties) ||
     !["os", "browser", "device"].every((key) =>
@@ -77,7 +77,7 @@ export const identify = (d: unknown, rules: IdentifyRules): Result.Result<Identi
   ) {
     return refuse(4002, "identify: `properties` must carry os, browser and device")
   }
-  const intents = payload.intents
+  const intents = payload["intents"]
   if (!isInt(intents) || intents < 0 || intents > knownIntents || (intents & ~knownIntents) !== 0) {
     return refuse(4013, `invalid intents: ${String(intents)}`)
   }
@@ -85,22 +85,22 @@ export const identify = (d: unknown, rules: IdentifyRules): Result.Result<Identi
   if (disallowed !== 0) return refuse(4014, `disallowed intents: ${disallowed}`)
   const shard = shardOf(payload)
   if (shard === undefined || shard[1] < 1 || shard[0] < 0 || shard[0] >= shard[1]) {
-    return refuse(4010, `invalid shard: ${JSON.stringify(payload.shard)}`)
+    return refuse(4010, `invalid shard: ${JSON.stringify(payload["shard"])}`)
   }
   if (shard[1] < rules.requiredShards) {
     return refuse(4011, `sharding required: at least ${rules.requiredShards} shards, got ${shard[1]}`)
   }
-  const largeThreshold = payload.large_threshold
+  const largeThreshold = payload["large_threshold"]
   if (
     largeThreshold !== undefined &&
     (!isInt(largeThreshold) || largeThreshold < 50 || largeThreshold > 250)
   ) {
     return refuse(4002, "identify: `large_threshold` must be an integer in 50–250")
   }
-  if (payload.compress !== undefined && !Predicate.isBoolean(payload.compress)) {
+  if (payload["compress"] !== undefined && !Predicate.isBoolean(payload["compress"])) {
     return refuse(4002, "identify: `compress` is not a boolean")
   }
-  return Result.succeed({ intents, shard, largeThreshold, compress: payload.compress === true })
+  return Result.succeed({ intents, shard, largeThreshold, compress: payload["compress"] === true })
 }
 
 export interface Resume {
@@ -111,9 +111,9 @@ export interface Resume {
 export const resume = (d: unknown, token: string): Result.Result<Resume, Refusal> => {
   if (!Predicate.isObject(d) || Array.isArray(d)) return refuse(4002, "resume: `d` is not an object")
   const payload = d as Record<string, unknown>
-  if (payload.token !== token) return refuse(4004, "authentication failed")
-  if (!Predicate.isString(payload.session_id)) return refuse(4002, "resume: `session_id` is not a string")
-  const seq = payload.seq ?? null
+  if (payload["token"] !== token) return refuse(4004, "authentication failed")
+  if (!Predicate.isString(payload["session_id"])) return refuse(4002, "resume: `session_id` is not a string")
+  const seq = payload["seq"] ?? null
   if (seq !== null && (!isInt(seq) || seq < 0)) return refuse(4002, "resume: `seq` is not an integer")
-  return Result.succeed({ sessionId: payload.session_id, seq })
+  return Result.succeed({ sessionId: payload["session_id"], seq })
 }

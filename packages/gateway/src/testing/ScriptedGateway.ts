@@ -4,8 +4,9 @@
  * ACKs) and lets a test inject faults at exact `TestClock` instants. Sessions and their
  * replay buffers outlive connections, as on Discord.
  */
-import type { Transport } from "@vigil/gateway"
+
 import { Clock, Context, Effect, Layer, type Scope } from "effect"
+import type * as Transport from "../Transport.ts"
 import { type MemoryPeer, MemoryTransport } from "./MemoryTransport.ts"
 import * as Payloads from "./Payloads.ts"
 
@@ -62,7 +63,7 @@ export interface ScriptedGatewayService {
 }
 
 export class ScriptedGateway extends Context.Service<ScriptedGateway, ScriptedGatewayService>()(
-  "@vigil/testing/ScriptedGateway",
+  "@vigil/gateway/testing/ScriptedGateway",
 ) {
   /** Plays the server over `MemoryTransport` (which this layer also provides). */
   static readonly layer = (

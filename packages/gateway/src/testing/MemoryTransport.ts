@@ -5,8 +5,11 @@
  * the connection was closed: the invariant "no heartbeat after the scope closed" is read
  * straight off `lateSends`.
  */
-import { FrameBuffer, GatewayError, Transport } from "@vigil/gateway"
+
 import { Clock, Context, Effect, Layer, Queue, type Scope } from "effect"
+import * as FrameBuffer from "../FrameBuffer.ts"
+import * as GatewayError from "../GatewayError.ts"
+import * as Transport from "../Transport.ts"
 
 export interface SentFrame {
   readonly at: number
@@ -52,7 +55,7 @@ export interface MemoryGateway {
 }
 
 export class MemoryTransport extends Context.Service<MemoryTransport, MemoryGateway>()(
-  "@vigil/testing/MemoryTransport",
+  "@vigil/gateway/testing/MemoryTransport",
 ) {
   /** Provides both the client's `GatewayTransport` and the test's `MemoryTransport`. */
   static readonly layer: Layer.Layer<MemoryTransport | Transport.GatewayTransport> = Layer.unwrap(
