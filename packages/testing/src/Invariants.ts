@@ -118,9 +118,9 @@ export const secretNeverLeaked = (secret: string, captured: ReadonlyArray<string
     }))
 
 /**
- * No more than one connection attempt per second, sustained: any `n` attempts after the
- * first `graceMillis` span at least `n - 2` seconds (so at most N + 1 in any N-second
- * window). `attempts` are instants in milliseconds, in any order.
+ * No more than one connection attempt per second, sustained: at most N + 1 attempts in any
+ * window of N seconds (half-open), counting only attempts after the first `graceMillis`.
+ * `attempts` are instants in milliseconds, in any order.
  */
 export const connectionRate = (
   attempts: ReadonlyArray<number>,
@@ -134,7 +134,7 @@ export const connectionRate = (
     for (let j = i + 1; j < times.length; j++) {
       const span = times[j]! - times[i]!
       const count = j - i + 1
-      const allowed = Math.max(1, Math.ceil(span / 1000)) + 1
+      const allowed = Math.floor(span / 1000) + 2
       if (count > allowed && (worst === undefined || count - allowed > worst.count - worst.allowed)) {
         worst = { count, span, allowed }
       }
