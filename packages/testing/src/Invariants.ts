@@ -150,6 +150,30 @@ export const connectionRate = (
       ]
 }
 
+/**
+ * At most `limit` frames in any window of `windowMillis` on one connection: Discord's 120
+ * commands per 60 s, heartbeats included (over it the server closes with 4008).
+ */
+export const sendRate = (
+  connection: number,
+  sentAt: ReadonlyArray<number>,
+  limit: { readonly frames: number; readonly windowMillis: number },
+): Array<Violation> => {
+  const times = [...sentAt].sort((a, b) => a - b)
+  for (let i = limit.frames; i < times.length; i++) {
+    const span = times[i]! - times[i - limit.frames]!
+    if (span < limit.windowMillis) {
+      return [
+        {
+          invariant: "send-limit",
+          detail: `connection ${connection}: ${limit.frames + 1} frames within ${span} ms (at most ${limit.frames} per ${limit.windowMillis} ms)`,
+        },
+      ]
+    }
+  }
+  return []
+}
+
 /** After a fatal close (at `fatalAt`), no connection was attempted again. */
 export const noConnectionAfterFatal = (
   attempts: ReadonlyArray<number>,

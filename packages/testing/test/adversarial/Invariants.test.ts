@@ -96,3 +96,16 @@ describe("Invariants", () => {
     assert.strictEqual(error.message, "FakeRest cannot listen on 127.0.0.1:0: EADDRINUSE")
   })
 })
+
+describe("Invariants.sendRate", () => {
+  it("120 frames a minute pass; the 121st inside the minute does not", () => {
+    const limit = { frames: 120, windowMillis: 60_000 }
+    const steady = Array.from({ length: 240 }, (_, i) => i * 500)
+    assert.deepStrictEqual(Invariants.sendRate(1, steady, limit), [])
+    const [violation] = Invariants.sendRate(2, [...steady.slice(0, 120), 59_999], limit)
+    assert.strictEqual(
+      violation!.detail,
+      "connection 2: 121 frames within 59999 ms (at most 120 per 60000 ms)",
+    )
+  })
+})
