@@ -234,20 +234,23 @@ export const commandsSettle = <A, E>(
   within: Duration.Input,
 ): Effect.Effect<Array<Violation>> =>
   Effect.map(
-    Effect.forEach(commands, ({ label, fiber }) =>
-      Fiber.await(fiber).pipe(
-        Effect.timeoutOrElse({ duration: within, orElse: () => Effect.succeed(undefined) }),
-        Effect.map((exit): Violation | undefined =>
-          exit === undefined
-            ? {
-                invariant: "commands-settle",
-                detail: `${label} still pending after ${Duration.toMillis(within)} ms`,
-              }
-            : Exit.isFailure(exit) && Cause.hasDies(exit.cause)
-              ? { invariant: "commands-settle", detail: `${label} died: ${Cause.pretty(exit.cause)}` }
-              : undefined,
+    Effect.forEach(
+      commands,
+      ({ label, fiber }) =>
+        Fiber.await(fiber).pipe(
+          Effect.timeoutOrElse({ duration: within, orElse: () => Effect.succeed(undefined) }),
+          Effect.map((exit): Violation | undefined =>
+            exit === undefined
+              ? {
+                  invariant: "commands-settle",
+                  detail: `${label} still pending after ${Duration.toMillis(within)} ms`,
+                }
+              : Exit.isFailure(exit) && Cause.hasDies(exit.cause)
+                ? { invariant: "commands-settle", detail: `${label} died: ${Cause.pretty(exit.cause)}` }
+                : undefined,
+          ),
         ),
-      ),
+      { concurrency: "unbounded" },
     ),
     (found) => found.filter((v): v is Violation => v !== undefined),
   )
