@@ -10,7 +10,7 @@
  * one beat per interval over the window plus room for the handshake, capped at half the
  * budget so that commands always move, even when a server asks for absurdly short
  * intervals (twilight caps its reserve likewise). Commands wait while the window holds
- * `budget - reserve` sends. A beat the server asks for (op 1) takes a command's place, and
+ * `budget - reserve` commands, or `budget` sends of any kind. A beat the server asks for (op 1) takes a command's place, and
  * only when one is free at once (`tryAcquire`).
  */
 import { Clock, Effect } from "effect"
@@ -58,44 +58,67 @@ export const make = (options: {
   const budget = options.budget ?? defaultBudget
   const windowMillis = options.windowMillis ?? Protocol.sendLimit.windowMillis + defaultSlackMillis
   const commandBudget = budget - reserveFor(options.heartbeatIntervalMillis, windowMillis, budget)
-  // When each send in the window completed, ascending; an admitted send not yet written
-  // counts as +Infinity (it holds its place until dated). Owned by one connection.
-  let sent: Array<number> = []
+  // Every send in the window, in admission order, dated when its write completed (one not
+  // yet written counts as +Infinity: it holds its place until dated). Dates only grow, so
+  // the order is ascending. Commands are also counted apart: they wait on both their own
+  // budget and the whole window, so heartbeats beyond the reserve (a 1 s interval) slow
+  // commands down instead of starving them or pushing the total past the budget.
+  const sent: Array<{ at: number; readonly command: boolean }> = []
+  let commands = 0
+  let firstPending = 0 // index of the first send not yet written
   const pending = Number.POSITIVE_INFINITY
 
   const prune = (now: number) => {
-    if (sent.length > 0 && sent[0]! <= now - windowMillis) sent = sent.filter((at) => at > now - windowMillis)
+    let gone = 0
+    while (gone < sent.length && sent[gone]!.at <= now - windowMillis) {
+      if (sent[gone]!.command) commands--
+      gone++
+    }
+    if (gone > 0) {
+      sent.splice(0, gone)
+      firstPending -= gone
+    }
   }
   const hasRoom = (now: number) => {
     prune(now)
-    return sent.length < commandBudget
+    return commands < commandBudget && sent.length < budget
   }
-  const admit = () => void sent.push(pending)
+  const admit = (command: boolean) => {
+    sent.push({ at: pending, command })
+    if (command) commands++
+  }
+  /** When a command could next be admitted: the send whose leaving makes room, plus the window. */
+  const nextRoomAt = (): number => {
+    if (sent.length >= budget) return sent[sent.length - budget]!.at + windowMillis
+    let excess = commands - commandBudget // commands that must leave first, oldest first
+    for (const entry of sent) {
+      if (entry.command && excess-- === 0) return entry.at + windowMillis
+    }
+    return pending
+  }
 
   const record = Effect.map(Clock.currentTimeMillis, (now) => {
     prune(now)
-    admit()
+    admit(false)
   })
   const acquire: Effect.Effect<void> = Effect.gen(function* () {
     while (true) {
       const now = yield* Clock.currentTimeMillis
-      if (hasRoom(now)) return admit()
-      // The send that makes room leaves the window at sent[count - budget] + window; one
-      // still being written is looked at again a second later.
-      const frees = sent[sent.length - commandBudget]! + windowMillis
+      if (hasRoom(now)) return admit(true)
+      // One still being written is looked at again a second later.
+      const frees = nextRoomAt()
       yield* Effect.sleep(frees === pending ? 1_000 : Math.max(1, frees - now))
     }
   })
   const tryAcquire = Effect.map(Clock.currentTimeMillis, (now) => {
     if (!hasRoom(now)) return false
-    admit()
+    admit(true)
     return true
   })
   const written = Effect.map(Clock.currentTimeMillis, (now) => {
-    const index = sent.indexOf(pending)
-    if (index < 0) return
-    sent[index] = now
-    sent.sort((a, b) => a - b)
+    if (firstPending >= sent.length) return
+    sent[firstPending]!.at = now
+    firstPending++
   })
   return { record, acquire, tryAcquire, written, commandBudget }
 }

@@ -76,6 +76,32 @@ describe("SendLimiter: what the server counts", () => {
     }),
   )
 
+  it.effect("heartbeats beyond the reserve (1 s interval) slow commands down, never starve them", () =>
+    Effect.gen(function* () {
+      const interval = 1_000
+      const limiter = SendLimiter.make({ heartbeatIntervalMillis: interval })
+      const beats: Array<number> = []
+      const heartbeat = yield* Effect.forkChild(
+        Effect.forever(
+          Effect.gen(function* () {
+            yield* limiter.record
+            yield* limiter.written
+            beats.push(yield* Clock.currentTimeMillis)
+            yield* Effect.sleep(interval)
+          }),
+        ),
+      )
+      // Let the heartbeats fill the window past the reserve (65 of them) before commands start.
+      yield* TestClock.adjust(70_000)
+      const commands = yield* Effect.forkChild(flood(limiter, 100))
+      yield* TestClock.adjust(300_000)
+      const written = yield* Fiber.join(commands)
+      yield* Fiber.interrupt(heartbeat)
+      assert.strictEqual(written.length, 100, "commands kept moving")
+      assert.isAtMost(busiestWindow([...written, ...beats]), SendLimiter.defaultBudget)
+    }),
+  )
+
   it.effect("a send holds its place from when it completed, not when it was admitted", () =>
     Effect.gen(function* () {
       // A tiny window for clarity: budget 10, reserve min(1000/60000 + 2, 5) = 3: 7 commands.

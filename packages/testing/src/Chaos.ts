@@ -5,8 +5,9 @@
  * printed by fast-check becomes a regular test by pasting it into `run`.
  */
 import { IdentifyThrottle, SessionStore, Shard } from "@vigil/gateway"
+import { sendLimit } from "@vigil/gateway/Protocol"
 import { MemoryTransport } from "@vigil/gateway/testing/MemoryTransport"
-import { ScriptedGateway } from "@vigil/gateway/testing/ScriptedGateway"
+import * as ScriptedGateway from "@vigil/gateway/testing/ScriptedGateway"
 import { advance, settle } from "@vigil/gateway/testing/Settle"
 import { Effect, Layer, Random, Redacted, Stream } from "effect"
 import { TestClock } from "effect/testing"
@@ -25,6 +26,14 @@ export type Step =
   | { readonly kind: "connectFails"; readonly times: number }
   | { readonly kind: "rejectResumes"; readonly on: boolean }
   | { readonly kind: "command" }
+  // A hostile server (issue 15): see `hostileStep`.
+  | { readonly kind: "endAfterHandshake"; readonly ending: ScriptedGateway.HandshakeEnding | undefined }
+  | { readonly kind: "ignoreHandshakes"; readonly on: boolean }
+  | { readonly kind: "flood"; readonly op: 1 | 7; readonly count: number }
+  | { readonly kind: "heartbeatInterval"; readonly millis: number }
+
+const token = "chaos-secret-token-7f3a9c"
+const interval = 41_250
 
 /** Close codes a healthy bot can meet (fatal ones end the shard and are tested on their own). */
 export const survivableCloseCodes = [
@@ -71,12 +80,47 @@ export const step: fc.Arbitrary<Step> = fc.oneof(
 
 export const schedule: fc.Arbitrary<ReadonlyArray<Step>> = fc.array(step, { minLength: 1, maxLength: 25 })
 
-const token = "chaos-secret-token-7f3a9c"
-const interval = 41_250
+/** What a hostile server does (issue 15): ends every connection after the handshake, never answers it, storms, a tiny interval. */
+export const hostileStep: fc.Arbitrary<Step> = fc.oneof(
+  {
+    arbitrary: fc.record({
+      kind: fc.constant("endAfterHandshake" as const),
+      ending: fc.oneof(
+        fc.constant(undefined),
+        fc.constant("reconnect" as const),
+        fc.constant("malformed" as const),
+        fc.record({ close: fc.constantFrom(1006, 3000, 4999, ...survivableCloseCodes) }),
+      ),
+    }),
+    weight: 2,
+  },
+  { arbitrary: fc.record({ kind: fc.constant("ignoreHandshakes" as const), on: fc.boolean() }), weight: 1 },
+  {
+    arbitrary: fc.record({
+      kind: fc.constant("flood" as const),
+      op: fc.constantFrom(1 as const, 7 as const),
+      count: fc.integer({ min: 2, max: 500 }),
+    }),
+    weight: 1,
+  },
+  {
+    arbitrary: fc.record({
+      kind: fc.constant("heartbeatInterval" as const),
+      millis: fc.constantFrom(1, 10, 250, interval),
+    }),
+    weight: 1,
+  },
+)
+
+/** The regular steps and the hostile ones, mixed. */
+export const hostileSchedule: fc.Arbitrary<ReadonlyArray<Step>> = fc.array(
+  fc.oneof({ arbitrary: step, weight: 3 }, { arbitrary: hostileStep, weight: 1 }),
+  { minLength: 1, maxLength: 25 },
+)
 
 const play = (steps: ReadonlyArray<Step>) =>
   Effect.gen(function* () {
-    const server = yield* ScriptedGateway
+    const server = yield* ScriptedGateway.ScriptedGateway
     const memory = yield* MemoryTransport
     const consumed: Array<import("@vigil/gateway").Protocol.Dispatch> = []
     let commands = 0
@@ -124,6 +168,18 @@ const play = (steps: ReadonlyArray<Step>) =>
             case "rejectResumes":
               yield* server.rejectResumes(s.on ? 4000 : undefined)
               break
+            case "endAfterHandshake":
+              yield* server.endAfterHandshake(s.ending)
+              break
+            case "ignoreHandshakes":
+              yield* server.ignoreHandshakes(s.on)
+              break
+            case "flood":
+              yield* server.flood(s.op, s.count)
+              break
+            case "heartbeatInterval":
+              yield* server.setHeartbeatInterval(s.millis)
+              break
             case "command":
               commands++
               yield* Effect.forkScoped(
@@ -136,6 +192,9 @@ const play = (steps: ReadonlyArray<Step>) =>
         // Heal the world and give the shard time to recover: everything must arrive.
         yield* server.resumeAcks()
         yield* server.rejectResumes(undefined)
+        yield* server.endAfterHandshake(undefined)
+        yield* server.ignoreHandshakes(false)
+        yield* server.setHeartbeatInterval(interval)
         for (let i = 0; i < 20; i++) yield* advance(30_000)
         const health = yield* shard.health
         return [
@@ -160,6 +219,14 @@ const play = (steps: ReadonlyArray<Step>) =>
       ...Invariants.noLateSends(memory.peers()),
       ...Invariants.atMostOpen(memory.maxOpenCount(), 1),
       ...Invariants.nothingOpen(memory.openCount()),
+      ...Invariants.connectionRate(memory.connectAttempts()),
+      ...memory.peers().flatMap((p) =>
+        Invariants.sendRate(
+          p.id,
+          p.sent.map((f) => f.at),
+          { frames: sendLimit.commands, windowMillis: sendLimit.windowMillis },
+        ),
+      ),
     ]
   })
 
@@ -170,7 +237,7 @@ export const run = (
 ): Promise<ReadonlyArray<Invariants.Violation>> => {
   const capture = Invariants.capture()
   const env = Layer.mergeAll(
-    ScriptedGateway.layer({ heartbeatInterval: interval }),
+    ScriptedGateway.ScriptedGateway.layer({ heartbeatInterval: interval }),
     SessionStore.SessionStore.layerMemory,
     IdentifyThrottle.IdentifyThrottle.layer({ maxConcurrency: 1 }),
     capture.layer,

@@ -15,7 +15,6 @@
  * ```
  */
 import * as Http from "node:http"
-import type { AddressInfo } from "node:net"
 import type { Duplex } from "node:stream"
 import { clampInterval } from "@vigil/gateway/Heartbeat"
 import { maxPayloadBytes, sendLimit } from "@vigil/gateway/Protocol"
@@ -24,6 +23,7 @@ import { type WebSocket, WebSocketServer } from "ws"
 import type * as FakeRest from "./FakeRest.ts"
 import * as Connection from "./internal/Connection.ts"
 import * as HttpApi from "./internal/Http.ts"
+import { ListenError, listen } from "./internal/Listen.ts"
 import * as State from "./internal/State.ts"
 import { privilegedIntents } from "./internal/Validate.ts"
 import * as Recording from "./Recording.ts"
@@ -47,6 +47,20 @@ export interface Config {
   readonly heartbeatTimeoutCode?: number | undefined
   /** Wait this long after the socket opens before sending Hello. Default 0. */
   readonly helloDelay?: Duration.Input | undefined
+  /**
+   * Ends every connection right after READY (and its GUILD_CREATEs) or RESUMED: with a close
+   * code (1006: TCP destroyed without a close frame; 1005: a close frame without a code;
+   * `linger`: the close frame goes but TCP stays open and silent that long), with op 7, or
+   * with a frame that is not JSON. The hostile server that makes a naive client reconnect
+   * as fast as the network allows. Default: connections live on.
+   */
+  readonly endAfterHandshake?:
+    | { readonly close: number; readonly linger?: Duration.Input | undefined }
+    | "reconnect"
+    | "malformed"
+    | undefined
+  /** Identify and Resume are recorded but never answered; heartbeats are still ACKed. Default false. */
+  readonly ignoreHandshake?: boolean | undefined
   /** The shard count `GET /gateway/bot` recommends. Default: one per 1000 guilds, at least 1. */
   readonly shards?: number | undefined
   /** Identifying with fewer shards closes with 4011. Default: one per 2500 guilds, at least 1. */
@@ -118,6 +132,19 @@ const limit = (
 const millis = (input: Duration.Input | undefined, fallback: number): number =>
   input === undefined ? fallback : Duration.toMillis(input)
 
+const handshakeEnding = (ending: Config["endAfterHandshake"]): State.HandshakeEnding | undefined =>
+  ending === undefined
+    ? undefined
+    : ending === "reconnect"
+      ? { _tag: "Reconnect" }
+      : ending === "malformed"
+        ? { _tag: "Malformed" }
+        : {
+            _tag: "Close",
+            code: ending.close,
+            lingerMillis: ending.linger === undefined ? undefined : Duration.toMillis(ending.linger),
+          }
+
 const resolveConfig = (config: Config): State.ResolvedConfig => {
   const guilds = config.guilds ?? []
   const interval = millis(config.heartbeatInterval, 41_250)
@@ -129,6 +156,8 @@ const resolveConfig = (config: Config): State.ResolvedConfig => {
     heartbeatGraceMillis: millis(config.heartbeatGrace, Math.ceil(clampInterval(interval) * 1.5) - interval),
     heartbeatTimeoutCode: config.heartbeatTimeoutCode ?? 4009,
     helloDelayMillis: millis(config.helloDelay, 0),
+    endAfterHandshake: handshakeEnding(config.endAfterHandshake),
+    ignoreHandshake: config.ignoreHandshake ?? false,
     shards: config.shards ?? Math.max(1, Math.ceil(guilds.length / 1000)),
     requiredShards: config.requiredShards ?? Math.max(1, Math.ceil(guilds.length / 2500)),
     maxConcurrency: Math.max(1, config.maxConcurrency ?? 1),
@@ -168,6 +197,8 @@ const resolveConfig = (config: Config): State.ResolvedConfig => {
 // ---------------------------------------------------------------------------
 // Errors
 
+export { ListenError }
+
 /** A control call named connections or sessions that do not exist (or are gone). */
 export class NoTarget extends Schema.TaggedError<NoTarget>()("NoTarget", {
   target: Schema.String,
@@ -175,16 +206,6 @@ export class NoTarget extends Schema.TaggedError<NoTarget>()("NoTarget", {
 }) {
   override get message() {
     return `FakeGateway: no open ${this.what} matches ${this.target}`
-  }
-}
-
-/** The server could not listen on 127.0.0.1 (at start, or on the same port after a restart). */
-export class ListenError extends Schema.TaggedError<ListenError>()("ListenError", {
-  port: Schema.Number,
-  detail: Schema.String,
-}) {
-  override get message() {
-    return `FakeGateway cannot listen on 127.0.0.1:${this.port}: ${this.detail}`
   }
 }
 
@@ -270,6 +291,11 @@ export interface RestartOptions {
 export interface CloseOptions {
   readonly reason?: string | undefined
   /**
+   * Send the close frame but keep TCP open this long, reading nothing and answering nothing
+   * (the client's close reply included), then destroy it: the code arrives, no TCP close follows.
+   */
+  readonly linger?: Duration.Input | undefined
+  /**
    * Whether the session ends (a later Resume gets Invalid Session). Default: it ends when
    * the code means "start a new session" in the close code table (1000, 1001, 4003–4014
    * except 4000–4002), so the fake agrees with what a client does with the code.
@@ -323,6 +349,18 @@ export interface FakeGatewayService {
   readonly requestHeartbeat: (target: Target) => Effect.Effect<ReadonlyArray<number>, NoTarget>
   /** Sends op 7. */
   readonly reconnect: (target: Target) => Effect.Effect<ReadonlyArray<number>, NoTarget>
+  /** Sends `count` op 1 (heartbeat request) or op 7 (reconnect) payloads back to back: a storm. */
+  readonly flood: (target: Target, op: 1 | 7, count: number) => Effect.Effect<ReadonlyArray<number>, NoTarget>
+  /**
+   * Sends one message of `count` copies of `message` (default `{}`) in one compressed flush,
+   * on the connection's transport compression (zlib-stream, zstd-stream; uncompressed, one
+   * text frame): a few KiB on the wire that decompress to `count × message` bytes. Recorded
+   * as sent with op -1.
+   */
+  readonly bomb: (
+    target: Target,
+    options: { readonly count: number; readonly message?: string | undefined },
+  ) => Effect.Effect<ReadonlyArray<number>, NoTarget>
   /**
    * Sends op 9 with `d: resumable`. The connection is unauthenticated again (it may
    * Identify or Resume anew); with `false` the session also ends.
@@ -408,16 +446,6 @@ const isValidCloseCode = (code: number): boolean =>
 const toBuffer = (data: Buffer | ArrayBuffer | ReadonlyArray<Buffer>): Buffer =>
   Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer)
 
-const listen = (server: Http.Server, port: number): Effect.Effect<number, ListenError> =>
-  Effect.callback<number, ListenError>((resume) => {
-    const onError = (error: Error) => resume(Effect.fail(new ListenError({ port, detail: error.message })))
-    server.once("error", onError)
-    server.listen(port, "127.0.0.1", () => {
-      server.off("error", onError)
-      resume(Effect.succeed((server.address() as AddressInfo).port))
-    })
-  })
-
 /** Stops accepting, and waits until every HTTP connection (keep-alive ones included) is gone. */
 const stopListening = (server: Http.Server): Effect.Effect<void> =>
   Effect.callback<void>((resume) => {
@@ -478,7 +506,7 @@ export const make = (config: Config): Effect.Effect<FakeGatewayService, ListenEr
           })
         }),
     )
-    const port = yield* listen(server, 0)
+    const port = yield* listen(server, "FakeGateway", 0)
     const url = `ws://127.0.0.1:${port}`
     state.setPublicUrl(url)
 
@@ -608,7 +636,7 @@ export const make = (config: Config): Effect.Effect<FakeGatewayService, ListenEr
 
     const start = Effect.gen(function* () {
       if (server.listening) return
-      yield* listen(server, port)
+      yield* listen(server, "FakeGateway", port)
       yield* state.record({
         _tag: "Fault",
         connection: undefined,
@@ -683,6 +711,26 @@ export const make = (config: Config): Effect.Effect<FakeGatewayService, ListenEr
         ),
       reconnect: (target) =>
         fault(target, "reconnect", "op 7", (conn, written) => sendOn(conn, { op: 7, d: null }, written)),
+      flood: (target, op, count) =>
+        fault(target, "flood", `${count} × op ${op}`, (conn, written) => {
+          for (let i = 1; i < count; i++) state.send(conn, { op, d: null })
+          return sendOn(conn, { op, d: null }, written)
+        }),
+      bomb: (target, options) => {
+        const message = options.message ?? "{}"
+        return fault(target, "bomb", `${options.count} × ${message}`, (conn, written) => {
+          state.enqueue(conn, {
+            _tag: "Payload",
+            text: message,
+            op: -1,
+            t: null,
+            s: null,
+            repeat: options.count,
+            written,
+          })
+          return true
+        })
+      },
       invalidSession: (target, resumable) =>
         Effect.gen(function* () {
           const now = yield* Clock.currentTimeMillis
@@ -700,7 +748,11 @@ export const make = (config: Config): Effect.Effect<FakeGatewayService, ListenEr
       close: (target, code, options = {}) =>
         isValidCloseCode(code)
           ? fault(target, "close", `close ${code}`, (conn, written) => {
-              state.close(conn, code, options.reason ?? "", { invalidate: options.invalidate, written })
+              state.close(conn, code, options.reason ?? "", {
+                invalidate: options.invalidate,
+                lingerMillis: options.linger === undefined ? undefined : Duration.toMillis(options.linger),
+                written,
+              })
               return true
             })
           : Effect.fail(new InvalidCloseCode({ code })),
@@ -711,11 +763,7 @@ export const make = (config: Config): Effect.Effect<FakeGatewayService, ListenEr
         }),
       halfOpen: (target) =>
         fault(target, "half-open", "TCP open, nothing read or sent", (conn) => {
-          conn.halfOpen = true
-          // Take the socket's bytes away from `ws` and discard them: no frame is parsed and
-          // nothing is answered (not even a close or a ping), yet a FIN still ends the socket.
-          conn.socket.removeAllListeners("data")
-          conn.socket.on("data", () => {})
+          State.silence(conn)
           return false
         }),
       invalidate: (target) =>

@@ -22,10 +22,12 @@
  * ```
  */
 import * as Http from "node:http"
-import type { AddressInfo } from "node:net"
-import { Clock, Context, Duration, Effect, FiberSet, Layer, Predicate, Schema, type Scope } from "effect"
+import { Clock, Context, Duration, Effect, FiberSet, Layer, Predicate, type Scope } from "effect"
 import { HttpClient, HttpClientError, HttpClientResponse } from "effect/http"
+import { ListenError, listen } from "./internal/Listen.ts"
 import * as Traffic from "./Traffic.ts"
+
+export { ListenError }
 
 export interface Config {
   /** The token every request must carry as `Authorization: Bot <token>` (else 401). */
@@ -116,15 +118,6 @@ export interface FakeRestService extends Omit<Handler, "serve"> {
 
 export class FakeRest extends Context.Service<FakeRest, FakeRestService>()("@vigil/testing/FakeRest") {
   static readonly layer = (config: Config): Layer.Layer<FakeRest, ListenError> => layer(config)
-}
-
-/** The server could not listen on 127.0.0.1. */
-export class ListenError extends Schema.TaggedError<ListenError>()("ListenError", {
-  detail: Schema.String,
-}) {
-  override get message() {
-    return `FakeRest cannot listen on 127.0.0.1: ${this.detail}`
-  }
 }
 
 // ---------------------------------------------------------------------------
@@ -396,16 +389,6 @@ const readBody = (req: Http.IncomingMessage): Effect.Effect<string | undefined> 
     req.on("error", () => resume(Effect.succeed("")))
   })
 
-const listen = (server: Http.Server): Effect.Effect<number, ListenError> =>
-  Effect.callback<number, ListenError>((resume) => {
-    const onError = (error: Error) => resume(Effect.fail(new ListenError({ detail: error.message })))
-    server.once("error", onError)
-    server.listen(0, "127.0.0.1", () => {
-      server.off("error", onError)
-      resume(Effect.succeed((server.address() as AddressInfo).port))
-    })
-  })
-
 /** The fake's state and its ways in, without a server: `make` listens with it, `FakeGateway` serves it. */
 export const handler = (config: Config): Handler => {
   const model = makeModel(config)
@@ -490,7 +473,7 @@ export const make = (config: Config): Effect.Effect<FakeRestService, ListenError
           server.closeAllConnections()
         }),
     )
-    const port = yield* listen(server)
+    const port = yield* listen(server, "FakeRest", 0)
     const url = `http://127.0.0.1:${port}`
     return { ...fake, url, apiBaseUrl: `${url}/api/v10` } satisfies FakeRestService
   })

@@ -5,7 +5,7 @@
  */
 import { type Protocol, Transport } from "@vigil/gateway"
 import type { MemoryPeer } from "@vigil/gateway/testing/MemoryTransport"
-import { Cause, Effect, Layer, Logger, Tracer } from "effect"
+import { Cause, Clock, Duration, Effect, Exit, Fiber, Layer, Logger, type Scope, Tracer } from "effect"
 
 export interface Violation {
   readonly invariant: string
@@ -113,8 +113,151 @@ export const secretNeverLeaked = (secret: string, captured: ReadonlyArray<string
     .filter((text) => text.includes(secret))
     .map((text) => ({
       invariant: "token-never-leaked",
-      detail: `found in: ${text.replace(secret, "<TOKEN>").slice(0, 200)}`,
+      // Every occurrence: the report itself must not print the secret.
+      detail: `found in: ${text.replaceAll(secret, "<TOKEN>").slice(0, 200)}`,
     }))
+
+/**
+ * No more than one connection attempt per second, sustained: at most N + 1 attempts in any
+ * window of N seconds (half-open), counting only attempts after the first `graceMillis`.
+ * `attempts` are instants in milliseconds, in any order.
+ */
+export const connectionRate = (
+  attempts: ReadonlyArray<number>,
+  options: { readonly graceMillis?: number | undefined } = {},
+): Array<Violation> => {
+  const sorted = [...attempts].sort((a, b) => a - b)
+  const from = (sorted[0] ?? 0) + (options.graceMillis ?? 0)
+  const times = sorted.filter((t) => t >= from)
+  let worst: { count: number; span: number; allowed: number } | undefined
+  for (let i = 0; i < times.length; i++) {
+    for (let j = i + 1; j < times.length; j++) {
+      const span = times[j]! - times[i]!
+      const count = j - i + 1
+      const allowed = Math.floor(span / 1000) + 2
+      if (count > allowed && (worst === undefined || count - allowed > worst.count - worst.allowed)) {
+        worst = { count, span, allowed }
+      }
+    }
+  }
+  return worst === undefined
+    ? []
+    : [
+        {
+          invariant: "at-most-one-attempt-per-second",
+          detail: `${worst.count} connection attempts within ${worst.span} ms (at most ${worst.allowed})`,
+        },
+      ]
+}
+
+/**
+ * At most `limit` frames in any window of `windowMillis` on one connection: Discord's 120
+ * commands per 60 s, heartbeats included (over it the server closes with 4008).
+ */
+export const sendRate = (
+  connection: number,
+  sentAt: ReadonlyArray<number>,
+  limit: { readonly frames: number; readonly windowMillis: number },
+): Array<Violation> => {
+  const times = [...sentAt].sort((a, b) => a - b)
+  for (let i = limit.frames; i < times.length; i++) {
+    const span = times[i]! - times[i - limit.frames]!
+    if (span < limit.windowMillis) {
+      return [
+        {
+          invariant: "send-limit",
+          detail: `connection ${connection}: ${limit.frames + 1} frames within ${span} ms (at most ${limit.frames} per ${limit.windowMillis} ms)`,
+        },
+      ]
+    }
+  }
+  return []
+}
+
+/** After a fatal close (at `fatalAt`), no connection was attempted again. */
+export const noConnectionAfterFatal = (
+  attempts: ReadonlyArray<number>,
+  fatalAt: number,
+): Array<Violation> => {
+  const later = attempts.filter((t) => t > fatalAt)
+  return later.length === 0
+    ? []
+    : [
+        {
+          invariant: "fatal-means-stop",
+          detail: `${later.length} connection attempt(s) after the fatal close, the first ${later[0]! - fatalAt} ms after it`,
+        },
+      ]
+}
+
+/** The heap never grew more than `limitBytes` above `baseline` (peak as sampled by `heapPeak`). */
+export const heapBounded = (baseline: number, peak: number, limitBytes: number): Array<Violation> =>
+  peak - baseline > limitBytes
+    ? [
+        {
+          invariant: "bounded-memory",
+          detail: `heap grew by ${mib(peak - baseline)} MiB, over the ${mib(limitBytes)} MiB allowed`,
+        },
+      ]
+    : []
+
+const mib = (bytes: number) => (bytes / 1024 / 1024).toFixed(1)
+
+/**
+ * Samples the heap in use every `everyMillis` while the scope lasts (a garbage collection
+ * may come between samples; a runaway allocation does not hide between two of them).
+ */
+export const heapPeak = (
+  everyMillis = 10,
+): Effect.Effect<{ readonly peak: () => number }, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    let peak = process.memoryUsage().heapUsed
+    yield* Effect.forkScoped(
+      Effect.forever(
+        Effect.andThen(
+          Effect.sleep(everyMillis),
+          Effect.sync(() => {
+            peak = Math.max(peak, process.memoryUsage().heapUsed)
+          }),
+        ),
+      ),
+    )
+    return { peak: () => Math.max(peak, process.memoryUsage().heapUsed) }
+  })
+
+/**
+ * Every pending command settles (succeeds, or fails with a typed error) within `within`:
+ * none hangs, none dies. Each fiber runs a command; `label` names it in the report.
+ */
+export const commandsSettle = <A, E>(
+  commands: ReadonlyArray<{ readonly label: string; readonly fiber: Fiber.Fiber<A, E> }>,
+  within: Duration.Input,
+): Effect.Effect<Array<Violation>> =>
+  Effect.map(
+    Effect.forEach(
+      commands,
+      ({ label, fiber }) =>
+        Fiber.await(fiber).pipe(
+          Effect.timeoutOrElse({ duration: within, orElse: () => Effect.succeed(undefined) }),
+          Effect.map((exit): Violation | undefined =>
+            exit === undefined
+              ? {
+                  invariant: "commands-settle",
+                  detail: `${label} still pending after ${Duration.toMillis(within)} ms`,
+                }
+              : Exit.isFailure(exit) && Cause.hasDies(exit.cause)
+                ? { invariant: "commands-settle", detail: `${label} died: ${Cause.pretty(exit.cause)}` }
+                : undefined,
+          ),
+        ),
+      { concurrency: "unbounded" },
+    ),
+    (found) => found.filter((v): v is Violation => v !== undefined),
+  )
+
+/** Any value as text, the way a leak check reads it: statuses, errors (with their message), entries. */
+export const text = (value: unknown): string =>
+  value instanceof Error ? `${value.name} ${value.message} ${show(value)}` : show(value)
 
 export interface Capture {
   /** Every log line (message, annotations and cause) and every span (name, attributes, events), as text. */
@@ -173,6 +316,8 @@ export interface SocketCount {
   readonly open: () => number
   /** The most it ever held at once. */
   readonly max: () => number
+  /** When each connection attempt began (milliseconds, by the client's clock), refused ones included. */
+  readonly attempts: () => ReadonlyArray<number>
   /** The transport to give the client: `inner`, counted. */
   readonly layer: Layer.Layer<Transport.GatewayTransport>
 }
@@ -184,15 +329,20 @@ export interface SocketCount {
 export const countSockets = (inner: Transport.GatewayTransport["Service"]): SocketCount => {
   let open = 0
   let max = 0
+  const attempts: Array<number> = []
   return {
     open: () => open,
     max: () => max,
+    attempts: () => attempts,
     layer: Layer.succeed(Transport.GatewayTransport)({
       connect: (url) =>
         Effect.acquireRelease(
-          Effect.sync(() => {
-            max = Math.max(max, ++open)
-          }),
+          Effect.flatMap(Clock.currentTimeMillis, (now) =>
+            Effect.sync(() => {
+              attempts.push(now)
+              max = Math.max(max, ++open)
+            }),
+          ),
           () => Effect.sync(() => void open--),
         ).pipe(Effect.andThen(inner.connect(url))),
     }),

@@ -25,11 +25,16 @@ interface Session {
   expired: boolean
 }
 
+/** How every connection of a shard ends right after READY or RESUMED (a hostile server). */
+export type HandshakeEnding = { readonly close: number } | "reconnect" | "malformed"
+
 interface ShardLink {
   peer: MemoryPeer | undefined
   session: Session | undefined
   acking: boolean
   rejectResumesWith: number | undefined
+  endAfterHandshake: HandshakeEnding | undefined
+  ignoreHandshakes: boolean
 }
 
 export interface ScriptedGatewayService {
@@ -46,6 +51,14 @@ export interface ScriptedGatewayService {
   readonly drop: (shardId?: number) => Effect.Effect<void>
   /** Closes every Resume attempt with `code` before RESUMED (undefined: accept again). */
   readonly rejectResumes: (code: number | undefined, shardId?: number) => Effect.Effect<void>
+  /** From now on every connection of the shard ends right after READY/RESUMED (undefined: no more). */
+  readonly endAfterHandshake: (ending: HandshakeEnding | undefined, shardId?: number) => Effect.Effect<void>
+  /** Identify and Resume for the shard go unanswered (heartbeats are still ACKed), or are answered again. */
+  readonly ignoreHandshakes: (on: boolean, shardId?: number) => Effect.Effect<void>
+  /** Hello on later connections announces this interval (a hostile server's 1 ms, or back to normal). */
+  readonly setHeartbeatInterval: (millis: number) => Effect.Effect<void>
+  /** Sends `count` op 1 (heartbeat request) or op 7 (reconnect) payloads back to back. */
+  readonly flood: (op: 1 | 7, count: number, shardId?: number) => Effect.Effect<void>
   /** The session can no longer be resumed (a Resume gets Invalid Session false). */
   readonly expireSession: (shardId?: number) => Effect.Effect<void>
   /** The connection currently attached to the shard's session. */
@@ -77,7 +90,7 @@ const make = (
 ): Effect.Effect<ScriptedGatewayService, never, MemoryTransport | Scope.Scope> =>
   Effect.gen(function* () {
     const gateway = yield* MemoryTransport
-    const interval = options.heartbeatInterval ?? 41_250
+    let interval = options.heartbeatInterval ?? 41_250
     const links = new Map<number, ShardLink>()
     const sessions = new Map<string, Session>()
     const identifyLog: Array<{ shard: number; at: number }> = []
@@ -89,7 +102,14 @@ const make = (
     const link = (shardId: number): ShardLink => {
       let l = links.get(shardId)
       if (!l) {
-        l = { peer: undefined, session: undefined, acking: true, rejectResumesWith: undefined }
+        l = {
+          peer: undefined,
+          session: undefined,
+          acking: true,
+          rejectResumesWith: undefined,
+          endAfterHandshake: undefined,
+          ignoreHandshakes: false,
+        }
         links.set(shardId, l)
       }
       return l
@@ -113,6 +133,22 @@ const make = (
         return event.s
       })
 
+    /**
+     * Ends the connection the hostile way, if the shard is set to. The script goes on reading
+     * after a close: frames the client wrote before it still arrive, as they would over TCP.
+     */
+    const endIfHostile = (peer: MemoryPeer, l: ShardLink): Effect.Effect<void> => {
+      const ending = l.endAfterHandshake
+      if (ending === undefined) return Effect.void
+      return ending === "reconnect"
+        ? peer.send(Payloads.reconnect)
+        : ending === "malformed"
+          ? peer.sendRaw("{malformed")
+          : ending.close === 1006
+            ? peer.drop
+            : peer.close(ending.close, "ended after the handshake")
+    }
+
     const serve = (peer: MemoryPeer): Effect.Effect<void> =>
       Effect.gen(function* () {
         yield* peer.send(Payloads.hello(interval))
@@ -131,6 +167,7 @@ const make = (
               const shard = (message.d.shard ?? [0, 1]) as [number, number]
               shardId = shard[0]
               identifyLog.push({ shard: shardId, at: now })
+              if (link(shardId).ignoreHandshakes) break
               const session: Session = {
                 id: `session-${shardId}-${++sessionCounter}`,
                 shard,
@@ -143,6 +180,7 @@ const make = (
               l.peer = peer
               l.session = session
               yield* dispatchOn(session, "READY", Payloads.readyData(session.id, shard))
+              yield* endIfHostile(peer, l)
               break
             }
             case 6: {
@@ -157,6 +195,7 @@ const make = (
                 return
               }
               shardId = session.shard[0]
+              if (link(shardId).ignoreHandshakes) break
               const rejectWith = link(shardId).rejectResumesWith
               if (rejectWith !== undefined) {
                 yield* peer.close(rejectWith, "resume rejected")
@@ -169,6 +208,7 @@ const make = (
               const from = Math.max(0, seq - (options.replayOverlap ?? 0))
               for (const event of session.buffer) if (event.s > from) yield* peer.send(event)
               yield* dispatchOn(session, "RESUMED", null)
+              yield* endIfHostile(peer, l)
               break
             }
             default:
@@ -225,6 +265,26 @@ const make = (
         Effect.sync(() => {
           link(shardId).rejectResumesWith = code
         }),
+      endAfterHandshake: (ending, shardId = 0) =>
+        Effect.sync(() => {
+          link(shardId).endAfterHandshake = ending
+        }),
+      ignoreHandshakes: (on, shardId = 0) =>
+        Effect.sync(() => {
+          link(shardId).ignoreHandshakes = on
+        }),
+      setHeartbeatInterval: (millis) =>
+        Effect.sync(() => {
+          interval = millis
+        }),
+      flood: (op, count, shardId = 0) =>
+        onPeer(shardId, (p) =>
+          Effect.forEach(
+            Array.from({ length: count }),
+            () => p.send(op === 1 ? Payloads.heartbeatRequest : Payloads.reconnect),
+            { discard: true },
+          ),
+        ),
       expireSession: (shardId = 0) =>
         Effect.sync(() => {
           const session = link(shardId).session

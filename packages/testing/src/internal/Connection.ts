@@ -10,7 +10,7 @@ import { Clock, Deferred, Effect, Predicate, Result, type Scope } from "effect"
 import * as Traffic from "../Traffic.ts"
 import * as Encoder from "./Encoder.ts"
 import * as Members from "./Members.ts"
-import { type Conn, type Outbound, redact, type State } from "./State.ts"
+import { type Conn, type Outbound, redact, type State, silence } from "./State.ts"
 import * as Validate from "./Validate.ts"
 
 const OPEN = 1
@@ -63,22 +63,66 @@ const invalidSession = (
     Effect.sync(() => state.send(conn, { op: 9, d: false })),
   )
 
-/** Writes one queued item: a close frame, or a payload's frames, or records it withheld. */
-const write = (state: State, conn: Conn, encoder: Encoder.Encoder, item: Outbound): Effect.Effect<void> =>
+/** A close frame as a server writes it (unmasked, final), for writing past `ws`. */
+const closeFrame = (code: number, reason: string): Buffer => {
+  if (code === 1005) return Buffer.from([0x88, 0])
+  const text = Buffer.from(reason, "utf8").subarray(0, 123)
+  const frame = Buffer.alloc(4 + text.length)
+  frame[0] = 0x88
+  frame[1] = 2 + text.length
+  frame.writeUInt16BE(code, 2)
+  text.copy(frame, 4)
+  return frame
+}
+
+/**
+ * Ends the link: 1006 destroys it without a close frame; 1005 is a close frame without a
+ * code; with `lingerMillis` the close frame goes past `ws` and TCP stays up, silent, that
+ * long (the client sees the code, but no TCP close follows), then is destroyed.
+ */
+const writeClose = (
+  conn: Conn,
+  item: Outbound & { readonly _tag: "Close" },
+): Effect.Effect<void, never, Scope.Scope> =>
   Effect.gen(function* () {
-    if (item._tag === "Close") {
-      if (conn.ws.readyState === OPEN && !conn.halfOpen) {
-        conn.closedByServer ??= { code: item.code, reason: item.reason }
-        conn.ws.close(item.code, item.reason)
-      }
+    if (conn.ws.readyState !== OPEN || conn.halfOpen) return
+    conn.closedByServer ??= { code: item.code, reason: item.reason }
+    if (item.code === 1006) return conn.ws.terminate()
+    if (item.lingerMillis !== undefined) {
+      silence(conn)
+      // The client's FIN (a `ws` client ends TCP once both close frames crossed) ends nothing.
+      conn.socket.removeAllListeners("end")
+      conn.socket.write(closeFrame(item.code, item.reason))
+      const linger = item.lingerMillis
+      yield* Effect.forkScoped(
+        Effect.andThen(
+          Effect.sleep(linger),
+          Effect.sync(() => conn.socket.destroy()),
+        ),
+      )
       return
     }
+    if (item.code === 1005) conn.ws.close()
+    else conn.ws.close(item.code, item.reason)
+  })
+
+/** Writes one queued item: a close frame, or a payload's frames, or records it withheld. */
+const write = (
+  state: State,
+  conn: Conn,
+  encoder: Encoder.Encoder,
+  item: Outbound,
+): Effect.Effect<void, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    if (item._tag === "Close") return yield* writeClose(conn, item)
     if (conn.halfOpen) {
       return yield* state.record({ _tag: "Withheld", connection: conn.id, op: item.op, t: item.t, s: item.s })
     }
     if (conn.ws.readyState !== OPEN) return
     // Payload compression (Identify's `compress: true`): each payload on its own, zlib, whole.
-    const frames = conn.payloadCompression ? [Zlib.deflateSync(item.text)] : yield* encoder.encode(item.text)
+    const frames = conn.payloadCompression
+      ? [Zlib.deflateSync(item.text)]
+      : yield* encoder.encode(item.text, item.repeat)
     // The socket may have gone while the frames were being compressed.
     if (conn.ws.readyState !== OPEN) return
     let bytes = 0
@@ -101,7 +145,11 @@ const write = (state: State, conn: Conn, encoder: Encoder.Encoder, item: Outboun
  * The single writer: takes queued items in order. Whatever becomes of an item (written,
  * withheld, or cut short by the connection's end), whoever waits on `written` is released.
  */
-const writer = (state: State, conn: Conn, encoder: Encoder.Encoder): Effect.Effect<void> =>
+const writer = (
+  state: State,
+  conn: Conn,
+  encoder: Encoder.Encoder,
+): Effect.Effect<void, never, Scope.Scope> =>
   Effect.gen(function* () {
     while (true) {
       const item = yield* conn.outbox.take
@@ -182,6 +230,31 @@ const readyPayload = (state: State, conn: Conn, sessionId: string, shard: readon
   }
 }
 
+/** The scripted end of every connection, queued right behind READY (and its guilds) or RESUMED. */
+const endAfterHandshake = (state: State, conn: Conn): Effect.Effect<void> =>
+  Effect.gen(function* () {
+    const ending = state.config.endAfterHandshake
+    if (ending === undefined) return
+    const detail =
+      ending._tag === "Close"
+        ? `close ${ending.code}${ending.lingerMillis === undefined ? "" : `, TCP held ${ending.lingerMillis} ms`}`
+        : ending._tag === "Reconnect"
+          ? "op 7"
+          : "a malformed frame"
+    yield* state.record({ _tag: "Fault", connection: conn.id, fault: "end-after-handshake", detail })
+    switch (ending._tag) {
+      case "Close":
+        return state.close(conn, ending.code, "ended after the handshake", {
+          lingerMillis: ending.lingerMillis,
+        })
+      case "Reconnect":
+        return state.send(conn, { op: 7, d: null })
+      case "Malformed":
+        // Recorded as sent with op -1: not a gateway payload at all.
+        return state.enqueue(conn, { _tag: "Payload", text: "{malformed", op: -1, t: null, s: null })
+    }
+  })
+
 const identify = (state: State, conn: Conn, d: unknown, now: number): Effect.Effect<void> =>
   Effect.gen(function* () {
     if (conn.auth !== "none")
@@ -211,6 +284,7 @@ const identify = (state: State, conn: Conn, d: unknown, now: number): Effect.Eff
       if (Traffic.shardOf(id, shard[1]) === shard[0])
         state.dispatch(session, "GUILD_CREATE", Traffic.guildCreate(id))
     }
+    yield* endAfterHandshake(state, conn)
   })
 
 const resume = (state: State, conn: Conn, d: unknown, now: number): Effect.Effect<void> =>
@@ -275,6 +349,7 @@ const resume = (state: State, conn: Conn, d: unknown, now: number): Effect.Effec
       from: seq,
       replayed: replay.length,
     })
+    yield* endAfterHandshake(state, conn)
   })
 
 /** Request Guild Members: chunks carrying the nonce, or RATE_LIMITED over the request rate. */
@@ -347,6 +422,8 @@ const handleMessage = (state: State, conn: Conn, data: Buffer): Effect.Effect<vo
       return yield* reject(state, conn, { code: 4002, reason: "decode error: not a gateway payload" })
     }
     if (!clientOps.has(op)) return yield* reject(state, conn, { code: 4001, reason: `unknown opcode ${op}` })
+    // A server that ACKs heartbeats but never answers the handshake.
+    if ((op === Op.Identify || op === Op.Resume) && state.config.ignoreHandshake) return
     switch (op) {
       case Op.Heartbeat:
         return yield* heartbeat(state, conn, now)

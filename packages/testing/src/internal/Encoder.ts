@@ -10,8 +10,11 @@ import { Effect, type Scope } from "effect"
 export type TransportCompression = "zlib-stream" | "zstd-stream"
 
 export interface Encoder {
-  /** The WebSocket frames that carry one gateway message, in order. */
-  readonly encode: (text: string) => Effect.Effect<ReadonlyArray<string | Buffer>>
+  /**
+   * The WebSocket frames that carry one gateway message, in order. With `repeat`, `text`
+   * goes that many times before the one flush: what a bomb of many tiny messages looks like.
+   */
+  readonly encode: (text: string, repeat?: number) => Effect.Effect<ReadonlyArray<string | Buffer>>
 }
 
 export interface EncoderOptions {
@@ -19,7 +22,10 @@ export interface EncoderOptions {
   readonly zlibFrameBytes?: number | undefined
 }
 
-const plain: Encoder = { encode: (text) => Effect.succeed([text]) }
+const plain: Encoder = { encode: (text, repeat = 1) => Effect.succeed([text.repeat(repeat)]) }
+
+/** Input chunks of about this size: a bomb of hundreds of MiB never exists whole in memory. */
+const chunkBytes = 64 * 1024
 
 /**
  * Compresses through a stream and collects what one flush produced, the way `ws` does its
@@ -31,9 +37,13 @@ const streaming = (stream: Zlib.Deflate | Zlib.ZstdCompress, flushKind: number) 
   stream.on("data", (chunk: Buffer) => chunks.push(chunk))
   // A failing codec must not crash the process; the connection sees no frame instead.
   stream.on("error", () => {})
-  return (text: string): Effect.Effect<Buffer> =>
+  return (text: string, repeat = 1): Effect.Effect<Buffer> =>
     Effect.callback<Buffer>((resume) => {
-      stream.write(Buffer.from(text, "utf8"))
+      const perChunk = Math.max(1, Math.min(repeat, Math.floor(chunkBytes / Math.max(1, text.length))))
+      const chunk = Buffer.from(text.repeat(perChunk), "utf8")
+      let left = repeat
+      for (; left >= perChunk; left -= perChunk) stream.write(chunk)
+      if (left > 0) stream.write(Buffer.from(text.repeat(left), "utf8"))
       stream.flush(flushKind, () => resume(Effect.succeed(Buffer.concat(chunks.splice(0)))))
     })
 }
@@ -57,10 +67,13 @@ export const make = (
     Effect.map((stream): Encoder => {
       if (compression === "zlib-stream") {
         const compress = streaming(stream, Zlib.constants.Z_SYNC_FLUSH)
-        return { encode: (text) => Effect.map(compress(text), (data) => split(data, options.zlibFrameBytes)) }
+        return {
+          encode: (text, repeat) =>
+            Effect.map(compress(text, repeat), (data) => split(data, options.zlibFrameBytes)),
+        }
       }
       const compress = streaming(stream, Zlib.constants.ZSTD_e_flush)
-      return { encode: (text) => Effect.map(compress(text), (data) => [data]) }
+      return { encode: (text, repeat) => Effect.map(compress(text, repeat), (data) => [data]) }
     }),
   )
 }

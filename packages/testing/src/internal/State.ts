@@ -20,6 +20,10 @@ export interface ResolvedConfig {
   readonly heartbeatGraceMillis: number
   readonly heartbeatTimeoutCode: number
   readonly helloDelayMillis: number
+  /** What every connection gets right after READY or RESUMED, if anything. */
+  readonly endAfterHandshake: HandshakeEnding | undefined
+  /** Identify and Resume are recorded but never answered. */
+  readonly ignoreHandshake: boolean
   readonly shards: number
   readonly requiredShards: number
   readonly maxConcurrency: number
@@ -42,6 +46,12 @@ export interface ResolvedConfig {
   readonly rest: Omit<FakeRest.Config, "token" | "bot">
   readonly members: Members.MembersConfig
 }
+
+/** How a connection is ended right after its handshake (see `FakeGateway.Config.endAfterHandshake`). */
+export type HandshakeEnding =
+  | { readonly _tag: "Close"; readonly code: number; readonly lingerMillis: number | undefined }
+  | { readonly _tag: "Reconnect" }
+  | { readonly _tag: "Malformed" }
 
 export interface BufferedDispatch {
   readonly s: number
@@ -71,12 +81,16 @@ export type Outbound =
       readonly op: number
       readonly t: string | null
       readonly s: number | null
+      /** Sent as `repeat` copies of `text` in one compressed flush (a bomb); default 1. */
+      readonly repeat?: number | undefined
       readonly written?: Deferred.Deferred<void> | undefined
     }
   | {
       readonly _tag: "Close"
       readonly code: number
       readonly reason: string
+      /** The close frame goes, but TCP stays open (nothing read or answered) this long, then is destroyed. */
+      readonly lingerMillis?: number | undefined
       readonly written?: Deferred.Deferred<void> | undefined
     }
 
@@ -272,6 +286,7 @@ export const make = (config: ResolvedConfig, startedAt: number) => {
     reason: string,
     options: {
       readonly invalidate?: boolean | undefined
+      readonly lingerMillis?: number | undefined
       readonly written?: Deferred.Deferred<void> | undefined
     } = {},
   ) => {
@@ -282,7 +297,13 @@ export const make = (config: ResolvedConfig, startedAt: number) => {
     conn.state = "closing"
     const invalidate = options.invalidate ?? (isSessionEndingCode(code) || classifyClose(code) !== "resume")
     if (invalidate && conn.session !== undefined) endSession(conn.session, `server closed with ${code}`)
-    enqueue(conn, { _tag: "Close", code, reason, written: options.written })
+    enqueue(conn, {
+      _tag: "Close",
+      code,
+      reason,
+      lingerMillis: options.lingerMillis,
+      written: options.written,
+    })
   }
 
   /** The TCP link goes without a close frame. */
@@ -352,6 +373,16 @@ export type State = ReturnType<typeof make>
 
 export const openConns = (state: State): ReadonlyArray<Conn> =>
   [...state.conns.values()].filter((conn) => conn.state === "open")
+
+/**
+ * Takes the socket's bytes away from `ws` and discards them: no frame is parsed and nothing
+ * is answered (not even a close or a ping), yet a FIN from the client still ends the socket.
+ */
+export const silence = (conn: Conn) => {
+  conn.halfOpen = true
+  conn.socket.removeAllListeners("data")
+  conn.socket.on("data", () => {})
+}
 
 /** Any `token` field, wherever it sits, is replaced before a payload is recorded. */
 export const redact = (value: unknown): unknown => {
