@@ -206,6 +206,19 @@ describe("vigil connect --session-dir", () => {
       : undefined
   }
 
+  it.live("a directory that cannot be created: one line, exit code 20", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir
+      fs.writeFileSync(path.join(dir, "a-file"), "")
+      const ran = yield* vigil(["connect", "--session-dir", path.join(dir, "a-file", "sessions")], {
+        DISCORD_TOKEN: token,
+      })
+      assert.strictEqual(ran.code, exitCodes.SessionDirUnavailable)
+      assert.strictEqual(ran.stderr.trim().split("\n").length, 1)
+      assert.match(ran.stderr.trim(), /^vigil: cannot keep sessions in .*a-file.*--session-dir/)
+    }),
+  )
+
   it.live(
     "a process killed with SIGKILL mid-stream is restarted and resumes: no identify, the unsaved window replayed, nothing skipped",
     () =>
