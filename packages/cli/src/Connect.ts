@@ -3,10 +3,12 @@
  * `Redacted` from the moment it is read. Events and status changes are printed; a fatal
  * error becomes one line of explanation and its own exit code.
  */
-import { NodeGateway } from "@vigil/gateway-node"
+import { SessionStore } from "@vigil/gateway"
+import { NodeGateway, NodeSessionStore } from "@vigil/gateway-node"
 import { DiscordProvider } from "@vigil/provider"
 import { Effect, Layer, type Redacted, Stream } from "effect"
 import { FetchHttpClient } from "effect/http"
+import { SessionDirUnavailable } from "./Explain.ts"
 import * as Screen from "./Screen.ts"
 import * as StatusView from "./StatusView.ts"
 
@@ -19,7 +21,22 @@ export interface ConnectOptions {
   readonly compression: "none" | "zlib-stream" | "zstd-stream"
   /** Print every dispatch (default) or only status changes. */
   readonly events: boolean
+  /** Keep sessions here, so a restarted process resumes them; undefined: in memory only. */
+  readonly sessionDir: string | undefined
 }
+
+const sessionStore = (
+  directory: string | undefined,
+): Layer.Layer<SessionStore.SessionStore, SessionDirUnavailable> =>
+  directory === undefined
+    ? SessionStore.SessionStore.layerMemory
+    : NodeSessionStore.layerFileSystem(directory).pipe(
+        Layer.catchTag("PlatformError", (error) =>
+          Layer.effect(SessionStore.SessionStore)(
+            Effect.fail(new SessionDirUnavailable({ directory, reason: error.message })),
+          ),
+        ),
+      )
 
 export const run = (options: ConnectOptions, output: Screen.Output = Screen.stdout) =>
   Effect.scoped(
@@ -55,5 +72,7 @@ export const run = (options: ConnectOptions, output: Screen.Output = Screen.stdo
   ).pipe(
     // Only this program closes the provider, after it is done with it.
     Effect.catchTag("ProviderClosed", () => Effect.void),
+    // Provided first, so it is the store the provider finds (NodeGateway's is in memory).
+    Effect.provide(sessionStore(options.sessionDir)),
     Effect.provide(Layer.merge(NodeGateway.layer(), FetchHttpClient.layer)),
   )

@@ -11,10 +11,24 @@ export type Explainable =
   | GatewayInfo.GatewayInfoError
   | ShardManager.ManagerStop
   | MissingToken
+  | SessionDirUnavailable
 
 export class MissingToken extends Schema.TaggedError<MissingToken>()("MissingToken", {}) {
   override get message() {
     return "no token: set DISCORD_TOKEN"
+  }
+}
+
+/** `--session-dir` names a directory that cannot be created or used. */
+export class SessionDirUnavailable extends Schema.TaggedError<SessionDirUnavailable>()(
+  "SessionDirUnavailable",
+  {
+    directory: Schema.String,
+    reason: Schema.String,
+  },
+) {
+  override get message() {
+    return `cannot keep sessions in ${this.directory}: ${this.reason}`
   }
 }
 
@@ -31,6 +45,7 @@ export const exitCodes = {
   DisallowedIntents: 17,
   SessionStartLimitExhausted: 18,
   CompressionUnavailable: 19,
+  SessionDirUnavailable: 20,
 } as const
 
 export const explain = (error: Explainable): { readonly line: string; readonly code: number } => {
@@ -82,5 +97,7 @@ export const explain = (error: Explainable): { readonly line: string; readonly c
         line: `no identifies left today (session_start_limit); try again in ${Math.ceil(error.resetAfterMillis / 60_000)} min.`,
         code: exitCodes.SessionStartLimitExhausted,
       }
+    case "SessionDirUnavailable":
+      return { line: `${error.message}. Check --session-dir.`, code: exitCodes.SessionDirUnavailable }
   }
 }

@@ -74,8 +74,14 @@ const connect = Command.make(
       Flag.withDescription("REST API base URL (for a local gateway)"),
       Flag.optional,
     ),
+    sessionDir: Flag.String("session-dir").pipe(
+      Flag.withDescription(
+        "Keep sessions in this directory: a restarted process resumes them instead of identifying (default: in memory only)",
+      ),
+      Flag.optional,
+    ),
   },
-  ({ intents, shards, compression, quiet, api }) =>
+  ({ intents, shards, compression, quiet, api, sessionDir }) =>
     explained(
       Effect.gen(function* () {
         const token = yield* Config.Redacted("DISCORD_TOKEN").pipe(Effect.mapError(() => new MissingToken()))
@@ -87,6 +93,7 @@ const connect = Command.make(
           apiBaseUrl: Option.getOrUndefined(api),
           compression,
           events: !quiet,
+          sessionDir: Option.getOrUndefined(sessionDir),
         })
       }),
     ),

@@ -3,11 +3,15 @@
  * `vigil connect` as a child process against a fake gateway on 127.0.0.1, where each fatal
  * error must print one line and exit with its own code, never showing the token.
  */
-import { spawn } from "node:child_process"
+import { type ChildProcess, spawn } from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { assert, describe, it } from "@effect/vitest"
+import { eventually } from "@vigil/testing/Eventually"
 import * as FakeGateway from "@vigil/testing/FakeGateway"
-import { Effect, Fiber } from "effect"
+import { Deferred, Effect, Fiber } from "effect"
 import * as Demo from "../src/Demo.ts"
 import { exitCodes } from "../src/Explain.ts"
 import * as Screen from "../src/Screen.ts"
@@ -20,31 +24,58 @@ interface Ran {
   readonly stderr: string
 }
 
-/** Runs `vigil …` with Node; stops it with SIGINT after `stopAfterMillis` if still running. */
+interface Running {
+  /** What it printed so far. */
+  readonly stdout: () => string
+  readonly kill: (signal: NodeJS.Signals) => void
+  readonly exited: Effect.Effect<Ran>
+}
+
+/** Starts `vigil …` with Node; killed (SIGKILL) when the scope closes, if still running. */
+const launch = (args: ReadonlyArray<string>, env: Record<string, string>) =>
+  Effect.acquireRelease(
+    Effect.sync((): Running & { readonly child: ChildProcess } => {
+      const child = spawn(process.execPath, ["--conditions=@vigil/source", main, ...args], {
+        env: { PATH: process.env["PATH"] ?? "", ...env },
+        stdio: ["ignore", "pipe", "pipe"],
+      })
+      let stdout = ""
+      let stderr = ""
+      child.stdout.on("data", (b) => {
+        stdout += b
+      })
+      child.stderr.on("data", (b) => {
+        stderr += b
+      })
+      const closed = Deferred.makeUnsafe<Ran>()
+      child.on("close", (code) => Deferred.doneUnsafe(closed, Effect.succeed({ code, stdout, stderr })))
+      return {
+        child,
+        stdout: () => stdout,
+        kill: (signal) => child.kill(signal),
+        exited: Deferred.await(closed),
+      }
+    }),
+    ({ child }) => Effect.sync(() => child.kill("SIGKILL")),
+  )
+
+/** Runs `vigil …` to its end; stops it with SIGINT after `stopAfterMillis` if still running. */
 const vigil = (args: ReadonlyArray<string>, env: Record<string, string>, stopAfterMillis = 20_000) =>
-  Effect.callback<Ran>((resume) => {
-    const child = spawn(process.execPath, ["--conditions=@vigil/source", main, ...args], {
-      env: { PATH: process.env["PATH"] ?? "", ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.on("data", (b) => {
-      stdout += b
-    })
-    child.stderr.on("data", (b) => {
-      stderr += b
-    })
-    const timer = setTimeout(() => child.kill("SIGINT"), stopAfterMillis)
-    child.on("close", (code) => {
-      clearTimeout(timer)
-      resume(Effect.succeed({ code, stdout, stderr }))
-    })
-    return Effect.sync(() => {
-      clearTimeout(timer)
-      child.kill("SIGKILL")
-    })
-  })
+  Effect.scoped(
+    Effect.gen(function* () {
+      const running = yield* launch(args, env)
+      return yield* running.exited.pipe(
+        Effect.timeoutOrElse({
+          duration: stopAfterMillis,
+          orElse: () =>
+            Effect.andThen(
+              Effect.sync(() => running.kill("SIGINT")),
+              running.exited,
+            ),
+        }),
+      )
+    }),
+  )
 
 const token = "cli-test-token-value"
 
@@ -157,5 +188,97 @@ describe("vigil connect", () => {
       assert.isTrue(closes.length > 0 && closes.every((c) => c._tag === "Closed" && c.code !== 1000))
       assert.notInclude(ran.stdout + ran.stderr, token)
     }),
+  )
+})
+
+describe("vigil connect --session-dir", () => {
+  const tempDir = Effect.acquireRelease(
+    Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "vigil-cli-sessions-"))),
+    (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true })),
+  )
+  /** The sequences a `vigil connect` printed, in order. */
+  const printed = (stdout: string) => [...stdout.matchAll(/#(\d+) [A-Z_]+/g)].map((m) => Number(m[1]))
+  /** The sequence in the (only) stored session file; undefined while there is none. */
+  const storedSequence = (dir: string): number | null | undefined => {
+    const files = fs.readdirSync(dir).filter((f) => !f.endsWith(".tmp"))
+    return files.length === 1
+      ? JSON.parse(fs.readFileSync(path.join(dir, files[0]!), "utf8")).sequence
+      : undefined
+  }
+
+  it.live("a directory that cannot be created: one line, exit code 20", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir
+      fs.writeFileSync(path.join(dir, "a-file"), "")
+      const ran = yield* vigil(["connect", "--session-dir", path.join(dir, "a-file", "sessions")], {
+        DISCORD_TOKEN: token,
+      })
+      assert.strictEqual(ran.code, exitCodes.SessionDirUnavailable)
+      assert.strictEqual(ran.stderr.trim().split("\n").length, 1)
+      assert.match(ran.stderr.trim(), /^vigil: cannot keep sessions in .*a-file.*--session-dir/)
+    }),
+  )
+
+  it.live(
+    "a process killed with SIGKILL mid-stream is restarted and resumes: no identify, the unsaved window replayed, nothing skipped",
+    () =>
+      Effect.gen(function* () {
+        const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 1_000 })
+        const dir = yield* tempDir
+        const args = ["connect", "--api", gateway.httpUrl, "--session-dir", dir]
+        const env = { DISCORD_TOKEN: token }
+
+        // First process: a steady stream; killed once a save has followed the stream (a
+        // sequence past READY's is on disk) and it has printed a good part of it.
+        const first = yield* launch(args, env)
+        const identified = yield* gateway.awaitEntry((e) => e._tag === "Identified")
+        const session = identified._tag === "Identified" ? identified.session : ""
+        const stream = yield* Effect.forkChild(gateway.emit({ session }, { count: 100_000, perSecond: 400 }))
+        yield* eventually(
+          () => (storedSequence(dir) ?? 0) > 1 && printed(first.stdout()).length >= 600,
+          "a saved sequence past READY and 600 events printed",
+          "30 seconds",
+        )
+        first.kill("SIGKILL")
+        yield* first.exited
+        yield* Effect.sleep("300 millis") // more events while no process runs
+        yield* Fiber.interrupt(stream)
+        const saved = storedSequence(dir)
+        const firstSaw = printed(first.stdout())
+        const produced = (yield* gateway.sessions).find((s) => s.id === session)!.seq
+
+        // Second process, same directory.
+        const second = yield* launch(args, env)
+        const resumed = yield* gateway.awaitEntry((e) => e._tag === "Resumed")
+        yield* eventually(
+          () => printed(second.stdout()).at(-1)! > produced,
+          "the replay up to RESUMED printed",
+          "30 seconds",
+        )
+        second.kill("SIGINT")
+        yield* second.exited
+
+        const entries = yield* gateway.entries
+        assert.strictEqual(entries.filter((e) => e._tag === "Identified").length, 1, "no second identify")
+        assert.strictEqual(
+          resumed._tag === "Resumed" && resumed.from,
+          saved,
+          "resumed from the saved sequence",
+        )
+        assert.isNumber(saved)
+        const from = saved as number
+        // The saved sequence lags what the first process delivered by at most the save window
+        // (1000 events or 1 s: 400 at this rate), so little is replayed twice...
+        assert.isAtMost(from, firstSaw.at(-1)!)
+        assert.isAtMost(firstSaw.at(-1)! - from, 1_000)
+        // ...and nothing is skipped: everything after it, in order, each once.
+        const secondSaw = printed(second.stdout())
+        assert.deepStrictEqual(
+          secondSaw,
+          Array.from({ length: produced + 1 - from }, (_, i) => from + 1 + i),
+          "the second process prints every event after the saved sequence, then RESUMED",
+        )
+        assert.notInclude(first.stdout() + second.stdout(), token)
+      }),
   )
 })

@@ -1,7 +1,7 @@
 /**
  * Everything a Node process needs to run Vigil's gateway, in one layer: the ws transport,
- * the zlib-stream / zstd-stream codecs, and an in-memory session store. Replace the store
- * (`SessionStore.SessionStore`) to resume across restarts.
+ * the zlib-stream / zstd-stream codecs, and an in-memory session store. Provide
+ * `NodeSessionStore.layerFileSystem(directory)` in front of it to resume across restarts.
  */
 import { SessionStore, type Transport } from "@vigil/gateway"
 import { Layer } from "effect"

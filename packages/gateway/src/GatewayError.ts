@@ -243,6 +243,20 @@ export class ShardStopped extends Schema.TaggedError<ShardStopped>()("ShardStopp
   }
 }
 
+/**
+ * The session store could not read, decode or write a session (a corrupt or foreign value, a
+ * file system error). Logged, never raised: a miss costs an identify, not the shard.
+ */
+export class SessionStoreError extends Schema.TaggedError<SessionStoreError>()("SessionStoreError", {
+  operation: Schema.Literals(["load", "save", "clear"]),
+  shard: ShardId,
+  reason: Schema.String,
+}) {
+  override get message() {
+    return `session store: ${this.operation} for shard ${this.shard[0]}/${this.shard[1]} failed: ${this.reason}`
+  }
+}
+
 /** The session store did not answer in time; the shard carried on without it. */
 export class SessionStoreTimeout extends Schema.TaggedError<SessionStoreTimeout>()("SessionStoreTimeout", {
   operation: Schema.Literals(["load", "save", "clear"]),

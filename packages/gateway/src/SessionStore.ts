@@ -1,22 +1,35 @@
 /**
- * Where a shard keeps what it needs to resume: session id, last sequence, resume URL and
- * shard count. The default lives in memory; implement the interface over a file or a
- * database and a restarted process resumes instead of identifying (identifies are capped
- * at 1000 a day, resumes are free).
+ * Where a shard keeps what it needs to resume: session id, last sequence, resume URL. Keyed
+ * by shard id *and* shard count: Discord lets sessions of different shard counts run at once
+ * (a rescale prepared beside the running set), and shard 3 of 16 must not take over shard 3
+ * of 8's session. The default lives in memory; `KeyValueSessionStore` persists it so a
+ * restarted process resumes instead of identifying (identifies are capped at 1000 a day,
+ * resumes are free).
  */
-import { Context, Effect, Layer, Option } from "effect"
+import { Context, type Duration, Effect, Layer, Option } from "effect"
+
+/** `[shard id, shard count]`, as in Identify. */
+export type ShardKey = readonly [id: number, count: number]
 
 export interface StoredSession {
   readonly sessionId: string
   readonly sequence: number | null
   readonly resumeUrl: string
-  readonly shardCount: number
 }
 
+/** How often a shard writes its moving sequence to the store (`ShardConfig.sessionSave`). */
+export interface SaveOptions {
+  /** Longest time a moved sequence waits for its write. Default 1 s. */
+  readonly interval?: Duration.Input | undefined
+  /** Most unsaved events before a write. Default 1000. */
+  readonly events?: number | undefined
+}
+
+/** A store never fails: what it cannot read or write is a miss, logged by the store. */
 export interface SessionStoreService {
-  readonly load: (shardId: number) => Effect.Effect<Option.Option<StoredSession>>
-  readonly save: (shardId: number, session: StoredSession) => Effect.Effect<void>
-  readonly clear: (shardId: number) => Effect.Effect<void>
+  readonly load: (shard: ShardKey) => Effect.Effect<Option.Option<StoredSession>>
+  readonly save: (shard: ShardKey, session: StoredSession) => Effect.Effect<void>
+  readonly clear: (shard: ShardKey) => Effect.Effect<void>
 }
 
 export class SessionStore extends Context.Service<SessionStore, SessionStoreService>()(
@@ -27,10 +40,11 @@ export class SessionStore extends Context.Service<SessionStore, SessionStoreServ
 }
 
 export const makeMemory = (): SessionStoreService => {
-  const sessions = new Map<number, StoredSession>()
+  const sessions = new Map<string, StoredSession>()
+  const key = ([id, count]: ShardKey) => `${id}/${count}`
   return {
-    load: (shardId) => Effect.sync(() => Option.fromNullishOr(sessions.get(shardId))),
-    save: (shardId, session) => Effect.sync(() => void sessions.set(shardId, session)),
-    clear: (shardId) => Effect.sync(() => void sessions.delete(shardId)),
+    load: (shard) => Effect.sync(() => Option.fromNullishOr(sessions.get(key(shard)))),
+    save: (shard, session) => Effect.sync(() => void sessions.set(key(shard), session)),
+    clear: (shard) => Effect.sync(() => void sessions.delete(key(shard))),
   }
 }

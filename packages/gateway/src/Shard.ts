@@ -36,7 +36,7 @@ import * as Members from "./Members.ts"
 import * as Outbox from "./Outbox.ts"
 import type * as Protocol from "./Protocol.ts"
 import * as ReconnectPolicy from "./ReconnectPolicy.ts"
-import { SessionStore } from "./SessionStore.ts"
+import { type SaveOptions, SessionStore } from "./SessionStore.ts"
 import type { GatewayTransport } from "./Transport.ts"
 
 export interface ShardConfig {
@@ -55,6 +55,13 @@ export interface ShardConfig {
   readonly policy?: Partial<ReconnectPolicy.PolicyConfig> | undefined
   /** Bound on each session store call; past it the shard carries on without. Default 5 s. */
   readonly storeTimeout?: Duration.Input | undefined
+  /**
+   * How far the stored sequence may lag the delivered one (a persistent store writes once
+   * per `events` events or `interval`, whichever comes first; default 1000 events or 1 s).
+   * After a crash, a restarted process resumes from the stored sequence and the server
+   * replays at most that window again.
+   */
+  readonly sessionSave?: SaveOptions | undefined
   /**
    * The event buffer between the connection and the consumer. `backpressure` (default):
    * when full, reading stops until the consumer catches up; nothing is lost, and the
@@ -149,7 +156,10 @@ export const make = Effect.fnUntraced(function* (
   const transportContext = yield* Effect.context<GatewayTransport>()
   const policy = { ...ReconnectPolicy.defaultConfig, ...config.policy }
 
-  const session = yield* Session.make(BoundedStore.make(yield* SessionStore, id, config.storeTimeout), count)
+  const session = yield* Session.make(
+    BoundedStore.make(yield* SessionStore, config.shard, config.storeTimeout),
+    config.sessionSave,
+  )
 
   const members = Members.makeRegistry()
   const delivery = yield* Delivery.make({
@@ -249,7 +259,7 @@ export const make = Effect.fnUntraced(function* (
             case "Resumed":
               return Effect.flatMap(handshakeComplete, (now) =>
                 setStatus((s) => ({ ...s, state: { _tag: "Ready", since: now }, resumes: s.resumes + 1 })),
-              )
+              ).pipe(Effect.andThen(session.save)) // the replay is delivered: store where it ended
             case "Latency":
               if (readyAt !== undefined) ackedAfterReady = true
               return setStatus((s) => ({ ...s, latency: event.millis }))

@@ -524,7 +524,7 @@ describe("Shard", () => {
       yield* shard.logout
       assert.strictEqual(peer.clientCloseCode(), 1000)
       const store = yield* SessionStore.SessionStore
-      assert.isTrue((yield* store.load(0))._tag === "None")
+      assert.isTrue((yield* store.load([0, 1]))._tag === "None")
       assert.strictEqual((yield* SubscriptionRef.get(shard.status)).state._tag, "Stopped")
     }).pipe(Effect.provide(env())),
   )

@@ -212,7 +212,7 @@ describe("ShardManager", () => {
           ScriptedGateway.ScriptedGateway.layer({ heartbeatInterval: interval }),
           Layer.sync(SessionStore.SessionStore)(() => {
             const store = SessionStore.makeMemory()
-            return { ...store, load: (id: number) => Effect.delay(store.load(id), 1_000) }
+            return { ...store, load: (shard) => Effect.delay(store.load(shard), 1_000) }
           }),
           FetchHttpClient.layer,
           Layer.succeed(Random.Random)({ nextDoubleUnsafe: () => 0.5, nextIntUnsafe: () => 0 }),

@@ -35,7 +35,7 @@ import {
   type IdentifyThrottle,
   type Protocol,
   type ReconnectPolicy,
-  type SessionStore,
+  SessionStore,
   ShardManager,
   type Transport,
 } from "@vigil/gateway"
@@ -101,7 +101,8 @@ export interface ProviderConfig {
   /**
    * On app shutdown (scope close, e.g. Ctrl-C or a deploy): keep the sessions resumable
    * (default: closed with a resumable code, so the restarted process resumes instead of
-   * spending an identify) or end them (close 1000, the bot shows offline at once).
+   * spending an identify, given a persistent session store: see `layer`'s `sessionStore`)
+   * or end them (close 1000, the bot shows offline at once).
    */
   readonly onShutdown?: "logout" | "keep-session" | undefined
 }
@@ -164,8 +165,11 @@ export interface DiscordProviderService {
 export class DiscordProvider extends Context.Service<DiscordProvider, DiscordProviderService>()(
   "@vigil/provider/DiscordProvider",
 ) {
-  /** Batteries included: Node WebSocket transport, fetch HttpClient, in-memory session store. */
-  static readonly layer = (config: ProviderConfig): Layer.Layer<DiscordProvider> => layer(config)
+  /** Batteries included: Node WebSocket transport, fetch HttpClient; sessions in memory unless `options` says where. */
+  static readonly layer = <E = never>(
+    config: ProviderConfig,
+    options?: LayerOptions<E>,
+  ): Layer.Layer<DiscordProvider, E> => layer(config, options)
   /** Bring your own transport, HttpClient and session store (tests, other runtimes). */
   static readonly layerWithoutDependencies = (
     config: ProviderConfig,
@@ -561,7 +565,20 @@ export const make = Effect.fnUntraced(function* (
   } satisfies DiscordProviderService
 })
 
-export const layer = (config: ProviderConfig): Layer.Layer<DiscordProvider> =>
+export interface LayerOptions<E> {
+  /**
+   * Where sessions are kept. Default: in memory (they survive reconnects and reloads, not a
+   * restart). `NodeSessionStore.layerFileSystem(dir)` from `@vigil/gateway-node`: a restarted
+   * process resumes the sessions its predecessor kept (`onShutdown`, or a crash).
+   */
+  readonly sessionStore?: Layer.Layer<SessionStore.SessionStore, E> | undefined
+}
+
+export const layer = <E = never>(
+  config: ProviderConfig,
+  options: LayerOptions<E> = {},
+): Layer.Layer<DiscordProvider, E> =>
   Layer.effect(DiscordProvider)(make(config)).pipe(
+    Layer.provide(options.sessionStore ?? SessionStore.SessionStore.layerMemory),
     Layer.provide(Layer.merge(NodeGateway.layer(), FetchHttpClient.layer)),
   )

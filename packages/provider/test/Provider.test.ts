@@ -548,4 +548,33 @@ describe("DiscordProvider.layer", () => {
       )
     }),
   )
+
+  it.live("sessionStore: the next process's layer resumes the session the first kept on shutdown", () =>
+    Effect.gen(function* () {
+      const gateway = yield* fakeGateway({ shards: 1 })
+      // One store both "processes" share, as a session directory on disk would be.
+      const sessionStore = Layer.succeed(SessionStore.SessionStore)(SessionStore.makeMemory())
+      // Shards ready, not `awaitReady`: a resumed session brings no READY, so no bot user.
+      const shardsReady = (discord: DiscordProvider.DiscordProviderService) =>
+        eventually(
+          Effect.map(
+            discord.health,
+            (h) => h.shards.length > 0 && h.shards.every((s) => s.state._tag === "Ready"),
+          ),
+          "every shard ready",
+        )
+      const run = Effect.scoped(
+        Effect.gen(function* () {
+          const discord = yield* DiscordProvider.DiscordProvider
+          yield* discord.start
+          yield* shardsReady(discord)
+        }).pipe(Effect.provide(DiscordProvider.DiscordProvider.layer(configFor(gateway), { sessionStore }))),
+      )
+      yield* run
+      yield* run
+      const entries = yield* gateway.entries
+      assert.strictEqual(entries.filter((e) => e._tag === "Identified").length, 1)
+      assert.strictEqual(entries.filter((e) => e._tag === "Resumed").length, 1)
+    }),
+  )
 })

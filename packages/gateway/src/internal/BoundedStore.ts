@@ -5,7 +5,7 @@
  */
 import { Duration, Effect, Option } from "effect"
 import { SessionStoreTimeout } from "../GatewayError.ts"
-import type { SessionStoreService, StoredSession } from "../SessionStore.ts"
+import type { SessionStoreService, ShardKey, StoredSession } from "../SessionStore.ts"
 
 export const defaultTimeout = Duration.seconds(5)
 
@@ -18,7 +18,7 @@ export interface BoundedStore {
 
 export const make = (
   store: SessionStoreService,
-  shardId: number,
+  shard: ShardKey,
   timeout: Duration.Input = defaultTimeout,
 ): BoundedStore => {
   const timeoutMillis = Duration.toMillis(timeout)
@@ -29,14 +29,16 @@ export const make = (
         duration: timeoutMillis,
         orElse: () =>
           Effect.as(
-            Effect.logWarning(new SessionStoreTimeout({ operation, shardId, timeoutMillis }).message),
+            Effect.logWarning(
+              new SessionStoreTimeout({ operation, shardId: shard[0], timeoutMillis }).message,
+            ),
             fallback,
           ),
       }),
     )
   return {
-    load: bound("load", store.load(shardId), Option.none()),
-    save: (session) => bound("save", store.save(shardId, session), undefined),
-    clear: bound("clear", store.clear(shardId), undefined),
+    load: bound("load", store.load(shard), Option.none()),
+    save: (session) => bound("save", store.save(shard, session), undefined),
+    clear: bound("clear", store.clear(shard), undefined),
   }
 }
