@@ -17,7 +17,12 @@ import {
   SubscriptionRef,
 } from "effect"
 import type { HttpClient } from "effect/http"
-import type { FatalGatewayError, PayloadTooLarge, SessionStartLimitExhausted } from "./GatewayError.ts"
+import type {
+  AuthenticationFailed,
+  FatalGatewayError,
+  PayloadTooLarge,
+  SessionStartLimitExhausted,
+} from "./GatewayError.ts"
 import * as GatewayInfo from "./GatewayInfo.ts"
 import * as IdentifyThrottleModule from "./IdentifyThrottle.ts"
 import { IdentifyThrottle, type IdentifyThrottleService } from "./IdentifyThrottle.ts"
@@ -102,7 +107,7 @@ export const make = Effect.fnUntraced(function* (
   config: ShardManagerConfig,
 ): Effect.fn.Return<
   ShardManager,
-  GatewayInfo.GatewayInfoError,
+  GatewayInfo.GatewayInfoError | AuthenticationFailed,
   Scope.Scope | GatewayTransport | SessionStore | HttpClient.HttpClient
 > {
   const gatewayBot =

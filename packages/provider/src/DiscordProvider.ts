@@ -31,7 +31,8 @@
  * consumer slows the shards down (back-pressure), nothing is dropped.
  */
 import {
-  type GatewayInfo,
+  type GatewayError,
+  GatewayInfo,
   type IdentifyThrottle,
   type Protocol,
   type ReconnectPolicy,
@@ -116,18 +117,19 @@ export interface StopOptions {
 
 export type FatalError = ShardManager.ManagerStop
 
+/** Why a start or reload failed: `GET /gateway/bot` did, or refused the token (401). */
+export type StartError = GatewayInfo.GatewayInfoError | GatewayError.AuthenticationFailed
+
 export interface DiscordProviderService {
   /** Connects (a new generation). Does nothing if running. Fails if `GET /gateway/bot` fails. */
-  readonly start: Effect.Effect<void, GatewayInfo.GatewayInfoError | ProviderClosed>
+  readonly start: Effect.Effect<void, StartError | ProviderClosed>
   /** Disconnects every shard; after it, no socket, heartbeat or pump is left. Does nothing if stopped. */
   readonly stop: (options?: StopOptions) => Effect.Effect<void>
   /**
    * Replaces the configuration. If running, the running generation is closed, then a new
    * one opens with the new configuration. If stopped, it only takes effect at `start`.
    */
-  readonly reload: (
-    config: ProviderConfig,
-  ) => Effect.Effect<void, GatewayInfo.GatewayInfoError | ProviderClosed>
+  readonly reload: (config: ProviderConfig) => Effect.Effect<void, StartError | ProviderClosed>
   /** The configuration in effect. */
   readonly config: Effect.Effect<ProviderConfig>
 
@@ -317,7 +319,7 @@ export const make = Effect.fnUntraced(function* (
       )
     })
 
-  const open = (next: ProviderConfig): Effect.Effect<void, GatewayInfo.GatewayInfoError> =>
+  const open = (next: ProviderConfig): Effect.Effect<void, StartError> =>
     Effect.gen(function* () {
       const scope = yield* Scope.make()
       const id = ++generations
@@ -335,7 +337,7 @@ export const make = Effect.fnUntraced(function* (
         Effect.retry({
           schedule: Schedule.exponential(200, 2),
           times: next.startRetries ?? 5,
-          while: (error) => error.status === undefined || error.status >= 500,
+          while: (error) => error._tag === "GatewayInfoError" && GatewayInfo.isTransient(error),
         }),
         Effect.onExit((exit) => (Exit.isSuccess(exit) ? Effect.void : Scope.close(scope, exit))),
       )

@@ -337,20 +337,22 @@ describe("DiscordProvider errors and health", () => {
     }),
   )
 
-  it.live("GET /gateway/bot refusing the token: start fails typed; the provider stays stopped", () =>
-    Effect.gen(function* () {
-      const gateway = yield* fakeGateway()
-      const { discord, sockets } = yield* provider(
-        configFor(gateway, { token: Redacted.make("WRONG-SECRET-token") }),
-      )
-      const error = yield* Effect.flip(discord.start)
-      assert.strictEqual(error._tag, "GatewayInfoError")
-      assert.notInclude(error.message, "SECRET")
-      const health = yield* discord.health
-      assert.strictEqual(health.state, "Stopped")
-      assert.strictEqual(health.startError?.tag, "GatewayInfoError")
-      assert.strictEqual(sockets.max(), 0)
-    }),
+  it.live(
+    "GET /gateway/bot refusing the token: start fails with AuthenticationFailed; the provider stays stopped",
+    () =>
+      Effect.gen(function* () {
+        const gateway = yield* fakeGateway()
+        const { discord, sockets } = yield* provider(
+          configFor(gateway, { token: Redacted.make("WRONG-SECRET-token") }),
+        )
+        const error = yield* Effect.flip(discord.start)
+        assert.strictEqual(error._tag, "AuthenticationFailed")
+        assert.notInclude(error.message, "SECRET")
+        const health = yield* discord.health
+        assert.strictEqual(health.state, "Stopped")
+        assert.strictEqual(health.startError?.tag, "AuthenticationFailed")
+        assert.strictEqual(sockets.max(), 0)
+      }),
   )
 
   it.live(

@@ -211,7 +211,7 @@ describe("Rest", () => {
       Effect.gen(function* () {
         const { rest, api } = yield* setup()
         yield* TestClock.adjust(Duration.micros(500n)) // TestClock now stands at 0.5 ms
-        const pinned: Random.Random["Service"] = { nextIntUnsafe: () => 7, nextDoubleUnsafe: () => 0.25 }
+        const pinned: Random.Random = { nextIntUnsafe: () => 7, nextDoubleUnsafe: () => 0.25 }
         const [first, second] = yield* Effect.all([
           api.sendMessage("111", "one"),
           api.sendMessage("111", "two"),
