@@ -6,10 +6,11 @@
 import { spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { assert, describe, it } from "@effect/vitest"
+import { GatewayError, GatewayInfo } from "@vigil/gateway"
 import * as FakeGateway from "@vigil/testing/FakeGateway"
 import { Effect, Fiber } from "effect"
 import * as Demo from "../src/Demo.ts"
-import { exitCodes } from "../src/Explain.ts"
+import { exitCodes, explain, MissingToken } from "../src/Explain.ts"
 import * as Screen from "../src/Screen.ts"
 
 const main = fileURLToPath(new URL("../src/main.ts", import.meta.url))
@@ -20,8 +21,14 @@ interface Ran {
   readonly stderr: string
 }
 
-/** Runs `vigil …` with Node; stops it with SIGINT after `stopAfterMillis` if still running. */
-const vigil = (args: ReadonlyArray<string>, env: Record<string, string>, stopAfterMillis = 20_000) =>
+interface Stop {
+  /** Sends `signal` once what the app printed so far satisfies this. */
+  readonly when: (stdout: string) => boolean
+  readonly signal: NodeJS.Signals
+}
+
+/** Runs `vigil …` with Node; stops it as `stop` says, and with SIGINT after 20 s in any case. */
+const vigil = (args: ReadonlyArray<string>, env: Record<string, string>, stop?: Stop) =>
   Effect.callback<Ran>((resume) => {
     const child = spawn(process.execPath, [main, ...args], {
       env: { PATH: process.env.PATH ?? "", ...env },
@@ -29,13 +36,18 @@ const vigil = (args: ReadonlyArray<string>, env: Record<string, string>, stopAft
     })
     let stdout = ""
     let stderr = ""
+    let stopped = false
     child.stdout.on("data", (b) => {
       stdout += b
+      if (stop !== undefined && !stopped && stop.when(stdout)) {
+        stopped = true
+        child.kill(stop.signal)
+      }
     })
     child.stderr.on("data", (b) => {
       stderr += b
     })
-    const timer = setTimeout(() => child.kill("SIGINT"), stopAfterMillis)
+    const timer = setTimeout(() => child.kill("SIGINT"), 20_000)
     child.on("close", (code) => {
       clearTimeout(timer)
       resume(Effect.succeed({ code, stdout, stderr }))
@@ -101,12 +113,41 @@ describe("vigil demo", () => {
 })
 
 describe("vigil connect", () => {
-  it.live("--help describes the command", () =>
+  it.live("--help describes the command; every flag an error explanation suggests exists", () =>
     Effect.gen(function* () {
       const ran = yield* vigil(["connect", "--help"], {})
       assert.strictEqual(ran.code, 0)
       assert.include(ran.stdout, "DISCORD_TOKEN")
       assert.include(ran.stdout, "--intents")
+      assert.match(ran.stdout, /--api .*\/api\/vN.*default https:\/\/discord\.com\/api\/v10/)
+      const fatal = { code: 4000, reason: "" }
+      const explanations = [
+        new MissingToken(),
+        new GatewayError.AuthenticationFailed({ ...fatal, code: 4004 }),
+        new GatewayInfo.GatewayInfoError({ url: "http://x/gateway/bot", detail: "d" }),
+        new GatewayError.InvalidShard(fatal),
+        new GatewayError.ShardingRequired(fatal),
+        new GatewayError.InvalidApiVersion(fatal),
+        new GatewayError.InvalidIntents(fatal),
+        new GatewayError.DisallowedIntents(fatal),
+        new GatewayError.CompressionUnavailable({ compression: "zstd-stream" }),
+        new GatewayError.SessionStartLimitExhausted({ resetAfterMillis: 1 }),
+      ].map((error) => explain(error).line)
+      const suggested = new Set(explanations.flatMap((line) => line.match(/--[a-z-]+/g) ?? []))
+      assert.isAtLeast(suggested.size, 3)
+      for (const flag of suggested)
+        assert.match(ran.stdout, new RegExp(`^\\s+${flag} `, "m"), `${flag} exists`)
+      assert.notInclude(explanations.join(" "), "auto", "no `--shards auto`: it does not exist")
+    }),
+  )
+
+  it.live("a malformed --api: said so, with the URL requested (not 'could not be reached'), exit 12", () =>
+    Effect.gen(function* () {
+      const ran = yield* vigil(["connect", "--api", "localhost:3000/api/v10"], { DISCORD_TOKEN: token })
+      assert.strictEqual(ran.code, exitCodes.GatewayInfoError)
+      assert.include(ran.stderr, "GET localhost:3000/api/v10/gateway/bot")
+      assert.include(ran.stderr, "not an http(s) URL")
+      assert.notInclude(ran.stderr, "could not be reached")
     }),
   )
 
@@ -122,9 +163,9 @@ describe("vigil connect", () => {
     Effect.gen(function* () {
       const gateway = yield* FakeGateway.make({ token })
       const ran = yield* vigil(["connect", "--api", gateway.httpUrl], { DISCORD_TOKEN: "wrong-secret-value" })
-      assert.strictEqual(ran.code, exitCodes.GatewayInfoError)
+      assert.strictEqual(ran.code, exitCodes.AuthenticationFailed)
       assert.strictEqual(ran.stderr.trim().split("\n").length, 1)
-      assert.include(ran.stderr, "refused the token")
+      assert.include(ran.stderr, "refused the token (401)")
       assert.notInclude(ran.stdout + ran.stderr, "wrong-secret-value")
     }),
   )
@@ -145,17 +186,46 @@ describe("vigil connect", () => {
     Effect.gen(function* () {
       const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 500 })
       const fiber = yield* Effect.forkChild(
-        vigil(["connect", "--api", gateway.httpUrl], { DISCORD_TOKEN: token }, 3_000),
+        vigil(
+          ["connect", "--api", gateway.httpUrl],
+          { DISCORD_TOKEN: token },
+          {
+            when: (out) => out.match(/MESSAGE_CREATE/g)?.length === 3 && out.includes("ready"),
+            signal: "SIGINT",
+          },
+        ),
       )
       yield* gateway.awaitEntry((e) => e._tag === "Identified")
       yield* gateway.emit("latest", { count: 3 })
       const ran = yield* Fiber.join(fiber)
+      assert.strictEqual(ran.code, 130, ran.stderr)
       assert.include(ran.stdout, "READY")
       assert.strictEqual(ran.stdout.match(/MESSAGE_CREATE/g)?.length, 3)
       assert.include(ran.stdout, "ready")
       const closes = (yield* gateway.entries).filter((e) => e._tag === "Closed")
       assert.isTrue(closes.length > 0 && closes.every((c) => c._tag === "Closed" && c.code !== 1000))
       assert.notInclude(ran.stdout + ran.stderr, token)
+    }),
+  )
+
+  it.live("SIGTERM (a supervisor's stop): a clean shutdown, exit 143 (128 + 15), not 130", () =>
+    Effect.gen(function* () {
+      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 500 })
+      const fiber = yield* Effect.forkChild(
+        vigil(
+          ["connect", "--api", gateway.httpUrl],
+          { DISCORD_TOKEN: token },
+          {
+            when: (out) => out.includes("READY"),
+            signal: "SIGTERM",
+          },
+        ),
+      )
+      const ran = yield* Fiber.join(fiber)
+      assert.include(ran.stdout, "READY")
+      assert.strictEqual(ran.code, 143, ran.stderr)
+      const closes = (yield* gateway.entries).filter((e) => e._tag === "Closed")
+      assert.isTrue(closes.length > 0 && closes.every((c) => c._tag === "Closed" && c.code !== 1000))
     }),
   )
 })
