@@ -7,8 +7,10 @@ import { spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { assert, describe, it } from "@effect/vitest"
 import { GatewayError, GatewayInfo } from "@vigil/gateway"
+import { eventually } from "@vigil/testing/Eventually"
 import * as FakeGateway from "@vigil/testing/FakeGateway"
-import { Effect, Fiber } from "effect"
+import { Effect, Fiber, Redacted } from "effect"
+import * as Connect from "../src/Connect.ts"
 import * as Demo from "../src/Demo.ts"
 import { exitCodes, explain, MissingToken } from "../src/Explain.ts"
 import * as Screen from "../src/Screen.ts"
@@ -110,6 +112,27 @@ describe("vigil demo", () => {
     Effect.runSync(plain.status(["a", "c"]))
     assert.strictEqual(piped, "  a\n  b\n  c\n", "only changes, no escape codes")
   })
+
+  it("in a terminal narrower than its lines: each line fitted to the width, the redraw moves up by screen rows", () => {
+    let tty = ""
+    const screen = Screen.make({
+      isTTY: true,
+      columns: () => 20,
+      write: (t) => {
+        tty += t
+      },
+    })
+    const s = Screen.style({ isTTY: true, write: () => {} })
+    const long = `shard 0/2  ${s.green("ready")}  1234 ms  4567 events  3 conn · 2 resumed`
+    Effect.runSync(screen.status([long, long, "short"]))
+    Effect.runSync(screen.status([long, long, "short"]))
+    const plain = (text: string) => text.replace(/\x1b\[[0-9;]*[A-Za-z]/g, "")
+    const rows = tty.split("\n").filter((row) => row.length > 0)
+    for (const row of rows) assert.isAtMost(plain(row).length, 19, JSON.stringify(row))
+    assert.strictEqual(tty.match(/\x1b\[(\d+)F/)?.[1], "3", "up by the three rows drawn, no more, no less")
+    assert.include(tty, "short\n", "a line that fits is left whole")
+    assert.strictEqual(Screen.fit(`a${s.red("bcdef")}`, 4), `a\x1b[31mbc\x1b[0m`, "colours reset after a cut")
+  })
 })
 
 describe("vigil connect", () => {
@@ -179,6 +202,32 @@ describe("vigil connect", () => {
       assert.strictEqual(ran.code, exitCodes.DisallowedIntents)
       assert.include(ran.stderr, "privileged intent")
       assert.notInclude(ran.stdout + ran.stderr, token)
+    }),
+  )
+
+  it.live("in a terminal, connect's live status block shows each shard's heartbeat latency", () =>
+    Effect.gen(function* () {
+      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 250 })
+      let text = ""
+      const output: Screen.Output = {
+        isTTY: true,
+        columns: () => 200,
+        write: (t) => {
+          text += t
+        },
+      }
+      const options = { intents: 513, shards: undefined, compression: "none", events: true } as const
+      const fiber = yield* Effect.forkChild(
+        Connect.run({ ...options, token: Redacted.make(token), apiBaseUrl: gateway.httpUrl }, output),
+      )
+      const plain = () => text.replace(/\x1b\[[0-9;]*[A-Za-z]/g, "")
+      yield* eventually(
+        () => /shard 0\/1 +ready +\d+ ms/.test(plain()),
+        "a latency in the block",
+        "15 seconds",
+      )
+      yield* Fiber.interrupt(fiber)
+      assert.include(plain(), "READY", "events scroll above the block")
     }),
   )
 
