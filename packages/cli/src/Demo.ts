@@ -49,6 +49,8 @@ export const run = (options: DemoOptions = defaults, output: Screen.Output = Scr
       )
 
       const report = Report.make()
+      // Read as each event is generated, to measure delivery latency against the same Clock.
+      const clock = yield* Clock.Clock
       const discord = yield* DiscordProvider.make({
         token: Redacted.make(token),
         intents: 513,
@@ -101,7 +103,7 @@ export const run = (options: DemoOptions = defaults, output: Screen.Output = Scr
               {
                 count,
                 perSecond,
-                data: (i) => ({ ...Traffic.messageCreate(i), sent_at: Date.now() }),
+                data: (i) => ({ ...Traffic.messageCreate(i), sent_at: clock.currentTimeMillisUnsafe() }),
               },
             ),
           { concurrency: "unbounded", discard: true },
