@@ -8,6 +8,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { SessionStore } from "@vigil/gateway"
 import { NodeTransport } from "@vigil/gateway-node"
 import { DiscordProvider, Health } from "@vigil/provider"
+import { eventually } from "@vigil/testing/Eventually"
 import * as FakeGateway from "@vigil/testing/FakeGateway"
 import * as Invariants from "@vigil/testing/Invariants"
 import * as Recording from "@vigil/testing/Recording"
@@ -50,15 +51,6 @@ const configFor = (
   logoutTimeout: "2 seconds",
   ...overrides,
 })
-
-const eventually = (check: Effect.Effect<boolean>, what: string, millis = 5_000) =>
-  Effect.gen(function* () {
-    for (let waited = 0; waited < millis; waited += 10) {
-      if (yield* check) return
-      yield* Effect.sleep(10)
-    }
-    return yield* Effect.die(new Error(`timed out waiting for ${what}`))
-  })
 
 const ready = (discord: DiscordProvider.DiscordProviderService) =>
   discord.awaitReady.pipe(Effect.timeout("5 seconds"), Effect.orDie)
