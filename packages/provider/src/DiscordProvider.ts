@@ -6,16 +6,17 @@
  * ```ts
  * const program = Effect.gen(function* () {
  *   const discord = yield* DiscordProvider
- *   yield* Effect.forkScoped(
- *     Stream.runForEach(discord.messages, (m) =>
- *       m._tag === "MessageCreated" && m.mentionsBot ? discord.send(m.channelId, "hello!") : Effect.void,
- *     ),
- *   )
- *   yield* discord.start
- *   yield* discord.await // fails with a fatal gateway error (bad token, …), by tag
+ *   const answer = (m: Inbound.MessageEvent) =>
+ *     m._tag === "MessageCreated" && m.mentionsBot
+ *       ? discord.send(m.channelId, "hello!").pipe(Effect.catch((e) => Effect.logWarning(e.message)))
+ *       : Effect.void // a failed send is handled here, or it would end the stream
+ *   yield* Effect.forkScoped(Stream.runDrain(Stream.mapEffect(discord.messages, answer, { concurrency: 8 })))
+ *   yield* discord.start // a refused token fails it with AuthenticationFailed (401)
+ *   yield* discord.await // fails with a fatal gateway error (4004, intents, …), by tag
  * })
  * program.pipe(Effect.provide(DiscordProvider.layer({ token: Redacted.make(t), intents: 33281 })))
  * ```
+ * (The README's version is run by `test/ReadmeExample.test.ts`.)
  *
  * Lifecycle. Each `start` or `reload` opens a *generation*: a `ShardManager` in a scope of
  * its own, with its event pump and watchers. Lifecycle operations are serialized (one at a
