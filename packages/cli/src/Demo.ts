@@ -1,8 +1,9 @@
 /**
  * `vigil demo`: the embedded FakeGateway (on 127.0.0.1, behind a TCP proxy that can break
- * the link) and the provider (`DiscordProvider`, the way an app runs Vigil) against it, through a scripted storm — zombie, network
- * flap, op 7, Invalid Session, server restart, a burst — with a live status view, then a
- * report. Its exit code is 0 only if every invariant held: nothing lost, nothing twice.
+ * the link) and the provider (`DiscordProvider`, the way an app runs Vigil) against it,
+ * through a scripted storm — zombie, network flap, op 7, Invalid Session, server restart, a
+ * burst — with a live status view, then a report. Its exit code is 0 only if every
+ * invariant held: nothing lost, nothing twice.
  */
 
 import { NodeGateway } from "@vigil/gateway-node"
