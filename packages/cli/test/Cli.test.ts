@@ -126,10 +126,13 @@ describe("vigil demo", () => {
     const long = `shard 0/2  ${s.green("ready")}  1234 ms  4567 events  3 conn · 2 resumed`
     Effect.runSync(screen.status([long, long, "short"]))
     Effect.runSync(screen.status([long, long, "short"]))
-    const plain = (text: string) => text.replace(/\x1b\[[0-9;]*[A-Za-z]/g, "")
     const rows = tty.split("\n").filter((row) => row.length > 0)
-    for (const row of rows) assert.isAtMost(plain(row).length, 19, JSON.stringify(row))
-    assert.strictEqual(tty.match(/\x1b\[(\d+)F/)?.[1], "3", "up by the three rows drawn, no more, no less")
+    for (const row of rows) assert.isAtMost(Screen.visible(row).length, 19, JSON.stringify(row))
+    assert.strictEqual(
+      tty.match(/\[(\d+)F/)?.[1],
+      "3",
+      "up (ESC [ n F) by the three rows drawn, no more, no less",
+    )
     assert.include(tty, "short\n", "a line that fits is left whole")
     assert.strictEqual(Screen.fit(`a${s.red("bcdef")}`, 4), `a\x1b[31mbc\x1b[0m`, "colours reset after a cut")
   })
@@ -220,7 +223,7 @@ describe("vigil connect", () => {
       const fiber = yield* Effect.forkChild(
         Connect.run({ ...options, token: Redacted.make(token), apiBaseUrl: gateway.httpUrl }, output),
       )
-      const plain = () => text.replace(/\x1b\[[0-9;]*[A-Za-z]/g, "")
+      const plain = () => Screen.visible(text)
       yield* eventually(
         () => /shard 0\/1 +ready +\d+ ms/.test(plain()),
         "a latency in the block",

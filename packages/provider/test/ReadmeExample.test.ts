@@ -70,7 +70,8 @@ describe("README: the provider example", () => {
       )
       const [answered] = yield* gateway.messages
       assert.strictEqual(answered?.content, "hi!")
-      const reference = (answered?.body as { message_reference?: { message_id?: string } }).message_reference
+      assert.isDefined(answered)
+      const reference = (answered!.body as { message_reference?: { message_id?: string } }).message_reference
       assert.strictEqual(reference?.message_id, mention(3).id, "a reply to the message")
       assert.isUndefined(fiber.pollUnsafe(), "the bot still runs")
       yield* Fiber.interrupt(fiber)
