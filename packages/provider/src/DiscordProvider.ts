@@ -47,7 +47,8 @@ import type * as Rest from "./Rest.ts"
 /**
  * The shard manager's configuration, whole (token, intents, shards, compression, events,
  * limits, timeouts, policy…), and what only the provider does. It is handed on as one
- * record, so every option of a shard is an option of the provider.
+ * record, so every option of a shard is an option of the provider. `events.capacity` (default
+ * 1024) also sizes the provider's own buffers behind `events` and `inbound`.
  */
 export interface ProviderConfig extends Omit<ShardManager.ShardManagerConfig, "identifyThrottle"> {
   /** Hand on the bot's own messages too. Default false. */

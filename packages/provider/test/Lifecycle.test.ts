@@ -9,7 +9,7 @@ import { DiscordProvider, Health } from "@vigil/provider"
 import * as MemoryTransport from "@vigil/testing/MemoryTransport"
 import * as ScriptedGateway from "@vigil/testing/ScriptedGateway"
 import * as Settle from "@vigil/testing/Settle"
-import { Cause, Effect, Exit, Fiber, Layer, Redacted, Scope } from "effect"
+import { Cause, Effect, Exit, Fiber, Layer, Redacted, Schedule, Scope, Stream } from "effect"
 import { HttpClient } from "effect/http"
 
 const token = "lifecycle-test-token-SECRET"
@@ -286,6 +286,59 @@ describe("DiscordProvider lifecycle (TestClock)", () => {
       assert.strictEqual(gateway.connectAttempts().length, attempts)
       assert.strictEqual(gateway.openCount(), 0)
     }).pipe(Effect.provide(env())),
+  )
+})
+
+describe("DiscordProvider health (TestClock)", () => {
+  it.effect(
+    "health stream: a dropped link shows as a reconnect, then a resume, with the error counted by tag",
+    () =>
+      Effect.gen(function* () {
+        const server = yield* ScriptedGateway.ScriptedGateway
+        const gateway = yield* MemoryTransport.MemoryTransport
+        const { discord } = yield* provider(configWith({ gatewayBot: { ...gatewayBot, shards: 1 } }))
+        const seen: Array<string> = []
+        yield* Effect.forkChild(
+          Stream.runForEach(discord.healthChanges(), (h) =>
+            Effect.sync(() => void seen.push(`${h.state}:${h.shards.map((s) => s.state._tag).join(",")}`)),
+          ),
+        )
+        yield* Settle.settle
+        yield* discord.start
+        yield* ready(discord)
+        yield* gateway.failNextConnect("network down") // the first reconnect fails: a backoff to see
+        yield* server.drop(0)
+        yield* within(
+          Effect.repeat(discord.health, {
+            until: (h) => h.shards[0]?.resumes === 1 && h.shards[0].state._tag === "Ready",
+            schedule: Schedule.spaced(100),
+          }),
+        )
+        yield* Settle.advance(60_000) // a heartbeat round trip or more
+        const shard = (yield* discord.health).shards[0]!
+        assert.isDefined(shard.latencyMillis, "a heartbeat round trip measured")
+        assert.strictEqual(shard.reconnects, 2, "the failed attempt and the resume")
+        assert.strictEqual(shard.resumes, 1)
+        assert.deepStrictEqual(
+          shard.errors,
+          { ServerClosed: 1, TransportError: 1 },
+          "the drop (1006), the failed open",
+        )
+        assert.strictEqual(seen[0], "Stopped:")
+        const readyAt = seen.indexOf("Running:Ready")
+        assert.isAtLeast(readyAt, 1)
+        assert.include(
+          seen.slice(readyAt),
+          "Running:BackingOff",
+          `the reconnect is visible: ${seen.join(" ")}`,
+        )
+        assert.strictEqual(seen.at(-1), "Running:Ready")
+        // Periodic snapshots too, for the counters.
+        const ticks = yield* within(
+          Stream.runCollect(Stream.take(discord.healthChanges({ every: "1 second" }), 3)),
+        )
+        assert.lengthOf(ticks, 3)
+      }).pipe(Effect.provide(env())),
   )
 })
 

@@ -127,48 +127,6 @@ describe("DiscordProvider errors and health", () => {
         assert.strictEqual(sockets.max(), 0)
       }),
   )
-
-  it.live(
-    "health stream: a dropped link shows as a reconnect, then a resume, with the error counted by tag",
-    () =>
-      Effect.gen(function* () {
-        const gateway = yield* fakeGateway({ shards: 1 })
-        const { discord } = yield* provider(configFor(gateway))
-        const seen: Array<Health.ProviderHealth> = []
-        yield* Effect.forkChild(
-          Stream.runForEach(discord.healthChanges(), (h) => Effect.sync(() => void seen.push(h))),
-        )
-        yield* Effect.sleep(10)
-        yield* discord.start
-        yield* ready(discord)
-        yield* gateway.drop("all")
-        yield* eventually(
-          Effect.map(discord.health, (h) => h.shards[0]?.resumes === 1 && h.shards[0].state._tag === "Ready"),
-          "resumed",
-        )
-        yield* eventually(
-          Effect.map(discord.health, (h) => h.shards[0]?.latencyMillis !== undefined),
-          "a heartbeat round trip measured",
-        )
-        const shard = (yield* discord.health).shards[0]!
-        assert.isAtLeast(shard.latencyMillis!, 0)
-        assert.strictEqual(shard.reconnects, 1)
-        assert.isDefined(shard.lastError)
-        assert.strictEqual(shard.errors[shard.lastError!.tag], 1)
-        const states = seen.map((h) => `${h.state}:${h.shards.map((s) => s.state._tag).join(",")}`)
-        assert.strictEqual(states[0], "Stopped:")
-        assert.include(states, "Running:Ready")
-        const readyAt = states.indexOf("Running:Ready")
-        assert.isTrue(
-          states.slice(readyAt).some((s) => s === "Running:Resuming" || s === "Running:BackingOff"),
-          `the reconnect is visible: ${states.join(" ")}`,
-        )
-        assert.strictEqual(states.at(-1), "Running:Ready")
-        // periodic snapshots for the counters
-        const ticks = yield* Stream.runCollect(Stream.take(discord.healthChanges({ every: "20 millis" }), 3))
-        assert.strictEqual(ticks.length, 3)
-      }),
-  )
 })
 
 describe("DiscordProvider inbound", () => {
