@@ -30,7 +30,7 @@ export const stdout: Output = {
 
 const clearBlock = (rows: number) => (rows > 0 ? `\x1b[${rows}F\x1b[0J` : "")
 
-/** A CSI escape code (colour, cursor move), built from ESC's char code: lint forbids it literally. */
+/** A CSI escape (colour, cursor move), from ESC's code: the linter refuses ESC in a regex literal. */
 const escapeCode = `${String.fromCharCode(27)}\\[[0-9;]*[A-Za-z]`
 const escapeAt = new RegExp(escapeCode, "y")
 const escapes = new RegExp(escapeCode, "g")
@@ -47,7 +47,7 @@ export const visible = (text: string): string => text.replace(escapes, "")
 export const fit = (line: string, columns: number | undefined): string => {
   if (columns === undefined || columns < 2) return line
   const room = columns - 1
-  let visible = 0
+  let shown = 0
   let i = 0
   while (i < line.length) {
     escapeAt.lastIndex = i
@@ -57,8 +57,8 @@ export const fit = (line: string, columns: number | undefined): string => {
       continue
     }
     const char = String.fromCodePoint(line.codePointAt(i)!)
-    if (visible === room) return `${line.slice(0, i)}\x1b[0m`
-    visible++
+    if (shown === room) return `${line.slice(0, i)}\x1b[0m`
+    shown++
     i += char.length
   }
   return line
