@@ -18,6 +18,7 @@ job=${1:-help}
 case "$job" in
   demo) exec node --conditions=@vigil/source packages/cli/src/main.ts demo "$@" ;;
   vigil) exec node --conditions=@vigil/source packages/cli/src/main.ts "$@" ;;
+  bench) exec node --conditions=@vigil/source packages/bench/src/main.ts "$@" ;;
   test)
     # One step per line: under `set -e` a failure in the middle of an && list would not stop us.
     echo "== typecheck"
@@ -33,5 +34,5 @@ case "$job" in
     exec pnpm exec vitest run "$@" ;;
   fmt) exec pnpm exec biome check --write . ;;
   vitest) exec pnpm exec vitest "$@" ;;
-  *) echo "usage: sh scripts/dev.sh <demo|test|fmt|vitest|vigil ...>" >&2; exit 2 ;;
+  *) echo "usage: sh scripts/dev.sh <demo|test|bench|fmt|vitest|vigil ...>" >&2; exit 2 ;;
 esac

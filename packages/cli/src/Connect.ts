@@ -1,7 +1,7 @@
 /**
  * `vigil connect`: a real bot session. The token comes from DISCORD_TOKEN and is held as
- * `Redacted` from the moment it is read. Events and status changes are printed; a fatal
- * error becomes one line of explanation and its own exit code.
+ * `Redacted` from the moment it is read. Events are printed, with a live status block (latency
+ * included) in a terminal; a fatal error becomes one line of explanation and its own exit code.
  */
 import { SessionStore } from "@vigil/gateway"
 import { NodeGateway, NodeSessionStore } from "@vigil/gateway-node"
@@ -49,21 +49,20 @@ export const run = (options: ConnectOptions, output: Screen.Output = Screen.stdo
         apiBaseUrl: options.apiBaseUrl,
         compression: options.compression,
       })
+      // In a terminal, a live status block (state, latency, counters) under the scrolling
+      // events; piped, a status line only when a shard's state changes.
+      const screen = Screen.make(output)
       // Hot streams: consume before starting, to see READY.
       yield* Effect.forkScoped(
         options.events
           ? Stream.runForEach(discord.events, ({ shardId, dispatch }) =>
-              Effect.sync(() =>
-                output.write(`${s.dim(`shard ${shardId}`)} #${dispatch.seq} ${dispatch.type}\n`),
-              ),
+              screen.log(`${s.dim(`shard ${shardId}`)} #${dispatch.seq} ${dispatch.type}`),
             )
           : Stream.runDrain(discord.events),
       )
-      // Status lines when a shard's state changes (the same in a terminal and in a pipe).
-      const screen = Screen.make({ ...output, isTTY: false })
       yield* Effect.forkScoped(
         Stream.runForEach(discord.healthChanges({ every: "200 millis" }), (health) =>
-          screen.status(health.shards.map((h) => StatusView.line(h, health.at, s, false))),
+          screen.status(health.shards.map((h) => StatusView.line(h, health.at, s, output.isTTY))),
         ),
       )
       yield* discord.start

@@ -1,8 +1,9 @@
 /**
  * `vigil demo`: the embedded FakeGateway (on 127.0.0.1, behind a TCP proxy that can break
- * the link) and the provider (`DiscordProvider`, the way an app runs Vigil) against it, through a scripted storm — zombie, network
- * flap, op 7, Invalid Session, server restart, a burst — with a live status view, then a
- * report. Its exit code is 0 only if every invariant held: nothing lost, nothing twice.
+ * the link) and the provider (`DiscordProvider`, the way an app runs Vigil) against it,
+ * through a scripted storm — zombie, network flap, op 7, Invalid Session, server restart, a
+ * burst — with a live status view, then a report. Its exit code is 0 only if every
+ * invariant held: nothing lost, nothing twice.
  */
 
 import { NodeGateway } from "@vigil/gateway-node"
@@ -49,6 +50,8 @@ export const run = (options: DemoOptions = defaults, output: Screen.Output = Scr
       )
 
       const report = Report.make()
+      // Read as each event is generated, to measure delivery latency against the same Clock.
+      const clock = yield* Clock.Clock
       const discord = yield* DiscordProvider.make({
         token: Redacted.make(token),
         intents: 513,
@@ -101,7 +104,7 @@ export const run = (options: DemoOptions = defaults, output: Screen.Output = Scr
               {
                 count,
                 perSecond,
-                data: (i) => ({ ...Traffic.messageCreate(i), sent_at: Date.now() }),
+                data: (i) => ({ ...Traffic.messageCreate(i), sent_at: clock.currentTimeMillisUnsafe() }),
               },
             ),
           { concurrency: "unbounded", discard: true },

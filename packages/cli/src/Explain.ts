@@ -51,18 +51,16 @@ export const exitCodes = {
 export const explain = (error: Explainable): { readonly line: string; readonly code: number } => {
   switch (error._tag) {
     case "MissingToken":
-      return { line: "no token: set DISCORD_TOKEN (or pass --token).", code: exitCodes.MissingToken }
+      return { line: "no token: set the DISCORD_TOKEN environment variable.", code: exitCodes.MissingToken }
     case "AuthenticationFailed":
       return {
-        line: "Discord refused the token (4004). Check DISCORD_TOKEN, or reset the token in the developer portal.",
+        // 401: refused by GET /gateway/bot; 4004: by the gateway itself.
+        line: `Discord refused the token (${error.code}). Check DISCORD_TOKEN, or reset the token in the developer portal.`,
         code: exitCodes.AuthenticationFailed,
       }
     case "GatewayInfoError":
       return {
-        line:
-          error.status === 401
-            ? "Discord refused the token when asked for /gateway/bot (401). Check DISCORD_TOKEN."
-            : `could not ask Discord where to connect: ${error.message}`,
+        line: `could not ask Discord where to connect: ${error.message}`,
         code: exitCodes.GatewayInfoError,
       }
     case "InvalidShard":
@@ -72,7 +70,7 @@ export const explain = (error: Explainable): { readonly line: string; readonly c
       }
     case "ShardingRequired":
       return {
-        line: "the bot is in too many guilds for this shard count (4011). Use more shards (or --shards auto).",
+        line: "the bot is in too many guilds for this shard count (4011). Use more --shards, or leave it out to take Discord's recommendation.",
         code: exitCodes.ShardingRequired,
       }
     case "InvalidApiVersion":

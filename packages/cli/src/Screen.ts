@@ -18,23 +18,62 @@ export interface Screen {
 export interface Output {
   readonly write: (text: string) => void
   readonly isTTY: boolean
+  /** The terminal's width now (it can be resized), if known. */
+  readonly columns?: (() => number | undefined) | undefined
 }
 
 export const stdout: Output = {
   write: (text) => void process.stdout.write(text),
   isTTY:
     process.stdout.isTTY === true && process.env["NO_COLOR"] === undefined && process.env["TERM"] !== "dumb",
+  columns: () => process.stdout.columns,
 }
 
-const clearBlock = (lines: number) => (lines > 0 ? `\x1b[${lines}F\x1b[0J` : "")
+const clearBlock = (rows: number) => (rows > 0 ? `\x1b[${rows}F\x1b[0J` : "")
+
+/** A CSI escape (colour, cursor move), from ESC's code: the linter refuses ESC in a regex literal. */
+const escapeCode = `${String.fromCharCode(27)}\\[[0-9;]*[A-Za-z]`
+const escapeAt = new RegExp(escapeCode, "y")
+const escapes = new RegExp(escapeCode, "g")
+
+/** The text a terminal shows: `text` without its escape codes. */
+export const visible = (text: string): string => text.replace(escapes, "")
+
+/**
+ * Cuts `line` to fewer than `columns` visible characters (escape codes kept, colours reset
+ * after a cut): a block line that wrapped would take two screen rows, and moving up by
+ * lines would leave stale rows behind. The last column stays free, since some terminals
+ * wrap on writing it.
+ */
+export const fit = (line: string, columns: number | undefined): string => {
+  if (columns === undefined || columns < 2) return line
+  const room = columns - 1
+  let shown = 0
+  let i = 0
+  while (i < line.length) {
+    escapeAt.lastIndex = i
+    const code = escapeAt.exec(line)
+    if (code !== null) {
+      i += code[0].length
+      continue
+    }
+    const char = String.fromCodePoint(line.codePointAt(i)!)
+    if (shown === room) return `${line.slice(0, i)}\x1b[0m`
+    shown++
+    i += char.length
+  }
+  return line
+}
 
 export const make = (out: Output = stdout): Screen => {
   if (out.isTTY) {
     let block: ReadonlyArray<string> = []
+    /** Screen rows the block on screen takes: one per line, since each is fitted to the width. */
     let drawn = 0
     let finished = false
     const draw = (prefix: string) => {
-      out.write(`${clearBlock(drawn)}${prefix}${block.map((l) => `${l}\n`).join("")}`)
+      const columns = out.columns?.()
+      out.write(`${clearBlock(drawn)}${prefix}${block.map((l) => `${fit(l, columns)}\n`).join("")}`)
       drawn = block.length
     }
     return {

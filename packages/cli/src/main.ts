@@ -5,7 +5,8 @@
  *   vigil connect   a real bot session (DISCORD_TOKEN)
  */
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
-import { Config, Console, Effect, Option, Redacted } from "effect"
+import { GatewayInfo } from "@vigil/gateway"
+import { Config, Console, Effect, Option, Redacted, Runtime } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as Connect from "./Connect.ts"
 import * as Demo from "./Demo.ts"
@@ -71,8 +72,10 @@ const connect = Command.make(
       Flag.withDefault(false),
     ),
     api: Flag.String("api").pipe(
-      Flag.withDescription("REST API base URL (for a local gateway)"),
-      Flag.optional,
+      Flag.withDescription(
+        `REST API base URL, version included (…/api/vN), default ${GatewayInfo.defaultApiBaseUrl}. Vigil asks <api>/gateway/bot where to connect: point it at a local gateway to test`,
+      ),
+      Flag.withDefault(GatewayInfo.defaultApiBaseUrl),
     ),
     sessionDir: Flag.String("session-dir").pipe(
       Flag.withDescription(
@@ -90,7 +93,7 @@ const connect = Command.make(
           token,
           intents,
           shards: Option.getOrUndefined(shards),
-          apiBaseUrl: Option.getOrUndefined(api),
+          apiBaseUrl: api,
           compression,
           events: !quiet,
           sessionDir: Option.getOrUndefined(sessionDir),
@@ -104,4 +107,17 @@ const vigil = Command.make("vigil").pipe(
   Command.withSubcommands([demo, connect]),
 )
 
-vigil.pipe(Command.run({ version: "0.1.0" }), Effect.provide(NodeServices.layer), NodeRuntime.runMain)
+// Effect's runMain ends with 130 after SIGINT and SIGTERM alike; supervisors expect 128 + 15
+// after SIGTERM, so remember which signal came.
+let terminated = false
+process.once("SIGTERM", () => {
+  terminated = true
+})
+const teardown: Runtime.Teardown = (exit, onExit) =>
+  Runtime.defaultTeardown(exit, (code) => onExit(terminated && code === 130 ? 143 : code))
+
+vigil.pipe(
+  Command.run({ version: "0.1.0" }),
+  Effect.provide(NodeServices.layer),
+  NodeRuntime.runMain({ teardown }),
+)

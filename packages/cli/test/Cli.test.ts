@@ -9,11 +9,13 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { assert, describe, it } from "@effect/vitest"
+import { GatewayError, GatewayInfo } from "@vigil/gateway"
 import { eventually } from "@vigil/testing/Eventually"
 import * as FakeGateway from "@vigil/testing/FakeGateway"
-import { Deferred, Effect, Fiber } from "effect"
+import { Deferred, Effect, Fiber, Redacted } from "effect"
+import * as Connect from "../src/Connect.ts"
 import * as Demo from "../src/Demo.ts"
-import { exitCodes } from "../src/Explain.ts"
+import { exitCodes, explain, MissingToken } from "../src/Explain.ts"
 import * as Screen from "../src/Screen.ts"
 
 const main = fileURLToPath(new URL("../src/main.ts", import.meta.url))
@@ -31,8 +33,14 @@ interface Running {
   readonly exited: Effect.Effect<Ran>
 }
 
-/** Starts `vigil …` with Node; killed (SIGKILL) when the scope closes, if still running. */
-const launch = (args: ReadonlyArray<string>, env: Record<string, string>) =>
+interface Stop {
+  /** Sends `signal` once what the app printed so far satisfies this. */
+  readonly when: (stdout: string) => boolean
+  readonly signal: NodeJS.Signals
+}
+
+/** Starts `vigil …` with Node, stopped as `stop` says; killed (SIGKILL) when the scope closes. */
+const launch = (args: ReadonlyArray<string>, env: Record<string, string>, stop?: Stop) =>
   Effect.acquireRelease(
     Effect.sync((): Running & { readonly child: ChildProcess } => {
       const child = spawn(process.execPath, ["--conditions=@vigil/source", main, ...args], {
@@ -41,8 +49,13 @@ const launch = (args: ReadonlyArray<string>, env: Record<string, string>) =>
       })
       let stdout = ""
       let stderr = ""
+      let stopped = false
       child.stdout.on("data", (b) => {
         stdout += b
+        if (stop !== undefined && !stopped && stop.when(stdout)) {
+          stopped = true
+          child.kill(stop.signal)
+        }
       })
       child.stderr.on("data", (b) => {
         stderr += b
@@ -59,14 +72,14 @@ const launch = (args: ReadonlyArray<string>, env: Record<string, string>) =>
     ({ child }) => Effect.sync(() => child.kill("SIGKILL")),
   )
 
-/** Runs `vigil …` to its end; stops it with SIGINT after `stopAfterMillis` if still running. */
-const vigil = (args: ReadonlyArray<string>, env: Record<string, string>, stopAfterMillis = 20_000) =>
+/** Runs `vigil …` to its end; stops it as `stop` says, and with SIGINT after 20 s in any case. */
+const vigil = (args: ReadonlyArray<string>, env: Record<string, string>, stop?: Stop) =>
   Effect.scoped(
     Effect.gen(function* () {
-      const running = yield* launch(args, env)
+      const running = yield* launch(args, env, stop)
       return yield* running.exited.pipe(
         Effect.timeoutOrElse({
-          duration: stopAfterMillis,
+          duration: 20_000,
           orElse: () =>
             Effect.andThen(
               Effect.sync(() => running.kill("SIGINT")),
@@ -129,15 +142,68 @@ describe("vigil demo", () => {
     Effect.runSync(plain.status(["a", "c"]))
     assert.strictEqual(piped, "  a\n  b\n  c\n", "only changes, no escape codes")
   })
+
+  it("in a terminal narrower than its lines: each line fitted to the width, the redraw moves up by screen rows", () => {
+    let tty = ""
+    const screen = Screen.make({
+      isTTY: true,
+      columns: () => 20,
+      write: (t) => {
+        tty += t
+      },
+    })
+    const s = Screen.style({ isTTY: true, write: () => {} })
+    const long = `shard 0/2  ${s.green("ready")}  1234 ms  4567 events  3 conn · 2 resumed`
+    Effect.runSync(screen.status([long, long, "short"]))
+    Effect.runSync(screen.status([long, long, "short"]))
+    const rows = tty.split("\n").filter((row) => row.length > 0)
+    for (const row of rows) assert.isAtMost(Screen.visible(row).length, 19, JSON.stringify(row))
+    assert.strictEqual(
+      tty.match(/\[(\d+)F/)?.[1],
+      "3",
+      "up (ESC [ n F) by the three rows drawn, no more, no less",
+    )
+    assert.include(tty, "short\n", "a line that fits is left whole")
+    assert.strictEqual(Screen.fit(`a${s.red("bcdef")}`, 4), `a\x1b[31mbc\x1b[0m`, "colours reset after a cut")
+  })
 })
 
 describe("vigil connect", () => {
-  it.live("--help describes the command", () =>
+  it.live("--help describes the command; every flag an error explanation suggests exists", () =>
     Effect.gen(function* () {
       const ran = yield* vigil(["connect", "--help"], {})
       assert.strictEqual(ran.code, 0)
       assert.include(ran.stdout, "DISCORD_TOKEN")
       assert.include(ran.stdout, "--intents")
+      assert.match(ran.stdout, /--api .*\/api\/vN.*default https:\/\/discord\.com\/api\/v10/)
+      const fatal = { code: 4000, reason: "" }
+      const explanations = [
+        new MissingToken(),
+        new GatewayError.AuthenticationFailed({ ...fatal, code: 4004 }),
+        new GatewayInfo.GatewayInfoError({ url: "http://x/gateway/bot", detail: "d" }),
+        new GatewayError.InvalidShard(fatal),
+        new GatewayError.ShardingRequired(fatal),
+        new GatewayError.InvalidApiVersion(fatal),
+        new GatewayError.InvalidIntents(fatal),
+        new GatewayError.DisallowedIntents(fatal),
+        new GatewayError.CompressionUnavailable({ compression: "zstd-stream" }),
+        new GatewayError.SessionStartLimitExhausted({ resetAfterMillis: 1 }),
+      ].map((error) => explain(error).line)
+      const suggested = new Set(explanations.flatMap((line) => line.match(/--[a-z-]+/g) ?? []))
+      assert.isAtLeast(suggested.size, 3)
+      for (const flag of suggested)
+        assert.match(ran.stdout, new RegExp(`^\\s+${flag} `, "m"), `${flag} exists`)
+      assert.notInclude(explanations.join(" "), "auto", "no `--shards auto`: it does not exist")
+    }),
+  )
+
+  it.live("a malformed --api: said so, with the URL requested (not 'could not be reached'), exit 12", () =>
+    Effect.gen(function* () {
+      const ran = yield* vigil(["connect", "--api", "localhost:3000/api/v10"], { DISCORD_TOKEN: token })
+      assert.strictEqual(ran.code, exitCodes.GatewayInfoError)
+      assert.include(ran.stderr, "GET localhost:3000/api/v10/gateway/bot")
+      assert.include(ran.stderr, "not an http(s) URL")
+      assert.notInclude(ran.stderr, "could not be reached")
     }),
   )
 
@@ -153,9 +219,9 @@ describe("vigil connect", () => {
     Effect.gen(function* () {
       const gateway = yield* FakeGateway.make({ token })
       const ran = yield* vigil(["connect", "--api", gateway.httpUrl], { DISCORD_TOKEN: "wrong-secret-value" })
-      assert.strictEqual(ran.code, exitCodes.GatewayInfoError)
+      assert.strictEqual(ran.code, exitCodes.AuthenticationFailed)
       assert.strictEqual(ran.stderr.trim().split("\n").length, 1)
-      assert.include(ran.stderr, "refused the token")
+      assert.include(ran.stderr, "refused the token (401)")
       assert.notInclude(ran.stdout + ran.stderr, "wrong-secret-value")
     }),
   )
@@ -172,21 +238,79 @@ describe("vigil connect", () => {
     }),
   )
 
+  it.live("in a terminal, connect's live status block shows each shard's heartbeat latency", () =>
+    Effect.gen(function* () {
+      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 250 })
+      let text = ""
+      const output: Screen.Output = {
+        isTTY: true,
+        columns: () => 200,
+        write: (t) => {
+          text += t
+        },
+      }
+      const options = { intents: 513, shards: undefined, compression: "none", events: true } as const
+      const fiber = yield* Effect.forkChild(
+        Connect.run(
+          { ...options, token: Redacted.make(token), apiBaseUrl: gateway.httpUrl, sessionDir: undefined },
+          output,
+        ),
+      )
+      const plain = () => Screen.visible(text)
+      yield* eventually(
+        () => /shard 0\/1 +ready +\d+ ms/.test(plain()),
+        "a latency in the block",
+        "15 seconds",
+      )
+      yield* Fiber.interrupt(fiber)
+      assert.include(plain(), "READY", "events scroll above the block")
+    }),
+  )
+
   it.live("a healthy session prints events; Ctrl-C closes with a resumable code", () =>
     Effect.gen(function* () {
       const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 500 })
       const fiber = yield* Effect.forkChild(
-        vigil(["connect", "--api", gateway.httpUrl], { DISCORD_TOKEN: token }, 3_000),
+        vigil(
+          ["connect", "--api", gateway.httpUrl],
+          { DISCORD_TOKEN: token },
+          {
+            when: (out) => out.match(/MESSAGE_CREATE/g)?.length === 3 && out.includes("ready"),
+            signal: "SIGINT",
+          },
+        ),
       )
       yield* gateway.awaitEntry((e) => e._tag === "Identified")
       yield* gateway.emit("latest", { count: 3 })
       const ran = yield* Fiber.join(fiber)
+      assert.strictEqual(ran.code, 130, ran.stderr)
       assert.include(ran.stdout, "READY")
       assert.strictEqual(ran.stdout.match(/MESSAGE_CREATE/g)?.length, 3)
       assert.include(ran.stdout, "ready")
       const closes = (yield* gateway.entries).filter((e) => e._tag === "Closed")
       assert.isTrue(closes.length > 0 && closes.every((c) => c._tag === "Closed" && c.code !== 1000))
       assert.notInclude(ran.stdout + ran.stderr, token)
+    }),
+  )
+
+  it.live("SIGTERM (a supervisor's stop): a clean shutdown, exit 143 (128 + 15), not 130", () =>
+    Effect.gen(function* () {
+      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 500 })
+      const fiber = yield* Effect.forkChild(
+        vigil(
+          ["connect", "--api", gateway.httpUrl],
+          { DISCORD_TOKEN: token },
+          {
+            when: (out) => out.includes("READY"),
+            signal: "SIGTERM",
+          },
+        ),
+      )
+      const ran = yield* Fiber.join(fiber)
+      assert.include(ran.stdout, "READY")
+      assert.strictEqual(ran.code, 143, ran.stderr)
+      const closes = (yield* gateway.entries).filter((e) => e._tag === "Closed")
+      assert.isTrue(closes.length > 0 && closes.every((c) => c._tag === "Closed" && c.code !== 1000))
     }),
   )
 })

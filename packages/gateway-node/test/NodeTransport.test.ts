@@ -7,6 +7,7 @@ import { type AddressInfo, connect, createServer, type Socket } from "node:net"
 import { assert, describe, it } from "@effect/vitest"
 import { Connection, type GatewayError, Heartbeat } from "@vigil/gateway"
 import { NodeTransport } from "@vigil/gateway-node"
+import { eventually } from "@vigil/testing/Eventually"
 import { Deferred, Effect, Exit, Fiber, Layer, Random, Redacted } from "effect"
 import { type WebSocket, WebSocketServer } from "ws"
 import * as RawGateway from "./RawGateway.ts"
@@ -95,12 +96,6 @@ const failureOf = <E>(exit: Exit.Exit<unknown, E>): E | undefined => {
   return reason?._tag === "Fail" ? reason.error : undefined
 }
 
-const waitUntil = (check: () => boolean) =>
-  Effect.gen(function* () {
-    for (let i = 0; i < 500 && !check(); i++) yield* Effect.sleep(10)
-    return check()
-  })
-
 describe("Connection over a real WebSocket", () => {
   it.live("a server that stops ACKing: ZombieDetected, and the server sees a resumable close", () =>
     Effect.gen(function* () {
@@ -113,12 +108,12 @@ describe("Connection over a real WebSocket", () => {
         }),
       )
       yield* Deferred.await(ready)
-      yield* waitUntil(() => server.heartbeats() >= 2)
+      yield* eventually(() => server.heartbeats() >= 2, "two heartbeats")
       server.ackEnabled.value = false
       const exit = yield* Fiber.await(fiber)
       const error = failureOf(exit)
       assert.strictEqual(error?._tag, "ZombieDetected")
-      assert.isTrue(yield* waitUntil(() => server.closes.length === 1))
+      yield* eventually(() => server.closes.length === 1, "the server to see one close")
       const code = server.closes[0]!
       assert.isTrue(code !== 1000 && code !== 1001, `closed with ${code}`)
       assert.strictEqual(code, 4900)
@@ -160,7 +155,7 @@ describe("Connection over a real WebSocket", () => {
         }),
       )
       yield* Deferred.await(ready)
-      yield* waitUntil(() => server.heartbeats() >= 1)
+      yield* eventually(() => server.heartbeats() >= 1, "a heartbeat")
       frozen.value = true
       const exit = yield* Fiber.await(fiber)
       const error = failureOf(exit) as GatewayError.ZombieDetected | undefined
@@ -168,7 +163,7 @@ describe("Connection over a real WebSocket", () => {
       // the unanswered beat was given one interval, plus scheduling slack, no more
       assert.isAtMost(error!.waitedMillis, interval + 250)
       // the client did not wait for a close handshake: its side of the link is gone
-      assert.isTrue(yield* waitUntil(() => sockets[0]!.destroyed || sockets[0]!.readableEnded))
+      yield* eventually(() => sockets[0]!.destroyed || sockets[0]!.readableEnded, "the socket torn down")
     }),
   )
 
@@ -184,11 +179,11 @@ describe("Connection over a real WebSocket", () => {
         }),
       )
       yield* Deferred.await(ready)
-      yield* waitUntil(() => server.heartbeats() >= 1)
+      yield* eventually(() => server.heartbeats() >= 1, "a heartbeat")
       assert.strictEqual(server.clients(), 1)
       yield* Fiber.interrupt(fiber)
-      assert.isTrue(yield* waitUntil(() => server.clients() === 0), "the server saw the socket go")
-      assert.isTrue(yield* waitUntil(() => server.closes.length === 1))
+      yield* eventually(() => server.clients() === 0, "the server to see the socket go")
+      yield* eventually(() => server.closes.length === 1, "the server to see one close")
       assert.strictEqual(server.closes[0], 4900, "interruption closes with a resumable code")
       const beats = server.heartbeats()
       yield* Effect.sleep(interval * 3)
@@ -211,7 +206,7 @@ describe("Connection over a real WebSocket", () => {
       )
       const exit = yield* Fiber.await(fiber)
       assert.isTrue(Exit.isSuccess(exit))
-      assert.isTrue(yield* waitUntil(() => server.closes.length === 1))
+      yield* eventually(() => server.closes.length === 1, "the server to see one close")
       assert.strictEqual(server.closes[0], 1000)
     }),
   )

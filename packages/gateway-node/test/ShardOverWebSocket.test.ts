@@ -125,7 +125,7 @@ describe("ShardManager over WebSocket against FakeGateway", () => {
       }).pipe(Effect.provide(client)),
   )
 
-  it.live("GET /gateway/bot with a bad token: a typed GatewayInfoError without the token", () =>
+  it.live("GET /gateway/bot with a bad token: AuthenticationFailed (401) without the token", () =>
     Effect.gen(function* () {
       const gateway = yield* FakeGateway.make({ token, heartbeatInterval: interval })
       const error = yield* Effect.flip(
@@ -135,8 +135,8 @@ describe("ShardManager over WebSocket against FakeGateway", () => {
           apiBaseUrl: gateway.httpUrl,
         }),
       )
-      assert.strictEqual(error._tag, "GatewayInfoError")
-      assert.strictEqual(error.status, 401)
+      assert.strictEqual(error._tag, "AuthenticationFailed")
+      if (error._tag === "AuthenticationFailed") assert.strictEqual(error.code, 401)
       assert.notInclude(error.message, "wrong-token-xyz")
     }).pipe(Effect.provide(client)),
   )

@@ -138,7 +138,7 @@ export class AuthenticationFailed extends Schema.TaggedError<AuthenticationFaile
   fatalFields,
 ) {
   override get message() {
-    return "authentication failed (4004): the token is invalid"
+    return `authentication failed (${this.code}): the token was refused`
   }
 }
 export class InvalidShard extends Schema.TaggedError<InvalidShard>()("InvalidShard", fatalFields) {

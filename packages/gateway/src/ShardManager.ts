@@ -19,6 +19,7 @@ import {
 } from "effect"
 import type { HttpClient } from "effect/http"
 import type {
+  AuthenticationFailed,
   FatalGatewayError,
   PayloadTooLarge,
   SessionStartLimitExhausted,
@@ -108,7 +109,7 @@ export const make = Effect.fnUntraced(function* (
   config: ShardManagerConfig,
 ): Effect.fn.Return<
   ShardManager,
-  GatewayInfo.GatewayInfoError,
+  GatewayInfo.GatewayInfoError | AuthenticationFailed,
   Scope.Scope | GatewayTransport | SessionStore | HttpClient.HttpClient
 > {
   const gatewayBot =

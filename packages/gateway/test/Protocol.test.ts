@@ -1,4 +1,4 @@
-import { describe, expect, it } from "@effect/vitest"
+import { assert, describe, it } from "@effect/vitest"
 import { Protocol } from "@vigil/gateway"
 import { Redacted, Result, Schema } from "effect"
 
@@ -30,9 +30,9 @@ describe("Protocol", () => {
         Result.isSuccess(schema) &&
         schema.success.op === 0 &&
         (schema.success.s == null || schema.success.t == null)
-      expect(typeof fast !== "string").toBe(Result.isSuccess(schema) && !dispatchWithoutSeq)
+      assert.strictEqual(typeof fast !== "string", Result.isSuccess(schema) && !dispatchWithoutSeq)
       if (typeof fast !== "string" && Result.isSuccess(schema)) {
-        expect(fast).toEqual({
+        assert.deepStrictEqual(fast, {
           op: schema.success.op,
           d: schema.success.d,
           s: schema.success.s ?? null,
@@ -55,32 +55,37 @@ describe("Protocol", () => {
       "日本語テキスト",
       "x".repeat(5000),
     ]) {
-      expect(Protocol.utf8Length(text), JSON.stringify(text)).toBe(new TextEncoder().encode(text).byteLength)
+      assert.strictEqual(
+        Protocol.utf8Length(text),
+        new TextEncoder().encode(text).byteLength,
+        JSON.stringify(text),
+      )
     }
   })
 
   it("builds the payloads Discord expects; the token only on the wire", () => {
     const token = Redacted.make("secret")
-    expect(
-      JSON.parse(Protocol.identify({ token, intents: 513, shard: [1, 4], largeThreshold: 100 })),
-    ).toMatchObject({
-      op: 2,
-      d: { token: "secret", intents: 513, shard: [1, 4], large_threshold: 100 },
-    })
-    expect(JSON.parse(Protocol.resume({ token, sessionId: "s", seq: 9 }))).toEqual({
+    const identify = JSON.parse(
+      Protocol.identify({ token, intents: 513, shard: [1, 4], largeThreshold: 100 }),
+    )
+    assert.strictEqual(identify.op, 2)
+    assert.deepInclude(identify.d, { token: "secret", intents: 513, shard: [1, 4], large_threshold: 100 })
+    assert.deepStrictEqual(JSON.parse(Protocol.resume({ token, sessionId: "s", seq: 9 })), {
       op: 6,
       d: { token: "secret", session_id: "s", seq: 9 },
     })
-    expect(Protocol.heartbeat(null)).toBe('{"op":1,"d":null}')
-    expect(Protocol.heartbeat(42)).toBe('{"op":1,"d":42}')
-    expect(String(token)).not.toContain("secret")
+    assert.strictEqual(Protocol.heartbeat(null), '{"op":1,"d":null}')
+    assert.strictEqual(Protocol.heartbeat(42), '{"op":1,"d":42}')
+    assert.notInclude(String(token), "secret")
   })
 
   it("builds the connect URL with v, encoding and compress", () => {
-    expect(Protocol.gatewayUrl("wss://gateway.discord.gg", "zstd-stream")).toBe(
+    assert.strictEqual(
+      Protocol.gatewayUrl("wss://gateway.discord.gg", "zstd-stream"),
       "wss://gateway.discord.gg/?v=10&encoding=json&compress=zstd-stream",
     )
-    expect(Protocol.gatewayUrl("wss://g.example/?compress=zlib-stream", "none")).toBe(
+    assert.strictEqual(
+      Protocol.gatewayUrl("wss://g.example/?compress=zlib-stream", "none"),
       "wss://g.example/?v=10&encoding=json",
     )
   })

@@ -3,6 +3,7 @@
  * carries the token, a request, its headers or a raw response: only what went wrong, in
  * Vigil's words, and the numbers that matter (status, Discord's error code, waits).
  */
+import type { GatewayError, GatewayInfo } from "@vigil/gateway"
 import { Schema } from "effect"
 
 const route = { method: Schema.String, route: Schema.String }
@@ -110,3 +111,6 @@ export class ProviderClosed extends Schema.TaggedError<ProviderClosed>()("Provid
     return `the provider is shut down: ${this.operation} was not carried out`
   }
 }
+
+/** Why a start or reload failed: `GET /gateway/bot` did, or refused the token (401). */
+export type StartError = GatewayInfo.GatewayInfoError | GatewayError.AuthenticationFailed

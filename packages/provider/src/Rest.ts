@@ -361,10 +361,17 @@ export const make = Effect.fnUntraced(function* (
     )
   }
 
+  /**
+   * Time, a per-client count and a random part (at most 25 characters, Discord's limit). The
+   * count keeps two sends at one instant apart even when Random repeats itself (a pinned
+   * Random in tests); the clock may stand at a fraction of a millisecond (TestClock).
+   */
+  let nonces = 0
   const newNonce = Effect.gen(function* () {
-    const now = yield* Clock.currentTimeMillis
-    const r = yield* Random.nextIntBetween(0, 4_194_303)
-    return ((BigInt(now) << 22n) | BigInt(r)).toString().slice(0, 25)
+    const now = Math.floor(yield* Clock.currentTimeMillis)
+    const r = yield* Random.nextIntBetween(0, 36 ** 4)
+    nonces++
+    return `${now.toString(36)}-${nonces.toString(36)}-${r.toString(36)}`
   })
 
   const sendMessage = (channelId: string, message: string | MessageOptions) =>

@@ -6,8 +6,9 @@ import { assert, describe, it } from "@effect/vitest"
 import { Settle } from "@vigil/gateway/testing"
 import { Rest } from "@vigil/provider"
 import * as FakeRest from "@vigil/testing/FakeRest"
-import { Cause, Effect, Exit, Fiber, Redacted, Tracer } from "effect"
+import { Cause, Duration, Effect, Exit, Fiber, Random, Redacted, Tracer } from "effect"
 import { HttpClient } from "effect/http"
+import { TestClock } from "effect/testing"
 
 const token = "rest-test-token-SECRET-abc123"
 
@@ -202,6 +203,29 @@ describe("Rest", () => {
         assert.strictEqual(error.attempts, 4)
       }
     }),
+  )
+
+  it.effect(
+    "nonces: a fractional clock instant is fine; two sends at one instant differ (pinned Random)",
+    () =>
+      Effect.gen(function* () {
+        const { rest, api } = yield* setup()
+        yield* TestClock.adjust(Duration.micros(500n)) // TestClock now stands at 0.5 ms
+        const pinned: Random.Random = { nextIntUnsafe: () => 7, nextDoubleUnsafe: () => 0.25 }
+        const [first, second] = yield* Effect.all([
+          api.sendMessage("111", "one"),
+          api.sendMessage("111", "two"),
+        ]).pipe(Effect.provideService(Random.Random, pinned))
+        assert.strictEqual(first.content, "one")
+        assert.strictEqual(second.content, "two", "the second send is not taken for a retry of the first")
+        assert.notStrictEqual(first.id, second.id)
+        const nonces = (yield* rest.requests).map((r) => r.nonce ?? "")
+        assert.strictEqual(new Set(nonces).size, 2)
+        assert.isTrue(
+          nonces.every((n) => n.length > 0 && n.length <= 25),
+          nonces.join(","),
+        )
+      }),
   )
 
   it.effect("403, 404, 401 and invalid content: typed errors; the token appears in none", () =>

@@ -3,6 +3,8 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber } from "effect"
+import { TestClock } from "effect/testing"
+import { eventually } from "../src/Eventually.ts"
 import { FakeGateway, Recording } from "../src/index.ts"
 import { connect, token } from "./support.ts"
 
@@ -32,14 +34,21 @@ describe("FakeGateway faults", () => {
     }),
   )
 
-  it.live("delayAcks: the ACK comes, but late", () =>
+  it.effect("delayAcks: the ACK comes, but late (exactly the delay)", () =>
     Effect.gen(function* () {
       const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 5000 })
       const { client } = yield* ready(gateway)
       yield* gateway.delayAcks("latest", 300)
       yield* client.heartbeat(1)
-      assert.isUndefined(yield* client.poll(100), "not yet")
-      assert.strictEqual((yield* client.next(2000)).op, 11)
+      yield* gateway.awaitEntry((e) => e._tag === "Received" && e.op === 1)
+      const acks = Effect.map(gateway.entries, (entries) =>
+        entries.filter((e) => e._tag === "Sent" && e.op === 11),
+      )
+      yield* TestClock.adjust(299)
+      assert.lengthOf(yield* acks, 0, "not yet")
+      yield* TestClock.adjust(1)
+      assert.lengthOf(yield* acks, 1)
+      assert.strictEqual((yield* client.next()).op, 11)
       const connections = yield* gateway.connections
       assert.deepStrictEqual(connections[0]!.acks, { delayMillis: 300 })
     }),
@@ -176,16 +185,27 @@ describe("FakeGateway faults", () => {
     }),
   )
 
+  // Live: stopping a real server is socket work that TestClock cannot wait for.
   it.live("restart with sessions lost, and a downtime during which connections are refused", () =>
     Effect.gen(function* () {
       const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 5000 })
       const { sessionId } = yield* ready(gateway)
-      const restarting = yield* Effect.forkChild(gateway.restart({ sessions: "drop", downtime: 300 }))
-      yield* Effect.sleep(100)
-      const refused = yield* Effect.flip(connect(gateway.connectUrl()))
-      assert.match(refused.detail, /ECONNREFUSED/)
-      yield* Effect.sleep(400)
-      assert.isNotNull(restarting.pollUnsafe())
+      // A downtime far longer than it takes to see the port closed, on a loaded machine too.
+      const restarting = yield* Effect.forkChild(gateway.restart({ sessions: "drop", downtime: 3_000 }))
+      let refused = ""
+      yield* eventually(
+        Effect.map(Effect.flip(connect(gateway.connectUrl())), (error) => {
+          refused = error.detail
+          return /ECONNREFUSED/.test(error.detail)
+        }).pipe(
+          Effect.orElseSucceed(() => false),
+          Effect.scoped,
+        ),
+        "connections refused",
+      )
+      assert.match(refused, /ECONNREFUSED/)
+      assert.isUndefined(restarting.pollUnsafe(), "still down")
+      yield* Fiber.join(restarting) // the restart completes (it fails the test if it fails)
       const again = yield* connect(gateway.connectUrl())
       yield* again.next()
       yield* again.send({ op: 6, d: { token, session_id: sessionId, seq: 1 } })
@@ -205,7 +225,6 @@ describe("FakeGateway stop and start", () => {
       yield* gateway.stop()
       assert.strictEqual((yield* client.closed()).code, 1006)
       assert.strictEqual(yield* gateway.openSockets, 0)
-      yield* Effect.sleep(100)
       assert.match((yield* Effect.flip(connect(gateway.connectUrl()))).detail, /ECONNREFUSED/)
       yield* gateway.start
       yield* gateway.start // already listening: nothing happens
@@ -298,11 +317,17 @@ describe("FakeGateway recording", () => {
     }),
   )
 
-  it.live("awaitEntry fails after its timeout, showing the recent recording", () =>
+  it.effect("awaitEntry fails after its timeout, showing the recent recording", () =>
     Effect.gen(function* () {
       const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 5000 })
       yield* ready(gateway)
-      const error = yield* Effect.flip(gateway.awaitEntry((e) => e._tag === "Resumed", { timeout: 100 }))
+      const waiting = yield* Effect.forkChild(
+        Effect.flip(gateway.awaitEntry((e) => e._tag === "Resumed", { timeout: 100 })),
+      )
+      yield* TestClock.adjust(99)
+      assert.isUndefined(waiting.pollUnsafe(), "still waiting")
+      yield* TestClock.adjust(1)
+      const error = yield* Fiber.join(waiting)
       assert.strictEqual(error._tag, "AwaitTimeout")
       assert.include(error.recent, "Identified")
     }),

@@ -4,8 +4,9 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Layer, Scope } from "effect"
+import { eventually } from "../src/Eventually.ts"
 import { FakeGateway, TcpProxy } from "../src/index.ts"
-import { connect, token, waitUntil } from "./support.ts"
+import { connect, token } from "./support.ts"
 
 const count = (kind: string) => process.getActiveResourcesInfo().filter((r) => r === kind).length
 
@@ -48,10 +49,7 @@ describe("FakeGateway lifecycle", () => {
       const seen = (yield* gateway.entries).length
       yield* Effect.sleep(300)
       assert.strictEqual((yield* gateway.entries).length, seen, "nothing happens after the scope closed")
-      assert.isTrue(
-        yield* waitUntil(() => count("Timeout") <= timersBefore),
-        `timers left: ${count("Timeout") - timersBefore}`,
-      )
+      yield* eventually(() => count("Timeout") <= timersBefore, "every timer of the scope released")
     }),
   )
 

@@ -6,6 +6,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { HttpBody, HttpClient } from "effect/http"
+import { TestClock } from "effect/testing"
 import { FakeGateway, FakeRest, Recording } from "../src/index.ts"
 import { token } from "./support.ts"
 
@@ -45,7 +46,7 @@ describe("FakeGateway REST", () => {
     }),
   )
 
-  it.live(
+  it.effect(
     "over the per-channel limit: 429 with retry_after; other channels are unaffected; the bucket resets",
     () =>
       Effect.gen(function* () {
@@ -61,12 +62,13 @@ describe("FakeGateway REST", () => {
         assert.strictEqual(limited.status, 429)
         assert.strictEqual(limited.body.message, "You are being rate limited.")
         assert.isFalse(limited.body.global)
-        assert.isAbove(limited.body.retry_after, 0)
-        assert.isAtMost(limited.body.retry_after, 1)
+        assert.strictEqual(limited.body.retry_after, 1, "the whole window: the clock has not moved")
         assert.strictEqual(limited.headers.get("x-ratelimit-scope"), "user")
         assert.isString(limited.headers.get("retry-after"))
         assert.strictEqual((yield* post(gateway, "2", { content: "elsewhere" })).status, 200)
-        yield* Effect.sleep(1050)
+        yield* TestClock.adjust(999)
+        assert.strictEqual((yield* post(gateway, "1", { content: "not yet" })).status, 429)
+        yield* TestClock.adjust(1)
         assert.strictEqual((yield* post(gateway, "1", { content: "again" })).status, 200)
         assert.deepStrictEqual(
           (yield* gateway.messages).map((m) => m.content),

@@ -4,6 +4,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
+import { TestClock } from "effect/testing"
 import { FakeGateway, Recording } from "../src/index.ts"
 import { connect, token } from "./support.ts"
 
@@ -91,7 +92,7 @@ describe("FakeGateway sessions", () => {
     }),
   )
 
-  it.live(
+  it.effect(
     "an unknown session, an expired one, or one the client ended with 1000: Invalid Session (false)",
     () =>
       Effect.gen(function* () {
@@ -108,11 +109,18 @@ describe("FakeGateway sessions", () => {
         const ready = yield* unknown.identify()
         assert.strictEqual(ready.t, "READY")
 
-        const first = yield* identified(gateway)
+        yield* TestClock.adjust(1) // the identify window (1 ms) of that Identify
+        const first = yield* identified(gateway) // connection 2
         yield* first.client.terminate
-        yield* Effect.sleep(250)
-        const expired = yield* resumeOn(gateway.connectUrl(), first.sessionId, 1)
-        assert.deepStrictEqual((yield* expired.next()).d, false)
+        yield* gateway.awaitEntry((e) => e._tag === "Closed" && e.connection === 2) // detached (the clock stands still)
+        yield* TestClock.adjust(100)
+        const inTime = yield* resumeOn(gateway.connectUrl(), first.sessionId, 1) // connection 3
+        assert.strictEqual((yield* inTime.next()).t, "RESUMED", "100 ms detached: still resumable")
+        yield* inTime.terminate
+        yield* gateway.awaitEntry((e) => e._tag === "Closed" && e.connection === 3)
+        yield* TestClock.adjust(101)
+        const expired = yield* resumeOn(gateway.connectUrl(), first.sessionId, 2)
+        assert.deepStrictEqual((yield* expired.next()).d, false, "101 ms detached: expired")
 
         const second = yield* FakeGateway.make({ token, heartbeatInterval: 30_000 })
         const ended = yield* identified(second)
@@ -138,28 +146,35 @@ describe("FakeGateway sessions", () => {
     }),
   )
 
-  it.live("heartbeats that stop: closed after interval + grace, and the session stays resumable", () =>
+  it.effect("heartbeats that stop: closed after interval + grace, and the session stays resumable", () =>
     Effect.gen(function* () {
       const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 100, heartbeatGrace: 50 })
       const { client, sessionId } = yield* identified(gateway)
-      const closed = yield* client.closed(2000)
+      const timeouts = Effect.map(gateway.entries, (entries) =>
+        Recording.faults(entries, "heartbeat-timeout"),
+      )
+      yield* TestClock.adjust(149)
+      assert.lengthOf(yield* timeouts, 0, "not before interval + grace")
+      yield* TestClock.adjust(1)
+      assert.lengthOf(yield* timeouts, 1)
+      const closed = yield* client.closed()
       assert.strictEqual(closed.code, 4009)
-      const entries = yield* gateway.entries
-      assert.lengthOf(Recording.faults(entries, "heartbeat-timeout"), 1)
       const resumed = yield* resumeOn(gateway.connectUrl(), sessionId, 1)
       assert.strictEqual((yield* resumed.next()).t, "RESUMED")
     }),
   )
 
-  it.live("a client that heartbeats on time is never timed out", () =>
+  it.effect("a client that heartbeats on time is never timed out", () =>
     Effect.gen(function* () {
       const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 200, heartbeatGrace: 100 })
       const { client } = yield* identified(gateway)
-      for (let i = 0; i < 6; i++) {
-        yield* Effect.sleep(60)
+      // 10 × 250 ms: far past one interval + grace (300 ms), each heartbeat within it.
+      for (let i = 0; i < 10; i++) {
+        yield* TestClock.adjust(250)
         yield* client.heartbeat(1)
         assert.strictEqual((yield* client.nextWhere((p) => p.op === 11)).op, 11)
       }
+      assert.lengthOf(Recording.faults(yield* gateway.entries, "heartbeat-timeout"), 0)
       assert.isFalse(client.isClosed())
     }),
   )
@@ -186,7 +201,7 @@ describe("FakeGateway sessions", () => {
     }),
   )
 
-  it.live("a bucket may identify again once its window has passed", () =>
+  it.effect("a bucket may identify again once its window has passed, not a millisecond before", () =>
     Effect.gen(function* () {
       const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 30_000, identifyWindow: 500 })
       const a = yield* connect(gateway.connectUrl())
@@ -195,7 +210,9 @@ describe("FakeGateway sessions", () => {
       const b = yield* connect(gateway.connectUrl())
       yield* b.next()
       assert.strictEqual((yield* b.identify()).op, 9)
-      yield* Effect.sleep(550)
+      yield* TestClock.adjust(499)
+      assert.strictEqual((yield* b.identify()).op, 9)
+      yield* TestClock.adjust(1)
       assert.strictEqual((yield* b.identify()).t, "READY")
     }),
   )
@@ -265,7 +282,7 @@ describe("FakeGateway sessions", () => {
       const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 30_000 })
       const { client, sessionId } = yield* identified(gateway)
       yield* client.terminate
-      yield* Effect.sleep(50)
+      yield* gateway.awaitEntry((e) => e._tag === "Closed")
       const seqs = yield* gateway.dispatch({ shard: 0 }, "MESSAGE_CREATE", {})
       assert.deepStrictEqual(seqs, [2])
       const sessions = yield* gateway.sessions

@@ -188,10 +188,3 @@ export const connect = (
     }
     return client
   })
-
-/** Polls `check` every 10 ms for up to `timeout` ms; returns its last answer. */
-export const waitUntil = (check: () => boolean, timeout = 3000) =>
-  Effect.gen(function* () {
-    for (let waited = 0; waited < timeout && !check(); waited += 10) yield* Effect.sleep(10)
-    return check()
-  })

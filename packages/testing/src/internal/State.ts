@@ -151,6 +151,8 @@ export const make = (config: ResolvedConfig, startedAt: number) => {
   const rest = FakeRest.handler({ ...config.rest, token: config.token, bot: config.user })
   let nextConnection = 1
   let nextSession = 1
+  // Session ids differ between fake servers (by start time) and within one (by count).
+  const instance = (Math.floor(startedAt) % 0x1_0000_0000).toString(16).padStart(8, "0")
   let publicUrl = ""
 
   const record = (draft: Draft): Effect.Effect<void> =>
@@ -214,7 +216,7 @@ export const make = (config: ResolvedConfig, startedAt: number) => {
   const newSession = (shard: readonly [number, number], intents: number): Session => {
     const hex = (nextSession++).toString(16).padStart(8, "0")
     const session: Session = {
-      id: `fake${hex}${Math.random().toString(16).slice(2, 10).padEnd(8, "0")}${hex}`,
+      id: `fake${hex}${instance}${hex}`,
       shard,
       intents,
       createdIndex: entries.length,

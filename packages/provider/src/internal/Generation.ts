@@ -1,0 +1,117 @@
+/**
+ * A generation: what one `start` or `reload` runs — a `ShardManager` in a scope of its own,
+ * with the pump that hands its events on, a watcher per shard that counts how connections
+ * end, and one that records a fatal stop. Closing its scope ends all of it.
+ */
+import { GatewayInfo, ShardManager } from "@vigil/gateway"
+import { Effect, Equal, Exit, Option, Redacted, Schedule, Scope, Stream, SubscriptionRef } from "effect"
+import type { ProviderConfig } from "../DiscordProvider.ts"
+import type * as Health from "../Health.ts"
+import type { StartError } from "../ProviderError.ts"
+import { pump } from "./Pump.ts"
+import { type Shared, signal, summary } from "./Shared.ts"
+
+export interface Generation {
+  readonly id: number
+  readonly scope: Scope.Closeable
+  readonly manager: ShardManager.ShardManager
+  readonly config: ProviderConfig
+  /** Per shard: connection endings counted by error tag. */
+  readonly errors: Map<number, Record<string, number>>
+}
+
+const sameSelection = (a: ProviderConfig["shards"], b: ProviderConfig["shards"]) =>
+  JSON.stringify(a ?? null) === JSON.stringify(b ?? null)
+
+/** Whether the sessions of a generation run with `a` can be resumed by one run with `b`. */
+export const sessionsCarryOver = (a: ProviderConfig, b: ProviderConfig): boolean =>
+  Redacted.value(a.token) === Redacted.value(b.token) &&
+  a.intents === b.intents &&
+  a.shardCount !== undefined &&
+  a.shardCount === b.shardCount &&
+  sameSelection(a.shards, b.shards)
+
+/** Counts how connections end and signals each state change of one shard. */
+const watch = (shared: Shared, generation: Generation, shardId: number) =>
+  Effect.suspend(() => {
+    const shard = generation.manager.shard(shardId)
+    if (shard === undefined) return Effect.void
+    let last: Health.ErrorSummary | undefined
+    return Stream.runForEach(SubscriptionRef.changes(shard.status), (status) =>
+      Effect.suspend(() => {
+        if (status.lastError !== undefined && status.lastError !== last) {
+          const counts = generation.errors.get(shardId) ?? {}
+          counts[status.lastError.tag] = (counts[status.lastError.tag] ?? 0) + 1
+          generation.errors.set(shardId, counts)
+        }
+        last = status.lastError
+        return signal(shared)
+      }),
+    )
+  })
+
+/** Opens a generation with `config` and makes it the current one. */
+export const open = (shared: Shared, config: ProviderConfig): Effect.Effect<void, StartError> =>
+  Effect.gen(function* () {
+    const scope = yield* Scope.make()
+    const id = ++shared.generations
+    yield* SubscriptionRef.set(shared.fatal, Option.none())
+    // The identify limits belong to the bot, not to one generation: a reload for the same
+    // token keeps its buckets and daily budget, so it cannot identify too fast.
+    const limits = shared.identifyLimits
+    const sameBot = limits !== undefined && Equal.equals(limits.token, config.token)
+    const manager = yield* ShardManager.make({
+      ...config,
+      identifyThrottle: sameBot ? limits.throttle : undefined,
+    }).pipe(
+      Scope.provide(scope),
+      Effect.provideContext(shared.context),
+      // An outage (no answer, 5xx) is worth a few more tries; a refused token or a bad URL is not.
+      Effect.retry({
+        schedule: Schedule.exponential(200, 2),
+        times: config.startRetries ?? 5,
+        while: (error) => error._tag === "GatewayInfoError" && GatewayInfo.isTransient(error),
+      }),
+      Effect.onExit((exit) => (Exit.isSuccess(exit) ? Effect.void : Scope.close(scope, exit))),
+    )
+    shared.identifyLimits = { token: config.token, throttle: manager.identifyThrottle }
+    const generation: Generation = { id, scope, manager, config, errors: new Map() }
+    yield* Effect.forkIn(Stream.runForEach(manager.events, pump(shared)), scope)
+    for (const shardId of manager.shardIds) yield* Effect.forkIn(watch(shared, generation, shardId), scope)
+    yield* Effect.forkIn(
+      Effect.catch(manager.await, (error) =>
+        Effect.andThen(SubscriptionRef.set(shared.fatal, Option.some(error)), signal(shared)),
+      ),
+      scope,
+    )
+    shared.current = generation
+    shared.startError = undefined
+  }).pipe(
+    Effect.tapError((error) =>
+      Effect.sync(() => {
+        shared.startError = summary(error)
+      }),
+    ),
+  )
+
+/**
+ * Closes a generation: its sessions ended first if asked (close 1000, within the logout
+ * timeout), then its scope. Never interrupted halfway.
+ */
+export const close = (shared: Shared, generation: Generation, session: "end" | "keep") =>
+  Effect.uninterruptible(
+    Effect.gen(function* () {
+      shared.current = undefined
+      if (session === "end") {
+        const shards = generation.manager.shardIds.flatMap((id) => {
+          const shard = generation.manager.shard(id)
+          return shard ? [shard] : []
+        })
+        yield* Effect.forEach(shards, (shard) => shard.logout, {
+          concurrency: "unbounded",
+          discard: true,
+        }).pipe(Effect.timeoutOption(shared.config.logoutTimeout ?? 5_000))
+      }
+      yield* Scope.close(generation.scope, Exit.void)
+    }),
+  )
