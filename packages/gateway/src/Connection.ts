@@ -16,7 +16,7 @@ import {
   ReconnectRequested,
   ServerClosed,
   ServerMisbehaviour,
-  type TransportError,
+  TransportError,
 } from "./GatewayError.ts"
 import * as Heartbeat from "./Heartbeat.ts"
 import type { Outbox } from "./Outbox.ts"
@@ -106,6 +106,9 @@ export const run = <E = never>(
       const decompressor =
         compression === "none" ? undefined : yield* codecs.make(compression, { maxMessageBytes })
 
+      if (!Protocol.isUrl(options.url)) {
+        return yield* new TransportError({ stage: "open", detail: "the gateway URL is malformed" })
+      }
       const socket = yield* transport.connect(Protocol.gatewayUrl(options.url, compression))
       // Runs before the transport's own release: a resumable code unless logging out, and
       // the transport tears the socket down without waiting for the peer's answer.

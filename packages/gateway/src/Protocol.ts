@@ -199,6 +199,10 @@ export const heartbeat = (seq: number | null): string => `{"op":1,"d":${seq === 
 export const command = (op: number, d: unknown): string => JSON.stringify({ op, d })
 
 /** Builds the connect URL: `v`, `encoding=json`, and the transport compression if any. */
+/** Whether a gateway URL (configured, or a server's `resume_gateway_url`) can be used at all. */
+export const isUrl = (text: string): boolean => URL.canParse(text)
+
+/** The URL to connect to; `base` must satisfy `isUrl`. */
 export const gatewayUrl = (base: string, compression: Compression): string => {
   const url = new URL(base)
   url.searchParams.set("v", String(ApiVersion))

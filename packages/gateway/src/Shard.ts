@@ -34,7 +34,7 @@ import * as Delivery from "./internal/Delivery.ts"
 import * as Session from "./internal/Session.ts"
 import * as Members from "./Members.ts"
 import * as Outbox from "./Outbox.ts"
-import type * as Protocol from "./Protocol.ts"
+import * as Protocol from "./Protocol.ts"
 import * as ReconnectPolicy from "./ReconnectPolicy.ts"
 import { type SaveOptions, SessionStore } from "./SessionStore.ts"
 import type { GatewayTransport } from "./Transport.ts"
@@ -233,7 +233,12 @@ export const make = Effect.fnUntraced(function* (
     const exit = yield* Effect.exit(
       Connection.run({
         ...connectionOptions,
-        url: resumed?.resumeUrl ?? config.gatewayUrl ?? defaultGatewayUrl,
+        // A server's resume_gateway_url that is no URL at all is not worth a lost session:
+        // resume through the gateway URL instead.
+        url:
+          resumed !== undefined && Protocol.isUrl(resumed.resumeUrl)
+            ? resumed.resumeUrl
+            : (config.gatewayUrl ?? defaultGatewayUrl),
         handshake,
         onEvent: (event) => {
           switch (event._tag) {

@@ -29,6 +29,8 @@ const config: Shard.ShardConfig = {
 interface Script {
   /** READY's sequence number (Discord: 1; some compatible servers: 0). */
   readonly readySeq?: number
+  /** READY's `resume_gateway_url`. */
+  readonly resumeUrl?: string
   /** What the server does once READY or RESUMED is out. */
   readonly after: (peer: MemoryPeer) => Effect.Effect<void>
 }
@@ -44,7 +46,8 @@ const serve = (script: Script) =>
         while (true) {
           const frame = yield* peer.nextFrame
           if (frame.op === 2) {
-            yield* peer.send(Payloads.ready(++seq, "session-hostile"))
+            const data = Payloads.readyData("session-hostile", [0, 1], script.resumeUrl)
+            yield* peer.send(Payloads.dispatch(++seq, "READY", data))
             break
           }
           if (frame.op === 6) {
@@ -146,6 +149,27 @@ describe("Shard: a server that numbers READY 0", () => {
       const health = yield* shard.health
       assert.strictEqual(health.duplicates, 0)
       assert.strictEqual((yield* SubscriptionRef.get(shard.status)).state._tag, "Ready")
+    }).pipe(Effect.provide(env)),
+  )
+
+  it.effect("a READY whose resume_gateway_url is no URL: the shard resumes through the gateway URL", () =>
+    Effect.gen(function* () {
+      let drops = 1
+      const memory = yield* serve({
+        resumeUrl: "not a url",
+        after: (peer) => (drops-- > 0 ? peer.drop : Effect.void),
+      })
+      const shard = yield* Shard.make(config)
+      yield* Effect.forkChild(Stream.runDrain(shard.events))
+      yield* Settle.settle
+      yield* Settle.advance(2_000)
+      const status = yield* SubscriptionRef.get(shard.status)
+      assert.strictEqual(status.state._tag, "Ready")
+      assert.strictEqual(status.resumes, 1)
+      assert.deepStrictEqual(
+        memory.peers().map((p) => p.url.split("?")[0]),
+        ["memory://gateway", "memory://gateway"],
+      )
     }).pipe(Effect.provide(env)),
   )
 })
