@@ -33,6 +33,7 @@ import * as BoundedStore from "./internal/BoundedStore.ts"
 import * as Delivery from "./internal/Delivery.ts"
 import * as Session from "./internal/Session.ts"
 import * as Members from "./Members.ts"
+import * as Metrics from "./Metrics.ts"
 import * as Outbox from "./Outbox.ts"
 import type * as Protocol from "./Protocol.ts"
 import * as ReconnectPolicy from "./ReconnectPolicy.ts"
@@ -159,6 +160,10 @@ export const make = Effect.fnUntraced(function* (
     observe: members.observe,
   })
   const outbox = yield* Outbox.make
+  const metrics = yield* Metrics.forShard(id, {
+    sequence: session.sequence,
+    queueDepth: () => delivery.stats().queued,
+  })
 
   const status = yield* SubscriptionRef.make<ShardStatus>({
     shard: config.shard,
@@ -170,7 +175,12 @@ export const make = Effect.fnUntraced(function* (
     resumes: 0,
     lastError: undefined,
   })
-  const setStatus = (f: (s: ShardStatus) => ShardStatus) => SubscriptionRef.update(status, f)
+  const setStatus = (f: (s: ShardStatus) => ShardStatus) =>
+    SubscriptionRef.update(status, (s) => {
+      const next = f(s)
+      if (next.state !== s.state) metrics.state(next.state._tag)
+      return next
+    })
   const setState = (state: ShardState) => setStatus((s) => ({ ...s, state }))
 
   const forgetSession = Effect.andThen(
@@ -210,6 +220,7 @@ export const make = Effect.fnUntraced(function* (
     const handshake: Connection.Handshake = resumed
       ? { _tag: "resume", sessionId: resumed.sessionId, seq: resumed.sequence }
       : { _tag: "identify" }
+    metrics.connection()
     yield* setStatus((s) => ({ ...s, state: { _tag: "Connecting" }, connections: s.connections + 1 }))
     let readyAt: number | undefined
     let ackedAfterReady = false
@@ -228,6 +239,7 @@ export const make = Effect.fnUntraced(function* (
         onEvent: (event) => {
           switch (event._tag) {
             case "Dispatches":
+              metrics.dispatched(event.dispatches)
               return delivery.deliver(event.dispatches)
             case "Hello":
               sentHandshake = true
@@ -238,6 +250,7 @@ export const make = Effect.fnUntraced(function* (
               if (resumed?.sessionId === event.ready.session_id) return Effect.void
               return Effect.gen(function* () {
                 const now = yield* handshakeComplete
+                metrics.identified()
                 yield* session.begin(event.ready)
                 yield* setStatus((s) => ({
                   ...s,
@@ -247,13 +260,16 @@ export const make = Effect.fnUntraced(function* (
                 }))
               })
             case "Resumed":
+              metrics.resumed()
               return Effect.flatMap(handshakeComplete, (now) =>
                 setStatus((s) => ({ ...s, state: { _tag: "Ready", since: now }, resumes: s.resumes + 1 })),
               )
             case "Latency":
               if (readyAt !== undefined) ackedAfterReady = true
+              metrics.latency(event.millis)
               return setStatus((s) => ({ ...s, latency: event.millis }))
-            default:
+            case "Warning":
+              metrics.decodeWarning(event.error.stage)
               return Effect.void
           }
         },
@@ -286,6 +302,7 @@ export const make = Effect.fnUntraced(function* (
         yield* setState({ _tag: "Stopped", reason: error.message, error })
         return yield* error
       }
+      metrics.ended(error)
       failuresSinceHealthy = healthy ? 0 : failuresSinceHealthy + 1
       // Only a Resume the server saw and refused counts toward the resume-loop breaker: an
       // unreachable network is no reason to spend one of the day's identifies.
