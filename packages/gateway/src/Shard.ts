@@ -24,20 +24,24 @@ import * as Connection from "./Connection.ts"
 import {
   type ConnectionError,
   type FatalGatewayError,
+  fatalFromClose,
   type PayloadTooLarge,
+  ServerClosed,
   type SessionStartLimitExhausted,
   ShardStopped,
 } from "./GatewayError.ts"
 import { IdentifyThrottle } from "./IdentifyThrottle.ts"
 import * as BoundedStore from "./internal/BoundedStore.ts"
 import * as Delivery from "./internal/Delivery.ts"
+import * as Phase from "./internal/Phase.ts"
 import * as Session from "./internal/Session.ts"
 import * as Members from "./Members.ts"
 import * as Metrics from "./Metrics.ts"
 import * as Outbox from "./Outbox.ts"
 import type * as Protocol from "./Protocol.ts"
 import * as ReconnectPolicy from "./ReconnectPolicy.ts"
-import { SessionStore } from "./SessionStore.ts"
+import * as ServerText from "./ServerText.ts"
+import { SessionStore, type StoredSession } from "./SessionStore.ts"
 import type { GatewayTransport } from "./Transport.ts"
 
 export interface ShardConfig {
@@ -127,6 +131,20 @@ export interface Shard {
 
 const defaultGatewayUrl = "wss://gateway.discord.gg"
 
+/**
+ * A close reason is server text: one that echoes the token must not carry it into the
+ * shard's status, logs, spans or the error the app handles. The connection sanitizes it
+ * without knowing the token; redact it again, knowing it.
+ */
+const withoutToken = <E extends ConnectionError | SessionStartLimitExhausted>(
+  error: E,
+  token: Redacted.Redacted<string>,
+): E => {
+  if (error._tag === "ServerClosed") return ServerClosed.fromCode(error.code, error.reason, token) as E
+  if ("reason" in error) return (fatalFromClose(error.code, error.reason, token) ?? error) as E
+  return error
+}
+
 type Stop = FatalGatewayError | SessionStartLimitExhausted
 
 /** How one attempt went, as the loop's decision needs it. */
@@ -189,6 +207,17 @@ export const make = Effect.fnUntraced(function* (
   )
 
   const stop = yield* Deferred.make<Connection.StopMode>()
+  const shardAttrs = { "vigil.shard.id": id, "vigil.shard.count": count }
+  let attempts = 0
+  /** What every log line of the shard carries. */
+  const annotated = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+    Effect.suspend(() =>
+      Effect.annotateLogs(effect, {
+        shard: id,
+        attempt: attempts,
+        session: session.current()?.sessionId ?? "",
+      }),
+    )
   let resumeFailures = 0
   let failuresSinceHealthy = 0
 
@@ -205,7 +234,9 @@ export const make = Effect.fnUntraced(function* (
     largeThreshold: config.largeThreshold,
     presence: config.presence,
     beforeIdentify: setState({ _tag: "WaitingForIdentify" }).pipe(
-      Effect.andThen(throttle.wait(id)),
+      Effect.andThen(
+        throttle.wait(id).pipe(Effect.withSpan("vigil.identify.wait", { attributes: shardAttrs })),
+      ),
       Effect.andThen(setState({ _tag: "Identifying" })),
     ),
     sequence: Effect.sync(session.sequence),
@@ -213,77 +244,104 @@ export const make = Effect.fnUntraced(function* (
     stop: Deferred.await(stop),
   } satisfies Omit<Connection.ConnectionOptions<unknown>, "url" | "handshake">
 
-  const attempt: Effect.Effect<AttemptOutcome> = Effect.gen(function* () {
-    const resumed = session.current()
-    const resuming = resumed !== undefined
-    const startedAt = yield* Clock.currentTimeMillis
-    const handshake: Connection.Handshake = resumed
-      ? { _tag: "resume", sessionId: resumed.sessionId, seq: resumed.sequence }
-      : { _tag: "identify" }
-    metrics.connection()
-    yield* setStatus((s) => ({ ...s, state: { _tag: "Connecting" }, connections: s.connections + 1 }))
-    let readyAt: number | undefined
-    let ackedAfterReady = false
-    let sentHandshake = false // Hello came, so Identify/Resume went out right after
-    const handshakeComplete = Effect.gen(function* () {
-      const now = yield* Clock.currentTimeMillis
-      readyAt = now
-      resumeFailures = 0
-      return now
-    })
-    const exit = yield* Effect.exit(
-      Connection.run({
-        ...connectionOptions,
-        url: resumed?.resumeUrl ?? config.gatewayUrl ?? defaultGatewayUrl,
-        handshake,
-        onEvent: (event) => {
-          switch (event._tag) {
-            case "Dispatches":
-              metrics.dispatched(event.dispatches)
-              return delivery.deliver(event.dispatches)
-            case "Hello":
-              sentHandshake = true
-              return resuming ? setState({ _tag: "Resuming" }) : Effect.void
-            case "Ready":
-              // A resume's replay may include the session's own READY: an old event, which
-              // the duplicate filter handles, not a new session.
-              if (resumed?.sessionId === event.ready.session_id) return Effect.void
-              return Effect.gen(function* () {
-                const now = yield* handshakeComplete
-                metrics.identified()
-                yield* session.begin(event.ready)
-                yield* setStatus((s) => ({
-                  ...s,
-                  state: { _tag: "Ready", since: now },
-                  sessionId: event.ready.session_id,
-                  identifies: s.identifies + 1,
-                }))
-              })
-            case "Resumed":
-              metrics.resumed()
-              return Effect.flatMap(handshakeComplete, (now) =>
-                setStatus((s) => ({ ...s, state: { _tag: "Ready", since: now }, resumes: s.resumes + 1 })),
-              )
-            case "Latency":
-              if (readyAt !== undefined) ackedAfterReady = true
-              metrics.latency(event.millis)
-              return setStatus((s) => ({ ...s, latency: event.millis }))
-            case "Warning":
-              metrics.decodeWarning(event.error.stage)
-              return Effect.void
-          }
+  /** One connection, as the span `vigil.connection` with its phases `vigil.connect` and `vigil.handshake`. */
+  const attempt = (resumed: StoredSession | undefined, url: string): Effect.Effect<AttemptOutcome> =>
+    Effect.gen(function* () {
+      const resuming = resumed !== undefined
+      const startedAt = yield* Clock.currentTimeMillis
+      const handshake: Connection.Handshake = resumed
+        ? { _tag: "resume", sessionId: resumed.sessionId, seq: resumed.sequence }
+        : { _tag: "identify" }
+      const connect = yield* Phase.start("vigil.connect", shardAttrs)
+      let handshaking: Phase.Phase | undefined
+      metrics.connection()
+      yield* setStatus((s) => ({ ...s, state: { _tag: "Connecting" }, connections: s.connections + 1 }))
+      let readyAt: number | undefined
+      let ackedAfterReady = false
+      let sentHandshake = false // Hello came, so Identify/Resume went out right after
+      const handshakeComplete = Effect.gen(function* () {
+        const now = yield* Clock.currentTimeMillis
+        readyAt = now
+        resumeFailures = 0
+        return now
+      })
+      const ran = yield* Effect.exit(
+        Connection.run({
+          ...connectionOptions,
+          url,
+          handshake,
+          onEvent: (event) => {
+            switch (event._tag) {
+              case "Dispatches":
+                metrics.dispatched(event.dispatches)
+                return delivery.deliver(event.dispatches)
+              case "Hello":
+                sentHandshake = true
+                connect.end()
+                return Effect.flatMap(
+                  Phase.start("vigil.handshake", { ...shardAttrs, "vigil.handshake": handshake._tag }),
+                  (phase) => {
+                    handshaking = phase
+                    return resuming ? setState({ _tag: "Resuming" }) : Effect.void
+                  },
+                )
+              case "Ready":
+                // A resume's replay may include the session's own READY: an old event, which
+                // the duplicate filter handles, not a new session.
+                if (resumed?.sessionId === event.ready.session_id) return Effect.void
+                return Effect.gen(function* () {
+                  const now = yield* handshakeComplete
+                  handshaking?.end()
+                  metrics.identified()
+                  yield* session.begin(event.ready)
+                  yield* setStatus((s) => ({
+                    ...s,
+                    state: { _tag: "Ready", since: now },
+                    sessionId: event.ready.session_id,
+                    identifies: s.identifies + 1,
+                  }))
+                })
+              case "Resumed":
+                handshaking?.end()
+                metrics.resumed()
+                return Effect.flatMap(handshakeComplete, (now) =>
+                  setStatus((s) => ({ ...s, state: { _tag: "Ready", since: now }, resumes: s.resumes + 1 })),
+                )
+              case "Latency":
+                if (readyAt !== undefined) ackedAfterReady = true
+                metrics.latency(event.millis)
+                return setStatus((s) => ({ ...s, latency: event.millis }))
+              case "Warning":
+                metrics.decodeWarning(event.error.stage)
+                return Effect.void
+            }
+          },
+        }).pipe(Effect.provideContext(transportContext)),
+      )
+      const exit = Exit.mapError(ran, (error) => withoutToken(error, config.token))
+      connect.end(exit)
+      handshaking?.end(exit)
+      yield* Effect.annotateCurrentSpan(Phase.outcomeAttributes(exit))
+      const endedAt = yield* Clock.currentTimeMillis
+      yield* session.save
+      return {
+        exit,
+        resumeFailed: resuming && sentHandshake && readyAt === undefined,
+        healthy: ReconnectPolicy.provedHealthy({ readyAt, ackedAfterReady, endedAt }, policy),
+        startedAt,
+      }
+    }).pipe(
+      Effect.withSpan("vigil.connection", {
+        attributes: {
+          ...shardAttrs,
+          "vigil.attempt": attempts,
+          "vigil.handshake": resumed ? "resume" : "identify",
+          "vigil.session.id": resumed?.sessionId ?? "",
+          "vigil.url": ServerText.sanitize(url),
         },
-      }).pipe(Effect.provideContext(transportContext)),
+      }),
+      annotated,
     )
-    const endedAt = yield* Clock.currentTimeMillis
-    yield* session.save
-    return {
-      exit,
-      resumeFailed: resuming && sentHandshake && readyAt === undefined,
-      healthy: ReconnectPolicy.provedHealthy({ readyAt, ackedAfterReady, endedAt }, policy),
-      startedAt,
-    }
-  })
 
   const loggedOut = Effect.andThen(forgetSession, setState({ _tag: "Stopped", reason: "logged out" }))
 
@@ -292,7 +350,10 @@ export const make = Effect.fnUntraced(function* (
     while (true) {
       // A logout while disconnected (backing off) ends here, without a new connection.
       if (Deferred.isDoneUnsafe(stop)) return yield* loggedOut
-      const { exit, resumeFailed, healthy, startedAt } = yield* attempt
+      attempts++
+      const resumed = session.current()
+      const url = resumed?.resumeUrl ?? config.gatewayUrl ?? defaultGatewayUrl
+      const { exit, resumeFailed, healthy, startedAt } = yield* attempt(resumed, url)
       // Only `stop` ends a connection successfully: a logout.
       if (Exit.isSuccess(exit)) return yield* loggedOut
       const error = Option.getOrUndefined(Exit.findErrorOption(exit))
@@ -319,10 +380,15 @@ export const make = Effect.fnUntraced(function* (
         policy,
       )
       yield* setStatus((s) => ({ ...s, lastError: { tag: error._tag, message: error.message } }))
-      yield* Effect.logDebug(`shard ${id}: connection ended (${error._tag}): ${decision._tag}`)
+      yield* annotated(
+        Effect.logDebug(
+          `connection to ${ServerText.sanitize(url)} ended (${error._tag}: ${error.message}): ${decision._tag}`,
+        ),
+      )
       if (decision._tag === "Stop") {
+        // Not an error log: the app handles the typed failure (`await`) and decides how loud it is.
+        yield* annotated(Effect.logDebug(`shard stopped: ${decision.error.message}`))
         yield* forgetSession
-        yield* Effect.logError(`shard ${id} stopped: ${decision.error.message}`)
         yield* setState({ _tag: "Stopped", reason: decision.error.message, error: decision.error })
         return yield* decision.error
       }
@@ -340,7 +406,15 @@ export const make = Effect.fnUntraced(function* (
       if (millis <= 0) return
       const now = yield* Clock.currentTimeMillis
       yield* setState({ _tag: "BackingOff", until: now + millis, reason: decision.reason })
-      yield* Effect.raceFirst(Effect.sleep(millis), Deferred.await(stop))
+      yield* Effect.raceFirst(Effect.sleep(millis), Deferred.await(stop)).pipe(
+        Effect.withSpan("vigil.backoff", {
+          attributes: {
+            ...shardAttrs,
+            "vigil.backoff.millis": millis,
+            "vigil.backoff.reason": decision.reason,
+          },
+        }),
+      )
     })
 
   /** Stopped for good: the stream ends and no command waits for a connection that will not come. */
