@@ -1,3 +1,4 @@
+export * as MetricsServer from "./MetricsServer.ts"
 export * as NodeCompression from "./NodeCompression.ts"
 export * as NodeGateway from "./NodeGateway.ts"
 export * as NodeTransport from "./NodeTransport.ts"

@@ -83,7 +83,7 @@ export const make = Effect.fnUntraced(function* (options: IdentifyThrottleOption
     ).pipe(
       // From asking to the turn: the bucket's queue and window, and any wait for the budget.
       Effect.timed,
-      Effect.flatMap(([took]) => Metric.update(Metrics.identifyWait, Duration.toMillis(took))),
+      Effect.flatMap(([took]) => Metric.update(Metrics.identifyWait, Duration.toSeconds(took))),
     )
   }
 

@@ -21,12 +21,13 @@ export const shardStates = [
 ] as const
 export type ShardStateTag = (typeof shardStates)[number]
 
-const millisBoundaries = [5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000]
+// Durations are exported in seconds, Prometheus's base unit.
+const secondsBoundaries = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
 
 /** The metric names and what they count, as exported (the README lists the same). */
 export const names = {
   state: "vigil_shard_state",
-  heartbeatRtt: "vigil_heartbeat_rtt_milliseconds",
+  heartbeatRtt: "vigil_heartbeat_rtt_seconds",
   sequence: "vigil_shard_sequence",
   queueDepth: "vigil_shard_queue_depth",
   events: "vigil_events_total",
@@ -38,7 +39,7 @@ export const names = {
   closes: "vigil_closes_total",
   connectionErrors: "vigil_connection_errors_total",
   decodeErrors: "vigil_decode_errors_total",
-  identifyWait: "vigil_identify_wait_milliseconds",
+  identifyWait: "vigil_identify_wait_seconds",
   sessionStartRemaining: "vigil_session_start_remaining",
 } as const
 
@@ -133,7 +134,7 @@ export const forShard = Effect.fnUntraced(function* (shardId: number, gauges: Sh
   const rtt = Metric.histogram(names.heartbeatRtt, {
     description: "heartbeat round trip",
     attributes: attrs,
-    boundaries: millisBoundaries,
+    boundaries: secondsBoundaries,
   })
   const connections = counter(names.connections, "connection attempts", attrs)
   const identifies = counter(names.identifies, "sessions started (READY)", attrs)
@@ -155,7 +156,7 @@ export const forShard = Effect.fnUntraced(function* (shardId: number, gauges: Sh
     state: (tag) => {
       currentState = tag
     },
-    latency: (millis) => rtt.updateUnsafe(millis, context),
+    latency: (millis) => rtt.updateUnsafe(millis / 1000, context),
     dispatched: (batch) => {
       // Types come in runs (a guild's chunks, a channel's messages): count runs, not events.
       let i = 0
@@ -190,7 +191,7 @@ const readOnly = (get: () => number): Metric.Metric.Hooks<number, Metric.GaugeSt
 /** Process-wide identify metrics, recorded by `IdentifyThrottle`. */
 export const identifyWait = Metric.histogram(names.identifyWait, {
   description: "time an Identify waited for its turn (bucket window, daily budget)",
-  boundaries: millisBoundaries,
+  boundaries: secondsBoundaries,
 })
 export const sessionStartRemaining = Metric.gauge(names.sessionStartRemaining, {
   description: "identifies left in the daily session_start_limit",
