@@ -3,6 +3,7 @@
  * TestClock: what an operator's dashboard would show for a zombie → resume, a close code,
  * and a server that invents event types without end.
  */
+import { readFileSync } from "node:fs"
 import { assert, describe, it } from "@effect/vitest"
 import { IdentifyThrottle, Metrics, SessionStore, Shard } from "@vigil/gateway"
 import * as ScriptedGateway from "@vigil/testing/ScriptedGateway"
@@ -133,4 +134,19 @@ describe("Metrics", () => {
       assert.strictEqual(yield* read(Metrics.names.identifies, shard), 1, "counters stay")
     }).pipe(Effect.provide(env)),
   )
+
+  it("the Grafana dashboard queries only metrics Vigil exports", () => {
+    const dashboard = readFileSync(new URL("../../../grafana/vigil-dashboard.json", import.meta.url), "utf8")
+    const used = new Set(dashboard.match(/vigil_[a-z_]+/g) ?? [])
+    const exported = new Set(
+      Object.values(Metrics.names).flatMap((name) => [
+        name,
+        `${name}_bucket`,
+        `${name}_sum`,
+        `${name}_count`,
+      ]),
+    )
+    assert.isAtLeast(used.size, 8)
+    for (const name of used) assert.isTrue(exported.has(name), name)
+  })
 })
