@@ -316,7 +316,16 @@ export const make = Effect.fnUntraced(function* (
                 return Effect.void
             }
           },
-        }).pipe(Effect.provideContext(transportContext)),
+        }).pipe(
+          Effect.provideContext(transportContext),
+          // Shut down mid-phase: the open phase ends too, its span not left dangling.
+          Effect.onInterrupt(() =>
+            Effect.sync(() => {
+              connect.end(Exit.interrupt())
+              handshaking?.end(Exit.interrupt())
+            }),
+          ),
+        ),
       )
       const exit = Exit.mapError(ran, (error) => withoutToken(error, config.token))
       connect.end(exit)

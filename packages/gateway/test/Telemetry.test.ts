@@ -14,7 +14,7 @@ const jitter = 0.5
 // Not shaped like a Discord token: only the echo redaction (the secret itself) can catch it.
 const secret = "observability-secret-token-42"
 
-const captured = () => {
+const captured = (throttle: IdentifyThrottle.IdentifyThrottleOptions = { maxConcurrency: 1 }) => {
   const spans: Array<Tracer.Span> = []
   const lines: Array<string> = []
   const tracer = Tracer.make({
@@ -30,7 +30,7 @@ const captured = () => {
   const layer = Layer.mergeAll(
     ScriptedGateway.ScriptedGateway.layer({ heartbeatInterval: interval }),
     SessionStore.SessionStore.layerMemory,
-    IdentifyThrottle.IdentifyThrottle.layer({ maxConcurrency: 1 }),
+    IdentifyThrottle.IdentifyThrottle.layer(throttle),
     Layer.succeed(Random.Random)({ nextDoubleUnsafe: () => jitter, nextIntUnsafe: () => 0 }),
     Layer.succeed(Tracer.Tracer)(tracer),
     Logger.layer([logger]),
@@ -140,6 +140,31 @@ describe("Telemetry", () => {
           .join("\n")
           .slice(0, 3000),
       )
+    }).pipe(Effect.provide(layer))
+  })
+
+  it.effect("a shard shut down mid-handshake leaves no span open", () => {
+    // No identify left today, and the throttle waits for the reset: the handshake never ends.
+    const { spans, layer } = captured({
+      maxConcurrency: 1,
+      sessionStartLimit: { total: 1000, remaining: 0, resetAfterMillis: 3_600_000 },
+      onExhausted: "wait",
+    })
+    return Effect.gen(function* () {
+      yield* Effect.scoped(
+        Effect.gen(function* () {
+          yield* Shard.make({
+            token: Redacted.make(secret),
+            intents: 1,
+            shard: [0, 1],
+            gatewayUrl: "memory://gateway",
+          })
+          yield* Settle.advance(1_000)
+        }),
+      )
+      const names = spans.map((s) => s.name)
+      assert.include(names, "vigil.handshake")
+      for (const span of spans) assert.strictEqual(span.status._tag, "Ended", span.name)
     }).pipe(Effect.provide(layer))
   })
 })
