@@ -11,6 +11,7 @@ import { Command, Flag } from "effect/cli"
 import * as Connect from "./Connect.ts"
 import * as Demo from "./Demo.ts"
 import { type Explainable, exitCodes, explain, MissingToken } from "./Explain.ts"
+import * as Observability from "./Observability.ts"
 
 const setExitCode = (code: number) =>
   Effect.sync(() => {
@@ -23,6 +24,31 @@ const explained = <A, R>(effect: Effect.Effect<A, Explainable, R>) =>
     Effect.catch((error: Explainable) => {
       const { line, code } = explain(error)
       return Console.error(`vigil: ${line}`).pipe(Effect.andThen(setExitCode(code)))
+    }),
+  )
+
+/** Both commands: `/metrics` and `/health` on a port; OTLP comes from the `OTEL_*` environment. */
+const observabilityFlags = {
+  metricsPort: Flag.Int("metrics-port").pipe(
+    Flag.withDescription("Serve /metrics (Prometheus text) and /health on this port"),
+    Flag.optional,
+  ),
+  metricsHost: Flag.String("metrics-host").pipe(
+    Flag.withDescription(
+      "Address for --metrics-port (default 127.0.0.1; 0.0.0.0 to be scraped from other hosts)",
+    ),
+    Flag.optional,
+  ),
+}
+
+const observed = (flags: {
+  readonly metricsPort: Option.Option<number>
+  readonly metricsHost: Option.Option<string>
+}) =>
+  Effect.provide(
+    Observability.layer({
+      metricsPort: Option.getOrUndefined(flags.metricsPort),
+      metricsHost: Option.getOrUndefined(flags.metricsHost),
     }),
   )
 
@@ -41,10 +67,12 @@ const demo = Command.make(
       Flag.withDescription("Events per shard in the final burst"),
       Flag.withDefault(Demo.defaults.burst),
     ),
+    ...observabilityFlags,
   },
-  ({ shards, heartbeat, burst }) =>
+  ({ shards, heartbeat, burst, ...flags }) =>
     Demo.run({ shards, heartbeatMillis: heartbeat, burst }).pipe(
       Effect.flatMap((summary) => setExitCode(summary.ok ? exitCodes.ok : exitCodes.invariant)),
+      observed(flags),
     ),
 ).pipe(
   Command.withDescription(
@@ -83,8 +111,9 @@ const connect = Command.make(
       ),
       Flag.optional,
     ),
+    ...observabilityFlags,
   },
-  ({ intents, shards, compression, quiet, api, sessionDir }) =>
+  ({ intents, shards, compression, quiet, api, sessionDir, ...flags }) =>
     explained(
       Effect.gen(function* () {
         const token = yield* Config.Redacted("DISCORD_TOKEN").pipe(Effect.mapError(() => new MissingToken()))
@@ -99,7 +128,7 @@ const connect = Command.make(
           sessionDir: Option.getOrUndefined(sessionDir),
         })
       }),
-    ),
+    ).pipe(observed(flags)),
 ).pipe(Command.withDescription("Run a real bot session (token from the DISCORD_TOKEN environment variable)."))
 
 const vigil = Command.make("vigil").pipe(

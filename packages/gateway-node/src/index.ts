@@ -1,6 +1,8 @@
+export * as MetricsServer from "./MetricsServer.ts"
 export * as NodeCompression from "./NodeCompression.ts"
 export * as NodeGateway from "./NodeGateway.ts"
 export * as NodeSessionStore from "./NodeSessionStore.ts"
 export * as NodeTransport from "./NodeTransport.ts"
+export * as Telemetry from "./Telemetry.ts"
 export * as ZlibDecompressor from "./ZlibDecompressor.ts"
 export * as ZstdStream from "./ZstdStream.ts"

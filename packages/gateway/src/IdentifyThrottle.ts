@@ -4,8 +4,9 @@
  * turns granted first come, first served. It also keeps the daily `session_start_limit`:
  * when no identify is left, it either fails typed or waits for the reset, by configuration.
  */
-import { Clock, Context, Effect, Layer, Semaphore } from "effect"
+import { Clock, Context, Duration, Effect, Layer, Metric, Semaphore } from "effect"
 import { SessionStartLimitExhausted } from "./GatewayError.ts"
+import * as Metrics from "./Metrics.ts"
 
 export interface SessionStartLimit {
   readonly total: number
@@ -42,6 +43,11 @@ export const make = Effect.fnUntraced(function* (options: IdentifyThrottleOption
   const limit = options.sessionStartLimit
   let remaining = limit ? limit.remaining : Number.POSITIVE_INFINITY
   let resetAt = (yield* Clock.currentTimeMillis) + (limit?.resetAfterMillis ?? 0)
+  // Without a budget there is nothing to report (Infinity is no gauge value).
+  const reportRemaining = Effect.suspend(() =>
+    limit ? Metric.update(Metrics.sessionStartRemaining, remaining) : Effect.void,
+  )
+  yield* reportRemaining
 
   const takeBudget: Effect.Effect<void, SessionStartLimitExhausted> = Effect.gen(function* () {
     while (true) {
@@ -52,7 +58,7 @@ export const make = Effect.fnUntraced(function* (options: IdentifyThrottleOption
       }
       if (remaining > 0) {
         remaining--
-        return
+        return yield* reportRemaining
       }
       if (options.onExhausted !== "wait") {
         return yield* new SessionStartLimitExhausted({ resetAfterMillis: resetAt - now })
@@ -74,6 +80,10 @@ export const make = Effect.fnUntraced(function* (options: IdentifyThrottleOption
         yield* takeBudget
         bucket.nextAt = (yield* Clock.currentTimeMillis) + windowMillis
       }),
+    ).pipe(
+      // From asking to the turn: the bucket's queue and window, and any wait for the budget.
+      Effect.timed,
+      Effect.flatMap(([took]) => Metric.update(Metrics.identifyWait, Duration.toSeconds(took))),
     )
   }
 

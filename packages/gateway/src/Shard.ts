@@ -31,12 +31,15 @@ import {
 import { IdentifyThrottle } from "./IdentifyThrottle.ts"
 import * as BoundedStore from "./internal/BoundedStore.ts"
 import * as Delivery from "./internal/Delivery.ts"
+import * as Phase from "./internal/Phase.ts"
 import * as Session from "./internal/Session.ts"
 import * as Members from "./Members.ts"
+import * as Metrics from "./Metrics.ts"
 import * as Outbox from "./Outbox.ts"
 import * as Protocol from "./Protocol.ts"
 import * as ReconnectPolicy from "./ReconnectPolicy.ts"
-import { type SaveOptions, SessionStore } from "./SessionStore.ts"
+import * as ServerText from "./ServerText.ts"
+import { type SaveOptions, SessionStore, type StoredSession } from "./SessionStore.ts"
 import type { GatewayTransport } from "./Transport.ts"
 
 export interface ShardConfig {
@@ -169,6 +172,10 @@ export const make = Effect.fnUntraced(function* (
     observe: members.observe,
   })
   const outbox = yield* Outbox.make
+  const metrics = yield* Metrics.forShard(id, {
+    sequence: session.sequence,
+    queueDepth: () => delivery.stats().queued,
+  })
 
   const status = yield* SubscriptionRef.make<ShardStatus>({
     shard: config.shard,
@@ -180,7 +187,12 @@ export const make = Effect.fnUntraced(function* (
     resumes: 0,
     lastError: undefined,
   })
-  const setStatus = (f: (s: ShardStatus) => ShardStatus) => SubscriptionRef.update(status, f)
+  const setStatus = (f: (s: ShardStatus) => ShardStatus) =>
+    SubscriptionRef.update(status, (s) => {
+      const next = f(s)
+      if (next.state !== s.state) metrics.state(next.state._tag)
+      return next
+    })
   const setState = (state: ShardState) => setStatus((s) => ({ ...s, state }))
 
   const forgetSession = Effect.andThen(
@@ -189,6 +201,17 @@ export const make = Effect.fnUntraced(function* (
   )
 
   const stop = yield* Deferred.make<Connection.StopMode>()
+  const shardAttrs = { "vigil.shard.id": id, "vigil.shard.count": count }
+  let attempts = 0
+  /** What every log line of the shard carries. */
+  const annotated = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+    Effect.suspend(() =>
+      Effect.annotateLogs(effect, {
+        shard: id,
+        attempt: attempts,
+        session: session.current()?.sessionId ?? "",
+      }),
+    )
   let resumeFailures = 0
   let failuresSinceHealthy = 0
 
@@ -205,7 +228,9 @@ export const make = Effect.fnUntraced(function* (
     largeThreshold: config.largeThreshold,
     presence: config.presence,
     beforeIdentify: setState({ _tag: "WaitingForIdentify" }).pipe(
-      Effect.andThen(throttle.wait(id)),
+      Effect.andThen(
+        throttle.wait(id).pipe(Effect.withSpan("vigil.identify.wait", { attributes: shardAttrs })),
+      ),
       Effect.andThen(setState({ _tag: "Identifying" })),
     ),
     sequence: Effect.sync(session.sequence),
@@ -213,76 +238,112 @@ export const make = Effect.fnUntraced(function* (
     stop: Deferred.await(stop),
   } satisfies Omit<Connection.ConnectionOptions<unknown>, "url" | "handshake">
 
-  const attempt: Effect.Effect<AttemptOutcome> = Effect.gen(function* () {
-    const resumed = session.current()
-    const resuming = resumed !== undefined
-    const startedAt = yield* Clock.currentTimeMillis
-    const handshake: Connection.Handshake = resumed
-      ? { _tag: "resume", sessionId: resumed.sessionId, seq: resumed.sequence }
-      : { _tag: "identify" }
-    yield* setStatus((s) => ({ ...s, state: { _tag: "Connecting" }, connections: s.connections + 1 }))
-    let readyAt: number | undefined
-    let ackedAfterReady = false
-    let sentHandshake = false // Hello came, so Identify/Resume went out right after
-    const handshakeComplete = Effect.gen(function* () {
-      const now = yield* Clock.currentTimeMillis
-      readyAt = now
-      resumeFailures = 0
-      return now
-    })
-    const exit = yield* Effect.exit(
-      Connection.run({
-        ...connectionOptions,
-        // A server's resume_gateway_url that is no URL at all is not worth a lost session:
-        // resume through the gateway URL instead.
-        url:
-          resumed !== undefined && Protocol.isUrl(resumed.resumeUrl)
-            ? resumed.resumeUrl
-            : (config.gatewayUrl ?? defaultGatewayUrl),
-        handshake,
-        onEvent: (event) => {
-          switch (event._tag) {
-            case "Dispatches":
-              return delivery.deliver(event.dispatches)
-            case "Hello":
-              sentHandshake = true
-              return resuming ? setState({ _tag: "Resuming" }) : Effect.void
-            case "Ready":
-              // A resume's replay may include the session's own READY: an old event, which
-              // the duplicate filter handles, not a new session.
-              if (resumed?.sessionId === event.ready.session_id) return Effect.void
-              return Effect.gen(function* () {
-                const now = yield* handshakeComplete
-                yield* session.begin(event.ready)
-                yield* setStatus((s) => ({
-                  ...s,
-                  state: { _tag: "Ready", since: now },
-                  sessionId: event.ready.session_id,
-                  identifies: s.identifies + 1,
-                }))
-              })
-            case "Resumed":
-              return Effect.flatMap(handshakeComplete, (now) =>
-                setStatus((s) => ({ ...s, state: { _tag: "Ready", since: now }, resumes: s.resumes + 1 })),
-              ).pipe(Effect.andThen(session.save)) // the replay is delivered: store where it ended
-            case "Latency":
-              if (readyAt !== undefined) ackedAfterReady = true
-              return setStatus((s) => ({ ...s, latency: event.millis }))
-            default:
-              return Effect.void
-          }
+  /** One connection, as the span `vigil.connection` with its phases `vigil.connect` and `vigil.handshake`. */
+  const attempt = (resumed: StoredSession | undefined, url: string): Effect.Effect<AttemptOutcome> =>
+    Effect.gen(function* () {
+      const resuming = resumed !== undefined
+      const startedAt = yield* Clock.currentTimeMillis
+      const handshake: Connection.Handshake = resumed
+        ? { _tag: "resume", sessionId: resumed.sessionId, seq: resumed.sequence }
+        : { _tag: "identify" }
+      const connect = yield* Phase.start("vigil.connect", shardAttrs)
+      let handshaking: Phase.Phase | undefined
+      metrics.connection()
+      yield* setStatus((s) => ({ ...s, state: { _tag: "Connecting" }, connections: s.connections + 1 }))
+      let readyAt: number | undefined
+      let ackedAfterReady = false
+      let sentHandshake = false // Hello came, so Identify/Resume went out right after
+      const handshakeComplete = Effect.gen(function* () {
+        const now = yield* Clock.currentTimeMillis
+        readyAt = now
+        resumeFailures = 0
+        return now
+      })
+      const exit = yield* Effect.exit(
+        Connection.run({
+          ...connectionOptions,
+          url,
+          handshake,
+          onEvent: (event) => {
+            switch (event._tag) {
+              case "Dispatches":
+                metrics.dispatched(event.dispatches)
+                return delivery.deliver(event.dispatches)
+              case "Hello":
+                sentHandshake = true
+                connect.end()
+                return Effect.flatMap(
+                  Phase.start("vigil.handshake", { ...shardAttrs, "vigil.handshake": handshake._tag }),
+                  (phase) => {
+                    handshaking = phase
+                    return resuming ? setState({ _tag: "Resuming" }) : Effect.void
+                  },
+                )
+              case "Ready":
+                // A resume's replay may include the session's own READY: an old event, which
+                // the duplicate filter handles, not a new session.
+                if (resumed?.sessionId === event.ready.session_id) return Effect.void
+                return Effect.gen(function* () {
+                  const now = yield* handshakeComplete
+                  handshaking?.end()
+                  metrics.identified()
+                  yield* session.begin(event.ready)
+                  yield* setStatus((s) => ({
+                    ...s,
+                    state: { _tag: "Ready", since: now },
+                    sessionId: event.ready.session_id,
+                    identifies: s.identifies + 1,
+                  }))
+                })
+              case "Resumed":
+                handshaking?.end()
+                metrics.resumed()
+                return Effect.flatMap(handshakeComplete, (now) =>
+                  setStatus((s) => ({ ...s, state: { _tag: "Ready", since: now }, resumes: s.resumes + 1 })),
+                ).pipe(Effect.andThen(session.save)) // the replay is delivered: store where it ended
+              case "Latency":
+                if (readyAt !== undefined) ackedAfterReady = true
+                metrics.latency(event.millis)
+                return setStatus((s) => ({ ...s, latency: event.millis }))
+              case "Warning":
+                metrics.warning(event.error)
+                return Effect.void
+            }
+          },
+        }).pipe(
+          Effect.provideContext(transportContext),
+          // Shut down mid-phase: the open phase ends too, its span not left dangling.
+          Effect.onInterrupt(() =>
+            Effect.sync(() => {
+              connect.end(Exit.interrupt())
+              handshaking?.end(Exit.interrupt())
+            }),
+          ),
+        ),
+      )
+      connect.end(exit)
+      handshaking?.end(exit)
+      yield* Effect.annotateCurrentSpan(Phase.outcomeAttributes(exit))
+      const endedAt = yield* Clock.currentTimeMillis
+      yield* session.save
+      return {
+        exit,
+        resumeFailed: resuming && sentHandshake && readyAt === undefined,
+        healthy: ReconnectPolicy.provedHealthy({ readyAt, ackedAfterReady, endedAt }, policy),
+        startedAt,
+      }
+    }).pipe(
+      Effect.withSpan("vigil.connection", {
+        attributes: {
+          ...shardAttrs,
+          "vigil.attempt": attempts,
+          "vigil.handshake": resumed ? "resume" : "identify",
+          "vigil.session.id": resumed?.sessionId ?? "",
+          "vigil.url": ServerText.sanitize(url),
         },
-      }).pipe(Effect.provideContext(transportContext)),
+      }),
+      annotated,
     )
-    const endedAt = yield* Clock.currentTimeMillis
-    yield* session.save
-    return {
-      exit,
-      resumeFailed: resuming && sentHandshake && readyAt === undefined,
-      healthy: ReconnectPolicy.provedHealthy({ readyAt, ackedAfterReady, endedAt }, policy),
-      startedAt,
-    }
-  })
 
   const loggedOut = Effect.andThen(forgetSession, setState({ _tag: "Stopped", reason: "logged out" }))
 
@@ -291,7 +352,15 @@ export const make = Effect.fnUntraced(function* (
     while (true) {
       // A logout while disconnected (backing off) ends here, without a new connection.
       if (Deferred.isDoneUnsafe(stop)) return yield* loggedOut
-      const { exit, resumeFailed, healthy, startedAt } = yield* attempt
+      attempts++
+      const resumed = session.current()
+      // A server's resume_gateway_url that is no URL at all is not worth a lost session:
+      // resume through the gateway URL instead.
+      const url =
+        resumed !== undefined && Protocol.isUrl(resumed.resumeUrl)
+          ? resumed.resumeUrl
+          : (config.gatewayUrl ?? defaultGatewayUrl)
+      const { exit, resumeFailed, healthy, startedAt } = yield* attempt(resumed, url)
       // Only `stop` ends a connection successfully: a logout.
       if (Exit.isSuccess(exit)) return yield* loggedOut
       const error = Option.getOrUndefined(Exit.findErrorOption(exit))
@@ -301,6 +370,7 @@ export const make = Effect.fnUntraced(function* (
         yield* setState({ _tag: "Stopped", reason: error.message, error })
         return yield* error
       }
+      metrics.ended(error)
       failuresSinceHealthy = healthy ? 0 : failuresSinceHealthy + 1
       // Only a Resume the server saw and refused counts toward the resume-loop breaker: an
       // unreachable network is no reason to spend one of the day's identifies.
@@ -317,10 +387,15 @@ export const make = Effect.fnUntraced(function* (
         policy,
       )
       yield* setStatus((s) => ({ ...s, lastError: { tag: error._tag, message: error.message } }))
-      yield* Effect.logDebug(`shard ${id}: connection ended (${error._tag}): ${decision._tag}`)
+      yield* annotated(
+        Effect.logDebug(
+          `connection to ${ServerText.sanitize(url)} ended (${error._tag}: ${error.message}): ${decision._tag}`,
+        ),
+      )
       if (decision._tag === "Stop") {
+        // Not an error log: the app handles the typed failure (`await`) and decides how loud it is.
+        yield* annotated(Effect.logDebug(`shard stopped: ${decision.error.message}`))
         yield* forgetSession
-        yield* Effect.logError(`shard ${id} stopped: ${decision.error.message}`)
         yield* setState({ _tag: "Stopped", reason: decision.error.message, error: decision.error })
         return yield* decision.error
       }
@@ -338,7 +413,15 @@ export const make = Effect.fnUntraced(function* (
       if (millis <= 0) return
       const now = yield* Clock.currentTimeMillis
       yield* setState({ _tag: "BackingOff", until: now + millis, reason: decision.reason })
-      yield* Effect.raceFirst(Effect.sleep(millis), Deferred.await(stop))
+      yield* Effect.raceFirst(Effect.sleep(millis), Deferred.await(stop)).pipe(
+        Effect.withSpan("vigil.backoff", {
+          attributes: {
+            ...shardAttrs,
+            "vigil.backoff.millis": millis,
+            "vigil.backoff.reason": decision.reason,
+          },
+        }),
+      )
     })
 
   /** Stopped for good: the stream ends and no command waits for a connection that will not come. */

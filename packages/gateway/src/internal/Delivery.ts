@@ -25,6 +25,8 @@ export interface DeliveryStats {
   readonly duplicates: number
   /** Events dropped by a `dropping`/`sliding` buffer. */
   readonly dropped: number
+  /** Events waiting for the consumer. */
+  readonly queued: number
 }
 
 export interface Delivery {
@@ -95,6 +97,6 @@ export const make = Effect.fnUntraced(function* (options: DeliveryOptions) {
     events: Stream.fromQueue(queue),
     deliver: (batch) => deliver(batch),
     end: Queue.end(queue).pipe(Effect.asVoid),
-    stats: () => ({ lastEventAt, delivered, duplicates, dropped }),
+    stats: () => ({ lastEventAt, delivered, duplicates, dropped, queued: Queue.sizeUnsafe(queue) }),
   } satisfies Delivery
 })
