@@ -160,8 +160,9 @@ describe("Connection over a real WebSocket", () => {
       const exit = yield* Fiber.await(fiber)
       const error = failureOf(exit) as GatewayError.ZombieDetected | undefined
       assert.strictEqual(error?._tag, "ZombieDetected")
-      // the unanswered beat was given one interval, plus scheduling slack, no more
-      assert.isAtMost(error!.waitedMillis, interval + 250)
+      // the unanswered beat was given one interval, plus slack for a loaded machine, and not
+      // a second interval
+      assert.isBelow(error!.waitedMillis, interval + 750)
       // the client did not wait for a close handshake: its side of the link is gone
       yield* eventually(() => sockets[0]!.destroyed || sockets[0]!.readableEnded, "the socket torn down")
     }),
