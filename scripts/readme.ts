@@ -1,0 +1,100 @@
+/**
+ * README samples are files that run as tests. In a README, a TypeScript code block follows a
+ * marker naming its file, relative to the README:
+ *
+ *     <!-- sample: packages/testing/test/readme/CountMessages.test.ts -->
+ *
+ * and holds that file, byte for byte, imports included. `node scripts/readme.ts` reports every
+ * block that differs from its file or has no marker (the test command runs it through
+ * `scripts/test/readme.test.ts`); `--write` copies the files into the READMEs.
+ */
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
+import { dirname, join, relative } from "node:path"
+import { fileURLToPath } from "node:url"
+
+const marker = /^<!-- sample: (\S+) -->$/
+const fence = /^```(\S*)$/
+const codeLanguages = new Set(["ts", "tsx", "typescript", "js", "javascript"])
+
+/** The root README and each package's. */
+export const readmes = (root: string): Array<string> => {
+  const packages = join(root, "packages")
+  return [
+    join(root, "README.md"),
+    ...readdirSync(packages)
+      .map((name) => join(packages, name, "README.md"))
+      .filter(existsSync),
+  ]
+}
+
+/** Brings each sample block of `markdown` in line with its file; lists what was not (line numbers 1-based). */
+export const sync = (
+  markdown: string,
+  readFile: (path: string) => string | undefined,
+): { readonly text: string; readonly problems: Array<string> } => {
+  const lines = markdown.split("\n")
+  const out: Array<string> = []
+  const problems: Array<string> = []
+  for (let i = 0; i < lines.length; i++) {
+    const open = fence.exec(lines[i]!)
+    if (open === null) {
+      out.push(lines[i]!)
+      continue
+    }
+    let close = i + 1
+    while (close < lines.length && lines[close] !== "```") close++
+    if (close === lines.length) {
+      problems.push(`line ${i + 1}: a code block that never ends`)
+      out.push(...lines.slice(i))
+      break
+    }
+    const body = lines.slice(i + 1, close).join("\n")
+    const named = i > 0 ? marker.exec(lines[i - 1]!) : null
+    let replacement = body
+    if (named !== null) {
+      const file = readFile(named[1]!)
+      if (file === undefined) problems.push(`line ${i + 1}: ${named[1]} does not exist`)
+      else {
+        replacement = file.replace(/\n$/, "")
+        if (replacement !== body) problems.push(`line ${i + 1}: differs from ${named[1]}`)
+      }
+    } else if (codeLanguages.has(open[1]!)) {
+      problems.push(`line ${i + 1}: a ${open[1]} block without a "<!-- sample: FILE -->" line before it`)
+    }
+    out.push(lines[i]!, ...(replacement === "" ? [] : replacement.split("\n")), "```")
+    i = close
+  }
+  return { text: out.join("\n"), problems }
+}
+
+const readBeside = (readme: string) => (path: string) => {
+  const file = join(dirname(readme), path)
+  return existsSync(file) ? readFileSync(file, "utf8") : undefined
+}
+
+/** Every problem of every README, each prefixed with its README's path. */
+export const check = (root: string): Array<string> =>
+  readmes(root).flatMap((readme) =>
+    sync(readFileSync(readme, "utf8"), readBeside(readme)).problems.map(
+      (problem) => `${relative(root, readme)} ${problem}`,
+    ),
+  )
+
+/** Copies every sample file into its README block; returns the problems a copy cannot fix. */
+export const write = (root: string): Array<string> =>
+  readmes(root).flatMap((readme) => {
+    const before = readFileSync(readme, "utf8")
+    const { text } = sync(before, readBeside(readme))
+    if (text !== before) writeFileSync(readme, text)
+    return sync(text, readBeside(readme)).problems.map((problem) => `${relative(root, readme)} ${problem}`)
+  })
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const root = join(dirname(fileURLToPath(import.meta.url)), "..")
+  const problems = process.argv.includes("--write") ? write(root) : check(root)
+  for (const problem of problems) console.error(problem)
+  if (problems.length > 0) {
+    console.error("README samples: `sh scripts/dev.sh readme` copies the sample files into the READMEs")
+    process.exitCode = 1
+  }
+}
