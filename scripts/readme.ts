@@ -5,8 +5,9 @@
  *     <!-- sample: packages/testing/test/readme/CountMessages.test.ts -->
  *
  * and holds that file, byte for byte, imports included. `node scripts/readme.ts` reports every
- * block that differs from its file or has no marker (the test command runs it through
- * `scripts/test/readme.test.ts`); `--write` copies the files into the READMEs.
+ * block that differs from its file or has no marker, and every relative link of the READMEs
+ * and `docs/` and every `….md` the packages' code cites that leads nowhere (the test command runs it
+ * through `scripts/test/readme.test.ts`); `--write` copies the sample files into the READMEs.
  */
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
 import { dirname, join, relative } from "node:path"
@@ -72,13 +73,49 @@ const readBeside = (readme: string) => (path: string) => {
   return existsSync(file) ? readFileSync(file, "utf8") : undefined
 }
 
-/** Every problem of every README, each prefixed with its README's path. */
-export const check = (root: string): Array<string> =>
-  readmes(root).flatMap((readme) =>
-    sync(readFileSync(readme, "utf8"), readBeside(readme)).problems.map(
-      (problem) => `${relative(root, readme)} ${problem}`,
-    ),
+const filesUnder = (dir: string, suffix: string): Array<string> =>
+  existsSync(dir)
+    ? readdirSync(dir, { recursive: true, encoding: "utf8" })
+        .filter((name) => name.endsWith(suffix) && !name.split(/[\\/]/).includes("node_modules"))
+        .map((name) => join(dir, name))
+    : []
+
+/** Relative link targets in `markdown` (`[text](target)`) that do not exist beside `file`. */
+export const deadLinks = (markdown: string, file: string): Array<string> =>
+  [...markdown.matchAll(/\]\(([^)\s#]+)(?:#[^)\s]*)?\)/g)]
+    .map((match) => match[1]!)
+    .filter((target) => !/^[a-z]+:/.test(target) && !existsSync(join(dirname(file), target)))
+
+/** Paths like `docs/protocol.md` cited in `text` that do not exist under `root`. */
+export const deadCitations = (text: string, root: string): Array<string> =>
+  [...text.matchAll(/(?<![\w./-])((?:[\w-]+\/)*[\w-]+\.md)\b/g)]
+    .map((match) => match[1]!)
+    .filter((path) => !existsSync(join(root, path)))
+
+/** Every problem of every README and doc, each prefixed with its file's path. */
+export const check = (root: string): Array<string> => {
+  const docs = [...readmes(root), ...filesUnder(join(root, "docs"), ".md")]
+  const code = readdirSync(join(root, "packages")).flatMap((name) =>
+    ["src", "test", "examples"].flatMap((dir) => filesUnder(join(root, "packages", name, dir), ".ts")),
   )
+  return [
+    ...readmes(root).flatMap((readme) =>
+      sync(readFileSync(readme, "utf8"), readBeside(readme)).problems.map(
+        (problem) => `${relative(root, readme)} ${problem}`,
+      ),
+    ),
+    ...docs.flatMap((doc) =>
+      deadLinks(readFileSync(doc, "utf8"), doc).map(
+        (target) => `${relative(root, doc)} links to ${target}: no such file`,
+      ),
+    ),
+    ...code.flatMap((file) =>
+      deadCitations(readFileSync(file, "utf8"), root).map(
+        (path) => `${relative(root, file)} cites ${path}: no such file`,
+      ),
+    ),
+  ]
+}
 
 /** Copies every sample file into its README block; returns the problems a copy cannot fix. */
 export const write = (root: string): Array<string> =>

@@ -1,8 +1,11 @@
-/** README samples: each TypeScript block is its sample file, byte for byte (see scripts/readme.ts). */
+/**
+ * README samples: each TypeScript block is its sample file, byte for byte; no doc links, and no
+ * code cites, a file that is not there (see scripts/readme.ts).
+ */
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { assert, describe, it } from "@effect/vitest"
-import { check, sync } from "../readme.ts"
+import { check, deadCitations, deadLinks, sync } from "../readme.ts"
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..")
 const files: Record<string, string> = { "a.ts": 'import { Effect } from "effect"\n\nEffect.log("a")\n' }
@@ -31,6 +34,17 @@ describe("README samples", () => {
     ])
     assert.deepStrictEqual(sync("<!-- sample: b.ts -->\n```ts\n```\n", readFile).problems, [
       "line 2: b.ts does not exist",
+    ])
+  })
+
+  it("finds links and citations that lead nowhere", () => {
+    const readme = join(root, "README.md")
+    assert.deepStrictEqual(
+      deadLinks("[p](docs/protocol.md#limits) [w](https://x.y) [m](docs/missing.md)", readme),
+      ["docs/missing.md"],
+    )
+    assert.deepStrictEqual(deadCitations("// as docs/protocol.md says, not as PROTOCOL.md did", root), [
+      "PROTOCOL.md",
     ])
   })
 })
