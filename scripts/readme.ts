@@ -118,13 +118,14 @@ export const check = (root: string): Array<string> => {
 }
 
 /** Copies every sample file into its README block; returns the problems a copy cannot fix. */
-export const write = (root: string): Array<string> =>
-  readmes(root).flatMap((readme) => {
+export const write = (root: string): Array<string> => {
+  for (const readme of readmes(root)) {
     const before = readFileSync(readme, "utf8")
     const { text } = sync(before, readBeside(readme))
     if (text !== before) writeFileSync(readme, text)
-    return sync(text, readBeside(readme)).problems.map((problem) => `${relative(root, readme)} ${problem}`)
-  })
+  }
+  return check(root)
+}
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const root = join(dirname(fileURLToPath(import.meta.url)), "..")

@@ -2,7 +2,7 @@
  * Runs a TypeScript program the way its user would, with `node` in a child process, so a
  * test can check a whole program (the README's samples end in `NodeRuntime.runMain`) from
  * outside: what it printed and how it exited. In the workspace the program runs Vigil's
- * sources (`--conditions=@vigil/source`); Node ≥ 22.18 strips the types.
+ * sources (`--conditions=@vigil/source`); the workspace's Node (≥ 22.19) strips the types.
  */
 import { spawn } from "node:child_process"
 import { Deferred, Effect, type Scope } from "effect"
