@@ -18,6 +18,7 @@ job=${1:-help}
 case "$job" in
   demo) exec node --conditions=@vigil/source packages/cli/src/main.ts demo "$@" ;;
   vigil) exec node --conditions=@vigil/source packages/cli/src/main.ts "$@" ;;
+  node) exec node --conditions=@vigil/source "$@" ;;
   bench) exec node --conditions=@vigil/source packages/bench/src/main.ts "$@" ;;
   test)
     # One step per line: under `set -e` a failure in the middle of an && list would not stop us.
@@ -33,6 +34,7 @@ case "$job" in
     echo "== tests"
     exec pnpm exec vitest run "$@" ;;
   fmt) exec pnpm exec biome check --write . ;;
+  readme) exec node scripts/readme.ts --write ;;
   vitest) exec pnpm exec vitest "$@" ;;
-  *) echo "usage: sh scripts/dev.sh <demo|test|bench|fmt|vitest|vigil ...>" >&2; exit 2 ;;
+  *) echo "usage: sh scripts/dev.sh <demo|test|bench|fmt|readme|vitest|vigil|node ...>" >&2; exit 2 ;;
 esac

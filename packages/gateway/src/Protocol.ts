@@ -72,7 +72,7 @@ const closeTable: Readonly<Record<number, { readonly action: CloseAction; readon
   4014: { action: "fatal", meaning: "disallowed intents" },
 }
 
-/** Classifies a close code received from the server (PROTOCOL.md's table). */
+/** Classifies a close code received from the server (the table in docs/protocol.md). */
 export const classifyClose = (code: number): CloseAction => closeTable[code]?.action ?? "resume"
 
 export const describeClose = (code: number): string => closeTable[code]?.meaning ?? "unclassified close"

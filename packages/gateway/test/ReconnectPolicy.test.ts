@@ -17,7 +17,7 @@ const closed = (code: number) =>
   GatewayError.fatalFromClose(code, "") ?? GatewayError.ServerClosed.fromCode(code, "")
 
 describe("ReconnectPolicy.decide: close codes", () => {
-  // PROTOCOL.md's table, row by row.
+  // The close code table of docs/protocol.md, row by row.
   const table: Array<[number, "Resume" | "Identify" | "Stop", string?]> = [
     [4000, "Resume"],
     [4001, "Resume"],

@@ -1,6 +1,6 @@
 /**
  * Transport compression as a client sees it: decoded here with `node:zlib`, one context for
- * the connection's life, exactly as PROTOCOL.md describes the two streams.
+ * the connection's life, exactly as docs/protocol.md describes the two streams.
  */
 import * as Zlib from "node:zlib"
 import { assert, describe, it } from "@effect/vitest"

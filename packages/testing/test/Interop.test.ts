@@ -17,7 +17,7 @@ const cases = [
   // the protocol, and covered by Vigil's codec tests), @discordjs/ws 2.0.4 fails to parse:
   // it looks for the 00 00 ff ff suffix at the end of each *frame*, so when the suffix
   // straddles a message's last two frames it misses the end, and inflates that message
-  // together with the next ("Unexpected non-whitespace character after JSON"). PROTOCOL.md
+  // together with the next ("Unexpected non-whitespace character after JSON"). docs/protocol.md
   // says the message is complete when the *buffered bytes* end with the suffix, as the fake
   // sends it; the client is wrong there, not the fake.
   { name: "zlib-stream", compression: CompressionMethod.ZlibNative, zlibFrameBytes: undefined },
