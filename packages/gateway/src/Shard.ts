@@ -5,6 +5,11 @@
  * through a bounded queue that outlives connections, deduplicated by sequence so a resume
  * neither loses nor repeats a dispatch.
  */
+import type {
+  GatewayPresenceUpdateData,
+  GatewayRequestSoundboardSoundsData,
+  GatewayVoiceStateUpdateData,
+} from "discord-api-types/v10"
 import {
   type Cause,
   Clock,
@@ -29,26 +34,29 @@ import {
   ShardStopped,
 } from "./GatewayError.ts"
 import { IdentifyThrottle } from "./IdentifyThrottle.ts"
+import type * as Intents from "./Intents.ts"
 import * as BoundedStore from "./internal/BoundedStore.ts"
 import * as Delivery from "./internal/Delivery.ts"
 import * as Session from "./internal/Session.ts"
 import * as Members from "./Members.ts"
 import * as Outbox from "./Outbox.ts"
-import type * as Protocol from "./Protocol.ts"
+import * as Protocol from "./Protocol.ts"
 import * as ReconnectPolicy from "./ReconnectPolicy.ts"
 import { type SaveOptions, SessionStore } from "./SessionStore.ts"
 import type { GatewayTransport } from "./Transport.ts"
 
 export interface ShardConfig {
   readonly token: Redacted.Redacted<string>
-  readonly intents: number
+  /** A bitfield or a list of `Intents.GatewayIntentBits`. */
+  readonly intents: Intents.Intents
   readonly shard: readonly [id: number, count: number]
   /** From `GET /gateway/bot`. Default `wss://gateway.discord.gg`. */
   readonly gatewayUrl?: string | undefined
   readonly compression?: Protocol.Compression | undefined
   readonly properties?: Protocol.IdentifyProperties | undefined
   readonly largeThreshold?: number | undefined
-  readonly presence?: unknown
+  /** The presence Identify sets (status, activities, afk, since). */
+  readonly presence?: GatewayPresenceUpdateData | undefined
   readonly helloTimeout?: Duration.Input | undefined
   readonly handshakeTimeout?: Duration.Input | undefined
   readonly maxMessageBytes?: number | undefined
@@ -122,6 +130,25 @@ export interface Shard {
    * `ShardStopped` once the shard has stopped for good.
    */
   readonly send: (op: number, d: unknown) => Effect.Effect<void, PayloadTooLarge | ShardStopped>
+  /** Presence Update (op 3): status, activities, afk, since. Sent like any command. */
+  readonly updatePresence: (
+    presence: GatewayPresenceUpdateData,
+  ) => Effect.Effect<void, PayloadTooLarge | ShardStopped>
+  /** Voice State Update (op 4): join, move or leave (`channel_id: null`) a guild's voice channel. */
+  readonly updateVoiceState: (
+    state: GatewayVoiceStateUpdateData,
+  ) => Effect.Effect<void, PayloadTooLarge | ShardStopped>
+  /**
+   * Request Soundboard Sounds (op 31): the answer arrives as one SOUNDBOARD_SOUNDS event per
+   * guild on `events`.
+   */
+  readonly requestSoundboardSounds: (
+    request: GatewayRequestSoundboardSoundsData,
+  ) => Effect.Effect<void, PayloadTooLarge | ShardStopped>
+  /**
+   * Request Guild Members (op 8): every GUILD_MEMBERS_CHUNK for it, gathered by nonce. A
+   * RATE_LIMITED answer fails it with `GuildMembersRateLimited`; silence, with a timeout.
+   */
   readonly requestGuildMembers: (
     request: Members.RequestGuildMembers,
   ) => Effect.Effect<Members.GuildMembersResult, Members.GuildMembersError | PayloadTooLarge | ShardStopped>
@@ -373,6 +400,9 @@ export const make = Effect.fnUntraced(function* (
     status,
     health,
     send: outbox.send,
+    updatePresence: (presence) => outbox.send(Protocol.Op.PresenceUpdate, presence),
+    updateVoiceState: (state) => outbox.send(Protocol.Op.VoiceStateUpdate, state),
+    requestSoundboardSounds: (request) => outbox.send(Protocol.Op.RequestSoundboardSounds, request),
     requestGuildMembers: (request) => members.request(request, outbox.send),
     logout: Deferred.succeed(stop, "logout").pipe(Effect.andThen(Fiber.await(fiber)), Effect.asVoid),
     await: Fiber.join(fiber),

@@ -4,7 +4,7 @@
  * seconds nor race a timeout. Real sockets are covered in Provider.test.ts.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { SessionStore } from "@vigil/gateway"
+import { Intents, SessionStore } from "@vigil/gateway"
 import * as MemoryTransport from "@vigil/gateway/testing/MemoryTransport"
 import * as ScriptedGateway from "@vigil/gateway/testing/ScriptedGateway"
 import * as Settle from "@vigil/gateway/testing/Settle"
@@ -173,6 +173,20 @@ describe("DiscordProvider lifecycle (TestClock)", () => {
       assert.deepStrictEqual([server.resumes(0), server.resumes(1)], [1, 1])
       assert.deepStrictEqual(closeCodes(gateway), [4900, 4900, undefined, undefined])
       assert.isAtMost(gateway.maxOpenCount(), 2)
+    }).pipe(Effect.provide(env())),
+  )
+
+  it.effect("reload with the same intents written as a list of bits resumes the sessions", () =>
+    Effect.gen(function* () {
+      const server = yield* ScriptedGateway.ScriptedGateway
+      const { discord } = yield* provider(configWith({ shardCount: 2 }))
+      yield* discord.start
+      yield* ready(discord)
+      const { Guilds, GuildMessages } = Intents.GatewayIntentBits
+      yield* within(discord.reload(configWith({ shardCount: 2, intents: [Guilds, GuildMessages] })))
+      yield* ready(discord)
+      assert.strictEqual(server.allIdentifies().length, 2)
+      assert.deepStrictEqual([server.resumes(0), server.resumes(1)], [1, 1])
     }).pipe(Effect.provide(env())),
   )
 
