@@ -123,6 +123,12 @@ export interface DiscordProviderService {
     channelId: string,
     message: string | Rest.MessageOptions,
   ) => Effect.Effect<Rest.SentMessage, SendError>
+  /**
+   * Discord's REST API, rate limits honoured, on the running configuration's client: any
+   * route (`request`), reply with embeds or components, edit, delete, react, answer
+   * interactions. Works whether or not the gateway runs.
+   */
+  readonly rest: Rest.RestClient
   /** The running generation's shard manager (gateway commands: presence, members…), if any. */
   readonly manager: Effect.Effect<Option.Option<ShardManager.ShardManager>>
 }
@@ -162,6 +168,27 @@ export const make = Effect.fnUntraced(function* (
       ),
     )
 
+  // A reload may replace the REST client: each call goes to the one in use.
+  const rest: Rest.RestClient = {
+    request: (options) => Effect.suspend(() => shared.rest.request(options)),
+    sendMessage: (channelId, message) => Effect.suspend(() => shared.rest.sendMessage(channelId, message)),
+    createMessage: (channelId, message) =>
+      Effect.suspend(() => shared.rest.createMessage(channelId, message)),
+    reply: (channelId, messageId, message) =>
+      Effect.suspend(() => shared.rest.reply(channelId, messageId, message)),
+    editMessage: (channelId, messageId, edit) =>
+      Effect.suspend(() => shared.rest.editMessage(channelId, messageId, edit)),
+    deleteMessage: (channelId, messageId, options) =>
+      Effect.suspend(() => shared.rest.deleteMessage(channelId, messageId, options)),
+    react: (channelId, messageId, emoji) =>
+      Effect.suspend(() => shared.rest.react(channelId, messageId, emoji)),
+    respondToInteraction: (interaction, response) =>
+      Effect.suspend(() => shared.rest.respondToInteraction(interaction, response)),
+    editInteractionResponse: (interaction, edit) =>
+      Effect.suspend(() => shared.rest.editInteractionResponse(interaction, edit)),
+    state: Effect.suspend(() => shared.rest.state),
+  }
+
   const messages = Stream.fromPubSub(shared.inboundHub).pipe(
     Stream.tap((item) => (Result.isFailure(item) ? Effect.logWarning(item.failure.message) : Effect.void)),
     Stream.filterMap((item) => (Result.isSuccess(item) ? Result.succeed(item.success) : Result.failVoid)),
@@ -180,6 +207,7 @@ export const make = Effect.fnUntraced(function* (
     inbound: Stream.fromPubSub(shared.inboundHub),
     messages,
     send,
+    rest,
     manager: Effect.sync(() => Option.fromNullishOr(shared.current?.manager)),
   } satisfies DiscordProviderService
 })
