@@ -82,6 +82,15 @@ describe("typed gateway commands", () => {
     }).pipe(Effect.provide(env)),
   )
 
+  it("intents from text: a bitfield or bit names; an unknown name is refused", () => {
+    assert.strictEqual(Intents.parse("513"), 513)
+    assert.strictEqual(Intents.parse("Guilds, GuildMessages"), 513)
+    assert.strictEqual(Intents.parse("GuildMembers"), 2)
+    assert.isUndefined(Intents.parse("Guilds,Bogus"))
+    assert.isUndefined(Intents.parse("1,2"), "bit values are not names")
+    assert.isUndefined(Intents.parse(""))
+  })
+
   it.effect("a shard sends presence (op 3), voice state (op 4) and soundboard requests (op 31)", () =>
     Effect.gen(function* () {
       const server = yield* ScriptedGateway.ScriptedGateway
