@@ -55,7 +55,7 @@ export interface ShardConfig {
   readonly compression?: Protocol.Compression | undefined
   readonly properties?: Protocol.IdentifyProperties | undefined
   readonly largeThreshold?: number | undefined
-  /** The presence Identify sets (status, activities, afk, since). */
+  /** The presence Identify sets (status, activities, afk, since); `updatePresence` replaces it. */
   readonly presence?: GatewayPresenceUpdateData | undefined
   readonly helloTimeout?: Duration.Input | undefined
   readonly handshakeTimeout?: Duration.Input | undefined
@@ -130,7 +130,10 @@ export interface Shard {
    * `ShardStopped` once the shard has stopped for good.
    */
   readonly send: (op: number, d: unknown) => Effect.Effect<void, PayloadTooLarge | ShardStopped>
-  /** Presence Update (op 3): status, activities, afk, since. Sent like any command. */
+  /**
+   * Presence Update (op 3): status, activities, afk, since. Sent like any command, and kept:
+   * a later new session identifies with it.
+   */
   readonly updatePresence: (
     presence: GatewayPresenceUpdateData,
   ) => Effect.Effect<void, PayloadTooLarge | ShardStopped>
@@ -216,6 +219,8 @@ export const make = Effect.fnUntraced(function* (
   )
 
   const stop = yield* Deferred.make<Connection.StopMode>()
+  // The last presence set: a new session (Identify) starts with it, as the old one ended.
+  let presence = config.presence
   let resumeFailures = 0
   let failuresSinceHealthy = 0
 
@@ -230,7 +235,6 @@ export const make = Effect.fnUntraced(function* (
     maxMessageBytes: config.maxMessageBytes,
     properties: config.properties,
     largeThreshold: config.largeThreshold,
-    presence: config.presence,
     beforeIdentify: setState({ _tag: "WaitingForIdentify" }).pipe(
       Effect.andThen(throttle.wait(id)),
       Effect.andThen(setState({ _tag: "Identifying" })),
@@ -260,6 +264,7 @@ export const make = Effect.fnUntraced(function* (
     const exit = yield* Effect.exit(
       Connection.run({
         ...connectionOptions,
+        presence,
         url: resumed?.resumeUrl ?? config.gatewayUrl ?? defaultGatewayUrl,
         handshake,
         onEvent: (event) => {
@@ -400,7 +405,13 @@ export const make = Effect.fnUntraced(function* (
     status,
     health,
     send: outbox.send,
-    updatePresence: (presence) => outbox.send(Protocol.Op.PresenceUpdate, presence),
+    updatePresence: (update) =>
+      Effect.andThen(
+        outbox.send(Protocol.Op.PresenceUpdate, update),
+        Effect.sync(() => {
+          presence = update
+        }),
+      ),
     updateVoiceState: (state) => outbox.send(Protocol.Op.VoiceStateUpdate, state),
     requestSoundboardSounds: (request) => outbox.send(Protocol.Op.RequestSoundboardSounds, request),
     requestGuildMembers: (request) => members.request(request, outbox.send),

@@ -110,6 +110,24 @@ describe("typed gateway commands", () => {
     }).pipe(Effect.provide(env)),
   )
 
+  it.effect("the last presence set is the one a new session identifies with", () =>
+    Effect.gen(function* () {
+      const server = yield* ScriptedGateway.ScriptedGateway
+      const gateway = yield* MemoryTransport.MemoryTransport
+      const shard = yield* startShard({ presence })
+      const away = { ...presence, status: PresenceUpdateStatus.DoNotDisturb, activities: [] }
+      yield* shard.updatePresence(away)
+      yield* server.invalidSession(false) // the session is gone: the shard identifies afresh
+      yield* Settle.advance(10_000)
+      const identifies = written(gateway, 2) as Array<{ presence: unknown }>
+      assert.strictEqual(identifies.length, 2)
+      assert.deepStrictEqual(
+        identifies.map((d) => d.presence),
+        [presence, away],
+      )
+    }).pipe(Effect.provide(env)),
+  )
+
   it.effect("RATE_LIMITED fails the member request it names (by nonce), not another one", () =>
     Effect.gen(function* () {
       const server = yield* ScriptedGateway.ScriptedGateway
