@@ -32,8 +32,14 @@
  * across reloads; start consuming before `start` to see READY. They are bounded: a slow
  * consumer slows the shards down (back-pressure; `events.strategy` can trade it for drops).
  */
-import { SessionStore, type ShardManager } from "@vigil/gateway"
+
+import { type GatewayError, type Members, SessionStore, type ShardManager } from "@vigil/gateway"
 import { NodeGateway } from "@vigil/gateway-node"
+import type {
+  GatewayPresenceUpdateData,
+  GatewayRequestSoundboardSoundsData,
+  GatewayVoiceStateUpdateData,
+} from "discord-api-types/v10"
 import { Context, type Duration, Effect, Layer, Option, Result, type Scope, Stream } from "effect"
 import { FetchHttpClient } from "effect/http"
 import type * as Health from "./Health.ts"
@@ -41,7 +47,7 @@ import type * as Inbound from "./Inbound.ts"
 import * as HealthView from "./internal/HealthView.ts"
 import * as Lifecycle from "./internal/Lifecycle.ts"
 import * as Shared from "./internal/Shared.ts"
-import type { ProviderClosed, SendError, StartError } from "./ProviderError.ts"
+import { GatewayNotRunning, type ProviderClosed, type SendError, type StartError } from "./ProviderError.ts"
 import type * as Rest from "./Rest.ts"
 
 /**
@@ -129,9 +135,34 @@ export interface DiscordProviderService {
    * interactions. Works whether or not the gateway runs.
    */
   readonly rest: Rest.RestClient
-  /** The running generation's shard manager (gateway commands: presence, members…), if any. */
+  /**
+   * Presence Update (op 3) on every running shard, or on one. Shards identify again with
+   * it after a new session; a `start` or `reload` identifies with the configuration's.
+   */
+  readonly updatePresence: (
+    presence: GatewayPresenceUpdateData,
+    options?: { readonly shardId?: number | undefined },
+  ) => Effect.Effect<void, GatewayCommandError>
+  /** Voice State Update (op 4), on the guild's shard. */
+  readonly updateVoiceState: (state: GatewayVoiceStateUpdateData) => Effect.Effect<void, GatewayCommandError>
+  /** Request Guild Members (op 8), on the guild's shard; a RATE_LIMITED answer fails it, typed. */
+  readonly requestGuildMembers: (
+    request: Members.RequestGuildMembers,
+  ) => Effect.Effect<Members.GuildMembersResult, Members.GuildMembersError | GatewayCommandError>
+  /** Request Soundboard Sounds (op 31); the answers arrive as SOUNDBOARD_SOUNDS `events`. */
+  readonly requestSoundboardSounds: (
+    request: GatewayRequestSoundboardSoundsData,
+  ) => Effect.Effect<void, GatewayCommandError>
+  /** The running generation's shard manager (any other gateway command), if any. */
   readonly manager: Effect.Effect<Option.Option<ShardManager.ShardManager>>
 }
+
+/** Why a gateway command was not carried out. */
+export type GatewayCommandError =
+  | GatewayNotRunning
+  | ShardManager.ShardNotRunning
+  | GatewayError.ShardStopped
+  | GatewayError.PayloadTooLarge
 
 export class DiscordProvider extends Context.Service<DiscordProvider, DiscordProviderService>()(
   "@vigil/provider/DiscordProvider",
@@ -167,6 +198,15 @@ export const make = Effect.fnUntraced(function* (
         }),
       ),
     )
+
+  /** A gateway command, on the running generation's manager. */
+  const onManager =
+    (command: string) =>
+    <A, E>(f: (manager: ShardManager.ShardManager) => Effect.Effect<A, E>) =>
+      Effect.suspend((): Effect.Effect<A, E | GatewayNotRunning> => {
+        const generation = shared.current
+        return generation ? f(generation.manager) : Effect.fail(new GatewayNotRunning({ command }))
+      })
 
   // A reload may replace the REST client: each call goes to the one in use.
   const rest: Rest.RestClient = {
@@ -208,6 +248,13 @@ export const make = Effect.fnUntraced(function* (
     messages,
     send,
     rest,
+    updatePresence: (presence, options) =>
+      onManager("updatePresence")((manager) => manager.updatePresence(presence, options)),
+    updateVoiceState: (state) => onManager("updateVoiceState")((manager) => manager.updateVoiceState(state)),
+    requestGuildMembers: (request) =>
+      onManager("requestGuildMembers")((manager) => manager.requestGuildMembers(request)),
+    requestSoundboardSounds: (request) =>
+      onManager("requestSoundboardSounds")((manager) => manager.requestSoundboardSounds(request)),
     manager: Effect.sync(() => Option.fromNullishOr(shared.current?.manager)),
   } satisfies DiscordProviderService
 })

@@ -115,5 +115,14 @@ export class ProviderClosed extends Schema.TaggedError<ProviderClosed>()("Provid
   }
 }
 
+/** A gateway command while no shards run (before `start`, after `stop`). */
+export class GatewayNotRunning extends Schema.TaggedError<GatewayNotRunning>()("GatewayNotRunning", {
+  command: Schema.String,
+}) {
+  override get message() {
+    return `${this.command}: the gateway is not running (start the provider first)`
+  }
+}
+
 /** Why a start or reload failed: `GET /gateway/bot` did, or refused the token (401). */
 export type StartError = GatewayInfo.GatewayInfoError | GatewayError.AuthenticationFailed
