@@ -151,11 +151,11 @@ export type KnownDispatch = GatewayDispatchPayload extends infer P
     : never
   : never
 
-/** The name of an event discord-api-types does not know (newer than its types, or a fake's). */
 declare const unknownEventName: unique symbol
 /**
- * A string at run time (`String(name)` gives it as one). Typed apart from `string` so that
- * comparing `type` with a known name narrows the union to that event alone.
+ * The name of an event discord-api-types does not know (newer than its types, or a fake's).
+ * A string at run time (`String(name)` or `eventName` gives it as one); typed apart from
+ * `string` so that comparing `type` with a known name narrows the union to that event alone.
  */
 export interface UnknownEventName extends String {
   readonly [unknownEventName]: true
