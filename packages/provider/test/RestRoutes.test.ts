@@ -72,8 +72,9 @@ describe("Rest routes", () => {
         (yield* rest.reactions).map((r) => r.emoji),
         ["👍", "party:123456789012345678"],
       )
-      yield* api.deleteMessage("111", sent.id, { reason: "cleanup" })
+      yield* api.deleteMessage("111", sent.id, { reason: "clean up: ünïcode" })
       assert.deepStrictEqual(yield* rest.messages, [])
+      assert.strictEqual((yield* rest.requests).at(-1)!.reason, "clean up: ünïcode")
       const again = yield* Effect.flip(api.deleteMessage("111", sent.id))
       assert.strictEqual(again._tag, "NotFound")
       assert.include(again.message, "/channels/{channel_id}/messages/{message_id}")

@@ -67,6 +67,8 @@ export interface RequestRecord {
   readonly nonce: string | undefined
   /** The JSON body as sent (undefined when there was none, or it was not JSON). */
   readonly body: unknown
+  /** The audit log reason (`X-Audit-Log-Reason`), decoded. */
+  readonly reason: string | undefined
   /** Where it came in: the HTTP server or the in-memory client. */
   readonly via: "http" | "memory"
 }
@@ -311,6 +313,8 @@ const makeModel = (config: Config) => {
       readonly method: string
       readonly path: string
       readonly authorization: string | undefined
+      /** `X-Audit-Log-Reason`, URL-encoded as Discord wants it. */
+      readonly reason?: string | undefined
       /** The body's text; undefined when it was larger than `maxBodyBytes`. */
       readonly body: string | undefined
     },
@@ -495,6 +499,7 @@ const makeModel = (config: Config) => {
       content,
       nonce,
       body,
+      reason: request.reason === undefined ? undefined : safeDecode(request.reason),
       via,
     }
     records.push(record)
@@ -520,6 +525,17 @@ const makeModel = (config: Config) => {
 
 // ---------------------------------------------------------------------------
 // The ways in
+
+const headerText = (value: string | ReadonlyArray<string> | undefined): string | undefined =>
+  typeof value === "string" ? value : value?.[0]
+
+/** A URL-encoded header value decoded; as it came when it is not valid encoding. */
+const safeDecode = (text: string): string =>
+  Effect.runSync(
+    Effect.try({ try: () => decodeURIComponent(text), catch: () => "invalid" }).pipe(
+      Effect.orElseSucceed(() => text),
+    ),
+  )
 
 /** The parsed body, or undefined when it is not JSON (an empty body included). */
 const parseJson = (text: string | undefined): unknown =>
@@ -559,6 +575,7 @@ export const handler = (config: Config): Handler => {
           method: req.method ?? "GET",
           path: new URL(req.url ?? "/", "http://fake").pathname,
           authorization: req.headers.authorization,
+          reason: headerText(req.headers["x-audit-log-reason"]),
           body,
         },
         now,
@@ -584,6 +601,7 @@ export const handler = (config: Config): Handler => {
           method: request.method,
           path: requestUrl.pathname,
           authorization: request.headers["authorization"],
+          reason: request.headers["x-audit-log-reason"],
           body: bytes.length > maxBodyBytes ? undefined : new TextDecoder().decode(bytes),
         },
         now,
