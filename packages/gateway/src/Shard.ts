@@ -5,11 +5,7 @@
  * through a bounded queue that outlives connections, deduplicated by sequence so a resume
  * neither loses nor repeats a dispatch.
  */
-import type {
-  GatewayPresenceUpdateData,
-  GatewayRequestSoundboardSoundsData,
-  GatewayVoiceStateUpdateData,
-} from "discord-api-types/v10"
+import type { GatewayPresenceUpdateData, GatewayVoiceStateUpdateData } from "discord-api-types/v10"
 import {
   type Cause,
   Clock,
@@ -43,6 +39,7 @@ import * as Outbox from "./Outbox.ts"
 import * as Protocol from "./Protocol.ts"
 import * as ReconnectPolicy from "./ReconnectPolicy.ts"
 import { type SaveOptions, SessionStore } from "./SessionStore.ts"
+import * as Soundboard from "./Soundboard.ts"
 import type { GatewayTransport } from "./Transport.ts"
 
 export interface ShardConfig {
@@ -142,12 +139,15 @@ export interface Shard {
     state: GatewayVoiceStateUpdateData,
   ) => Effect.Effect<void, PayloadTooLarge | ShardStopped>
   /**
-   * Request Soundboard Sounds (op 31): the answer arrives as one SOUNDBOARD_SOUNDS event per
-   * guild on `events`.
+   * Request Soundboard Sounds (op 31): every asked guild's SOUNDBOARD_SOUNDS answer (they
+   * also pass on `events`); a guild that stays silent fails it with a timeout.
    */
   readonly requestSoundboardSounds: (
-    request: GatewayRequestSoundboardSoundsData,
-  ) => Effect.Effect<void, PayloadTooLarge | ShardStopped>
+    request: Soundboard.RequestSoundboardSounds,
+  ) => Effect.Effect<
+    Soundboard.SoundboardSoundsResult,
+    Soundboard.SoundboardSoundsTimeout | PayloadTooLarge | ShardStopped
+  >
   /**
    * Request Guild Members (op 8): every GUILD_MEMBERS_CHUNK for it, gathered by nonce. A
    * RATE_LIMITED answer fails it with `GuildMembersRateLimited`; silence, with a timeout.
@@ -192,11 +192,15 @@ export const make = Effect.fnUntraced(function* (
   )
 
   const members = Members.makeRegistry()
+  const soundboard = Soundboard.makeRegistry()
   const delivery = yield* Delivery.make({
     capacity: config.events?.capacity ?? 1024,
     strategy: config.events?.strategy ?? "backpressure",
     session,
-    observe: members.observe,
+    observe: (dispatch) => {
+      members.observe(dispatch)
+      soundboard.observe(dispatch)
+    },
   })
   const outbox = yield* Outbox.make
 
@@ -374,9 +378,12 @@ export const make = Effect.fnUntraced(function* (
     Effect.suspend(() => {
       if (stoppedFor) return Effect.void
       stoppedFor = new ShardStopped({ shard: config.shard, reason })
-      return Effect.all([delivery.end, outbox.close(stoppedFor), members.close(stoppedFor)], {
-        discard: true,
-      })
+      return Effect.all(
+        [delivery.end, outbox.close(stoppedFor), members.close(stoppedFor), soundboard.close(stoppedFor)],
+        {
+          discard: true,
+        },
+      )
     })
   const reasonOf = (exit: Exit.Exit<void, Stop>) =>
     Exit.isSuccess(exit)
@@ -413,7 +420,7 @@ export const make = Effect.fnUntraced(function* (
         }),
       ),
     updateVoiceState: (state) => outbox.send(Protocol.Op.VoiceStateUpdate, state),
-    requestSoundboardSounds: (request) => outbox.send(Protocol.Op.RequestSoundboardSounds, request),
+    requestSoundboardSounds: (request) => soundboard.request(request, outbox.send),
     requestGuildMembers: (request) => members.request(request, outbox.send),
     logout: Deferred.succeed(stop, "logout").pipe(Effect.andThen(Fiber.await(fiber)), Effect.asVoid),
     await: Fiber.join(fiber),

@@ -4,11 +4,7 @@
  * `IdentifyThrottle`, merges their events (tagged with the shard id), routes sends by guild,
  * and starts, stops or restarts one shard without touching the others.
  */
-import type {
-  GatewayPresenceUpdateData,
-  GatewayRequestSoundboardSoundsData,
-  GatewayVoiceStateUpdateData,
-} from "discord-api-types/v10"
+import type { GatewayPresenceUpdateData, GatewayVoiceStateUpdateData } from "discord-api-types/v10"
 import {
   type Cause,
   Context,
@@ -37,6 +33,7 @@ import type * as Members from "./Members.ts"
 import type * as Protocol from "./Protocol.ts"
 import type { SessionStore } from "./SessionStore.ts"
 import * as Shard from "./Shard.ts"
+import type * as Soundboard from "./Soundboard.ts"
 import type { GatewayTransport } from "./Transport.ts"
 
 export interface ShardManagerConfig extends Omit<Shard.ShardConfig, "shard" | "gatewayUrl"> {
@@ -110,12 +107,15 @@ export interface ShardManager {
     Members.GuildMembersError | PayloadTooLarge | ShardNotRunning | ShardStopped
   >
   /**
-   * Request Soundboard Sounds (op 31): the guilds are split by shard, one request per shard;
-   * the answers arrive as SOUNDBOARD_SOUNDS events.
+   * Request Soundboard Sounds (op 31): the guilds are split by shard, one request per shard
+   * at once, and their answers gathered: see `Shard.requestSoundboardSounds`.
    */
   readonly requestSoundboardSounds: (
-    request: GatewayRequestSoundboardSoundsData,
-  ) => Effect.Effect<void, PayloadTooLarge | ShardNotRunning | ShardStopped>
+    request: Soundboard.RequestSoundboardSounds,
+  ) => Effect.Effect<
+    Soundboard.SoundboardSoundsResult,
+    Soundboard.SoundboardSoundsTimeout | PayloadTooLarge | ShardNotRunning | ShardStopped
+  >
   readonly start: (id: number) => Effect.Effect<void>
   /** Stops one shard, keeping its session resumable. */
   readonly stop: (id: number) => Effect.Effect<void>
@@ -260,7 +260,7 @@ export const make = Effect.fnUntraced(function* (
     requestSoundboardSounds: (request) =>
       Effect.suspend(() => {
         const byShard = new Map<number, Array<string>>()
-        for (const guildId of request.guild_ids) {
+        for (const guildId of request.guildIds) {
           const id = shardFor(guildId)
           const list = byShard.get(id)
           if (list) list.push(guildId)
@@ -268,9 +268,9 @@ export const make = Effect.fnUntraced(function* (
         }
         return Effect.forEach(
           byShard,
-          ([id, guildIds]) => onShard(id, (shard) => shard.requestSoundboardSounds({ guild_ids: guildIds })),
-          { concurrency: "unbounded", discard: true },
-        )
+          ([id, guildIds]) => onShard(id, (shard) => shard.requestSoundboardSounds({ ...request, guildIds })),
+          { concurrency: "unbounded" },
+        ).pipe(Effect.map((answers) => answers.flat()))
       }),
     start,
     stop,

@@ -97,7 +97,7 @@ describe("typed gateway commands", () => {
       const shard = yield* startShard()
       yield* shard.updatePresence(presence)
       yield* shard.updateVoiceState({ guild_id: "42", channel_id: "7", self_mute: false, self_deaf: true })
-      yield* shard.requestSoundboardSounds({ guild_ids: ["42", "43"] })
+      const sounds = yield* Effect.forkChild(shard.requestSoundboardSounds({ guildIds: ["42", "43", "42"] }))
       yield* Settle.settle
       assert.deepStrictEqual(
         server.commands().map((c) => ({ op: c.op, d: c.d })),
@@ -107,6 +107,40 @@ describe("typed gateway commands", () => {
           { op: 31, d: { guild_ids: ["42", "43"] } },
         ],
       )
+      // one answer per guild, no nonce: the request waits for both
+      yield* server.emit("SOUNDBOARD_SOUNDS", { guild_id: "43", soundboard_sounds: [] })
+      yield* server.emit("SOUNDBOARD_SOUNDS", { guild_id: "41", soundboard_sounds: [] })
+      yield* Settle.settle
+      assert.isUndefined(sounds.pollUnsafe())
+      yield* server.emit("SOUNDBOARD_SOUNDS", { guild_id: "42", soundboard_sounds: [] })
+      assert.deepStrictEqual(
+        (yield* Fiber.join(sounds)).map((answer) => answer.guild_id),
+        ["43", "42"],
+      )
+    }).pipe(Effect.provide(env)),
+  )
+
+  it.effect("a guild that never answers a soundboard request: a typed timeout naming it", () =>
+    Effect.gen(function* () {
+      const server = yield* ScriptedGateway.ScriptedGateway
+      const shard = yield* startShard()
+      const sounds = yield* Effect.forkChild(
+        Effect.flip(shard.requestSoundboardSounds({ guildIds: ["42", "43"], timeout: "5 seconds" })),
+      )
+      yield* Settle.settle
+      yield* server.emit("SOUNDBOARD_SOUNDS", { guild_id: "42", soundboard_sounds: [] })
+      yield* Settle.advance(5_000)
+      const error = yield* Fiber.join(sounds)
+      assert.strictEqual(error._tag, "SoundboardSoundsTimeout")
+      assert.deepStrictEqual(error._tag === "SoundboardSoundsTimeout" ? error.missing : [], ["43"])
+
+      // a shard that stops for good ends a waiting request at once
+      const waiting = yield* Effect.forkChild(
+        Effect.flip(shard.requestSoundboardSounds({ guildIds: ["44"] })),
+      )
+      yield* Settle.settle
+      yield* shard.logout
+      assert.strictEqual((yield* Fiber.join(waiting))._tag, "ShardStopped")
     }).pipe(Effect.provide(env)),
   )
 
@@ -191,7 +225,9 @@ describe("typed gateway commands", () => {
           self_mute: false,
           self_deaf: false,
         })
-        yield* manager.requestSoundboardSounds({ guild_ids: [guildOn(0, 3), guildOn(2, 3), guildOn(0, 3)] })
+        const sounds = yield* Effect.forkChild(
+          manager.requestSoundboardSounds({ guildIds: [guildOn(0, 3), guildOn(2, 3), guildOn(0, 3)] }),
+        )
         yield* server.rateLimitMemberRequests(1, 1)
         const members = yield* Effect.flip(
           manager.requestGuildMembers({ guildId: guildOn(1, 3), userIds: ["5"] }),
@@ -205,8 +241,14 @@ describe("typed gateway commands", () => {
             [3, 4, 31],
           ],
         )
-        assert.deepStrictEqual(server.commands(0)[1]!.d, { guild_ids: [guildOn(0, 3), guildOn(0, 3)] })
+        assert.deepStrictEqual(server.commands(0)[1]!.d, { guild_ids: [guildOn(0, 3)] })
         assert.deepStrictEqual(server.commands(2)[2]!.d, { guild_ids: [guildOn(2, 3)] })
+        yield* server.emit("SOUNDBOARD_SOUNDS", { guild_id: guildOn(2, 3), soundboard_sounds: [] }, 2)
+        yield* server.emit("SOUNDBOARD_SOUNDS", { guild_id: guildOn(0, 3), soundboard_sounds: [] }, 0)
+        assert.sameMembers(
+          (yield* Fiber.join(sounds)).map((answer) => answer.guild_id),
+          [guildOn(0, 3), guildOn(2, 3)],
+        )
         assert.strictEqual(members._tag, "GuildMembersRateLimited")
 
         yield* manager.stop(2)

@@ -33,13 +33,15 @@
  * consumer slows the shards down (back-pressure; `events.strategy` can trade it for drops).
  */
 
-import { type GatewayError, type Members, SessionStore, type ShardManager } from "@vigil/gateway"
+import {
+  type GatewayError,
+  type Members,
+  SessionStore,
+  type ShardManager,
+  type Soundboard,
+} from "@vigil/gateway"
 import { NodeGateway } from "@vigil/gateway-node"
-import type {
-  GatewayPresenceUpdateData,
-  GatewayRequestSoundboardSoundsData,
-  GatewayVoiceStateUpdateData,
-} from "discord-api-types/v10"
+import type { GatewayPresenceUpdateData, GatewayVoiceStateUpdateData } from "discord-api-types/v10"
 import { Context, type Duration, Effect, Layer, Option, Result, type Scope, Stream } from "effect"
 import { FetchHttpClient } from "effect/http"
 import type * as Health from "./Health.ts"
@@ -149,10 +151,13 @@ export interface DiscordProviderService {
   readonly requestGuildMembers: (
     request: Members.RequestGuildMembers,
   ) => Effect.Effect<Members.GuildMembersResult, Members.GuildMembersError | GatewayCommandError>
-  /** Request Soundboard Sounds (op 31); the answers arrive as SOUNDBOARD_SOUNDS `events`. */
+  /** Request Soundboard Sounds (op 31): every asked guild's sounds, gathered from its shard. */
   readonly requestSoundboardSounds: (
-    request: GatewayRequestSoundboardSoundsData,
-  ) => Effect.Effect<void, GatewayCommandError>
+    request: Soundboard.RequestSoundboardSounds,
+  ) => Effect.Effect<
+    Soundboard.SoundboardSoundsResult,
+    Soundboard.SoundboardSoundsTimeout | GatewayCommandError
+  >
   /** The running generation's shard manager (any other gateway command), if any. */
   readonly manager: Effect.Effect<Option.Option<ShardManager.ShardManager>>
 }

@@ -210,7 +210,8 @@ describe("DiscordProvider lifecycle (TestClock)", () => {
         self_mute: true,
         self_deaf: false,
       })
-      yield* discord.requestSoundboardSounds({ guild_ids: [guildOnShard1] })
+      const sounds = yield* Effect.forkChild(discord.requestSoundboardSounds({ guildIds: [guildOnShard1] }))
+      yield* Settle.settle
       yield* server.rateLimitMemberRequests(3, 1)
       const limited = yield* Effect.flip(discord.requestGuildMembers({ guildId: guildOnShard1, query: "" }))
       assert.strictEqual(limited._tag, "GuildMembersRateLimited")
@@ -218,6 +219,11 @@ describe("DiscordProvider lifecycle (TestClock)", () => {
       assert.deepStrictEqual(
         [server.commands(0).map((c) => c.op), server.commands(1).map((c) => c.op)],
         [[3], [3, 4, 31, 8]],
+      )
+      yield* server.emit("SOUNDBOARD_SOUNDS", { guild_id: guildOnShard1, soundboard_sounds: [] }, 1)
+      assert.deepStrictEqual(
+        (yield* Fiber.join(sounds)).map((answer) => answer.guild_id),
+        [guildOnShard1],
       )
     }).pipe(Effect.provide(env())),
   )
