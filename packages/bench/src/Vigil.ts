@@ -4,7 +4,7 @@
  * `Stream.runForEach`, the whole program forked once with `Effect.runFork`; `close()`
  * interrupts it, which closes the scope and with it every connection.
  */
-import { IdentifyThrottle, Shard, ShardManager } from "@vigil/gateway"
+import { IdentifyThrottle, Protocol, Shard, ShardManager } from "@vigil/gateway"
 import { NodeGateway } from "@vigil/gateway-node"
 import { Cause, Effect, Fiber, Layer, Redacted, type Scope, Stream } from "effect"
 import { FetchHttpClient } from "effect/http"
@@ -50,7 +50,7 @@ export const vigil: BenchClient = {
           compression: compressionOf(options.encoding),
         })
         yield* Stream.runForEach(shard.events, (dispatch) =>
-          Effect.sync(() => options.onDispatch(dispatch.type, dispatch.data)),
+          Effect.sync(() => options.onDispatch(Protocol.eventName(dispatch), dispatch.data)),
         )
       }),
       Layer.merge(NodeGateway.layer(), IdentifyThrottle.IdentifyThrottle.layer({ maxConcurrency: 1 })),

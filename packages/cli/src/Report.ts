@@ -43,8 +43,7 @@ export const make = () => {
   const latencies: Array<number> = []
 
   const received = (shardId: number, dispatch: Protocol.Dispatch, now: number): void => {
-    if (dispatch.type === "READY")
-      currentSession.set(shardId, (dispatch.data as { session_id: string }).session_id)
+    if (dispatch.type === "READY") currentSession.set(shardId, dispatch.data.session_id)
     const session = currentSession.get(shardId)
     if (session === undefined) return
     let list = sessions.get(session)

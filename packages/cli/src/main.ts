@@ -5,7 +5,7 @@
  *   vigil connect   a real bot session (DISCORD_TOKEN)
  */
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
-import { GatewayInfo } from "@vigil/gateway"
+import { GatewayInfo, Intents } from "@vigil/gateway"
 import { Config, Console, Effect, Option, Redacted, Runtime } from "effect"
 import { Command, Flag } from "effect/cli"
 import * as Connect from "./Connect.ts"
@@ -83,8 +83,13 @@ const demo = Command.make(
 const connect = Command.make(
   "connect",
   {
-    intents: Flag.Int("intents").pipe(
-      Flag.withDescription("Gateway intents bitfield (513 = GUILDS | GUILD_MESSAGES)"),
+    intents: Flag.String("intents").pipe(
+      Flag.filterMap(
+        (text) => Option.fromNullishOr(Intents.parse(text)),
+        (text) =>
+          `unknown intents: ${text} (a bitfield, or GatewayIntentBits names such as Guilds,GuildMessages)`,
+      ),
+      Flag.withDescription("Gateway intents: a bitfield (513) or bit names (Guilds,GuildMessages)"),
       Flag.withDefault(513),
     ),
     shards: Flag.Int("shards").pipe(

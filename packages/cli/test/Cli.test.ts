@@ -238,6 +238,21 @@ describe("vigil connect", () => {
     }),
   )
 
+  it.live("--intents takes GatewayIntentBits names: GuildMembers is privileged, so DisallowedIntents", () =>
+    Effect.gen(function* () {
+      const gateway = yield* FakeGateway.make({ token, allowedPrivilegedIntents: 0 })
+      const ran = yield* vigil(["connect", "--api", gateway.httpUrl, "--intents", "Guilds,GuildMembers"], {
+        DISCORD_TOKEN: token,
+      })
+      assert.strictEqual(ran.code, exitCodes.DisallowedIntents)
+      const bogus = yield* vigil(["connect", "--api", gateway.httpUrl, "--intents", "Guilds,Bogus"], {
+        DISCORD_TOKEN: token,
+      })
+      assert.notStrictEqual(bogus.code, 0)
+      assert.include(bogus.stdout + bogus.stderr, "unknown intents: Guilds,Bogus")
+    }),
+  )
+
   it.live("in a terminal, connect's live status block shows each shard's heartbeat latency", () =>
     Effect.gen(function* () {
       const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 250 })

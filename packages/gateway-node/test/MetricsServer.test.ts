@@ -5,7 +5,7 @@
  */
 import { spawnSync } from "node:child_process"
 import { assert, describe, it } from "@effect/vitest"
-import { GatewayError, Metrics } from "@vigil/gateway"
+import { GatewayError, Metrics, Protocol } from "@vigil/gateway"
 import { MetricsServer } from "@vigil/gateway-node"
 import { Effect, Layer, Ref } from "effect"
 import { HttpServer } from "effect/http"
@@ -34,9 +34,9 @@ const recorded = Effect.gen(function* () {
   metrics.state("Ready")
   metrics.identified()
   metrics.dispatched([
-    { seq: 1, type: "READY", data: {} },
-    { seq: 2, type: "MESSAGE_CREATE", data: {} },
-    { seq: 3, type: "MESSAGE_CREATE", data: {} },
+    Protocol.makeDispatch(1, "READY", {}),
+    Protocol.makeDispatch(2, "MESSAGE_CREATE", {}),
+    Protocol.makeDispatch(3, "MESSAGE_CREATE", {}),
   ])
   metrics.latency(40)
   metrics.ended(

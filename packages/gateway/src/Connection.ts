@@ -19,6 +19,7 @@ import {
   TransportError,
 } from "./GatewayError.ts"
 import * as Heartbeat from "./Heartbeat.ts"
+import type * as Intents from "./Intents.ts"
 import type { Outbox } from "./Outbox.ts"
 import * as Protocol from "./Protocol.ts"
 import * as SendLimiter from "./SendLimiter.ts"
@@ -32,7 +33,7 @@ export interface ConnectionOptions<E = never> {
   /** Gateway (or `resume_gateway_url`) base URL; `v`, `encoding` and `compress` are added. */
   readonly url: string
   readonly token: Redacted.Redacted<string>
-  readonly intents: number
+  readonly intents: Intents.Intents
   readonly shard: readonly [id: number, count: number]
   readonly handshake: Handshake
   readonly compression?: Protocol.Compression | undefined
@@ -44,7 +45,7 @@ export interface ConnectionOptions<E = never> {
   readonly maxMessageBytes?: number | undefined
   readonly properties?: Protocol.IdentifyProperties | undefined
   readonly largeThreshold?: number | undefined
-  readonly presence?: unknown
+  readonly presence?: Protocol.IdentifyOptions["presence"]
   /** Waits for this shard's turn under the identify rate limit; runs right before Identify. */
   readonly beforeIdentify?: Effect.Effect<void, E> | undefined
   /**
@@ -214,13 +215,13 @@ export const run = <E = never>(
               handshake._tag === "resume" &&
               ready.session_id === handshake.sessionId
             ) {
-              return yield* deliver([{ seq: envelope.s, type: envelope.t, data: envelope.d }])
+              return yield* deliver([Protocol.makeDispatch(envelope.s, envelope.t, envelope.d)])
             }
             yield* onEvent({ _tag: "Ready", ready })
           } else {
             yield* onEvent({ _tag: "Resumed" })
           }
-          yield* deliver([{ seq: envelope.s, type: envelope.t, data: envelope.d }])
+          yield* deliver([Protocol.makeDispatch(envelope.s, envelope.t, envelope.d)])
           handshakeComplete = true
           yield* Deferred.succeed(handshakeDone, undefined)
         })
@@ -240,7 +241,7 @@ export const run = <E = never>(
               return yield* decoded
             }
             if (decoded.op === Protocol.Op.Dispatch && decoded.t !== "READY" && decoded.t !== "RESUMED") {
-              batch.push({ seq: decoded.s!, type: decoded.t!, data: decoded.d })
+              batch.push(Protocol.makeDispatch(decoded.s!, decoded.t!, decoded.d))
               continue
             }
             if (batch.length > 0) {

@@ -3,7 +3,8 @@
  * the request's nonce, possibly many; an over-limit request gets a RATE_LIMITED dispatch
  * instead. The registry correlates them by nonce and hands back one result.
  */
-import { Clock, Deferred, Duration, Effect, Predicate, Schema } from "effect"
+import type { APIGuildMember, GatewayGuildMembersChunkPresence } from "discord-api-types/v10"
+import { Clock, Deferred, Duration, Effect, Schema } from "effect"
 import type { PayloadTooLarge, ShardStopped } from "./GatewayError.ts"
 import * as Protocol from "./Protocol.ts"
 
@@ -22,8 +23,8 @@ export interface RequestGuildMembers {
 export interface GuildMembersResult {
   readonly guildId: string
   readonly nonce: string
-  readonly members: ReadonlyArray<unknown>
-  readonly presences: ReadonlyArray<unknown>
+  readonly members: ReadonlyArray<APIGuildMember>
+  readonly presences: ReadonlyArray<GatewayGuildMembersChunkPresence>
   readonly notFound: ReadonlyArray<string>
 }
 
@@ -56,38 +57,38 @@ export type GuildMembersError = GuildMembersRateLimited | GuildMembersTimeout | 
 
 interface Pending {
   readonly guildId: string
-  readonly members: Array<unknown>
-  readonly presences: Array<unknown>
+  readonly members: Array<APIGuildMember>
+  readonly presences: Array<GatewayGuildMembersChunkPresence>
   readonly notFound: Array<string>
   received: number
   readonly done: Deferred.Deferred<void, GuildMembersRateLimited | ShardStopped>
 }
 
-const field = (d: unknown, key: string): unknown =>
-  Predicate.isObject(d) ? (d as Record<string, unknown>)[key] : undefined
-
 export const makeRegistry = () => {
   const pending = new Map<string, Pending>()
   let counter = 0
 
-  /** Looks at every delivered dispatch; only two event types concern it. */
+  /**
+   * Looks at every delivered dispatch; only two event types concern it. Their data is
+   * typed, not validated (the hot path), so each field is checked before it is used.
+   */
   const observe = (dispatch: Protocol.Dispatch): void => {
     if (dispatch.type === "GUILD_MEMBERS_CHUNK") {
-      const entry = pending.get(String(field(dispatch.data, "nonce")))
+      const d = dispatch.data
+      const entry = pending.get(String(d?.nonce))
       if (!entry) return
-      const d = dispatch.data as Record<string, unknown>
-      if (Array.isArray(d["members"])) entry.members.push(...d["members"])
-      if (Array.isArray(d["presences"])) entry.presences.push(...d["presences"])
-      if (Array.isArray(d["not_found"])) entry.notFound.push(...d["not_found"].map(String))
+      if (Array.isArray(d.members)) entry.members.push(...d.members)
+      if (Array.isArray(d.presences)) entry.presences.push(...d.presences)
+      if (Array.isArray(d.not_found)) entry.notFound.push(...d.not_found.map(String))
       entry.received++
-      if (typeof d["chunk_count"] !== "number" || entry.received >= d["chunk_count"]) {
+      if (typeof d.chunk_count !== "number" || entry.received >= d.chunk_count) {
         Deferred.doneUnsafe(entry.done, Effect.void)
       }
     } else if (dispatch.type === "RATE_LIMITED") {
-      const meta = field(dispatch.data, "meta")
-      const entry = pending.get(String(field(meta, "nonce")))
+      const d = dispatch.data
+      const entry = pending.get(String(d?.meta?.nonce))
       if (!entry) return
-      const retryAfter = Number(field(dispatch.data, "retry_after") ?? 0)
+      const retryAfter = Number(d.retry_after ?? 0)
       Deferred.doneUnsafe(
         entry.done,
         Effect.fail(new GuildMembersRateLimited({ guildId: entry.guildId, retryAfterSeconds: retryAfter })),

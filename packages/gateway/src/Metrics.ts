@@ -7,7 +7,7 @@
  */
 import { Effect, Metric, type Scope } from "effect"
 import type { ConnectionError, DecodeError, ServerMisbehaviour } from "./GatewayError.ts"
-import type * as Protocol from "./Protocol.ts"
+import * as Protocol from "./Protocol.ts"
 
 /** The states a shard can be in (`ShardState["_tag"]`); one `vigil_shard_state` series each. */
 export const shardStates = [
@@ -169,9 +169,9 @@ export const forShard = Effect.fnUntraced(function* (shardId: number, gauges: Sh
       // Types come in runs (a guild's chunks, a channel's messages): count runs, not events.
       let i = 0
       while (i < batch.length) {
-        const type = batch[i]!.type
+        const type = Protocol.eventName(batch[i]!)
         let j = i + 1
-        while (j < batch.length && batch[j]!.type === type) j++
+        while (j < batch.length && batch[j]!.type === batch[i]!.type) j++
         bump(events(type), j - i)
         i = j
       }

@@ -2,7 +2,9 @@
  * The gateway protocol as Vigil speaks it (API v10): opcodes, close codes and what they
  * mean, the Schemas validated at the boundary, and builders for what the client sends.
  */
+import type { GatewayDispatchPayload, GatewayPresenceUpdateData } from "discord-api-types/v10"
 import { Predicate, Redacted, Schema } from "effect"
+import * as Intents from "./Intents.ts"
 
 export const ApiVersion = 10
 
@@ -138,12 +140,50 @@ export type Ready = typeof Ready.Type
 /** Invalid Session's `d`: whether the session may be resumed. */
 export const InvalidSessionData = Schema.Boolean
 
-/** A dispatch (op 0) as Vigil hands it on: sequence, event name and raw data. */
-export interface Dispatch {
+/**
+ * A dispatch (op 0) of an event discord-api-types knows, typed as Discord documents it.
+ * `type` is the event name as a string literal (`"MESSAGE_CREATE"`), not the enum member,
+ * so `if (d.type === "MESSAGE_CREATE") d.data.content` narrows without casts.
+ */
+export type KnownDispatch = GatewayDispatchPayload extends infer P
+  ? P extends { readonly t: infer T extends string; readonly d: infer D }
+    ? { readonly seq: number; readonly type: `${T}`; readonly data: D }
+    : never
+  : never
+
+declare const unknownEventName: unique symbol
+/**
+ * The name of an event discord-api-types does not know (newer than its types, or a fake's).
+ * A string at run time (`String(name)` or `eventName` gives it as one); typed apart from
+ * `string` so that comparing `type` with a known name narrows the union to that event alone.
+ */
+export interface UnknownEventName extends String {
+  readonly [unknownEventName]: true
+}
+
+/** A dispatch whose event discord-api-types does not know: it still arrives, its data untyped. */
+export interface UnknownDispatch {
   readonly seq: number
-  readonly type: string
+  readonly type: UnknownEventName
   readonly data: unknown
 }
+
+/**
+ * A dispatch as Vigil hands it on: sequence, event name and data, discriminated by `type`.
+ * The data is Discord's JSON as parsed, not validated (validating every event would cost
+ * the hot path); the types describe what Discord sends. Only READY is decoded.
+ */
+export type Dispatch = KnownDispatch | UnknownDispatch
+
+/** The event names discord-api-types knows. */
+export type DispatchType = KnownDispatch["type"]
+
+/** The event's name as a string, whether its type is known or not. */
+export const eventName = (dispatch: Dispatch): string => dispatch.type as string
+
+/** Builds a dispatch from the envelope's fields: the one place raw names become the union. */
+export const makeDispatch = (seq: number, type: string, data: unknown): Dispatch =>
+  ({ seq, type, data }) as unknown as Dispatch
 
 // ---------------------------------------------------------------------------
 // Outbound payloads
@@ -156,11 +196,11 @@ export interface IdentifyProperties {
 
 export interface IdentifyOptions {
   readonly token: Redacted.Redacted<string>
-  readonly intents: number
+  readonly intents: Intents.Intents
   readonly shard: readonly [id: number, count: number]
   readonly properties?: IdentifyProperties | undefined
   readonly largeThreshold?: number | undefined
-  readonly presence?: unknown
+  readonly presence?: GatewayPresenceUpdateData | undefined
 }
 
 const platform = (globalThis as { process?: { platform?: string } }).process?.platform ?? "unknown"
@@ -176,7 +216,7 @@ export const identify = (options: IdentifyOptions): string =>
     d: {
       token: Redacted.value(options.token),
       properties: options.properties ?? defaultProperties,
-      intents: options.intents,
+      intents: Intents.bitfield(options.intents),
       shard: options.shard,
       ...(options.largeThreshold !== undefined ? { large_threshold: options.largeThreshold } : {}),
       ...(options.presence !== undefined ? { presence: options.presence } : {}),

@@ -5,6 +5,7 @@
  * through a bounded queue that outlives connections, deduplicated by sequence so a resume
  * neither loses nor repeats a dispatch.
  */
+import type { GatewayPresenceUpdateData, GatewayVoiceStateUpdateData } from "discord-api-types/v10"
 import {
   type Cause,
   Clock,
@@ -29,6 +30,7 @@ import {
   ShardStopped,
 } from "./GatewayError.ts"
 import { IdentifyThrottle } from "./IdentifyThrottle.ts"
+import type * as Intents from "./Intents.ts"
 import * as BoundedStore from "./internal/BoundedStore.ts"
 import * as Delivery from "./internal/Delivery.ts"
 import * as Phase from "./internal/Phase.ts"
@@ -40,18 +42,21 @@ import * as Protocol from "./Protocol.ts"
 import * as ReconnectPolicy from "./ReconnectPolicy.ts"
 import * as ServerText from "./ServerText.ts"
 import { type SaveOptions, SessionStore, type StoredSession } from "./SessionStore.ts"
+import * as Soundboard from "./Soundboard.ts"
 import type { GatewayTransport } from "./Transport.ts"
 
 export interface ShardConfig {
   readonly token: Redacted.Redacted<string>
-  readonly intents: number
+  /** A bitfield or a list of `Intents.GatewayIntentBits`. */
+  readonly intents: Intents.Intents
   readonly shard: readonly [id: number, count: number]
   /** From `GET /gateway/bot`. Default `wss://gateway.discord.gg`. */
   readonly gatewayUrl?: string | undefined
   readonly compression?: Protocol.Compression | undefined
   readonly properties?: Protocol.IdentifyProperties | undefined
   readonly largeThreshold?: number | undefined
-  readonly presence?: unknown
+  /** The presence Identify sets (status, activities, afk, since); `updatePresence` replaces it. */
+  readonly presence?: GatewayPresenceUpdateData | undefined
   readonly helloTimeout?: Duration.Input | undefined
   readonly handshakeTimeout?: Duration.Input | undefined
   readonly maxMessageBytes?: number | undefined
@@ -125,6 +130,31 @@ export interface Shard {
    * `ShardStopped` once the shard has stopped for good.
    */
   readonly send: (op: number, d: unknown) => Effect.Effect<void, PayloadTooLarge | ShardStopped>
+  /**
+   * Presence Update (op 3): status, activities, afk, since. Sent like any command, and kept:
+   * a later new session identifies with it.
+   */
+  readonly updatePresence: (
+    presence: GatewayPresenceUpdateData,
+  ) => Effect.Effect<void, PayloadTooLarge | ShardStopped>
+  /** Voice State Update (op 4): join, move or leave (`channel_id: null`) a guild's voice channel. */
+  readonly updateVoiceState: (
+    state: GatewayVoiceStateUpdateData,
+  ) => Effect.Effect<void, PayloadTooLarge | ShardStopped>
+  /**
+   * Request Soundboard Sounds (op 31): every asked guild's SOUNDBOARD_SOUNDS answer (they
+   * also pass on `events`); a guild that stays silent fails it with a timeout.
+   */
+  readonly requestSoundboardSounds: (
+    request: Soundboard.RequestSoundboardSounds,
+  ) => Effect.Effect<
+    Soundboard.SoundboardSoundsResult,
+    Soundboard.SoundboardSoundsTimeout | PayloadTooLarge | ShardStopped
+  >
+  /**
+   * Request Guild Members (op 8): every GUILD_MEMBERS_CHUNK for it, gathered by nonce. A
+   * RATE_LIMITED answer fails it with `GuildMembersRateLimited`; silence, with a timeout.
+   */
   readonly requestGuildMembers: (
     request: Members.RequestGuildMembers,
   ) => Effect.Effect<Members.GuildMembersResult, Members.GuildMembersError | PayloadTooLarge | ShardStopped>
@@ -165,11 +195,15 @@ export const make = Effect.fnUntraced(function* (
   )
 
   const members = Members.makeRegistry()
+  const soundboard = Soundboard.makeRegistry()
   const delivery = yield* Delivery.make({
     capacity: config.events?.capacity ?? 1024,
     strategy: config.events?.strategy ?? "backpressure",
     session,
-    observe: members.observe,
+    observe: (dispatch) => {
+      members.observe(dispatch)
+      soundboard.observe(dispatch)
+    },
   })
   const outbox = yield* Outbox.make
   const metrics = yield* Metrics.forShard(id, {
@@ -212,6 +246,8 @@ export const make = Effect.fnUntraced(function* (
         session: session.current()?.sessionId ?? "",
       }),
     )
+  // The last presence set: a new session (Identify) starts with it, as the old one ended.
+  let presence = config.presence
   let resumeFailures = 0
   let failuresSinceHealthy = 0
 
@@ -226,7 +262,6 @@ export const make = Effect.fnUntraced(function* (
     maxMessageBytes: config.maxMessageBytes,
     properties: config.properties,
     largeThreshold: config.largeThreshold,
-    presence: config.presence,
     beforeIdentify: setState({ _tag: "WaitingForIdentify" }).pipe(
       Effect.andThen(
         throttle.wait(id).pipe(Effect.withSpan("vigil.identify.wait", { attributes: shardAttrs })),
@@ -262,6 +297,7 @@ export const make = Effect.fnUntraced(function* (
       const exit = yield* Effect.exit(
         Connection.run({
           ...connectionOptions,
+          presence,
           url,
           handshake,
           onEvent: (event) => {
@@ -430,9 +466,12 @@ export const make = Effect.fnUntraced(function* (
     Effect.suspend(() => {
       if (stoppedFor) return Effect.void
       stoppedFor = new ShardStopped({ shard: config.shard, reason })
-      return Effect.all([delivery.end, outbox.close(stoppedFor), members.close(stoppedFor)], {
-        discard: true,
-      })
+      return Effect.all(
+        [delivery.end, outbox.close(stoppedFor), members.close(stoppedFor), soundboard.close(stoppedFor)],
+        {
+          discard: true,
+        },
+      )
     })
   const reasonOf = (exit: Exit.Exit<void, Stop>) =>
     Exit.isSuccess(exit)
@@ -461,6 +500,15 @@ export const make = Effect.fnUntraced(function* (
     status,
     health,
     send: outbox.send,
+    updatePresence: (update) =>
+      Effect.andThen(
+        outbox.send(Protocol.Op.PresenceUpdate, update),
+        Effect.sync(() => {
+          presence = update
+        }),
+      ),
+    updateVoiceState: (state) => outbox.send(Protocol.Op.VoiceStateUpdate, state),
+    requestSoundboardSounds: (request) => soundboard.request(request, outbox.send),
     requestGuildMembers: (request) => members.request(request, outbox.send),
     logout: Deferred.succeed(stop, "logout").pipe(Effect.andThen(Fiber.await(fiber)), Effect.asVoid),
     await: Fiber.join(fiber),

@@ -4,6 +4,7 @@
  * `IdentifyThrottle`, merges their events (tagged with the shard id), routes sends by guild,
  * and starts, stops or restarts one shard without touching the others.
  */
+import type { GatewayPresenceUpdateData, GatewayVoiceStateUpdateData } from "discord-api-types/v10"
 import {
   type Cause,
   Context,
@@ -28,9 +29,11 @@ import type {
 import * as GatewayInfo from "./GatewayInfo.ts"
 import * as IdentifyThrottleModule from "./IdentifyThrottle.ts"
 import { IdentifyThrottle, type IdentifyThrottleService } from "./IdentifyThrottle.ts"
+import type * as Members from "./Members.ts"
 import type * as Protocol from "./Protocol.ts"
 import type { SessionStore } from "./SessionStore.ts"
 import * as Shard from "./Shard.ts"
+import type * as Soundboard from "./Soundboard.ts"
 import type { GatewayTransport } from "./Transport.ts"
 
 export interface ShardManagerConfig extends Omit<Shard.ShardConfig, "shard" | "gatewayUrl"> {
@@ -87,6 +90,32 @@ export interface ShardManager {
     op: number,
     d: unknown,
   ) => Effect.Effect<void, PayloadTooLarge | ShardNotRunning | ShardStopped>
+  /** Presence Update (op 3) on one shard, or on every running shard when `shardId` is absent. */
+  readonly updatePresence: (
+    presence: GatewayPresenceUpdateData,
+    options?: { readonly shardId?: number | undefined },
+  ) => Effect.Effect<void, PayloadTooLarge | ShardNotRunning | ShardStopped>
+  /** Voice State Update (op 4), on the shard of `state.guild_id`. */
+  readonly updateVoiceState: (
+    state: GatewayVoiceStateUpdateData,
+  ) => Effect.Effect<void, PayloadTooLarge | ShardNotRunning | ShardStopped>
+  /** Request Guild Members (op 8), on the guild's shard: see `Shard.requestGuildMembers`. */
+  readonly requestGuildMembers: (
+    request: Members.RequestGuildMembers,
+  ) => Effect.Effect<
+    Members.GuildMembersResult,
+    Members.GuildMembersError | PayloadTooLarge | ShardNotRunning | ShardStopped
+  >
+  /**
+   * Request Soundboard Sounds (op 31): the guilds are split by shard, one request per shard
+   * at once, and their answers gathered: see `Shard.requestSoundboardSounds`.
+   */
+  readonly requestSoundboardSounds: (
+    request: Soundboard.RequestSoundboardSounds,
+  ) => Effect.Effect<
+    Soundboard.SoundboardSoundsResult,
+    Soundboard.SoundboardSoundsTimeout | PayloadTooLarge | ShardNotRunning | ShardStopped
+  >
   readonly start: (id: number) => Effect.Effect<void>
   /** Stops one shard, keeping its session resumable. */
   readonly stop: (id: number) => Effect.Effect<void>
@@ -196,6 +225,15 @@ export const make = Effect.fnUntraced(function* (
 
   const all = Effect.sync(() => [...running.values()].map((r) => r.shard))
   const shardFor = (guildId: string) => shardForGuild(guildId, shardCount)
+  /** Runs `f` on the shard with this id, or fails with `ShardNotRunning`. */
+  const onShard = <A, E>(shardId: number, f: (shard: Shard.Shard) => Effect.Effect<A, E>) =>
+    Effect.suspend((): Effect.Effect<A, E | ShardNotRunning> => {
+      const target = running.get(shardId)
+      return target ? f(target.shard) : Effect.fail(new ShardNotRunning({ shardId }))
+    })
+  /** The guild's shard; DM-related commands (no guild) go to shard 0. */
+  const onGuild = <A, E>(guildId: string | undefined, f: (shard: Shard.Shard) => Effect.Effect<A, E>) =>
+    onShard(guildId === undefined ? 0 : shardFor(guildId), f)
 
   return {
     shardCount,
@@ -207,11 +245,32 @@ export const make = Effect.fnUntraced(function* (
     statuses: Effect.flatMap(all, (shards) => Effect.forEach(shards, (s) => SubscriptionRef.get(s.status))),
     health: Effect.flatMap(all, (shards) => Effect.forEach(shards, (s) => s.health)),
     shardFor,
-    send: (guildId, op, d) =>
-      Effect.suspend((): Effect.Effect<void, PayloadTooLarge | ShardNotRunning | ShardStopped> => {
-        const shardId = guildId === undefined ? 0 : shardFor(guildId)
-        const target = running.get(shardId)
-        return target ? target.shard.send(op, d) : Effect.fail(new ShardNotRunning({ shardId }))
+    send: (guildId, op, d) => onGuild(guildId, (shard) => shard.send(op, d)),
+    updatePresence: (presence, options) =>
+      options?.shardId !== undefined
+        ? onShard(options.shardId, (shard) => shard.updatePresence(presence))
+        : Effect.flatMap(all, (shards) =>
+            Effect.forEach(shards, (shard) => shard.updatePresence(presence), {
+              concurrency: "unbounded",
+              discard: true,
+            }),
+          ),
+    updateVoiceState: (state) => onGuild(state.guild_id, (shard) => shard.updateVoiceState(state)),
+    requestGuildMembers: (request) => onGuild(request.guildId, (shard) => shard.requestGuildMembers(request)),
+    requestSoundboardSounds: (request) =>
+      Effect.suspend(() => {
+        const byShard = new Map<number, Array<string>>()
+        for (const guildId of request.guildIds) {
+          const id = shardFor(guildId)
+          const list = byShard.get(id)
+          if (list) list.push(guildId)
+          else byShard.set(id, [guildId])
+        }
+        return Effect.forEach(
+          byShard,
+          ([id, guildIds]) => onShard(id, (shard) => shard.requestSoundboardSounds({ ...request, guildIds })),
+          { concurrency: "unbounded" },
+        ).pipe(Effect.map((answers) => answers.flat()))
       }),
     start,
     stop,

@@ -499,7 +499,7 @@ describe("Shard", () => {
         chunk_count: 2,
       })
       const result = yield* Fiber.join(fiber)
-      assert.deepStrictEqual(result.members, [{ id: "1" }, { id: "2" }])
+      assert.deepStrictEqual(result.members as ReadonlyArray<unknown>, [{ id: "1" }, { id: "2" }])
     }).pipe(Effect.provide(env())),
   )
 

@@ -32,8 +32,16 @@
  * across reloads; start consuming before `start` to see READY. They are bounded: a slow
  * consumer slows the shards down (back-pressure; `events.strategy` can trade it for drops).
  */
-import { SessionStore, type ShardManager } from "@vigil/gateway"
+
+import {
+  type GatewayError,
+  type Members,
+  SessionStore,
+  type ShardManager,
+  type Soundboard,
+} from "@vigil/gateway"
 import { NodeGateway } from "@vigil/gateway-node"
+import type { GatewayPresenceUpdateData, GatewayVoiceStateUpdateData } from "discord-api-types/v10"
 import { Context, type Duration, Effect, Layer, Option, Result, type Scope, Stream } from "effect"
 import { FetchHttpClient } from "effect/http"
 import type * as Health from "./Health.ts"
@@ -41,7 +49,7 @@ import type * as Inbound from "./Inbound.ts"
 import * as HealthView from "./internal/HealthView.ts"
 import * as Lifecycle from "./internal/Lifecycle.ts"
 import * as Shared from "./internal/Shared.ts"
-import type { ProviderClosed, SendError, StartError } from "./ProviderError.ts"
+import { GatewayNotRunning, type ProviderClosed, type SendError, type StartError } from "./ProviderError.ts"
 import type * as Rest from "./Rest.ts"
 
 /**
@@ -123,9 +131,43 @@ export interface DiscordProviderService {
     channelId: string,
     message: string | Rest.MessageOptions,
   ) => Effect.Effect<Rest.SentMessage, SendError>
-  /** The running generation's shard manager (gateway commands: presence, members…), if any. */
+  /**
+   * Discord's REST API, rate limits honoured, on the running configuration's client: any
+   * route (`request`), reply with embeds or components, edit, delete, react, answer
+   * interactions. Works whether or not the gateway runs.
+   */
+  readonly rest: Rest.RestClient
+  /**
+   * Presence Update (op 3) on every running shard, or on one. Shards identify again with
+   * it after a new session; a `start` or `reload` identifies with the configuration's.
+   */
+  readonly updatePresence: (
+    presence: GatewayPresenceUpdateData,
+    options?: { readonly shardId?: number | undefined },
+  ) => Effect.Effect<void, GatewayCommandError>
+  /** Voice State Update (op 4), on the guild's shard. */
+  readonly updateVoiceState: (state: GatewayVoiceStateUpdateData) => Effect.Effect<void, GatewayCommandError>
+  /** Request Guild Members (op 8), on the guild's shard; a RATE_LIMITED answer fails it, typed. */
+  readonly requestGuildMembers: (
+    request: Members.RequestGuildMembers,
+  ) => Effect.Effect<Members.GuildMembersResult, Members.GuildMembersError | GatewayCommandError>
+  /** Request Soundboard Sounds (op 31): every asked guild's sounds, gathered from its shard. */
+  readonly requestSoundboardSounds: (
+    request: Soundboard.RequestSoundboardSounds,
+  ) => Effect.Effect<
+    Soundboard.SoundboardSoundsResult,
+    Soundboard.SoundboardSoundsTimeout | GatewayCommandError
+  >
+  /** The running generation's shard manager (any other gateway command), if any. */
   readonly manager: Effect.Effect<Option.Option<ShardManager.ShardManager>>
 }
+
+/** Why a gateway command was not carried out. */
+export type GatewayCommandError =
+  | GatewayNotRunning
+  | ShardManager.ShardNotRunning
+  | GatewayError.ShardStopped
+  | GatewayError.PayloadTooLarge
 
 export class DiscordProvider extends Context.Service<DiscordProvider, DiscordProviderService>()(
   "@vigil/provider/DiscordProvider",
@@ -162,6 +204,36 @@ export const make = Effect.fnUntraced(function* (
       ),
     )
 
+  /** A gateway command, on the running generation's manager. */
+  const onManager =
+    (command: string) =>
+    <A, E>(f: (manager: ShardManager.ShardManager) => Effect.Effect<A, E>) =>
+      Effect.suspend((): Effect.Effect<A, E | GatewayNotRunning> => {
+        const generation = shared.current
+        return generation ? f(generation.manager) : Effect.fail(new GatewayNotRunning({ command }))
+      })
+
+  // A reload may replace the REST client: each call goes to the one in use.
+  const rest: Rest.RestClient = {
+    request: (options) => Effect.suspend(() => shared.rest.request(options)),
+    sendMessage: (channelId, message) => Effect.suspend(() => shared.rest.sendMessage(channelId, message)),
+    createMessage: (channelId, message) =>
+      Effect.suspend(() => shared.rest.createMessage(channelId, message)),
+    reply: (channelId, messageId, message) =>
+      Effect.suspend(() => shared.rest.reply(channelId, messageId, message)),
+    editMessage: (channelId, messageId, edit) =>
+      Effect.suspend(() => shared.rest.editMessage(channelId, messageId, edit)),
+    deleteMessage: (channelId, messageId, options) =>
+      Effect.suspend(() => shared.rest.deleteMessage(channelId, messageId, options)),
+    react: (channelId, messageId, emoji) =>
+      Effect.suspend(() => shared.rest.react(channelId, messageId, emoji)),
+    respondToInteraction: (interaction, response) =>
+      Effect.suspend(() => shared.rest.respondToInteraction(interaction, response)),
+    editInteractionResponse: (interaction, edit) =>
+      Effect.suspend(() => shared.rest.editInteractionResponse(interaction, edit)),
+    state: Effect.suspend(() => shared.rest.state),
+  }
+
   const messages = Stream.fromPubSub(shared.inboundHub).pipe(
     Stream.tap((item) => (Result.isFailure(item) ? Effect.logWarning(item.failure.message) : Effect.void)),
     Stream.filterMap((item) => (Result.isSuccess(item) ? Result.succeed(item.success) : Result.failVoid)),
@@ -180,6 +252,14 @@ export const make = Effect.fnUntraced(function* (
     inbound: Stream.fromPubSub(shared.inboundHub),
     messages,
     send,
+    rest,
+    updatePresence: (presence, options) =>
+      onManager("updatePresence")((manager) => manager.updatePresence(presence, options)),
+    updateVoiceState: (state) => onManager("updateVoiceState")((manager) => manager.updateVoiceState(state)),
+    requestGuildMembers: (request) =>
+      onManager("requestGuildMembers")((manager) => manager.requestGuildMembers(request)),
+    requestSoundboardSounds: (request) =>
+      onManager("requestSoundboardSounds")((manager) => manager.requestSoundboardSounds(request)),
     manager: Effect.sync(() => Option.fromNullishOr(shared.current?.manager)),
   } satisfies DiscordProviderService
 })

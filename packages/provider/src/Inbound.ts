@@ -8,7 +8,7 @@
  * message event, or the bot's own message).
  */
 
-import type * as Protocol from "@vigil/gateway/Protocol"
+import * as Protocol from "@vigil/gateway/Protocol"
 import { Result, Schema } from "effect"
 import { MalformedEvent } from "./ProviderError.ts"
 
@@ -156,7 +156,12 @@ export const decode = (shardId: number, dispatch: Protocol.Dispatch, options: De
   const base = { shardId, seq: dispatch.seq }
   const malformed = (error: Schema.SchemaError): Decoded => ({
     _tag: "Malformed",
-    error: new MalformedEvent({ shardId, type: dispatch.type, seq: dispatch.seq, detail: error.message }),
+    error: new MalformedEvent({
+      shardId,
+      type: Protocol.eventName(dispatch),
+      seq: dispatch.seq,
+      detail: error.message,
+    }),
   })
   const isOwn = (authorId: string | undefined) =>
     options.includeOwn !== true && botUserId !== undefined && authorId === botUserId

@@ -69,14 +69,17 @@ export class NotFound extends Schema.TaggedError<NotFound>()("NotFound", {
   }
 }
 
-/** 400, or refused before sending: the message itself is not acceptable (empty, too long, …). */
+/**
+ * 400, or refused before sending: the request is not acceptable (an empty or too long
+ * message, a route without its parameters, an invalid form body, …).
+ */
 export class InvalidMessage extends Schema.TaggedError<InvalidMessage>()("InvalidMessage", {
   ...route,
   code: Schema.optional(Schema.Int),
   detail: Schema.String,
 }) {
   override get message() {
-    return `${this.method} ${this.route}: invalid message: ${this.detail}${this.code !== undefined ? ` (${this.code})` : ""}`
+    return `${this.method} ${this.route}: invalid request: ${this.detail}${this.code !== undefined ? ` (${this.code})` : ""}`
   }
 }
 
@@ -109,6 +112,15 @@ export class ProviderClosed extends Schema.TaggedError<ProviderClosed>()("Provid
 }) {
   override get message() {
     return `the provider is shut down: ${this.operation} was not carried out`
+  }
+}
+
+/** A gateway command while no shards run (before `start`, after `stop`). */
+export class GatewayNotRunning extends Schema.TaggedError<GatewayNotRunning>()("GatewayNotRunning", {
+  command: Schema.String,
+}) {
+  override get message() {
+    return `${this.command}: the gateway is not running (start the provider first)`
   }
 }
 

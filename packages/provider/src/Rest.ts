@@ -1,6 +1,8 @@
 /**
- * Discord's REST API as far as a bot that answers messages needs it —
- * `POST /channels/{id}/messages` — with its rate limits honoured the way Discord asks:
+ * Discord's REST API: any route through `request`, and typed helpers for what a bot does
+ * most (send, reply with embeds and components, edit, delete, react, answer interactions;
+ * bodies and results typed by discord-api-types) — with its rate limits honoured the way
+ * Discord asks:
  *
  * - **Per-route buckets**, learned from the answers (`X-RateLimit-Limit`, `-Remaining`,
  *   `-Reset-After`, `-Bucket`), keyed by route and major parameter (the channel). Requests
@@ -17,8 +19,17 @@
  *
  * Time is the `Clock`'s (`Effect.sleep`), so `TestClock` drives every wait. The token is
  * unwrapped only into the `Authorization` header; Effect's `HttpClient` redacts that header
- * in its spans, and no error here carries a request, a header or a response.
+ * in its spans, and no error here carries a request, a header or a response. Interaction
+ * tokens travel in the path: those requests get no HTTP span (its URL would show them), and
+ * logs, errors and Vigil's spans name the route template, never the path.
  */
+import type {
+  APIMessage,
+  RESTPatchAPIChannelMessageJSONBody,
+  RESTPatchAPIInteractionOriginalResponseJSONBody,
+  RESTPostAPIChannelMessageJSONBody,
+  RESTPostAPIInteractionCallbackJSONBody,
+} from "discord-api-types/v10"
 import { Clock, Duration, Effect, Option, Random, Redacted, Schema, Semaphore } from "effect"
 import { HttpClient, HttpClientRequest, type HttpClientResponse } from "effect/http"
 import {
@@ -87,12 +98,74 @@ export interface RateLimitState {
   readonly retries: number
 }
 
+export type Method = "GET" | "POST" | "PUT" | "PATCH" | "DELETE"
+
+/** Any route of Discord's API, as `request` takes it. */
+export interface RequestOptions {
+  readonly method: Method
+  /**
+   * The route template, e.g. `/channels/{channel_id}/messages/{message_id}`: buckets are
+   * per template and major parameter (`channel_id`, `guild_id`, `webhook_id` or
+   * `interaction_id`), and only the template reaches logs, spans and errors.
+   */
+  readonly route: string
+  /** A value for every `{name}` in the route (each is URL-encoded). */
+  readonly params?: Readonly<Record<string, string>> | undefined
+  /** Sent as JSON. */
+  readonly body?: unknown
+  /** Recorded in the guild's audit log (`X-Audit-Log-Reason`). */
+  readonly reason?: string | undefined
+}
+
+/** A message to create: Discord's body (content, embeds, components, …), typed by discord-api-types. */
+export type CreateMessage = RESTPostAPIChannelMessageJSONBody
+
 export interface RestClient {
-  /** `POST /channels/{channelId}/messages`. */
+  /**
+   * Any route, through the same buckets, global limit, 429 handling and typed errors as
+   * everything else here; the answer's JSON as it came (undefined for 204 No Content).
+   */
+  readonly request: (options: RequestOptions) => Effect.Effect<unknown, SendError>
+  /** `POST /channels/{channelId}/messages`: text, checked before sending, the answer decoded. */
   readonly sendMessage: (
     channelId: string,
     message: string | MessageOptions,
   ) => Effect.Effect<SentMessage, SendError>
+  /**
+   * `POST /channels/{channelId}/messages` with any body Discord takes (embeds, components,
+   * `message_reference`…). A nonce is added (with `enforce_nonce`) unless the body has one.
+   */
+  readonly createMessage: (channelId: string, message: CreateMessage) => Effect.Effect<APIMessage, SendError>
+  /** `createMessage` as a reply to `messageId` (which may since have been deleted). */
+  readonly reply: (
+    channelId: string,
+    messageId: string,
+    message: CreateMessage,
+  ) => Effect.Effect<APIMessage, SendError>
+  /** `PATCH /channels/{channelId}/messages/{messageId}`. */
+  readonly editMessage: (
+    channelId: string,
+    messageId: string,
+    edit: RESTPatchAPIChannelMessageJSONBody,
+  ) => Effect.Effect<APIMessage, SendError>
+  /** `DELETE /channels/{channelId}/messages/{messageId}`. */
+  readonly deleteMessage: (
+    channelId: string,
+    messageId: string,
+    options?: { readonly reason?: string | undefined },
+  ) => Effect.Effect<void, SendError>
+  /** `PUT …/reactions/{emoji}/@me`: a unicode emoji (`"👍"`) or a custom one as `name:id`. */
+  readonly react: (channelId: string, messageId: string, emoji: string) => Effect.Effect<void, SendError>
+  /** `POST /interactions/{id}/{token}/callback`: the interaction's first answer (within 3 s). */
+  readonly respondToInteraction: (
+    interaction: { readonly id: string; readonly token: string },
+    response: RESTPostAPIInteractionCallbackJSONBody,
+  ) => Effect.Effect<void, SendError>
+  /** `PATCH /webhooks/{applicationId}/{token}/messages/@original`: edits that answer (a deferred one, say). */
+  readonly editInteractionResponse: (
+    interaction: { readonly applicationId: string; readonly token: string },
+    edit: RESTPatchAPIInteractionOriginalResponseJSONBody,
+  ) => Effect.Effect<APIMessage, SendError>
   readonly state: Effect.Effect<RateLimitState>
 }
 
@@ -108,13 +181,43 @@ interface Bucket {
 }
 
 interface Route {
-  readonly method: "POST"
+  readonly method: Method
   /** The route template, e.g. `/channels/{channel_id}/messages`. */
   readonly route: string
   readonly path: string
   /** The major parameter: buckets are per route and per this value. */
   readonly major: string
   readonly body: unknown
+  readonly reason?: string | undefined
+  /** The path carries a secret (an interaction token): no HTTP span, whose URL would show it. */
+  readonly secretPath?: boolean | undefined
+}
+
+const majorParameters = ["channel_id", "guild_id", "webhook_id", "interaction_id"]
+
+/**
+ * The route with its parameters in place, or what is missing. Parameters are URL-encoded,
+ * so a value cannot reach another route (`../`); a secret one marks the path as secret.
+ */
+const resolveRoute = (options: RequestOptions): Route | string => {
+  const params = options.params ?? {}
+  let missing: string | undefined
+  const path = options.route.replace(/\{(\w+)\}/g, (_, name: string) => {
+    const value = params[name]
+    if (value === undefined || value.length === 0) missing ??= name
+    return encodeURIComponent(value ?? "")
+  })
+  if (missing !== undefined) return `the route parameter ${missing} is missing`
+  const major = majorParameters.find((name) => params[name] !== undefined)
+  return {
+    method: options.method,
+    route: options.route,
+    path,
+    major: major === undefined ? "" : params[major]!,
+    body: options.body,
+    reason: options.reason,
+    secretPath: /\{(interaction_token|webhook_token)\}/.test(options.route),
+  }
 }
 
 const RateLimitBody = Schema.Struct({
@@ -225,13 +328,21 @@ export const make = Effect.fnUntraced(function* (
       yield* takeGlobal
       requests++
       if (bucket.remaining !== undefined) bucket.remaining = Math.max(0, bucket.remaining - 1)
-      const request = HttpClientRequest.post(`${apiBase}${route.path}`).pipe(
+      const base = HttpClientRequest.make(route.method)(`${apiBase}${route.path}`).pipe(
         HttpClientRequest.setHeader("authorization", authorization),
         HttpClientRequest.setHeader("user-agent", userAgent),
         HttpClientRequest.acceptJson,
-        HttpClientRequest.bodyJsonUnsafe(route.body),
       )
-      const result = yield* client.execute(request).pipe(
+      const withReason =
+        route.reason === undefined
+          ? base
+          : HttpClientRequest.setHeader(base, "x-audit-log-reason", encodeURIComponent(route.reason))
+      const request =
+        route.body === undefined ? withReason : HttpClientRequest.bodyJsonUnsafe(withReason, route.body)
+      const execute = route.secretPath
+        ? client.execute(request).pipe(Effect.provideService(HttpClient.TracerDisabledWhen, () => true))
+        : client.execute(request)
+      const result = yield* execute.pipe(
         Effect.flatMap((response) =>
           Effect.map(
             Effect.orElseSucceed(response.json, () => undefined as unknown),
@@ -435,5 +546,89 @@ export const make = Effect.fnUntraced(function* (
     }),
   )
 
-  return { sendMessage, state } satisfies RestClient
+  const request = (options: RequestOptions): Effect.Effect<unknown, SendError> =>
+    Effect.suspend(() => {
+      const route = resolveRoute(options)
+      return typeof route === "string"
+        ? Effect.fail(new InvalidMessage({ method: options.method, route: options.route, detail: route }))
+        : execute(route)
+    }).pipe(Effect.withSpan("DiscordRest.request", { attributes: { "http.route": options.route } }))
+
+  // The helpers below trust Discord's answers to match discord-api-types (as events do):
+  // the types describe what Discord sends; decoding every field would buy nothing here.
+  const message = (answer: unknown) => answer as APIMessage
+
+  const createMessage = (channelId: string, body: CreateMessage) =>
+    Effect.gen(function* () {
+      const nonce = body.nonce ?? (yield* newNonce)
+      return message(
+        yield* request({
+          method: "POST",
+          route: "/channels/{channel_id}/messages",
+          params: { channel_id: channelId },
+          body: { ...body, nonce, enforce_nonce: body.enforce_nonce ?? true },
+        }),
+      )
+    })
+
+  const messageRoute = "/channels/{channel_id}/messages/{message_id}"
+
+  const rest: RestClient = {
+    request,
+    sendMessage,
+    createMessage,
+    reply: (channelId, messageId, body) =>
+      createMessage(channelId, {
+        ...body,
+        message_reference: { message_id: messageId, fail_if_not_exists: false },
+      }),
+    editMessage: (channelId, messageId, edit) =>
+      Effect.map(
+        request({
+          method: "PATCH",
+          route: messageRoute,
+          params: { channel_id: channelId, message_id: messageId },
+          body: edit,
+        }),
+        message,
+      ),
+    deleteMessage: (channelId, messageId, options) =>
+      Effect.asVoid(
+        request({
+          method: "DELETE",
+          route: messageRoute,
+          params: { channel_id: channelId, message_id: messageId },
+          reason: options?.reason,
+        }),
+      ),
+    react: (channelId, messageId, emoji) =>
+      Effect.asVoid(
+        request({
+          method: "PUT",
+          route: `${messageRoute}/reactions/{emoji}/@me`,
+          params: { channel_id: channelId, message_id: messageId, emoji },
+        }),
+      ),
+    respondToInteraction: (interaction, response) =>
+      Effect.asVoid(
+        request({
+          method: "POST",
+          route: "/interactions/{interaction_id}/{interaction_token}/callback",
+          params: { interaction_id: interaction.id, interaction_token: interaction.token },
+          body: response,
+        }),
+      ),
+    editInteractionResponse: (interaction, edit) =>
+      Effect.map(
+        request({
+          method: "PATCH",
+          route: "/webhooks/{webhook_id}/{webhook_token}/messages/@original",
+          params: { webhook_id: interaction.applicationId, webhook_token: interaction.token },
+          body: edit,
+        }),
+        message,
+      ),
+    state,
+  }
+  return rest
 })

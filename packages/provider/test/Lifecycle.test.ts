@@ -4,11 +4,12 @@
  * seconds nor race a timeout. Real sockets are covered in Provider.test.ts.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { SessionStore } from "@vigil/gateway"
+import { Intents, SessionStore } from "@vigil/gateway"
 import * as MemoryTransport from "@vigil/gateway/testing/MemoryTransport"
 import * as ScriptedGateway from "@vigil/gateway/testing/ScriptedGateway"
 import * as Settle from "@vigil/gateway/testing/Settle"
 import { DiscordProvider, Health } from "@vigil/provider"
+import { PresenceUpdateStatus } from "discord-api-types/v10"
 import { Cause, Effect, Exit, Fiber, Layer, Redacted, Schedule, Scope, Stream } from "effect"
 import { HttpClient } from "effect/http"
 
@@ -173,6 +174,57 @@ describe("DiscordProvider lifecycle (TestClock)", () => {
       assert.deepStrictEqual([server.resumes(0), server.resumes(1)], [1, 1])
       assert.deepStrictEqual(closeCodes(gateway), [4900, 4900, undefined, undefined])
       assert.isAtMost(gateway.maxOpenCount(), 2)
+    }).pipe(Effect.provide(env())),
+  )
+
+  it.effect("reload with the same intents written as a list of bits resumes the sessions", () =>
+    Effect.gen(function* () {
+      const server = yield* ScriptedGateway.ScriptedGateway
+      const { discord } = yield* provider(configWith({ shardCount: 2 }))
+      yield* discord.start
+      yield* ready(discord)
+      const { Guilds, GuildMessages } = Intents.GatewayIntentBits
+      yield* within(discord.reload(configWith({ shardCount: 2, intents: [Guilds, GuildMessages] })))
+      yield* ready(discord)
+      assert.strictEqual(server.allIdentifies().length, 2)
+      assert.deepStrictEqual([server.resumes(0), server.resumes(1)], [1, 1])
+    }).pipe(Effect.provide(env())),
+  )
+
+  it.effect("gateway commands go to the running shards; before start they fail with GatewayNotRunning", () =>
+    Effect.gen(function* () {
+      const server = yield* ScriptedGateway.ScriptedGateway
+      const { discord } = yield* provider(configWith({ shardCount: 2 }))
+      const presence = { since: null, activities: [], status: PresenceUpdateStatus.Idle, afk: true }
+      const early = yield* Effect.flip(discord.updatePresence(presence))
+      assert.strictEqual(early._tag, "GatewayNotRunning")
+      assert.include(early.message, "updatePresence")
+      yield* discord.start
+      yield* ready(discord)
+      yield* discord.updatePresence(presence)
+      // guild 1 << 22 is on shard 1 of 2
+      const guildOnShard1 = String(1n << 22n)
+      yield* discord.updateVoiceState({
+        guild_id: guildOnShard1,
+        channel_id: "5",
+        self_mute: true,
+        self_deaf: false,
+      })
+      const sounds = yield* Effect.forkChild(discord.requestSoundboardSounds({ guildIds: [guildOnShard1] }))
+      yield* Settle.settle
+      yield* server.rateLimitMemberRequests(3, 1)
+      const limited = yield* Effect.flip(discord.requestGuildMembers({ guildId: guildOnShard1, query: "" }))
+      assert.strictEqual(limited._tag, "GuildMembersRateLimited")
+      yield* Settle.settle
+      assert.deepStrictEqual(
+        [server.commands(0).map((c) => c.op), server.commands(1).map((c) => c.op)],
+        [[3], [3, 4, 31, 8]],
+      )
+      yield* server.emit("SOUNDBOARD_SOUNDS", { guild_id: guildOnShard1, soundboard_sounds: [] }, 1)
+      assert.deepStrictEqual(
+        (yield* Fiber.join(sounds)).map((answer) => answer.guild_id),
+        [guildOnShard1],
+      )
     }).pipe(Effect.provide(env())),
   )
 

@@ -262,6 +262,34 @@ describe("DiscordProvider send", () => {
   )
 })
 
+describe("DiscordProvider rest", () => {
+  it.live("reply, react and edit over HTTP, on the REST client of the configuration in use", () =>
+    Effect.gen(function* () {
+      const gateway = yield* fakeGateway({ shards: 1 })
+      const { discord } = yield* provider(configFor(gateway))
+      const asked = yield* discord.send("123", "status?")
+      const reply = yield* discord.rest.reply("123", asked.id, { embeds: [{ title: "all ready" }] })
+      yield* discord.rest.react("123", reply.id, "✅")
+      const edited = yield* discord.rest.editMessage("123", reply.id, { content: "done" })
+      assert.strictEqual(edited.content, "done")
+      const requests = (fake: FakeGateway.FakeGatewayService) =>
+        Effect.map(fake.restRequests, (records) => records.map((r) => `${r.method} ${r.status} ${r.via}`))
+      assert.deepStrictEqual(yield* requests(gateway), [
+        "POST 200 http",
+        "POST 200 http",
+        "PUT 204 http",
+        "PATCH 200 http",
+      ])
+      // A reload to another API address replaces the REST client; `rest` follows it.
+      const other = yield* fakeGateway({ shards: 1 })
+      yield* discord.reload(configFor(other))
+      yield* discord.rest.createMessage("123", { content: "elsewhere" })
+      assert.deepStrictEqual(yield* requests(other), ["POST 200 http"])
+      assert.strictEqual((yield* gateway.restRequests).length, 4)
+    }),
+  )
+})
+
 describe("DiscordProvider.layer", () => {
   it.live("the batteries-included layer: start, ready, and nothing left when the layer's scope closes", () =>
     Effect.gen(function* () {

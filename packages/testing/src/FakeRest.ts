@@ -1,6 +1,7 @@
 /**
- * A fake of Discord's REST API for bots that send messages: `POST /channels/{id}/messages`
- * with Discord's rate limiting — a bucket per route and major parameter (the channel),
+ * A fake of Discord's REST API for bots: messages (`POST /channels/{id}/messages`, edit,
+ * delete, react) and interaction answers (`POST /interactions/{id}/{token}/callback`, edit
+ * of `@original`), with Discord's rate limiting — a bucket per route and major parameter (the channel),
  * announced in `X-RateLimit-*` headers, plus the global per-bot limit — its 429 answers
  * (`retry_after` in the body, `Retry-After` header, `X-RateLimit-Global`/`-Scope`), token
  * checks, the validation errors a bot is most likely to hit (empty or too long content,
@@ -32,7 +33,7 @@ export { ListenError }
 export interface Config {
   /** The token every request must carry as `Authorization: Bot <token>` (else 401). */
   readonly token: string
-  /** Each channel's message bucket. Default 5 per 5 s, as Discord. */
+  /** Each route's bucket per channel (posts; edits and deletes; reactions). Default 5 per 5 s, as Discord. */
   readonly bucket?: { readonly requests: number; readonly window: Duration.Input } | undefined
   /** Requests per bot across routes. Default 50 per second, as Discord. */
   readonly global?: { readonly requests: number; readonly window: Duration.Input } | undefined
@@ -64,6 +65,10 @@ export interface RequestRecord {
   readonly remaining: number | undefined
   readonly content: string | undefined
   readonly nonce: string | undefined
+  /** The JSON body as sent (undefined when there was none, or it was not JSON). */
+  readonly body: unknown
+  /** The audit log reason (`X-Audit-Log-Reason`), decoded. */
+  readonly reason: string | undefined
   /** Where it came in: the HTTP server or the in-memory client. */
   readonly via: "http" | "memory"
 }
@@ -77,6 +82,18 @@ export interface PostedMessage {
   /** The JSON body as posted. */
   readonly body: unknown
   readonly at: number
+}
+
+export interface Reaction {
+  readonly channelId: string
+  readonly messageId: string
+  readonly emoji: string
+}
+
+export interface InteractionResponse {
+  readonly interactionId: string
+  /** The callback's body: `{ type, data }`. */
+  readonly body: unknown
 }
 
 export interface FailOptions {
@@ -105,8 +122,12 @@ export interface Handler {
   readonly failNext: (options: FailOptions) => Effect.Effect<void>
   /** Every request so far, oldest first. */
   readonly requests: Effect.Effect<ReadonlyArray<RequestRecord>>
-  /** Messages accepted, oldest first. */
+  /** Messages as they stand, oldest first: edits applied, deleted ones gone. */
   readonly messages: Effect.Effect<ReadonlyArray<PostedMessage>>
+  /** Reactions the bot added, oldest first (`emoji` decoded: `"👍"` or `name:id`). */
+  readonly reactions: Effect.Effect<ReadonlyArray<Reaction>>
+  /** First answers to interactions, oldest first. */
+  readonly interactionResponses: Effect.Effect<ReadonlyArray<InteractionResponse>>
 }
 
 export interface FakeRestService extends Omit<Handler, "serve"> {
@@ -153,6 +174,62 @@ const errorBodies: Readonly<Record<number, { readonly message: string; readonly 
   404: { message: "Unknown Channel", code: 10003 },
 }
 
+const unknownMessage: Answer = { status: 404, headers: {}, body: { message: "Unknown Message", code: 10008 } }
+const notFound: Answer = { status: 404, headers: {}, body: { message: "404: Not Found", code: 0 } }
+const noContent = (headers: Readonly<Record<string, string>>): Answer => ({
+  status: 204,
+  headers,
+  body: undefined,
+})
+
+/** What a path asks for: the routes the fake knows, with their parameters. */
+type Target =
+  | { readonly _tag: "Post"; readonly channelId: string }
+  | { readonly _tag: "Message"; readonly channelId: string; readonly messageId: string }
+  | { readonly _tag: "React"; readonly channelId: string; readonly messageId: string; readonly emoji: string }
+  | { readonly _tag: "Callback"; readonly interactionId: string; readonly token: string }
+  | { readonly _tag: "Original"; readonly applicationId: string; readonly token: string }
+
+const routes: ReadonlyArray<{
+  readonly method: ReadonlyArray<string>
+  readonly pattern: RegExp
+  readonly target: (p: ReadonlyArray<string>) => Target
+}> = [
+  {
+    method: ["POST"],
+    pattern: /^\/channels\/(\d+)\/messages$/,
+    target: (p) => ({ _tag: "Post", channelId: p[0]! }),
+  },
+  {
+    method: ["PATCH", "DELETE"],
+    pattern: /^\/channels\/(\d+)\/messages\/(\d+)$/,
+    target: (p) => ({ _tag: "Message", channelId: p[0]!, messageId: p[1]! }),
+  },
+  {
+    method: ["PUT"],
+    pattern: /^\/channels\/(\d+)\/messages\/(\d+)\/reactions\/([^/]+)\/@me$/,
+    target: (p) => ({ _tag: "React", channelId: p[0]!, messageId: p[1]!, emoji: decodeURIComponent(p[2]!) }),
+  },
+  {
+    method: ["POST"],
+    pattern: /^\/interactions\/(\d+)\/([^/]+)\/callback$/,
+    target: (p) => ({ _tag: "Callback", interactionId: p[0]!, token: p[1]! }),
+  },
+  {
+    method: ["PATCH"],
+    pattern: /^\/webhooks\/(\d+)\/([^/]+)\/messages\/@original$/,
+    target: (p) => ({ _tag: "Original", applicationId: p[0]!, token: p[1]! }),
+  },
+]
+
+const routeOf = (method: string, path: string): Target | undefined => {
+  for (const route of routes) {
+    const match = route.method.includes(method) ? route.pattern.exec(path) : null
+    if (match) return route.target(match.slice(1))
+  }
+  return undefined
+}
+
 const makeModel = (config: Config) => {
   const bucketLimit = config.bucket
     ? { requests: config.bucket.requests, windowMillis: Duration.toMillis(config.bucket.window) }
@@ -168,6 +245,13 @@ const makeModel = (config: Config) => {
   const records: Array<RequestRecord> = []
   const messages: Array<PostedMessage> = []
   const byNonce = new Map<string, PostedMessage>()
+  const reactions: Array<Reaction> = []
+  const interactionResponses: Array<InteractionResponse> = []
+  /** Interaction tokens answered, and the message each answer is (once edited). */
+  const answered = new Map<string, PostedMessage | undefined>()
+  /** A snowflake for the next message; a clock before Discord's epoch (TestClock's 0) counts as the epoch. */
+  const messageId = (now: number) =>
+    Traffic.snowflake(Math.max(now, Number(Traffic.discordEpoch)), nextMessage++)
   let nextMessage = 0
 
   const take = (window: Window, limit: { requests: number; windowMillis: number }, now: number) => {
@@ -229,6 +313,8 @@ const makeModel = (config: Config) => {
       readonly method: string
       readonly path: string
       readonly authorization: string | undefined
+      /** `X-Audit-Log-Reason`, URL-encoded as Discord wants it. */
+      readonly reason?: string | undefined
       /** The body's text; undefined when it was larger than `maxBodyBytes`. */
       readonly body: string | undefined
     },
@@ -236,59 +322,25 @@ const makeModel = (config: Config) => {
     via: RequestRecord["via"],
   ): Answer => {
     const path = request.path.replace(/^\/api(\/v\d+)?/, "").replace(/\/+$/, "")
-    const channelId = /^\/channels\/(\d+)\/messages$/.exec(path)?.[1]
+    const target = routeOf(request.method, path)
+    const channelId = target !== undefined && "channelId" in target ? target.channelId : undefined
     const authorized = request.authorization === `Bot ${config.token}`
-    const body = channelId === undefined ? undefined : parseJson(request.body)
+    const body = parseJson(request.body)
     const fields = Predicate.isObject(body) ? (body as Record<string, unknown>) : {}
     const content = Predicate.isString(fields["content"]) ? fields["content"] : undefined
     const nonce = Predicate.isString(fields["nonce"]) ? fields["nonce"] : undefined
     let limitedBy: Limited | undefined
     let injected = false
 
-    const answer = ((): Answer => {
-      if (request.method !== "POST" || channelId === undefined) {
-        return { status: 404, headers: {}, body: { message: "404: Not Found", code: 0 } }
-      }
-      const fault = faults.find((f) => f.channelId === undefined || f.channelId === channelId)
-      if (fault !== undefined) {
-        injected = true
-        if (--fault.remaining <= 0) faults.splice(faults.indexOf(fault), 1)
-        if (fault.status === 429) {
-          limitedBy = "injected"
-          return limited(fault.retryAfterMillis, fault.global, {})
-        }
-        return {
-          status: fault.status,
-          headers: {},
-          body: errorBodies[fault.status] ?? { message: `${fault.status}: injected by the test`, code: 0 },
-        }
-      }
-      if (!authorized) return { status: 401, headers: {}, body: errorBodies[401] }
-      if (request.body === undefined) {
-        return { status: 413, headers: {}, body: { message: "Request entity too large", code: 40005 } }
-      }
-      if (body === undefined) {
-        return {
-          status: 400,
-          headers: {},
-          body: { message: "The request body contains invalid JSON.", code: 50109 },
-        }
-      }
-      const globalTurn = take(global, globalLimit, now)
-      if (!globalTurn.ok) {
-        limitedBy = "global"
-        return limited(globalTurn.retryAfter, true, {})
-      }
-      const bucket = buckets.get(channelId) ?? { resetAt: 0, used: 0 }
-      buckets.set(channelId, bucket)
-      const turn = take(bucket, bucketLimit, now)
-      if (!turn.ok) {
-        limitedBy = "bucket"
-        return limited(turn.retryAfter, false, bucketHeaders(0, turn.retryAfter, now))
-      }
-      const headers = bucketHeaders(turn.remaining, turn.resetAfter, now)
+    /** Content Discord refuses: none at all (no embeds either), or over 2000 characters. */
+    const invalidContent = (headers: Record<string, string>, requireSome: boolean): Answer | undefined => {
       const embeds = Array.isArray(fields["embeds"]) ? fields["embeds"] : []
-      if ((content === undefined || content.length === 0) && embeds.length === 0) {
+      const components = Array.isArray(fields["components"]) ? fields["components"] : []
+      if (
+        requireSome &&
+        (content === undefined || content.length === 0) &&
+        embeds.length + components.length === 0
+      ) {
         return { status: 400, headers, body: { message: "Cannot send an empty message", code: 50006 } }
       }
       if (content !== undefined && content.length > 2000) {
@@ -306,24 +358,130 @@ const makeModel = (config: Config) => {
           },
         }
       }
+      return undefined
+    }
+
+    const createMessage = (channel: string, headers: Record<string, string>): Answer => {
+      const invalid = invalidContent(headers, true)
+      if (invalid) return invalid
       // enforce_nonce: the same nonce within a few minutes returns the message already created.
       if (nonce !== undefined && fields["enforce_nonce"] === true) {
-        const seen = byNonce.get(`${channelId}:${nonce}`)
+        const seen = byNonce.get(`${channel}:${nonce}`)
         if (seen !== undefined) {
           return { status: 200, headers, body: messageObject(seen, fields) }
         }
       }
       const message: PostedMessage = {
-        id: Traffic.snowflake(now, nextMessage++),
-        channelId,
+        id: messageId(now),
+        channelId: channel,
         content: content ?? "",
         nonce,
         body,
         at: now,
       }
       messages.push(message)
-      if (nonce !== undefined) byNonce.set(`${channelId}:${nonce}`, message)
+      if (nonce !== undefined) byNonce.set(`${channel}:${nonce}`, message)
       return { status: 200, headers, body: messageObject(message, fields) }
+    }
+
+    /** Replaces a message by an edit of it (content and the body as last sent). */
+    const edited = (message: PostedMessage): PostedMessage => ({
+      ...message,
+      content: content ?? message.content,
+      body: { ...(Predicate.isObject(message.body) ? message.body : {}), ...fields },
+    })
+
+    const answer = ((): Answer => {
+      if (target === undefined) return notFound
+      const fault = faults.find((f) => f.channelId === undefined || f.channelId === channelId)
+      if (fault !== undefined) {
+        injected = true
+        if (--fault.remaining <= 0) faults.splice(faults.indexOf(fault), 1)
+        if (fault.status === 429) {
+          limitedBy = "injected"
+          return limited(fault.retryAfterMillis, fault.global, {})
+        }
+        return {
+          status: fault.status,
+          headers: {},
+          body: errorBodies[fault.status] ?? { message: `${fault.status}: injected by the test`, code: 0 },
+        }
+      }
+      // Interaction routes are authorized by the interaction token in the path, and are
+      // outside the global limit (Discord's rules).
+      const byInteraction = target._tag === "Callback" || target._tag === "Original"
+      if (!byInteraction && !authorized) return { status: 401, headers: {}, body: errorBodies[401] }
+      if (request.body === undefined) {
+        return { status: 413, headers: {}, body: { message: "Request entity too large", code: 40005 } }
+      }
+      const needsBody = target._tag !== "React" && !(target._tag === "Message" && request.method === "DELETE")
+      if (needsBody && body === undefined) {
+        return {
+          status: 400,
+          headers: {},
+          body: { message: "The request body contains invalid JSON.", code: 50109 },
+        }
+      }
+      if (byInteraction) {
+        if (target._tag === "Callback") {
+          if (answered.has(target.token)) {
+            return {
+              status: 400,
+              headers: {},
+              body: { message: "Interaction has already been acknowledged.", code: 40060 },
+            }
+          }
+          answered.set(target.token, undefined)
+          interactionResponses.push({ interactionId: target.interactionId, body })
+          return noContent({})
+        }
+        if (!answered.has(target.token)) return unknownMessage
+        const invalid = invalidContent({}, false)
+        if (invalid) return invalid
+        const before = answered.get(target.token) ?? {
+          id: messageId(now),
+          channelId: "0",
+          content: "",
+          nonce: undefined,
+          body: {},
+          at: now,
+        }
+        const after = edited(before)
+        answered.set(target.token, after)
+        return { status: 200, headers: {}, body: messageObject(after, fields) }
+      }
+      const globalTurn = take(global, globalLimit, now)
+      if (!globalTurn.ok) {
+        limitedBy = "global"
+        return limited(globalTurn.retryAfter, true, {})
+      }
+      const channel = target.channelId
+      // A bucket per route and channel, as Discord's (posts, edits and deletes, reactions).
+      const bucketKey = `${request.method} ${target._tag}:${channel}`
+      const bucket = buckets.get(bucketKey) ?? { resetAt: 0, used: 0 }
+      buckets.set(bucketKey, bucket)
+      const turn = take(bucket, bucketLimit, now)
+      if (!turn.ok) {
+        limitedBy = "bucket"
+        return limited(turn.retryAfter, false, bucketHeaders(0, turn.retryAfter, now))
+      }
+      const headers = bucketHeaders(turn.remaining, turn.resetAfter, now)
+      if (target._tag === "Post") return createMessage(channel, headers)
+      const index = messages.findIndex((m) => m.id === target.messageId && m.channelId === channel)
+      if (index < 0) return { ...unknownMessage, headers }
+      if (target._tag === "React") {
+        reactions.push({ channelId: channel, messageId: target.messageId, emoji: target.emoji })
+        return noContent(headers)
+      }
+      if (request.method === "DELETE") {
+        messages.splice(index, 1)
+        return noContent(headers)
+      }
+      const invalid = invalidContent(headers, false)
+      if (invalid) return invalid
+      const after = edited(messages[index]!)
+      messages[index] = after
+      return { status: 200, headers, body: messageObject(after, fields) }
     })()
 
     const remaining = answer.headers["x-ratelimit-remaining"]
@@ -340,6 +498,8 @@ const makeModel = (config: Config) => {
       remaining: remaining === undefined ? undefined : Number(remaining),
       content,
       nonce,
+      body,
+      reason: request.reason === undefined ? undefined : safeDecode(request.reason),
       via,
     }
     records.push(record)
@@ -358,11 +518,24 @@ const makeModel = (config: Config) => {
       }),
     records: () => records.slice(),
     messages: () => messages.slice(),
+    reactions: () => reactions.slice(),
+    interactionResponses: () => interactionResponses.slice(),
   }
 }
 
 // ---------------------------------------------------------------------------
 // The ways in
+
+const headerText = (value: string | ReadonlyArray<string> | undefined): string | undefined =>
+  typeof value === "string" ? value : value?.[0]
+
+/** A URL-encoded header value decoded; as it came when it is not valid encoding. */
+const safeDecode = (text: string): string =>
+  Effect.runSync(
+    Effect.try({ try: () => decodeURIComponent(text), catch: () => "invalid" }).pipe(
+      Effect.orElseSucceed(() => text),
+    ),
+  )
 
 /** The parsed body, or undefined when it is not JSON (an empty body included). */
 const parseJson = (text: string | undefined): unknown =>
@@ -402,13 +575,14 @@ export const handler = (config: Config): Handler => {
           method: req.method ?? "GET",
           path: new URL(req.url ?? "/", "http://fake").pathname,
           authorization: req.headers.authorization,
+          reason: headerText(req.headers["x-audit-log-reason"]),
           body,
         },
         now,
         "http",
       )
       res.writeHead(answer.status, { "content-type": "application/json", ...answer.headers })
-      res.end(JSON.stringify(answer.body))
+      res.end(answer.status === 204 ? undefined : JSON.stringify(answer.body))
       return answer.status
     })
 
@@ -427,6 +601,7 @@ export const handler = (config: Config): Handler => {
           method: request.method,
           path: requestUrl.pathname,
           authorization: request.headers["authorization"],
+          reason: request.headers["x-audit-log-reason"],
           body: bytes.length > maxBodyBytes ? undefined : new TextDecoder().decode(bytes),
         },
         now,
@@ -434,7 +609,7 @@ export const handler = (config: Config): Handler => {
       )
       return HttpClientResponse.fromWeb(
         request,
-        new Response(JSON.stringify(answer.body), {
+        new Response(answer.status === 204 ? null : JSON.stringify(answer.body), {
           status: answer.status,
           headers: { "content-type": "application/json", ...answer.headers },
         }),
@@ -456,6 +631,8 @@ export const handler = (config: Config): Handler => {
     failNext: (options) => Effect.sync(() => model.failNext(options)),
     requests: Effect.sync(() => model.records()),
     messages: Effect.sync(() => model.messages()),
+    reactions: Effect.sync(() => model.reactions()),
+    interactionResponses: Effect.sync(() => model.interactionResponses()),
   }
 }
 

@@ -3,7 +3,7 @@
  * violations it finds (empty when the invariant holds), so a test or a chaos run can report
  * all of them at once, with enough detail to replay the failing case.
  */
-import { type Protocol, Transport } from "@vigil/gateway"
+import { Protocol, Transport } from "@vigil/gateway"
 import type { MemoryPeer } from "@vigil/gateway/testing/MemoryTransport"
 import { Cause, Clock, Duration, Effect, Exit, Fiber, Layer, Logger, type Scope, Tracer } from "effect"
 
@@ -55,8 +55,8 @@ export const exactlyOnce = (
 ): Array<Violation> => {
   const violations: Array<Violation> = []
   const server = bySession(produced, (e) => ({ type: e.t, data: e.d, seq: e.s }))
-  const client = bySession(consumed, (e) => ({ type: e.type, data: e.data, seq: e.seq }))
-  if (consumed.length > 0 && sessionOf(consumed[0]!.type, consumed[0]!.data) === undefined) {
+  const client = bySession(consumed, (e) => ({ type: Protocol.eventName(e), data: e.data, seq: e.seq }))
+  if (consumed.length > 0 && sessionOf(Protocol.eventName(consumed[0]!), consumed[0]!.data) === undefined) {
     violations.push({ invariant: "exactly-once", detail: `first event is ${consumed[0]!.type}, not READY` })
   }
   for (const id of client.order) {

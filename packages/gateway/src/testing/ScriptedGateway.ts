@@ -35,6 +35,7 @@ interface ShardLink {
   rejectResumesWith: number | undefined
   endAfterHandshake: HandshakeEnding | undefined
   ignoreHandshakes: boolean
+  rateLimitMembersFor: number | undefined
 }
 
 export interface ScriptedGatewayService {
@@ -55,6 +56,14 @@ export interface ScriptedGatewayService {
   readonly endAfterHandshake: (ending: HandshakeEnding | undefined, shardId?: number) => Effect.Effect<void>
   /** Identify and Resume for the shard go unanswered (heartbeats are still ACKed), or are answered again. */
   readonly ignoreHandshakes: (on: boolean, shardId?: number) => Effect.Effect<void>
+  /**
+   * Answers every Request Guild Members (op 8) with a RATE_LIMITED dispatch carrying its
+   * guild and nonce and this `retry_after` (seconds), as Discord does (undefined: stop).
+   */
+  readonly rateLimitMemberRequests: (
+    retryAfterSeconds: number | undefined,
+    shardId?: number,
+  ) => Effect.Effect<void>
   /** Hello on later connections announces this interval (a hostile server's 1 ms, or back to normal). */
   readonly setHeartbeatInterval: (millis: number) => Effect.Effect<void>
   /** Sends `count` op 1 (heartbeat request) or op 7 (reconnect) payloads back to back. */
@@ -109,6 +118,7 @@ const make = (
           rejectResumesWith: undefined,
           endAfterHandshake: undefined,
           ignoreHandshakes: false,
+          rateLimitMembersFor: undefined,
         }
         links.set(shardId, l)
       }
@@ -211,8 +221,17 @@ const make = (
               yield* endIfHostile(peer, l)
               break
             }
-            default:
+            default: {
               listOf(commandLog, shardId ?? -1).push({ op: message.op, d: message.d, at: now })
+              const l = shardId === undefined ? undefined : link(shardId)
+              if (message.op === 8 && l?.session && l.rateLimitMembersFor !== undefined) {
+                yield* dispatchOn(l.session, "RATE_LIMITED", {
+                  opcode: 8,
+                  retry_after: l.rateLimitMembersFor,
+                  meta: { guild_id: message.d.guild_id, nonce: message.d.nonce },
+                })
+              }
+            }
           }
         }
       }).pipe(Effect.ignore)
@@ -272,6 +291,10 @@ const make = (
       ignoreHandshakes: (on, shardId = 0) =>
         Effect.sync(() => {
           link(shardId).ignoreHandshakes = on
+        }),
+      rateLimitMemberRequests: (retryAfterSeconds, shardId = 0) =>
+        Effect.sync(() => {
+          link(shardId).rateLimitMembersFor = retryAfterSeconds
         }),
       setHeartbeatInterval: (millis) =>
         Effect.sync(() => {

@@ -3,7 +3,7 @@
  * with the pump that hands its events on, a watcher per shard that counts how connections
  * end, and one that records a fatal stop. Closing its scope ends all of it.
  */
-import { GatewayInfo, ShardManager } from "@vigil/gateway"
+import { GatewayInfo, Intents, ShardManager } from "@vigil/gateway"
 import { Effect, Equal, Exit, Option, Redacted, Schedule, Scope, Stream, SubscriptionRef } from "effect"
 import type { ProviderConfig } from "../DiscordProvider.ts"
 import type * as Health from "../Health.ts"
@@ -26,7 +26,7 @@ const sameSelection = (a: ProviderConfig["shards"], b: ProviderConfig["shards"])
 /** Whether the sessions of a generation run with `a` can be resumed by one run with `b`. */
 export const sessionsCarryOver = (a: ProviderConfig, b: ProviderConfig): boolean =>
   Redacted.value(a.token) === Redacted.value(b.token) &&
-  a.intents === b.intents &&
+  Intents.bitfield(a.intents) === Intents.bitfield(b.intents) &&
   a.shardCount !== undefined &&
   a.shardCount === b.shardCount &&
   sameSelection(a.shards, b.shards)

@@ -2,7 +2,7 @@
  * Hands each dispatch of a generation on: to `events`, and, for message events, decoded to
  * `inbound` (or reported malformed), counted for health. READY also tells who the bot is.
  */
-import type { ShardManager } from "@vigil/gateway"
+import { Protocol, type ShardManager } from "@vigil/gateway"
 import { Effect, PubSub, Result } from "effect"
 import * as Inbound from "../Inbound.ts"
 import { type Shared, signal } from "./Shared.ts"
@@ -17,7 +17,7 @@ export const pump =
         shared.botUser = Inbound.readyUser(dispatch.data) ?? shared.botUser
         published = Effect.andThen(published, signal(shared))
       }
-      if (!Inbound.messageTypes.has(dispatch.type)) return published
+      if (!Inbound.messageTypes.has(Protocol.eventName(dispatch))) return published
       const decoded = Inbound.decode(shardId, dispatch, {
         botUserId: shared.botUser?.id,
         includeOwn: shared.config.includeOwnMessages,
