@@ -87,23 +87,27 @@ export const make = Effect.fnUntraced(function* (options: PgIdentifyThrottleOpti
     SqlSchema.findAll({ Request: Schema.Void, Result: Value, execute })(undefined)
 
   // The turn is taken only if it is open; else the same statement says how long it stays shut.
+  // (A taker that queued behind another's row lock finds the turn gone and reads the wait from
+  // its older snapshot, possibly 0: hence the explicit `taken`.)
   const takeTurn = (bucket: number) =>
-    values(
-      () => sql`
+    SqlSchema.findAll({
+      Request: Schema.Void,
+      Result: Schema.Struct({ taken: Schema.Boolean, value: Schema.Number }),
+      execute: () => sql`
         WITH taken AS (
           UPDATE vigil_identify_buckets
           SET next_at = clock_timestamp() + ${windowMillis} * interval '1 millisecond'
           WHERE name = ${name} AND max_concurrency = ${maxConcurrency} AND bucket = ${bucket}
             AND next_at <= clock_timestamp()
-          RETURNING 0::float8 AS value
+          RETURNING true AS taken, 0::float8 AS value
         )
-        SELECT value FROM taken
+        SELECT taken, value FROM taken
         UNION ALL
-        SELECT greatest(extract(epoch FROM next_at - clock_timestamp()) * 1000, 0)::float8
+        SELECT false, greatest(extract(epoch FROM next_at - clock_timestamp()) * 1000, 0)::float8
         FROM vigil_identify_buckets
         WHERE name = ${name} AND max_concurrency = ${maxConcurrency} AND bucket = ${bucket}
           AND NOT EXISTS (SELECT FROM taken)`,
-    )
+    })(undefined)
 
   // The daily budget: a guarded decrement, refilled once its reset is due.
   const takeBudget = values(
@@ -138,8 +142,7 @@ export const make = Effect.fnUntraced(function* (options: PgIdentifyThrottleOpti
             yield* seed
             return { _tag: "Busy", waitMillis: 0 } as const
           }
-          const waitMillis = turn[0]!.value
-          if (waitMillis > 0) return { _tag: "Busy", waitMillis } as const
+          if (!turn[0]!.taken) return { _tag: "Busy", waitMillis: turn[0]!.value } as const
           if (limit && (yield* takeBudget).length === 0) {
             // Fail to roll the turn back: a spent budget must not use up the bucket's turn.
             return yield* Effect.fail(new Spent((yield* resetAfter)[0]?.value ?? 0))
