@@ -9,7 +9,7 @@ import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { PgIdentifyThrottle } from "@vigil/cluster"
 import { type GatewayError, IdentifyThrottle } from "@vigil/gateway"
-import { Effect, Exit, Layer, Redacted, Schema } from "effect"
+import { Effect, Exit, Fiber, Layer, Logger, Redacted, Schema } from "effect"
 import { SqlClient, SqlSchema } from "effect/sql"
 import { migrate } from "../src/internal/migrate.ts"
 import * as TestDatabase from "./TestDatabase.ts"
@@ -147,6 +147,36 @@ describe("PgIdentifyThrottle", () => {
       )
       assert.isAtLeast(Date.now() - started, 1_300)
       assert.strictEqual(remaining, 4)
+    }).pipe(Effect.provide(TestDatabase.layer)),
+  )
+
+  it.live("a database error while waiting is logged and retried, and takes no turn", () =>
+    Effect.gen(function* () {
+      const sql = yield* SqlClient.SqlClient
+      const { grants } = yield* audit
+      const options = {
+        maxConcurrency: 1,
+        windowMillis: 500,
+        sessionStartLimit: limit(5),
+        retryInterval: "200 millis" as const,
+      }
+      const logs: Array<string> = []
+      const capture = Logger.make(({ message }) => void logs.push(String(message)))
+      yield* client(options)((throttle) =>
+        Effect.gen(function* () {
+          yield* throttle.wait(0)
+          yield* sql`ALTER TABLE vigil_identify_budget RENAME TO vigil_identify_budget_away`
+          const waiter = yield* Effect.forkChild(throttle.wait(0))
+          yield* Effect.sleep("1500 millis")
+          assert.isUndefined(waiter.pollUnsafe(), "identified without its budget")
+          yield* sql`ALTER TABLE vigil_identify_budget_away RENAME TO vigil_identify_budget`
+          yield* Fiber.join(waiter).pipe(Effect.timeout("3 seconds"))
+        }),
+      ).pipe(Effect.provide(Logger.layer([capture])))
+      const failures = logs.filter((line) => line.includes("the database failed")).length
+      assert.isAtLeast(failures, 3)
+      assert.isAtMost(failures, 8, "retried faster than the retry interval")
+      assert.strictEqual((yield* grants).length, 2, "a failed attempt took a turn")
     }).pipe(Effect.provide(TestDatabase.layer)),
   )
 
