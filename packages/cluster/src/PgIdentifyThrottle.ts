@@ -15,7 +15,7 @@
  * (1 s): a shard must not identify without a turn.
  */
 import { GatewayError, IdentifyThrottle } from "@vigil/gateway"
-import { Duration, Effect, Layer, Schema, Semaphore } from "effect"
+import { Data, Duration, Effect, Layer, Schema, Semaphore } from "effect"
 import { SqlClient, type SqlError, SqlSchema } from "effect/sql"
 import { migrate } from "./internal/migrate.ts"
 
@@ -51,6 +51,9 @@ type Attempt =
   | { readonly _tag: "Spent"; readonly resetAfterMillis: number }
 
 const Value = Schema.Struct({ value: Schema.Number })
+
+/** Fails the attempt's transaction, so a spent budget rolls the bucket's turn back. */
+class BudgetSpent extends Data.TaggedError("BudgetSpent")<{ readonly resetAfterMillis: number }> {}
 
 export const make = Effect.fnUntraced(function* (options: PgIdentifyThrottleOptions) {
   const sql = yield* SqlClient.SqlClient
@@ -125,13 +128,6 @@ export const make = Effect.fnUntraced(function* (options: PgIdentifyThrottleOpti
       FROM vigil_identify_budget WHERE name = ${name}`,
   )
 
-  class Spent {
-    readonly resetAfterMillis: number
-    constructor(resetAfterMillis: number) {
-      this.resetAfterMillis = resetAfterMillis
-    }
-  }
-
   const attempt = (bucket: number): Effect.Effect<Attempt, SqlError.SqlError | Schema.SchemaError> =>
     sql
       .withTransaction(
@@ -145,16 +141,14 @@ export const make = Effect.fnUntraced(function* (options: PgIdentifyThrottleOpti
           if (!turn[0]!.taken) return { _tag: "Busy", waitMillis: turn[0]!.value } as const
           if (limit && (yield* takeBudget).length === 0) {
             // Fail to roll the turn back: a spent budget must not use up the bucket's turn.
-            return yield* Effect.fail(new Spent((yield* resetAfter)[0]?.value ?? 0))
+            return yield* new BudgetSpent({ resetAfterMillis: (yield* resetAfter)[0]?.value ?? 0 })
           }
           return { _tag: "Taken" } as const
         }),
       )
       .pipe(
-        Effect.catch((error) =>
-          error instanceof Spent
-            ? Effect.succeed({ _tag: "Spent", resetAfterMillis: error.resetAfterMillis } as const)
-            : Effect.fail(error),
+        Effect.catchTag("BudgetSpent", ({ resetAfterMillis }) =>
+          Effect.succeed({ _tag: "Spent", resetAfterMillis } as const),
         ),
       )
 
