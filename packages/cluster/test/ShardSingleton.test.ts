@@ -8,9 +8,13 @@ import { type ChildProcess, spawn } from "node:child_process"
 import * as net from "node:net"
 import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
+import { ShardSingleton } from "@vigil/cluster"
+import { IdentifyThrottle, SessionStore } from "@vigil/gateway"
+import { NodeCompression, NodeTransport } from "@vigil/gateway-node"
 import { eventually } from "@vigil/testing/Eventually"
 import * as FakeGateway from "@vigil/testing/FakeGateway"
-import { Effect, Fiber, Redacted } from "effect"
+import { Effect, Fiber, Layer, Logger, Redacted } from "effect"
+import { TestRunner } from "effect/cluster"
 import * as TestDatabase from "./TestDatabase.ts"
 
 const token = "cluster-test-token"
@@ -70,6 +74,52 @@ const runner = (url: Redacted.Redacted<string>, gatewayUrl: string) =>
       ({ child }) => Effect.sync(() => child.exitCode === null && child.kill("SIGKILL")),
     )
   })
+
+describe("ShardSingleton", () => {
+  it.live(
+    "a shard that stops for good logs why and keeps its singleton running (the engine would not restart it)",
+    () =>
+      Effect.gen(function* () {
+        const gateway = yield* FakeGateway.make({ token })
+        const logs: Array<string> = []
+        let ended = false
+        const singleton = ShardSingleton.layer({
+          shards: [[0, 1]],
+          config: { token: Redacted.make("not-the-token"), intents: 513, gatewayUrl: gateway.url },
+          run: () =>
+            Effect.andThen(
+              Effect.addFinalizer(() => Effect.sync(() => (ended = true))),
+              Effect.never,
+            ),
+        })
+        yield* Layer.build(
+          singleton.pipe(
+            Layer.provide(
+              Layer.mergeAll(
+                TestRunner.layer,
+                NodeTransport.layer(),
+                NodeCompression.layer,
+                SessionStore.SessionStore.layerMemory,
+                IdentifyThrottle.IdentifyThrottle.layer({ maxConcurrency: 1 }),
+              ),
+            ),
+            Layer.provide(Logger.layer([Logger.make(({ message }) => void logs.push(String(message)))])),
+          ),
+        )
+        yield* eventually(
+          () => logs.some((line) => line.includes("shard stopped for good")),
+          "the stop logged",
+          "10 seconds",
+        )
+        assert.isTrue(
+          logs.some((line) => line.includes("AuthenticationFailed") || line.includes("4004")),
+          logs.join("\n"),
+        )
+        yield* Effect.sleep("500 millis")
+        assert.isFalse(ended, "the singleton's effect ended")
+      }),
+  )
+})
 
 describe("ShardSingleton on two runner processes", () => {
   it.live(
