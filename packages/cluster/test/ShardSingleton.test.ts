@@ -146,15 +146,34 @@ describe("ShardSingleton on two runner processes", () => {
           ),
         )
 
-        // Let placement settle (the shard may move to the second runner once it joins); the
-        // owner is whoever delivers.
-        yield* Effect.sleep("5 seconds")
+        // Let placement settle (the shard may move to the second runner once it joins, in a few
+        // hops): one open socket and no new start for 3 s. The owner is whoever delivers.
+        const starts = () =>
+          [first, second].map((r) => r.lines.filter((l) => l.startsWith("started")).length).join()
+        let placement = starts()
+        let stableSince = Date.now()
+        yield* eventually(
+          Effect.gen(function* () {
+            const open = (yield* gateway.connections).filter((c) => c.state === "open").length
+            if (starts() !== placement || open !== 1) {
+              placement = starts()
+              stableSince = Date.now()
+            }
+            return Date.now() - stableSince >= 3_000
+          }),
+          "the placement settled",
+          "40 seconds",
+        )
         const before = yield* gateway.emit({ shard: 0 }, { count: 20 })
         const delivered = (r: Runner) => r.seqs().includes(before.at(-1)!)
         yield* eventually(
           () => delivered(first) || delivered(second),
           "the first events delivered",
-          "10 seconds",
+          "30 seconds",
+        ).pipe(
+          Effect.tapCause(() =>
+            Effect.sync(() => console.error(first.lines.slice(-5), second.lines.slice(-5))),
+          ),
         )
         const [owner, other] = delivered(second) ? [second, first] : [first, second]
 
@@ -177,6 +196,6 @@ describe("ShardSingleton on two runner processes", () => {
         const seen = new Set([...first.seqs(), ...second.seqs()])
         for (const seq of [...before, ...during]) assert.isTrue(seen.has(seq), `event ${seq} lost`)
       }).pipe(Effect.provide(TestDatabase.fresh)),
-    90_000,
+    150_000,
   )
 })
