@@ -20,7 +20,7 @@ export interface PgDatabaseOptions {
 }
 
 /** `host:port/database` of a URL: what a message may say about the database. */
-export const describe = (raw: string): Effect.Effect<string, DatabaseConfigError> => {
+export const targetOf = (raw: string): Effect.Effect<string, DatabaseConfigError> => {
   if (!URL.canParse(raw)) return Effect.fail(new DatabaseConfigError({ reason: "not a URL" }))
   const url = new URL(raw)
   if (url.protocol !== "postgres:" && url.protocol !== "postgresql:") {
@@ -37,7 +37,7 @@ export const layer = (
 ): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, DatabaseConfigError | DatabaseUnavailable> =>
   Layer.unwrap(
     Effect.gen(function* () {
-      const target = yield* describe(Redacted.value(options.url))
+      const target = yield* targetOf(Redacted.value(options.url))
       const timeout = Duration.fromInputUnsafe(options.connectTimeout ?? Duration.seconds(5))
       const unavailable = (reason: string) => new DatabaseUnavailable({ target, reason })
       // One round trip proves address, credentials and database; the outer timeout also
