@@ -5,5 +5,6 @@ export default [
   "packages/testing",
   "packages/cli",
   "packages/provider",
+  "packages/cluster",
   "scripts",
 ]

@@ -12,7 +12,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 started=$(date +%s)
-packages="gateway gateway-node testing provider cli"
+packages="gateway gateway-node testing provider cli cluster"
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/vigil-consumer.XXXXXX")
 [ "${KEEP:-}" = 1 ] || trap 'rm -rf "$tmp"' EXIT
 log="$tmp/step.log"

@@ -31,10 +31,15 @@ case "$job" in
     node scripts/cycles.ts
     echo "== consumer"
     sh scripts/consumer.sh
+    echo "== postgres"
+    . scripts/postgres.sh
+    echo "postgres: ${DATABASE_URL%%://*}://…@${DATABASE_URL#*@}"
     echo "== tests"
     exec pnpm exec vitest run "$@" ;;
   fmt) exec pnpm exec biome check --write . ;;
   readme) exec node scripts/readme.ts --write ;;
-  vitest) exec pnpm exec vitest "$@" ;;
+  vitest)
+    . scripts/postgres.sh # @vigil/cluster's tests need one
+    exec pnpm exec vitest "$@" ;;
   *) echo "usage: sh scripts/dev.sh <demo|test|bench|fmt|readme|vitest|vigil|node ...>" >&2; exit 2 ;;
 esac
