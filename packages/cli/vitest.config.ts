@@ -5,6 +5,6 @@ export default defineProject({
   ...sourceResolution,
   test: {
     include: ["test/**/*.test.ts"],
-    testTimeout: 60_000,
+    testTimeout: 120_000,
   },
 })

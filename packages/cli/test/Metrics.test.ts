@@ -25,15 +25,32 @@ const freePort = Effect.callback<number>((resume) => {
   })
 })
 
-/** Runs the demo; resolves with its exit code. Killed with the test's scope. */
+/** Runs the demo (from the sources); resolves with its exit code and output. Killed with the test's scope. */
 const demo = (port: number) =>
-  Effect.callback<number | null>((resume) => {
+  Effect.callback<{ readonly code: number | null; readonly output: string }>((resume) => {
     const child = spawn(
       process.execPath,
-      [main, "demo", "--heartbeat", "500", "--burst", "500", "--metrics-port", String(port)],
-      { env: { PATH: process.env["PATH"] ?? "" }, stdio: "ignore" },
+      [
+        "--conditions=@vigil/source",
+        main,
+        "demo",
+        "--heartbeat",
+        "500",
+        "--burst",
+        "500",
+        "--metrics-port",
+        String(port),
+      ],
+      { env: { PATH: process.env["PATH"] ?? "" }, stdio: ["ignore", "pipe", "pipe"] },
     )
-    child.on("close", (code) => resume(Effect.succeed(code)))
+    let output = ""
+    child.stdout.on("data", (b) => {
+      output += b
+    })
+    child.stderr.on("data", (b) => {
+      output += b
+    })
+    child.on("close", (code) => resume(Effect.succeed({ code, output })))
     return Effect.sync(() => child.kill("SIGKILL"))
   })
 
@@ -57,10 +74,10 @@ describe("vigil demo --metrics-port", () => {
         const port = yield* freePort
         const base = `http://127.0.0.1:${port}`
         let exited = false
-        let code: number | null = null
+        let ran: { readonly code: number | null; readonly output: string } | undefined
         yield* Effect.forkChild(
-          Effect.map(demo(port), (c) => {
-            code = c
+          Effect.map(demo(port), (r) => {
+            ran = r
             exited = true
           }),
         )
@@ -74,7 +91,7 @@ describe("vigil demo --metrics-port", () => {
           if (h._tag === "Some") health = h.value.status
           yield* Effect.sleep("250 millis")
         }
-        assert.strictEqual(code, 0, "every invariant held")
+        assert.strictEqual(ran?.code, 0, `every invariant held:\n${ran?.output}`)
         assert.strictEqual(health, 200)
         assert.isAtLeast(series(last, "vigil_zombies_total"), 1, last)
         assert.isAtLeast(series(last, "vigil_resumes_total"), 3, last)

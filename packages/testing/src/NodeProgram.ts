@@ -1,8 +1,7 @@
 /**
  * Runs a TypeScript program the way its user would, with `node` in a child process, so a
  * test can check a whole program (the README's samples end in `NodeRuntime.runMain`) from
- * outside: what it printed and how it exited. In the workspace the program runs Vigil's
- * sources (`--conditions=@vigil/source`); the workspace's Node (≥ 22.19) strips the types.
+ * outside: what it printed and how it exited. Node (≥ 22.19) strips a TypeScript file's types.
  */
 import { spawn } from "node:child_process"
 import { Deferred, Effect, type Scope } from "effect"
@@ -21,6 +20,14 @@ export interface Running {
   readonly exited: Effect.Effect<Exited>
 }
 
+export interface StartOptions {
+  /**
+   * Export conditions for Node's resolver (`--conditions`): Vigil's own tests pass
+   * `["@vigil/source"]` to run the workspace's sources instead of the built packages.
+   */
+  readonly conditions?: ReadonlyArray<string> | undefined
+}
+
 /**
  * Starts `node file` with only `PATH` and `env` in its environment; killed (SIGKILL) when the
  * scope closes, so no program outlives its test.
@@ -28,10 +35,12 @@ export interface Running {
 export const start = (
   file: string,
   env: Record<string, string>,
+  options: StartOptions = {},
 ): Effect.Effect<Running, never, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.sync(() => {
-      const child = spawn(process.execPath, ["--conditions=@vigil/source", file], {
+      const conditions = (options.conditions ?? []).map((condition) => `--conditions=${condition}`)
+      const child = spawn(process.execPath, [...conditions, file], {
         env: { PATH: process.env["PATH"] ?? "", ...env },
         stdio: ["ignore", "pipe", "pipe"],
       })

@@ -10,6 +10,9 @@ import * as FakeGateway from "@vigil/testing/FakeGateway"
 import * as NodeProgram from "@vigil/testing/NodeProgram"
 import { Effect } from "effect"
 
+/** The samples run the workspace's sources, not the built packages. */
+const sources = { conditions: ["@vigil/source"] }
+
 const sample = (name: string) => fileURLToPath(new URL(name, import.meta.url))
 const token = "readme-sample-token-SECRET"
 
@@ -17,10 +20,14 @@ describe("README samples: the gateway", () => {
   it.live("one connection: a zombie link ends it with ZombieDetected, caught by its tag", () =>
     Effect.gen(function* () {
       const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 1_000, shards: 1 })
-      const program = yield* NodeProgram.start(sample("connection.ts"), {
-        DISCORD_TOKEN: token,
-        DISCORD_GATEWAY_URL: gateway.url,
-      })
+      const program = yield* NodeProgram.start(
+        sample("connection.ts"),
+        {
+          DISCORD_TOKEN: token,
+          DISCORD_GATEWAY_URL: gateway.url,
+        },
+        sources,
+      )
       yield* gateway.awaitEntry((e) => e._tag === "Sent" && e.t === "READY")
       yield* eventually(() => program.stdout().includes("1 events"), "READY logged", "20 seconds")
       yield* gateway.stopAcks("all")
@@ -34,10 +41,14 @@ describe("README samples: the gateway", () => {
   it.live("running shards: events arrive tagged with their shard; a refused token ends in its catchTag", () =>
     Effect.gen(function* () {
       const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 1_000, shards: 2 })
-      const program = yield* NodeProgram.start(sample("shards.ts"), {
-        DISCORD_TOKEN: token,
-        DISCORD_API_URL: gateway.httpUrl,
-      })
+      const program = yield* NodeProgram.start(
+        sample("shards.ts"),
+        {
+          DISCORD_TOKEN: token,
+          DISCORD_API_URL: gateway.httpUrl,
+        },
+        sources,
+      )
       yield* eventually(
         () => program.stdout().includes("shard 0: READY") && program.stdout().includes("shard 1: READY"),
         "both shards READY",

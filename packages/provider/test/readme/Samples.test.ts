@@ -11,6 +11,9 @@ import * as NodeProgram from "@vigil/testing/NodeProgram"
 import * as Traffic from "@vigil/testing/Traffic"
 import { Effect } from "effect"
 
+/** The samples run the workspace's sources, not the built packages. */
+const sources = { conditions: ["@vigil/source"] }
+
 const bot = fileURLToPath(new URL("bot.ts", import.meta.url))
 const token = "readme-example-token-SECRET"
 const botId = "1000000000000000001" // FakeGateway's bot user
@@ -21,10 +24,14 @@ describe("README: the provider sample", () => {
   it.live("answers mentions, goes on answering after a send fails, and stops on SIGTERM", () =>
     Effect.gen(function* () {
       const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 1_000, shards: 1 })
-      const program = yield* NodeProgram.start(bot, {
-        DISCORD_TOKEN: token,
-        DISCORD_API_URL: gateway.httpUrl,
-      })
+      const program = yield* NodeProgram.start(
+        bot,
+        {
+          DISCORD_TOKEN: token,
+          DISCORD_API_URL: gateway.httpUrl,
+        },
+        sources,
+      )
       yield* gateway.awaitEntry((e) => e._tag === "Sent" && e.t === "READY") // what follows comes after it
       yield* gateway.failPosts({ status: 403 })
       yield* gateway.dispatch("all", "MESSAGE_CREATE", mention(1))
@@ -57,10 +64,14 @@ describe("README: the provider sample", () => {
   it.live("a refused token reaches its catchTag (401 from GET /gateway/bot): the bot ends handled", () =>
     Effect.gen(function* () {
       const gateway = yield* FakeGateway.make({ token, shards: 1 })
-      const program = yield* NodeProgram.start(bot, {
-        DISCORD_TOKEN: "not-the-token",
-        DISCORD_API_URL: gateway.httpUrl,
-      })
+      const program = yield* NodeProgram.start(
+        bot,
+        {
+          DISCORD_TOKEN: "not-the-token",
+          DISCORD_API_URL: gateway.httpUrl,
+        },
+        sources,
+      )
       const exited = yield* program.exited.pipe(Effect.timeout("20 seconds"))
       assert.strictEqual(exited.code, 0, exited.stderr)
       assert.include(exited.stdout + exited.stderr, "Discord refused the token")
