@@ -58,6 +58,8 @@ export interface ConnectionOptions<E = never> {
   readonly onEvent?: ((event: ConnectionEvent) => Effect.Effect<void>) | undefined
   /** Commands to send after READY/RESUMED, through this connection's rate limiter. */
   readonly outbox?: Outbox | undefined
+  /** Told of the rate limiter's waits and refusals (the shard's metrics). */
+  readonly sendRecorder?: SendLimiter.SendRecorder | undefined
   /**
    * Completes when the caller wants this connection to end: `"logout"` closes with 1000
    * (the session ends), `"disconnect"` with a resumable code. `run` then succeeds.
@@ -336,7 +338,10 @@ export const run = <E = never>(
             }),
           )
         }
-        const admitted = SendLimiter.make({ heartbeatIntervalMillis: intervalMillis })
+        const admitted = SendLimiter.make({
+          heartbeatIntervalMillis: intervalMillis,
+          recorder: options.sendRecorder,
+        })
         limiter = admitted
         const beats = yield* heartbeat.start(intervalMillis)
         // A missed ACK ends the connection from Hello on: during the identify wait and the

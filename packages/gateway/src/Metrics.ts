@@ -8,6 +8,7 @@
 import { Effect, Metric, type Scope } from "effect"
 import type { ConnectionError, DecodeError, ServerMisbehaviour } from "./GatewayError.ts"
 import * as Protocol from "./Protocol.ts"
+import type { SendRecorder } from "./SendLimiter.ts"
 
 /** The states a shard can be in (`ShardState["_tag"]`); one `vigil_shard_state` series each. */
 export const shardStates = [
@@ -40,6 +41,8 @@ export const names = {
   connectionErrors: "vigil_connection_errors_total",
   decodeErrors: "vigil_decode_errors_total",
   serverMisbehaviour: "vigil_server_misbehaviour_total",
+  sendWait: "vigil_send_wait_seconds",
+  sendRefused: "vigil_send_refused_total",
   identifyWait: "vigil_identify_wait_seconds",
   sessionStartRemaining: "vigil_session_start_remaining",
 } as const
@@ -72,7 +75,7 @@ const labelled = <M>(make: (value: string) => M) => {
 }
 
 /** What a shard records; every method is synchronous and cheap. */
-export interface ShardMetrics {
+export interface ShardMetrics extends SendRecorder {
   readonly state: (tag: ShardStateTag) => void
   readonly latency: (millis: number) => void
   /** One call per batch of dispatches. */
@@ -138,6 +141,16 @@ export const forShard = Effect.fnUntraced(function* (shardId: number, gauges: Sh
     attributes: attrs,
     boundaries: secondsBoundaries,
   })
+  const sendWait = Metric.histogram(names.sendWait, {
+    description: "time a command waited for the send limiter",
+    attributes: attrs,
+    boundaries: secondsBoundaries,
+  })
+  const sendRefused = counter(
+    names.sendRefused,
+    "sends skipped because the send window was full (a requested heartbeat)",
+    attrs,
+  )
   const connections = counter(names.connections, "connection attempts", attrs)
   const identifies = counter(names.identifies, "sessions started (READY)", attrs)
   const resumes = counter(names.resumes, "sessions resumed (RESUMED)", attrs)
@@ -176,6 +189,8 @@ export const forShard = Effect.fnUntraced(function* (shardId: number, gauges: Sh
         i = j
       }
     },
+    waited: (millis) => sendWait.updateUnsafe(millis / 1000, context),
+    refused: () => bump(sendRefused),
     connection: () => bump(connections),
     identified: () => bump(identifies),
     resumed: () => bump(resumes),

@@ -48,8 +48,17 @@ export const reserveFor = (
 ): number =>
   Math.min(Math.ceil(windowMillis / Math.max(1, heartbeatIntervalMillis)) + 2, Math.floor(budget / 2))
 
+/** What a limiter reports, to its shard's metrics; both synchronous and cheap. */
+export interface SendRecorder {
+  /** A command was admitted after waiting this long (0 when it went at once). */
+  readonly waited: (millis: number) => void
+  /** A send that may be skipped was refused: the window had no room (`tryAcquire` false). */
+  readonly refused: () => void
+}
+
 export const make = (options: {
   readonly heartbeatIntervalMillis: number
+  readonly recorder?: SendRecorder | undefined
   /** Sends admitted per window. Default `defaultBudget` (110). */
   readonly budget?: number
   /** How long a send stays in the window. Default 60 s plus `defaultSlackMillis`. */
@@ -102,16 +111,23 @@ export const make = (options: {
     admit(false)
   })
   const acquire: Effect.Effect<void> = Effect.gen(function* () {
+    const askedAt = yield* Clock.currentTimeMillis
     while (true) {
       const now = yield* Clock.currentTimeMillis
-      if (hasRoom(now)) return admit(true)
+      if (hasRoom(now)) {
+        options.recorder?.waited(now - askedAt)
+        return admit(true)
+      }
       // One still being written is looked at again a second later.
       const frees = nextRoomAt()
       yield* Effect.sleep(frees === pending ? 1_000 : Math.max(1, frees - now))
     }
   })
   const tryAcquire = Effect.map(Clock.currentTimeMillis, (now) => {
-    if (!hasRoom(now)) return false
+    if (!hasRoom(now)) {
+      options.recorder?.refused()
+      return false
+    }
     admit(true)
     return true
   })

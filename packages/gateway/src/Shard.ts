@@ -270,6 +270,7 @@ export const make = Effect.fnUntraced(function* (
     ),
     sequence: Effect.sync(session.sequence),
     outbox,
+    sendRecorder: metrics,
     stop: Deferred.await(stop),
   } satisfies Omit<Connection.ConnectionOptions<unknown>, "url" | "handshake">
 

@@ -112,6 +112,32 @@ describe("Metrics", () => {
     }).pipe(Effect.provide(env)),
   )
 
+  it.effect(
+    "the send limiter's waits and refusals are per shard: a full window delays commands, skips a requested beat",
+    () =>
+      Effect.gen(function* () {
+        const { server, shard: running } = yield* started
+        const commands = 110 // more than the window admits (106 at a 41.25 s interval)
+        yield* Effect.forkChild(
+          Effect.forEach(Array.from({ length: commands }), () => running.send(3, { since: null })),
+        )
+        yield* Settle.settle
+        assert.isUndefined(yield* read(Metrics.names.sendRefused, shard))
+        yield* server.requestHeartbeat(3) // the window is full of commands: this beat is skipped
+        yield* Settle.settle
+        assert.strictEqual(yield* read(Metrics.names.sendRefused, shard), 1)
+        yield* Settle.advance(70_000)
+        const waits = (yield* Metric.snapshot).find(
+          (s) => s.id === Metrics.names.sendWait && s.attributes?.["shard"] === "3",
+        )
+        assert.strictEqual(waits?.type, "Histogram")
+        if (waits?.type !== "Histogram") return
+        assert.strictEqual(waits.state.count, commands)
+        assert.strictEqual(waits.state.min, 0)
+        assert.isAbove(waits.state.max, 50) // the last commands waited for the window to move
+      }).pipe(Effect.provide(env)),
+  )
+
   it.effect("a server inventing event types cannot grow the registry past the cap", () =>
     Effect.gen(function* () {
       const { server } = yield* started
