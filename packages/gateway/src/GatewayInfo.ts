@@ -27,9 +27,12 @@ export class GatewayInfoError extends Schema.TaggedError<GatewayInfoError>()("Ga
   /** HTTP status, when the server answered. */
   status: Schema.optional(Schema.Int),
   detail: Schema.String,
+  /** What the HTTP client reported, when no answer came (refused, timed out, DNS…). */
+  reason: Schema.optional(Schema.String),
 }) {
   override get message() {
-    return `GET ${this.url} failed${this.status !== undefined ? ` (${this.status})` : ""}: ${this.detail}`
+    const status = this.status !== undefined ? ` (${this.status})` : ""
+    return `GET ${this.url} failed${status}: ${this.detail}${this.reason !== undefined ? ` (${this.reason})` : ""}`
   }
 }
 
@@ -38,6 +41,20 @@ const unreachable = "the API could not be reached"
 /** Whether trying again later may help: no answer, or a 5xx (a bad URL or token never gets better). */
 export const isTransient = (error: GatewayInfoError): boolean =>
   error.status === undefined ? error.detail === unreachable : error.status >= 500
+
+/**
+ * The innermost message of an error's `cause` chain: for a refused fetch, "connect
+ * ECONNREFUSED 127.0.0.1:9" rather than the client's "Transport error (GET …)".
+ */
+const rootMessage = (error: { readonly message: string }): string => {
+  let message = error.message
+  let cause: unknown = (error as { reason?: { cause?: unknown } }).reason?.cause
+  for (let depth = 0; depth < 5 && cause instanceof Error; depth++) {
+    message = cause.message
+    cause = cause.cause
+  }
+  return message
+}
 
 /** `base` is an absolute http(s) URL; anything else would be reported as unreachable. */
 const isHttpUrl = (base: string) => /^https?:\/\/[^/\s?#]+/i.test(base)
@@ -73,6 +90,7 @@ export const fetchGatewayBot = (options: {
               error._tag === "HttpClientError" && error.reason._tag === "InvalidUrlError"
                 ? "the API base is not a valid URL"
                 : unreachable,
+            reason: rootMessage(error),
           }),
       ),
     )

@@ -82,6 +82,10 @@ describe("GatewayInfo.fetchGatewayBot", () => {
         if (error._tag === "GatewayInfoError") assert.isTrue(GatewayInfo.isTransient(error), String(status))
         assert.include(error.message, `${base}/gateway/bot`)
       }
+      // The client's own report survives: why there was no answer, not only that there was none.
+      const unreachable = yield* fetchWith(answering("unreachable"))
+      assert.include(unreachable.message, "refused")
+      assert.notInclude(`${unreachable.message} ${JSON.stringify(unreachable)}`, "SECRET")
     }),
   )
 })

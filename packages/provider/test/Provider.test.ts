@@ -5,6 +5,7 @@
  * lifecycle's timing (identify buckets, reloads, shutdowns) is in Lifecycle.test.ts, under
  * TestClock.
  */
+import { type AddressInfo, createServer } from "node:net"
 import { assert, describe, it } from "@effect/vitest"
 import { SessionStore } from "@vigil/gateway"
 import { NodeTransport } from "@vigil/gateway-node"
@@ -87,6 +88,36 @@ describe("DiscordProvider over real sockets", () => {
 })
 
 describe("DiscordProvider errors and health", () => {
+  it.live("start retries GET /gateway/bot and logs each failure with its cause as it happens", () =>
+    Effect.gen(function* () {
+      const logs = Invariants.capture()
+      // A port just closed: every try is refused at once.
+      const port = yield* Effect.promise(
+        () =>
+          new Promise<number>((resolve) => {
+            const server = createServer().listen(0, "127.0.0.1", () => {
+              const { port } = server.address() as AddressInfo
+              server.close(() => resolve(port))
+            })
+          }),
+      )
+      const { discord } = yield* provider({
+        token: Redacted.make(token),
+        intents: 513,
+        apiBaseUrl: `http://127.0.0.1:${port}/api/v10`,
+        startRetries: 2,
+      })
+      const error = yield* Effect.flip(discord.start.pipe(Effect.provide(logs.layer)))
+      assert.strictEqual(error._tag, "GatewayInfoError")
+      const failures = logs.texts().filter((t) => t.startsWith("Warn") && t.includes("/gateway/bot"))
+      assert.strictEqual(failures.length, 3, logs.texts().join("\n")) // the first try and 2 retries
+      for (const failure of failures) {
+        assert.include(failure, "could not be reached (connect ECONNREFUSED")
+        assert.notInclude(failure, "SECRET")
+      }
+    }),
+  )
+
   it.live("a bad token: await fails with AuthenticationFailed (no token in it); a reload fixes it", () =>
     Effect.gen(function* () {
       const gateway = yield* fakeGateway()

@@ -66,6 +66,11 @@ export const open = (shared: Shared, config: ProviderConfig): Effect.Effect<void
     }).pipe(
       Scope.provide(scope),
       Effect.provideContext(shared.context),
+      // Each failure is logged as it happens, with its cause: a start that retries for seconds
+      // must not be silent, nor end with only the last error.
+      Effect.tapError((error) =>
+        Effect.logWarning(`start: ${error.message}`).pipe(Effect.annotateLogs({ error: error._tag })),
+      ),
       // An outage (no answer, 5xx) is worth a few more tries; a refused token or a bad URL is not.
       Effect.retry({
         schedule: Schedule.exponential(200, 2),
