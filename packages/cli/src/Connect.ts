@@ -9,6 +9,7 @@ import { DiscordProvider } from "@vigil/provider"
 import { Effect, Layer, type Redacted, Stream } from "effect"
 import { FetchHttpClient } from "effect/http"
 import { SessionDirUnavailable } from "./Explain.ts"
+import * as Observability from "./Observability.ts"
 import * as Screen from "./Screen.ts"
 import * as StatusView from "./StatusView.ts"
 
@@ -65,6 +66,7 @@ export const run = (options: ConnectOptions, output: Screen.Output = Screen.stdo
           screen.status(health.shards.map((h) => StatusView.line(h, health.at, s, output.isTTY))),
         ),
       )
+      yield* Observability.serveHealth(discord)
       yield* discord.start
       return yield* discord.await
     }),

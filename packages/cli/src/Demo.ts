@@ -11,6 +11,7 @@ import { DiscordProvider, type Health } from "@vigil/provider"
 import { FakeGateway, TcpProxy, Traffic } from "@vigil/testing"
 import { Clock, Duration, Effect, Layer, Redacted, Stream } from "effect"
 import { FetchHttpClient } from "effect/http"
+import * as Observability from "./Observability.ts"
 import * as Report from "./Report.ts"
 import * as Screen from "./Screen.ts"
 import * as StatusView from "./StatusView.ts"
@@ -64,6 +65,7 @@ export const run = (options: DemoOptions = defaults, output: Screen.Output = Scr
           Effect.map(Clock.currentTimeMillis, (now) => report.received(shardId, dispatch, now)),
         ),
       )
+      yield* Observability.serveHealth(discord)
       yield* discord.start
       const shardsHealth = Effect.map(discord.health, (h) => h.shards)
 

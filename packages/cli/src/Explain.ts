@@ -12,6 +12,7 @@ export type Explainable =
   | ShardManager.ManagerStop
   | MissingToken
   | SessionDirUnavailable
+  | MetricsPortUnavailable
 
 export class MissingToken extends Schema.TaggedError<MissingToken>()("MissingToken", {}) {
   override get message() {
@@ -32,6 +33,19 @@ export class SessionDirUnavailable extends Schema.TaggedError<SessionDirUnavaila
   }
 }
 
+/** `--metrics-port` cannot be listened on (in use, not permitted, no such address). */
+export class MetricsPortUnavailable extends Schema.TaggedError<MetricsPortUnavailable>()(
+  "MetricsPortUnavailable",
+  {
+    port: Schema.Number,
+    reason: Schema.String,
+  },
+) {
+  override get message() {
+    return `cannot serve metrics on port ${this.port}: ${this.reason}`
+  }
+}
+
 export const exitCodes = {
   ok: 0,
   invariant: 1,
@@ -46,6 +60,7 @@ export const exitCodes = {
   SessionStartLimitExhausted: 18,
   CompressionUnavailable: 19,
   SessionDirUnavailable: 20,
+  MetricsPortUnavailable: 21,
 } as const
 
 export const explain = (error: Explainable): { readonly line: string; readonly code: number } => {
@@ -97,5 +112,10 @@ export const explain = (error: Explainable): { readonly line: string; readonly c
       }
     case "SessionDirUnavailable":
       return { line: `${error.message}. Check --session-dir.`, code: exitCodes.SessionDirUnavailable }
+    case "MetricsPortUnavailable":
+      return {
+        line: `${error.message}. Is another process (another vigil?) using it? Choose another --metrics-port.`,
+        code: exitCodes.MetricsPortUnavailable,
+      }
   }
 }

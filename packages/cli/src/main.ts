@@ -19,13 +19,11 @@ const setExitCode = (code: number) =>
   })
 
 /** Fatal errors end the app with one readable line and their own exit code. */
-const explained = <A, R>(effect: Effect.Effect<A, Explainable, R>) =>
-  effect.pipe(
-    Effect.catch((error: Explainable) => {
-      const { line, code } = explain(error)
-      return Console.error(`vigil: ${line}`).pipe(Effect.andThen(setExitCode(code)))
-    }),
-  )
+const report = (error: Explainable) => {
+  const { line, code } = explain(error)
+  return Console.error(`vigil: ${line}`).pipe(Effect.andThen(setExitCode(code)))
+}
+const explained = <A, R>(effect: Effect.Effect<A, Explainable, R>) => Effect.catch(effect, report)
 
 /** Both commands: `/metrics` and `/health` on a port; OTLP comes from the `OTEL_*` environment. */
 const observabilityFlags = {
@@ -73,6 +71,7 @@ const demo = Command.make(
     Demo.run({ shards, heartbeatMillis: heartbeat, burst }).pipe(
       Effect.flatMap((summary) => setExitCode(summary.ok ? exitCodes.ok : exitCodes.invariant)),
       observed(flags),
+      Effect.catchTag("MetricsPortUnavailable", report),
     ),
 ).pipe(
   Command.withDescription(
@@ -119,21 +118,19 @@ const connect = Command.make(
     ...observabilityFlags,
   },
   ({ intents, shards, compression, quiet, api, sessionDir, ...flags }) =>
-    explained(
-      Effect.gen(function* () {
-        const token = yield* Config.Redacted("DISCORD_TOKEN").pipe(Effect.mapError(() => new MissingToken()))
-        if (Redacted.value(token).trim() === "") return yield* new MissingToken()
-        return yield* Connect.run({
-          token,
-          intents,
-          shards: Option.getOrUndefined(shards),
-          apiBaseUrl: api,
-          compression,
-          events: !quiet,
-          sessionDir: Option.getOrUndefined(sessionDir),
-        })
-      }),
-    ).pipe(observed(flags)),
+    Effect.gen(function* () {
+      const token = yield* Config.Redacted("DISCORD_TOKEN").pipe(Effect.mapError(() => new MissingToken()))
+      if (Redacted.value(token).trim() === "") return yield* new MissingToken()
+      return yield* Connect.run({
+        token,
+        intents,
+        shards: Option.getOrUndefined(shards),
+        apiBaseUrl: api,
+        compression,
+        events: !quiet,
+        sessionDir: Option.getOrUndefined(sessionDir),
+      })
+    }).pipe(observed(flags), explained),
 ).pipe(Command.withDescription("Run a real bot session (token from the DISCORD_TOKEN environment variable)."))
 
 const vigil = Command.make("vigil").pipe(

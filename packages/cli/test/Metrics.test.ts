@@ -4,10 +4,11 @@
  * `promtool check metrics` accepts; `/health` answers beside it.
  */
 import { spawn, spawnSync } from "node:child_process"
-import { createServer } from "node:net"
+import { type AddressInfo, createServer, type Server } from "node:net"
 import { fileURLToPath } from "node:url"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
+import { exitCodes } from "../src/Explain.ts"
 
 const main = fileURLToPath(new URL("../src/main.ts", import.meta.url))
 const promtool = spawnSync("promtool", ["--version"]).status === 0
@@ -82,17 +83,24 @@ describe("vigil demo --metrics-port", () => {
           }),
         )
         let last = ""
-        let health: number | undefined
+        const healthAnswers = new Set<number>()
+        let upBody: { status?: string; shards?: ReadonlyArray<unknown> } | undefined
         // Scrape until the demo ends (it serves only while it runs), as Prometheus would.
         while (!exited) {
           const metrics = yield* scrape(`${base}/metrics`)
           if (metrics._tag === "Some") last = metrics.value.body
           const h = yield* scrape(`${base}/health`)
-          if (h._tag === "Some") health = h.value.status
+          if (h._tag === "Some") {
+            healthAnswers.add(h.value.status)
+            const body = JSON.parse(h.value.body)
+            if (h.value.status === 200 && body.status === "up") upBody = body
+          }
           yield* Effect.sleep("250 millis")
         }
         assert.strictEqual(ran?.code, 0, `every invariant held:\n${ran?.output}`)
-        assert.strictEqual(health, 200)
+        // The provider's verdict with its snapshot: up once every shard was ready.
+        assert.isTrue(healthAnswers.has(200), [...healthAnswers].join())
+        assert.strictEqual(upBody?.shards?.length, 2)
         assert.isAtLeast(series(last, "vigil_zombies_total"), 1, last)
         assert.isAtLeast(series(last, "vigil_resumes_total"), 3, last)
         assert.isAtLeast(series(last, "vigil_identifies_total"), 2, last)
@@ -102,6 +110,26 @@ describe("vigil demo --metrics-port", () => {
           const check = spawnSync("promtool", ["check", "metrics"], { input: last, encoding: "utf8" })
           assert.strictEqual(check.status, 0, `${check.stdout}${check.stderr}`)
         }
+      }),
+    60_000,
+  )
+
+  it.live(
+    "a metrics port already in use: one explained line and its own exit code",
+    () =>
+      Effect.gen(function* () {
+        const taken = yield* Effect.acquireRelease(
+          Effect.callback<Server>((resume) => {
+            const server = createServer().listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
+          }),
+          (server) => Effect.sync(() => server.close()),
+        )
+        const port = (taken.address() as AddressInfo).port
+        const ran = yield* demo(port)
+        assert.strictEqual(ran.code, exitCodes.MetricsPortUnavailable, ran.output)
+        assert.include(ran.output, `vigil: cannot serve metrics on port ${port}`)
+        assert.include(ran.output, "EADDRINUSE")
+        assert.include(ran.output, "--metrics-port")
       }),
     60_000,
   )
