@@ -41,6 +41,7 @@ import {
   type SendError,
   Unauthorized,
 } from "./ProviderError.ts"
+import * as RestMetrics from "./RestMetrics.ts"
 
 export const defaultApiBaseUrl = "https://discord.com/api/v10"
 
@@ -264,6 +265,7 @@ export const make = Effect.fnUntraced(function* (
   const maxRateLimitRetries = config.maxRateLimitRetries ?? 3
   const maxWait = Duration.toMillis(config.maxRateLimitWait ?? Duration.seconds(60))
   const maxRetries = config.maxRetries ?? 3
+  const metrics = RestMetrics.make()
   const backoff = Duration.toMillis(config.retryBackoff ?? Duration.millis(500))
   const globalRequests = config.globalLimit?.requests ?? 50
   const globalWindow = Duration.toMillis(config.globalLimit?.window ?? Duration.seconds(1))
@@ -354,9 +356,11 @@ export const make = Effect.fnUntraced(function* (
       )
       const now = yield* Clock.currentTimeMillis
       if (result._tag === "Failure") {
+        yield* metrics.request(route, "network")
         return { _tag: "Transient", status: undefined, detail: describeCause(result.failure) } as const
       }
       if (Option.isNone(result.success)) {
+        yield* metrics.request(route, "timeout")
         return {
           _tag: "Transient",
           status: undefined,
@@ -366,6 +370,7 @@ export const make = Effect.fnUntraced(function* (
       const { response, body } = result.success.value
       learn(bucket, response, now)
       const status = response.status
+      yield* metrics.request(route, status)
       if (status >= 200 && status < 300) return { _tag: "Done", body } as const
       const fields = { method: route.method, route: route.route }
       const error = Option.getOrUndefined(decodeErrorBody(body))
@@ -392,8 +397,16 @@ export const make = Effect.fnUntraced(function* (
       }
     })
 
-  /** Runs a request through its bucket and the global limit, with bounded retries. */
-  const execute = (route: Route): Effect.Effect<unknown, SendError> => {
+  /**
+   * Runs a request through its bucket and the global limit, with bounded retries, as one span
+   * named for its route bucket (the template, never the path).
+   */
+  const execute = (route: Route): Effect.Effect<unknown, SendError> =>
+    Effect.withSpan(throughLimits(route), "DiscordRest.request", {
+      attributes: { "http.request.method": route.method, "http.route": route.route },
+    })
+
+  const throughLimits = (route: Route): Effect.Effect<unknown, SendError> => {
     const bucket = bucketOf(`${route.method} ${route.route}:${route.major}`)
     const fields = { method: route.method, route: route.route }
     return Semaphore.withPermits(
@@ -428,6 +441,7 @@ export const make = Effect.fnUntraced(function* (
               return yield* Effect.fail(outcome.error)
             case "RateLimited": {
               rateLimited++
+              yield* metrics.rateLimited(route, outcome.global)
               limitedTimes++
               const at = yield* Clock.currentTimeMillis
               if (outcome.global)
@@ -448,6 +462,7 @@ export const make = Effect.fnUntraced(function* (
                 `${route.route}: 429${outcome.global ? " (global)" : ""}, retrying after ${outcome.retryAfterMillis} ms`,
               )
               retries++
+              yield* metrics.retry(route, "rate_limit")
               continue // the wait happens at the top (bucket) or in takeGlobal (global)
             }
             case "Transient": {
@@ -464,6 +479,7 @@ export const make = Effect.fnUntraced(function* (
               const wait = Math.round(backoff * 2 ** (failures - 1) * (0.75 + jitter / 2))
               yield* Effect.logDebug(`${route.route}: ${outcome.detail}; retry ${failures} in ${wait} ms`)
               retries++
+              yield* metrics.retry(route, "transient")
               yield* Effect.sleep(wait)
             }
           }
@@ -552,7 +568,7 @@ export const make = Effect.fnUntraced(function* (
       return typeof route === "string"
         ? Effect.fail(new InvalidMessage({ method: options.method, route: options.route, detail: route }))
         : execute(route)
-    }).pipe(Effect.withSpan("DiscordRest.request", { attributes: { "http.route": options.route } }))
+    })
 
   // The helpers below trust Discord's answers to match discord-api-types (as events do):
   // the types describe what Discord sends; decoding every field would buy nothing here.
