@@ -3,7 +3,9 @@
  * bucket and status, 429s by scope, retries by reason; one span per request named for its
  * route bucket, with no token (the bot's or an interaction's) in any series or span.
  */
+import { readFileSync } from "node:fs"
 import { assert, describe, it } from "@effect/vitest"
+import { Metrics } from "@vigil/gateway"
 import { Settle } from "@vigil/gateway/testing"
 import { Rest, RestMetrics } from "@vigil/provider"
 import * as FakeRest from "@vigil/testing/FakeRest"
@@ -81,4 +83,12 @@ describe("Rest metrics and spans", () => {
       for (const text of [...spans, series]) assert.notInclude(text, "SECRET", text)
     }).pipe(Effect.provideService(Metric.MetricRegistry, new Map())),
   )
+
+  it("the README's metric table lists exactly the metrics Vigil exports, gateway and REST", () => {
+    const readme = readFileSync(new URL("../../../README.md", import.meta.url), "utf8")
+    const rows = readme.split("\n").filter((line) => line.startsWith("| `vigil_"))
+    const listed = new Set(rows.flatMap((row) => row.split(" | ")[0]!.match(/vigil_[a-z_]+/g) ?? []))
+    const exported = new Set([...Object.values(Metrics.names), ...Object.values(RestMetrics.names)])
+    assert.deepStrictEqual([...listed].sort(), [...exported].sort())
+  })
 })
