@@ -111,6 +111,10 @@ describe("DiscordProvider errors and health", () => {
       assert.strictEqual(error._tag, "GatewayInfoError")
       const failures = logs.texts().filter((t) => t.startsWith("Warn") && t.includes("/gateway/bot"))
       assert.strictEqual(failures.length, 3, logs.texts().join("\n")) // the first try and 2 retries
+      assert.deepStrictEqual(
+        failures.map((f) => f.match(/try \d of \d/)?.[0]),
+        ["try 1 of 3", "try 2 of 3", "try 3 of 3"],
+      )
       for (const failure of failures) {
         assert.include(failure, "could not be reached (connect ECONNREFUSED")
         assert.notInclude(failure, "SECRET")

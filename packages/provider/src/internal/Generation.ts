@@ -60,21 +60,27 @@ export const open = (shared: Shared, config: ProviderConfig): Effect.Effect<void
     // token keeps its buckets and daily budget, so it cannot identify too fast.
     const limits = shared.identifyLimits
     const sameBot = limits !== undefined && Equal.equals(limits.token, config.token)
+    const startTries = (config.startRetries ?? 5) + 1
+    let tries = 0
     const manager = yield* ShardManager.make({
       ...config,
       identifyThrottle: sameBot ? limits.throttle : undefined,
     }).pipe(
       Scope.provide(scope),
       Effect.provideContext(shared.context),
-      // Each failure is logged as it happens, with its cause: a start that retries for seconds
-      // must not be silent, nor end with only the last error.
-      Effect.tapError((error) =>
-        Effect.logWarning(`start: ${error.message}`).pipe(Effect.annotateLogs({ error: error._tag })),
-      ),
+      // Each try an outage failed is logged as it happens, with its cause: a start that retries
+      // for seconds must not be silent. A refused token or a bad URL fails at once, to the
+      // caller, who decides what to say.
+      Effect.tapError((error) => {
+        tries++
+        return error._tag === "GatewayInfoError" && GatewayInfo.isTransient(error)
+          ? Effect.logWarning(`start: try ${tries} of ${startTries}: ${error.message}`)
+          : Effect.void
+      }),
       // An outage (no answer, 5xx) is worth a few more tries; a refused token or a bad URL is not.
       Effect.retry({
         schedule: Schedule.exponential(200, 2),
-        times: config.startRetries ?? 5,
+        times: startTries - 1,
         while: (error) => error._tag === "GatewayInfoError" && GatewayInfo.isTransient(error),
       }),
       Effect.onExit((exit) => (Exit.isSuccess(exit) ? Effect.void : Scope.close(scope, exit))),
