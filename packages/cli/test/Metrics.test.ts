@@ -3,10 +3,11 @@
  * `/metrics` while the demo runs (zombies, resumes, closes by code), in text Prometheus's
  * `promtool check metrics` accepts; `/health` answers beside it.
  */
-import { spawn, spawnSync } from "node:child_process"
+import { spawnSync } from "node:child_process"
 import { createServer } from "node:net"
 import { fileURLToPath } from "node:url"
 import { assert, describe, it } from "@effect/vitest"
+import * as NodeProgram from "@vigil/testing/NodeProgram"
 import { Effect } from "effect"
 
 const main = fileURLToPath(new URL("../src/main.ts", import.meta.url))
@@ -25,34 +26,16 @@ const freePort = Effect.callback<number>((resume) => {
   })
 })
 
-/** Runs the demo (from the sources); resolves with its exit code and output. Killed with the test's scope. */
+/** Runs the demo from the sources; killed with the test's scope. */
 const demo = (port: number) =>
-  Effect.callback<{ readonly code: number | null; readonly output: string }>((resume) => {
-    const child = spawn(
-      process.execPath,
-      [
-        "--conditions=@vigil/source",
-        main,
-        "demo",
-        "--heartbeat",
-        "500",
-        "--burst",
-        "500",
-        "--metrics-port",
-        String(port),
-      ],
-      { env: { PATH: process.env["PATH"] ?? "" }, stdio: ["ignore", "pipe", "pipe"] },
-    )
-    let output = ""
-    child.stdout.on("data", (b) => {
-      output += b
-    })
-    child.stderr.on("data", (b) => {
-      output += b
-    })
-    child.on("close", (code) => resume(Effect.succeed({ code, output })))
-    return Effect.sync(() => child.kill("SIGKILL"))
-  })
+  NodeProgram.start(
+    main,
+    {},
+    {
+      conditions: ["@vigil/source"],
+      args: ["demo", "--heartbeat", "500", "--burst", "500", "--metrics-port", String(port)],
+    },
+  )
 
 const scrape = (url: string) =>
   Effect.tryPromise(async () => {
@@ -73,10 +56,11 @@ describe("vigil demo --metrics-port", () => {
       Effect.gen(function* () {
         const port = yield* freePort
         const base = `http://127.0.0.1:${port}`
+        const program = yield* demo(port)
         let exited = false
-        let ran: { readonly code: number | null; readonly output: string } | undefined
+        let ran: NodeProgram.Exited | undefined
         yield* Effect.forkChild(
-          Effect.map(demo(port), (r) => {
+          Effect.map(program.exited, (r) => {
             ran = r
             exited = true
           }),
@@ -91,7 +75,7 @@ describe("vigil demo --metrics-port", () => {
           if (h._tag === "Some") health = h.value.status
           yield* Effect.sleep("250 millis")
         }
-        assert.strictEqual(ran?.code, 0, `every invariant held:\n${ran?.output}`)
+        assert.strictEqual(ran?.code, 0, `every invariant held:\n${ran?.stdout}${ran?.stderr}`)
         assert.strictEqual(health, 200)
         assert.isAtLeast(series(last, "vigil_zombies_total"), 1, last)
         assert.isAtLeast(series(last, "vigil_resumes_total"), 3, last)
