@@ -4,6 +4,10 @@
  * what comes next (resume, identify, stop) and the loop carries it out. Events leave
  * through a bounded queue that outlives connections, deduplicated by sequence so a resume
  * neither loses nor repeats a dispatch.
+ *
+ * Here: the wiring and the loop. One connection attempt (its span, phases and what it
+ * observes) is `internal/Attempt.ts`; the status and health, `internal/Status.ts`; the event
+ * buffer, `internal/Delivery.ts`; the session, `internal/Session.ts`.
  */
 import type { GatewayPresenceUpdateData, GatewayVoiceStateUpdateData } from "discord-api-types/v10"
 import {
@@ -300,7 +304,10 @@ interface Supervision {
   readonly presence: () => GatewayPresenceUpdateData | undefined
 }
 
-/** The supervision loop: one attempt at a time, each outcome decided by the policy and carried out, until the shard stops. */
+/**
+ * The supervision loop: one attempt at a time, each outcome decided by the policy and
+ * carried out, until the shard stops.
+ */
 const supervise = (
   shard: Attempt.Shard,
   { gatewayUrl, stop, presence }: Supervision,

@@ -49,6 +49,7 @@ export interface Outcome {
   readonly handshook: boolean
   /** A Resume the server saw (Hello came) and never answered with RESUMED. */
   readonly resumeFailed: boolean
+  /** It proved healthy (`ReconnectPolicy.provedHealthy`): the backoff counts from zero again. */
   readonly healthy: boolean
   readonly startedAt: number
 }
