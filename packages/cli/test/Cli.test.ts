@@ -3,7 +3,6 @@
  * `vigil connect` as a child process against a fake gateway on 127.0.0.1, where each fatal
  * error must print one line and exit with its own code, never showing the token.
  */
-import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -12,7 +11,8 @@ import { assert, describe, it } from "@effect/vitest"
 import { GatewayError, GatewayInfo } from "@vigil/gateway"
 import { eventually } from "@vigil/testing/Eventually"
 import * as FakeGateway from "@vigil/testing/FakeGateway"
-import { Deferred, Effect, Fiber, Redacted } from "effect"
+import * as NodeProgram from "@vigil/testing/NodeProgram"
+import { Effect, Fiber, Redacted } from "effect"
 import * as Connect from "../src/Connect.ts"
 import * as Demo from "../src/Demo.ts"
 import { exitCodes, explain, MissingToken } from "../src/Explain.ts"
@@ -20,60 +20,12 @@ import * as Screen from "../src/Screen.ts"
 
 const main = fileURLToPath(new URL("../src/main.ts", import.meta.url))
 
-interface Ran {
-  readonly code: number | null
-  readonly stdout: string
-  readonly stderr: string
-}
-
-interface Running {
-  /** What it printed so far. */
-  readonly stdout: () => string
-  readonly kill: (signal: NodeJS.Signals) => void
-  readonly exited: Effect.Effect<Ran>
-}
-
-interface Stop {
-  /** Sends `signal` once what the app printed so far satisfies this. */
-  readonly when: (stdout: string) => boolean
-  readonly signal: NodeJS.Signals
-}
-
-/** Starts `vigil …` with Node, stopped as `stop` says; killed (SIGKILL) when the scope closes. */
-const launch = (args: ReadonlyArray<string>, env: Record<string, string>, stop?: Stop) =>
-  Effect.acquireRelease(
-    Effect.sync((): Running & { readonly child: ChildProcess } => {
-      const child = spawn(process.execPath, ["--conditions=@vigil/source", main, ...args], {
-        env: { PATH: process.env["PATH"] ?? "", ...env },
-        stdio: ["ignore", "pipe", "pipe"],
-      })
-      let stdout = ""
-      let stderr = ""
-      let stopped = false
-      child.stdout.on("data", (b) => {
-        stdout += b
-        if (stop !== undefined && !stopped && stop.when(stdout)) {
-          stopped = true
-          child.kill(stop.signal)
-        }
-      })
-      child.stderr.on("data", (b) => {
-        stderr += b
-      })
-      const closed = Deferred.makeUnsafe<Ran>()
-      child.on("close", (code) => Deferred.doneUnsafe(closed, Effect.succeed({ code, stdout, stderr })))
-      return {
-        child,
-        stdout: () => stdout,
-        kill: (signal) => child.kill(signal),
-        exited: Deferred.await(closed),
-      }
-    }),
-    ({ child }) => Effect.sync(() => child.kill("SIGKILL")),
-  )
+/** Starts `vigil …` with Node from its sources, stopped as `stop` says; killed when the scope closes. */
+const launch = (args: ReadonlyArray<string>, env: Record<string, string>, stop?: NodeProgram.Stop) =>
+  NodeProgram.start(main, env, { conditions: ["@vigil/source"], args, stop })
 
 /** Runs `vigil …` to its end; stops it as `stop` says, and with SIGINT after 20 s in any case. */
-const vigil = (args: ReadonlyArray<string>, env: Record<string, string>, stop?: Stop) =>
+const vigil = (args: ReadonlyArray<string>, env: Record<string, string>, stop?: NodeProgram.Stop) =>
   Effect.scoped(
     Effect.gen(function* () {
       const running = yield* launch(args, env, stop)
@@ -295,7 +247,7 @@ describe("vigil connect", () => {
           },
         ),
       )
-      yield* gateway.awaitEntry((e) => e._tag === "Identified")
+      yield* gateway.awaitEntry((e) => e._tag === "Sent" && e.t === "READY") // the events come after it
       yield* gateway.emit("latest", { count: 3 })
       const ran = yield* Fiber.join(fiber)
       assert.strictEqual(ran.code, 130, ran.stderr)

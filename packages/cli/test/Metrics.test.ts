@@ -3,10 +3,11 @@
  * `/metrics` while the demo runs (zombies, resumes, closes by code), in text Prometheus's
  * `promtool check metrics` accepts; `/health` answers beside it.
  */
-import { spawn, spawnSync } from "node:child_process"
+import { spawnSync } from "node:child_process"
 import { type AddressInfo, createServer, type Server } from "node:net"
 import { fileURLToPath } from "node:url"
 import { assert, describe, it } from "@effect/vitest"
+import * as NodeProgram from "@vigil/testing/NodeProgram"
 import { Effect } from "effect"
 import { exitCodes } from "../src/Explain.ts"
 
@@ -26,34 +27,16 @@ const freePort = Effect.callback<number>((resume) => {
   })
 })
 
-/** Runs the demo (from the sources); resolves with its exit code and output. Killed with the test's scope. */
+/** Runs the demo from the sources; killed with the test's scope. */
 const demo = (port: number) =>
-  Effect.callback<{ readonly code: number | null; readonly output: string }>((resume) => {
-    const child = spawn(
-      process.execPath,
-      [
-        "--conditions=@vigil/source",
-        main,
-        "demo",
-        "--heartbeat",
-        "500",
-        "--burst",
-        "500",
-        "--metrics-port",
-        String(port),
-      ],
-      { env: { PATH: process.env["PATH"] ?? "" }, stdio: ["ignore", "pipe", "pipe"] },
-    )
-    let output = ""
-    child.stdout.on("data", (b) => {
-      output += b
-    })
-    child.stderr.on("data", (b) => {
-      output += b
-    })
-    child.on("close", (code) => resume(Effect.succeed({ code, output })))
-    return Effect.sync(() => child.kill("SIGKILL"))
-  })
+  NodeProgram.start(
+    main,
+    {},
+    {
+      conditions: ["@vigil/source"],
+      args: ["demo", "--heartbeat", "500", "--burst", "500", "--metrics-port", String(port)],
+    },
+  )
 
 const scrape = (url: string) =>
   Effect.tryPromise(async () => {
@@ -74,10 +57,11 @@ describe("vigil demo --metrics-port", () => {
       Effect.gen(function* () {
         const port = yield* freePort
         const base = `http://127.0.0.1:${port}`
+        const program = yield* demo(port)
         let exited = false
-        let ran: { readonly code: number | null; readonly output: string } | undefined
+        let ran: NodeProgram.Exited | undefined
         yield* Effect.forkChild(
-          Effect.map(demo(port), (r) => {
+          Effect.map(program.exited, (r) => {
             ran = r
             exited = true
           }),
@@ -97,7 +81,7 @@ describe("vigil demo --metrics-port", () => {
           }
           yield* Effect.sleep("250 millis")
         }
-        assert.strictEqual(ran?.code, 0, `every invariant held:\n${ran?.output}`)
+        assert.strictEqual(ran?.code, 0, `every invariant held:\n${ran?.stdout}${ran?.stderr}`)
         // The provider's verdict with its snapshot: up once every shard was ready.
         assert.isTrue(healthAnswers.has(200), [...healthAnswers].join())
         assert.strictEqual(upBody?.shards?.length, 2)
@@ -125,11 +109,12 @@ describe("vigil demo --metrics-port", () => {
           (server) => Effect.sync(() => server.close()),
         )
         const port = (taken.address() as AddressInfo).port
-        const ran = yield* demo(port)
-        assert.strictEqual(ran.code, exitCodes.MetricsPortUnavailable, ran.output)
-        assert.include(ran.output, `vigil: cannot serve metrics on port ${port}`)
-        assert.include(ran.output, "EADDRINUSE")
-        assert.include(ran.output, "--metrics-port")
+        const ran = yield* Effect.flatMap(demo(port), (program) => program.exited)
+        const output = `${ran.stdout}${ran.stderr}`
+        assert.strictEqual(ran.code, exitCodes.MetricsPortUnavailable, output)
+        assert.include(output, `vigil: cannot serve metrics on port ${port}`)
+        assert.include(output, "EADDRINUSE")
+        assert.include(output, "--metrics-port")
       }),
     60_000,
   )

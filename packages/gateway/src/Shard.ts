@@ -4,6 +4,10 @@
  * what comes next (resume, identify, stop) and the loop carries it out. Events leave
  * through a bounded queue that outlives connections, deduplicated by sequence so a resume
  * neither loses nor repeats a dispatch.
+ *
+ * Here: the wiring and the loop. One connection attempt (its span, phases and what it
+ * observes) is `internal/Attempt.ts`; the status and health, `internal/Status.ts`; the event
+ * buffer, `internal/Delivery.ts`; the session, `internal/Session.ts`.
  */
 import type { GatewayPresenceUpdateData, GatewayVoiceStateUpdateData } from "discord-api-types/v10"
 import {
@@ -19,11 +23,10 @@ import {
   type Redacted,
   type Scope,
   type Stream,
-  SubscriptionRef,
+  type SubscriptionRef,
 } from "effect"
-import * as Connection from "./Connection.ts"
+import type * as Connection from "./Connection.ts"
 import {
-  type ConnectionError,
   type FatalGatewayError,
   type PayloadTooLarge,
   type SessionStartLimitExhausted,
@@ -31,17 +34,18 @@ import {
 } from "./GatewayError.ts"
 import { IdentifyThrottle } from "./IdentifyThrottle.ts"
 import type * as Intents from "./Intents.ts"
+import * as Attempt from "./internal/Attempt.ts"
 import * as BoundedStore from "./internal/BoundedStore.ts"
 import * as Delivery from "./internal/Delivery.ts"
-import * as Phase from "./internal/Phase.ts"
 import * as Session from "./internal/Session.ts"
+import * as Status from "./internal/Status.ts"
 import * as Members from "./Members.ts"
 import * as Metrics from "./Metrics.ts"
 import * as Outbox from "./Outbox.ts"
 import * as Protocol from "./Protocol.ts"
 import * as ReconnectPolicy from "./ReconnectPolicy.ts"
 import * as ServerText from "./ServerText.ts"
-import { type SaveOptions, SessionStore, type StoredSession } from "./SessionStore.ts"
+import { type SaveOptions, SessionStore } from "./SessionStore.ts"
 import * as Soundboard from "./Soundboard.ts"
 import type { GatewayTransport } from "./Transport.ts"
 
@@ -168,15 +172,6 @@ const defaultGatewayUrl = "wss://gateway.discord.gg"
 
 type Stop = FatalGatewayError | SessionStartLimitExhausted
 
-/** How one attempt went, as the loop's decision needs it. */
-interface AttemptOutcome {
-  readonly exit: Exit.Exit<void, ConnectionError | SessionStartLimitExhausted>
-  /** A Resume the server saw (Hello came) and never answered with RESUMED. */
-  readonly resumeFailed: boolean
-  readonly healthy: boolean
-  readonly startedAt: number
-}
-
 /**
  * Starts a shard in the current scope. Closing the scope closes its connection with a
  * resumable code (the session can be resumed, even by another process via the store).
@@ -186,7 +181,7 @@ export const make = Effect.fnUntraced(function* (
 ): Effect.fn.Return<Shard, never, Scope.Scope | GatewayTransport | SessionStore | IdentifyThrottle> {
   const [id, count] = config.shard
   const throttle = yield* IdentifyThrottle
-  const transportContext = yield* Effect.context<GatewayTransport>()
+  const transport = yield* Effect.context<GatewayTransport>()
   const policy = { ...ReconnectPolicy.defaultConfig, ...config.policy }
 
   const session = yield* Session.make(
@@ -210,256 +205,43 @@ export const make = Effect.fnUntraced(function* (
     sequence: session.sequence,
     queueDepth: () => delivery.stats().queued,
   })
-
-  const status = yield* SubscriptionRef.make<ShardStatus>({
-    shard: config.shard,
-    state: { _tag: "Connecting" },
-    latency: undefined,
-    sessionId: session.current()?.sessionId,
-    connections: 0,
-    identifies: 0,
-    resumes: 0,
-    lastError: undefined,
-  })
-  const setStatus = (f: (s: ShardStatus) => ShardStatus) =>
-    SubscriptionRef.update(status, (s) => {
-      const next = f(s)
-      if (next.state !== s.state) metrics.state(next.state._tag)
-      return next
-    })
-  const setState = (state: ShardState) => setStatus((s) => ({ ...s, state }))
-
-  const forgetSession = Effect.andThen(
-    session.forget,
-    setStatus((s) => ({ ...s, sessionId: undefined })),
-  )
+  const status = yield* Status.make(config.shard, session.current()?.sessionId, metrics)
 
   const stop = yield* Deferred.make<Connection.StopMode>()
-  const shardAttrs = { "vigil.shard.id": id, "vigil.shard.count": count }
-  let attempts = 0
-  /** What every log line of the shard carries. */
-  const annotated = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-    Effect.suspend(() =>
-      Effect.annotateLogs(effect, {
-        shard: id,
-        attempt: attempts,
-        session: session.current()?.sessionId ?? "",
-      }),
-    )
+  const attributes = { "vigil.shard.id": id, "vigil.shard.count": count }
   // The last presence set: a new session (Identify) starts with it, as the old one ended.
   let presence = config.presence
-  let resumeFailures = 0
-  let failuresSinceHealthy = 0
 
-  // What every connection of this shard shares; each attempt adds its URL, handshake and events.
-  const connectionOptions = {
-    token: config.token,
-    intents: config.intents,
-    shard: config.shard,
-    compression: config.compression,
-    helloTimeout: config.helloTimeout,
-    handshakeTimeout: config.handshakeTimeout,
-    maxMessageBytes: config.maxMessageBytes,
-    properties: config.properties,
-    largeThreshold: config.largeThreshold,
-    beforeIdentify: setState({ _tag: "WaitingForIdentify" }).pipe(
-      Effect.andThen(
-        throttle.wait(id).pipe(Effect.withSpan("vigil.identify.wait", { attributes: shardAttrs })),
-      ),
-      Effect.andThen(setState({ _tag: "Identifying" })),
-    ),
-    sequence: Effect.sync(session.sequence),
-    outbox,
-    sendRecorder: metrics,
-    stop: Deferred.await(stop),
-  } satisfies Omit<Connection.ConnectionOptions<unknown>, "url" | "handshake">
-
-  /** One connection, as the span `vigil.connection` with its phases `vigil.connect` and `vigil.handshake`. */
-  const attempt = (resumed: StoredSession | undefined, url: string): Effect.Effect<AttemptOutcome> =>
-    Effect.gen(function* () {
-      const resuming = resumed !== undefined
-      const startedAt = yield* Clock.currentTimeMillis
-      const handshake: Connection.Handshake = resumed
-        ? { _tag: "resume", sessionId: resumed.sessionId, seq: resumed.sequence }
-        : { _tag: "identify" }
-      const connect = yield* Phase.start("vigil.connect", shardAttrs)
-      let handshaking: Phase.Phase | undefined
-      metrics.connection()
-      yield* setStatus((s) => ({ ...s, state: { _tag: "Connecting" }, connections: s.connections + 1 }))
-      let readyAt: number | undefined
-      let ackedAfterReady = false
-      let sentHandshake = false // Hello came, so Identify/Resume went out right after
-      const handshakeComplete = Effect.gen(function* () {
-        const now = yield* Clock.currentTimeMillis
-        readyAt = now
-        resumeFailures = 0
-        return now
-      })
-      const exit = yield* Effect.exit(
-        Connection.run({
-          ...connectionOptions,
-          presence,
-          url,
-          handshake,
-          onEvent: (event) => {
-            switch (event._tag) {
-              case "Dispatches":
-                metrics.dispatched(event.dispatches)
-                return delivery.deliver(event.dispatches)
-              case "Hello":
-                sentHandshake = true
-                connect.end()
-                return Effect.flatMap(
-                  Phase.start("vigil.handshake", { ...shardAttrs, "vigil.handshake": handshake._tag }),
-                  (phase) => {
-                    handshaking = phase
-                    return resuming ? setState({ _tag: "Resuming" }) : Effect.void
-                  },
-                )
-              case "Ready":
-                // A resume's replay may include the session's own READY: an old event, which
-                // the duplicate filter handles, not a new session.
-                if (resumed?.sessionId === event.ready.session_id) return Effect.void
-                return Effect.gen(function* () {
-                  const now = yield* handshakeComplete
-                  handshaking?.end()
-                  metrics.identified()
-                  yield* session.begin(event.ready)
-                  yield* setStatus((s) => ({
-                    ...s,
-                    state: { _tag: "Ready", since: now },
-                    sessionId: event.ready.session_id,
-                    identifies: s.identifies + 1,
-                  }))
-                })
-              case "Resumed":
-                handshaking?.end()
-                metrics.resumed()
-                return Effect.flatMap(handshakeComplete, (now) =>
-                  setStatus((s) => ({ ...s, state: { _tag: "Ready", since: now }, resumes: s.resumes + 1 })),
-                ).pipe(Effect.andThen(session.save)) // the replay is delivered: store where it ended
-              case "Latency":
-                if (readyAt !== undefined) ackedAfterReady = true
-                metrics.latency(event.millis)
-                return setStatus((s) => ({ ...s, latency: event.millis }))
-              case "Warning":
-                metrics.warning(event.error)
-                return Effect.void
-            }
-          },
-        }).pipe(
-          Effect.provideContext(transportContext),
-          // Shut down mid-phase: the open phase ends too, its span not left dangling.
-          Effect.onInterrupt(() =>
-            Effect.sync(() => {
-              connect.end(Exit.interrupt())
-              handshaking?.end(Exit.interrupt())
-            }),
-          ),
+  const shard: Attempt.Shard = {
+    attributes,
+    connection: {
+      token: config.token,
+      intents: config.intents,
+      shard: config.shard,
+      compression: config.compression,
+      helloTimeout: config.helloTimeout,
+      handshakeTimeout: config.handshakeTimeout,
+      maxMessageBytes: config.maxMessageBytes,
+      properties: config.properties,
+      largeThreshold: config.largeThreshold,
+      beforeIdentify: status
+        .setState({ _tag: "WaitingForIdentify" })
+        .pipe(
+          Effect.andThen(throttle.wait(id).pipe(Effect.withSpan("vigil.identify.wait", { attributes }))),
+          Effect.andThen(status.setState({ _tag: "Identifying" })),
         ),
-      )
-      connect.end(exit)
-      handshaking?.end(exit)
-      yield* Effect.annotateCurrentSpan(Phase.outcomeAttributes(exit))
-      const endedAt = yield* Clock.currentTimeMillis
-      yield* session.save
-      return {
-        exit,
-        resumeFailed: resuming && sentHandshake && readyAt === undefined,
-        healthy: ReconnectPolicy.provedHealthy({ readyAt, ackedAfterReady, endedAt }, policy),
-        startedAt,
-      }
-    }).pipe(
-      Effect.withSpan("vigil.connection", {
-        attributes: {
-          ...shardAttrs,
-          "vigil.attempt": attempts,
-          "vigil.handshake": resumed ? "resume" : "identify",
-          "vigil.session.id": resumed?.sessionId ?? "",
-          "vigil.url": ServerText.sanitize(url),
-        },
-      }),
-      annotated,
-    )
-
-  const loggedOut = Effect.andThen(forgetSession, setState({ _tag: "Stopped", reason: "logged out" }))
-
-  /** Carries out decisions until the shard stops. */
-  const loop: Effect.Effect<void, Stop> = Effect.gen(function* () {
-    while (true) {
-      // A logout while disconnected (backing off) ends here, without a new connection.
-      if (Deferred.isDoneUnsafe(stop)) return yield* loggedOut
-      attempts++
-      const resumed = session.current()
-      // A server's resume_gateway_url that is no URL at all is not worth a lost session:
-      // resume through the gateway URL instead.
-      const url =
-        resumed !== undefined && Protocol.isUrl(resumed.resumeUrl)
-          ? resumed.resumeUrl
-          : (config.gatewayUrl ?? defaultGatewayUrl)
-      const { exit, resumeFailed, healthy, startedAt } = yield* attempt(resumed, url)
-      // Only `stop` ends a connection successfully: a logout.
-      if (Exit.isSuccess(exit)) return yield* loggedOut
-      const error = Option.getOrUndefined(Exit.findErrorOption(exit))
-      // No typed error: the connection was interrupted or died. Pass that on unchanged.
-      if (error === undefined) return yield* Effect.failCause(exit.cause as Cause.Cause<never>)
-      if (error._tag === "SessionStartLimitExhausted") {
-        yield* setState({ _tag: "Stopped", reason: error.message, error })
-        return yield* error
-      }
-      metrics.ended(error)
-      failuresSinceHealthy = healthy ? 0 : failuresSinceHealthy + 1
-      // Only a Resume the server saw and refused counts toward the resume-loop breaker: an
-      // unreachable network is no reason to spend one of the day's identifies.
-      if (resumeFailed) resumeFailures++
-      const decision = ReconnectPolicy.decide(
-        {
-          error,
-          hasSession: session.current() !== undefined,
-          wasFailedResume: resumeFailed,
-          resumeFailures,
-          failuresSinceHealthy,
-          sinceAttemptMillis: (yield* Clock.currentTimeMillis) - startedAt,
-        },
-        policy,
-      )
-      yield* setStatus((s) => ({ ...s, lastError: { tag: error._tag, message: error.message } }))
-      yield* annotated(
-        Effect.logDebug(
-          `connection to ${ServerText.sanitize(url)} ended (${error._tag}: ${error.message}): ${decision._tag}`,
-        ),
-      )
-      if (decision._tag === "Stop") {
-        // Not an error log: the app handles the typed failure (`await`) and decides how loud it is.
-        yield* annotated(Effect.logDebug(`shard stopped: ${decision.error.message}`))
-        yield* forgetSession
-        yield* setState({ _tag: "Stopped", reason: decision.error.message, error: decision.error })
-        return yield* decision.error
-      }
-      if (decision._tag === "Identify" && session.current() !== undefined) {
-        resumeFailures = 0
-        yield* forgetSession
-      }
-      yield* waitFor(decision)
-    }
-  })
-
-  const waitFor = (decision: Exclude<ReconnectPolicy.Decision, { readonly _tag: "Stop" }>) =>
-    Effect.gen(function* () {
-      const millis = ReconnectPolicy.waitMillis(decision.wait, yield* Random.next, policy)
-      if (millis <= 0) return
-      const now = yield* Clock.currentTimeMillis
-      yield* setState({ _tag: "BackingOff", until: now + millis, reason: decision.reason })
-      yield* Effect.raceFirst(Effect.sleep(millis), Deferred.await(stop)).pipe(
-        Effect.withSpan("vigil.backoff", {
-          attributes: {
-            ...shardAttrs,
-            "vigil.backoff.millis": millis,
-            "vigil.backoff.reason": decision.reason,
-          },
-        }),
-      )
-    })
+      sequence: Effect.sync(session.sequence),
+      outbox,
+      sendRecorder: metrics,
+      stop: Deferred.await(stop),
+    },
+    transport,
+    session,
+    delivery,
+    status,
+    metrics,
+    policy,
+  }
 
   /** Stopped for good: the stream ends and no command waits for a connection that will not come. */
   let stoppedFor: ShardStopped | undefined
@@ -480,7 +262,11 @@ export const make = Effect.fnUntraced(function* (
       : Option.match(Exit.findErrorOption(exit), { onNone: () => "shut down", onSome: (e) => e._tag })
 
   const fiber = yield* Effect.forkScoped(
-    loop.pipe(
+    supervise(shard, {
+      gatewayUrl: config.gatewayUrl ?? defaultGatewayUrl,
+      stop,
+      presence: () => presence,
+    }).pipe(
       Effect.onExit((exit) => stopped(reasonOf(exit))),
       Effect.ensuring(session.save),
     ),
@@ -488,18 +274,12 @@ export const make = Effect.fnUntraced(function* (
   // Also when the scope closes before the loop ever ran.
   yield* Effect.addFinalizer(() => stopped("shut down"))
 
-  const health: Effect.Effect<ShardHealth> = Effect.gen(function* () {
-    const s = yield* SubscriptionRef.get(status)
-    const queuedCommands = yield* outbox.size
-    return { ...s, ...delivery.stats(), queuedCommands }
-  })
-
   return {
     id,
     count,
     events: delivery.events,
-    status,
-    health,
+    status: status.ref,
+    health: status.health(delivery, outbox.size),
     send: outbox.send,
     updatePresence: (update) =>
       Effect.andThen(
@@ -515,3 +295,123 @@ export const make = Effect.fnUntraced(function* (
     await: Fiber.join(fiber),
   } satisfies Shard
 })
+
+interface Supervision {
+  /** Where a new session connects (and a resume whose URL is unusable). */
+  readonly gatewayUrl: string
+  /** Completed by `logout`. */
+  readonly stop: Deferred.Deferred<Connection.StopMode>
+  /** The presence a new session identifies with. */
+  readonly presence: () => GatewayPresenceUpdateData | undefined
+}
+
+/**
+ * The supervision loop: one attempt at a time, each outcome decided by the policy and
+ * carried out, until the shard stops.
+ */
+const supervise = (
+  shard: Attempt.Shard,
+  { gatewayUrl, stop, presence }: Supervision,
+): Effect.Effect<void, Stop> =>
+  Effect.gen(function* () {
+    const { session, status, metrics, policy } = shard
+    let attempts = 0
+    let resumeFailures = 0
+    let failuresSinceHealthy = 0
+    /** What every log line of the shard carries. */
+    const annotated = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+      Effect.suspend(() =>
+        Effect.annotateLogs(effect, {
+          shard: shard.connection.shard[0],
+          attempt: attempts,
+          session: session.current()?.sessionId ?? "",
+        }),
+      )
+    const forgetSession = Effect.andThen(
+      session.forget,
+      status.update((s) => ({ ...s, sessionId: undefined })),
+    )
+    const loggedOut = Effect.andThen(
+      forgetSession,
+      status.setState({ _tag: "Stopped", reason: "logged out" }),
+    )
+
+    while (true) {
+      // A logout while disconnected (backing off) ends here, without a new connection.
+      if (Deferred.isDoneUnsafe(stop)) return yield* loggedOut
+      attempts++
+      const resumed = session.current()
+      // A server's resume_gateway_url that is no URL at all is not worth a lost session:
+      // resume through the gateway URL instead.
+      const url = resumed !== undefined && Protocol.isUrl(resumed.resumeUrl) ? resumed.resumeUrl : gatewayUrl
+      const { exit, handshook, resumeFailed, healthy, startedAt } = yield* annotated(
+        Attempt.run(shard, { number: attempts, resumed, url, presence: presence() }),
+      )
+      if (handshook) resumeFailures = 0
+      // Only `stop` ends a connection successfully: a logout.
+      if (Exit.isSuccess(exit)) return yield* loggedOut
+      const error = Option.getOrUndefined(Exit.findErrorOption(exit))
+      // No typed error: the connection was interrupted or died. Pass that on unchanged.
+      if (error === undefined) return yield* Effect.failCause(exit.cause as Cause.Cause<never>)
+      if (error._tag === "SessionStartLimitExhausted") {
+        yield* status.setState({ _tag: "Stopped", reason: error.message, error })
+        return yield* error
+      }
+      metrics.ended(error)
+      failuresSinceHealthy = healthy ? 0 : failuresSinceHealthy + 1
+      // Only a Resume the server saw and refused counts toward the resume-loop breaker: an
+      // unreachable network is no reason to spend one of the day's identifies.
+      if (resumeFailed) resumeFailures++
+      const decision = ReconnectPolicy.decide(
+        {
+          error,
+          hasSession: session.current() !== undefined,
+          wasFailedResume: resumeFailed,
+          resumeFailures,
+          failuresSinceHealthy,
+          sinceAttemptMillis: (yield* Clock.currentTimeMillis) - startedAt,
+        },
+        policy,
+      )
+      yield* status.update((s) => ({ ...s, lastError: { tag: error._tag, message: error.message } }))
+      yield* annotated(
+        Effect.logDebug(
+          `connection to ${ServerText.sanitize(url)} ended (${error._tag}: ${error.message}): ${decision._tag}`,
+        ),
+      )
+      if (decision._tag === "Stop") {
+        // Not an error log: the app handles the typed failure (`await`) and decides how loud it is.
+        yield* annotated(Effect.logDebug(`shard stopped: ${decision.error.message}`))
+        yield* forgetSession
+        yield* status.setState({ _tag: "Stopped", reason: decision.error.message, error: decision.error })
+        return yield* decision.error
+      }
+      if (decision._tag === "Identify" && session.current() !== undefined) {
+        resumeFailures = 0
+        yield* forgetSession
+      }
+      yield* backOff(shard, decision, stop)
+    }
+  })
+
+/** Waits as the decision says, cut short by a logout. */
+const backOff = (
+  shard: Attempt.Shard,
+  decision: Exclude<ReconnectPolicy.Decision, { readonly _tag: "Stop" }>,
+  stop: Deferred.Deferred<Connection.StopMode>,
+) =>
+  Effect.gen(function* () {
+    const millis = ReconnectPolicy.waitMillis(decision.wait, yield* Random.next, shard.policy)
+    if (millis <= 0) return
+    const now = yield* Clock.currentTimeMillis
+    yield* shard.status.setState({ _tag: "BackingOff", until: now + millis, reason: decision.reason })
+    yield* Effect.raceFirst(Effect.sleep(millis), Deferred.await(stop)).pipe(
+      Effect.withSpan("vigil.backoff", {
+        attributes: {
+          ...shard.attributes,
+          "vigil.backoff.millis": millis,
+          "vigil.backoff.reason": decision.reason,
+        },
+      }),
+    )
+  })

@@ -26,11 +26,21 @@ export interface StartOptions {
    * `["@vigil/source"]` to run the workspace's sources instead of the built packages.
    */
   readonly conditions?: ReadonlyArray<string> | undefined
+  /** The program's arguments, after the file. */
+  readonly args?: ReadonlyArray<string> | undefined
+  /** Stops the program with a signal once its output shows it got far enough. */
+  readonly stop?: Stop | undefined
+}
+
+export interface Stop {
+  /** Sends `signal` (once) as soon as what the program printed on stdout so far satisfies this. */
+  readonly when: (stdout: string) => boolean
+  readonly signal: NodeJS.Signals
 }
 
 /**
- * Starts `node file` with only `PATH` and `env` in its environment; killed (SIGKILL) when the
- * scope closes, so no program outlives its test.
+ * Starts `node file …args` with only `PATH` and `env` in its environment; stopped as `stop`
+ * says, and killed (SIGKILL) when the scope closes, so no program outlives its test.
  */
 export const start = (
   file: string,
@@ -40,14 +50,19 @@ export const start = (
   Effect.acquireRelease(
     Effect.sync(() => {
       const conditions = (options.conditions ?? []).map((condition) => `--conditions=${condition}`)
-      const child = spawn(process.execPath, [...conditions, file], {
+      const child = spawn(process.execPath, [...conditions, file, ...(options.args ?? [])], {
         env: { PATH: process.env["PATH"] ?? "", ...env },
         stdio: ["ignore", "pipe", "pipe"],
       })
       let stdout = ""
       let stderr = ""
+      let stopped = false
       child.stdout.on("data", (b) => {
         stdout += b
+        if (options.stop !== undefined && !stopped && options.stop.when(stdout)) {
+          stopped = true
+          child.kill(options.stop.signal)
+        }
       })
       child.stderr.on("data", (b) => {
         stderr += b
