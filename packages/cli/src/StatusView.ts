@@ -15,6 +15,8 @@ const stateText = (state: Shard.ShardState, now: number, live: boolean): string 
         : `backing off (${state.reason})`
     case "Stopped":
       return `stopped: ${state.reason}`
+    case "WaitingForIdentify":
+      return "waiting for identify"
     default:
       return state._tag.toLowerCase()
   }
@@ -33,7 +35,9 @@ export const line = (health: Health.ShardReport, now: number, s: Style, live: bo
   if (!live) return `${head}  session ${health.sessionId ?? "-"}`
   const latency =
     health.latencyMillis === undefined ? "   -  " : `${String(health.latencyMillis).padStart(4)} ms`
-  const error = health.lastError ? s.dim(`  last: ${health.lastError.tag}`) : ""
+  const last = health.lastError
+  // The close reason and the URL tried: what an operator needs to tell the server's fault from ours.
+  const error = last ? s.dim(`  last: ${last.message}${last.url ? ` (${last.url})` : ""}`) : ""
   return (
     `${head}  ${latency}  ${String(health.delivered).padStart(7)} events  ` +
     `${health.connections} conn · ${health.resumes} resumed · ${health.identifies} identified${error}`

@@ -9,6 +9,7 @@ import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { assert, describe, it } from "@effect/vitest"
 import { GatewayError, GatewayInfo } from "@vigil/gateway"
+import type { Health } from "@vigil/provider"
 import { eventually } from "@vigil/testing/Eventually"
 import * as FakeGateway from "@vigil/testing/FakeGateway"
 import * as NodeProgram from "@vigil/testing/NodeProgram"
@@ -17,6 +18,7 @@ import * as Connect from "../src/Connect.ts"
 import * as Demo from "../src/Demo.ts"
 import { exitCodes, explain, MissingToken } from "../src/Explain.ts"
 import * as Screen from "../src/Screen.ts"
+import * as StatusView from "../src/StatusView.ts"
 
 const main = fileURLToPath(new URL("../src/main.ts", import.meta.url))
 
@@ -93,6 +95,38 @@ describe("vigil demo", () => {
     Effect.runSync(plain.status(["a", "b"]))
     Effect.runSync(plain.status(["a", "c"]))
     assert.strictEqual(piped, "  a\n  b\n  c\n", "only changes, no escape codes")
+  })
+
+  it("a shard's line names its state in words, and the last close with its reason and the URL tried", () => {
+    const report: Health.ShardReport = {
+      shardId: 0,
+      shardCount: 2,
+      state: { _tag: "WaitingForIdentify" },
+      latencyMillis: 12,
+      lastEventAt: undefined,
+      sessionId: undefined,
+      connections: 2,
+      reconnects: 1,
+      identifies: 0,
+      resumes: 0,
+      lastError: {
+        tag: "ServerClosed",
+        message: "server closed the connection with 4000: maintenance window",
+        url: "wss://gateway.example",
+      },
+      errors: {},
+      delivered: 0,
+      duplicates: 0,
+      dropped: 0,
+      queuedCommands: 0,
+    }
+    const plain = Screen.style({ isTTY: false, write: () => {} })
+    const line = StatusView.line(report, 0, plain, true)
+    assert.include(line, "waiting for identify")
+    assert.include(
+      line,
+      "last: server closed the connection with 4000: maintenance window (wss://gateway.example)",
+    )
   })
 
   it("in a terminal narrower than its lines: each line fitted to the width, the redraw moves up by screen rows", () => {
@@ -205,33 +239,35 @@ describe("vigil connect", () => {
     }),
   )
 
-  it.live("in a terminal, connect's live status block shows each shard's heartbeat latency", () =>
-    Effect.gen(function* () {
-      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 250 })
-      let text = ""
-      const output: Screen.Output = {
-        isTTY: true,
-        columns: () => 200,
-        write: (t) => {
-          text += t
-        },
-      }
-      const options = { intents: 513, shards: undefined, compression: "none", events: true } as const
-      const fiber = yield* Effect.forkChild(
-        Connect.run(
-          { ...options, token: Redacted.make(token), apiBaseUrl: gateway.httpUrl, sessionDir: undefined },
-          output,
-        ),
-      )
-      const plain = () => Screen.visible(text)
-      yield* eventually(
-        () => /shard 0\/1 +ready +\d+ ms/.test(plain()),
-        "a latency in the block",
-        "15 seconds",
-      )
-      yield* Fiber.interrupt(fiber)
-      assert.include(plain(), "READY", "events scroll above the block")
-    }),
+  it.live(
+    "in a terminal, connect's live status block shows each shard's heartbeat latency and last close reason",
+    () =>
+      Effect.gen(function* () {
+        const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 250 })
+        let text = ""
+        const output: Screen.Output = {
+          isTTY: true,
+          columns: () => 200,
+          write: (t) => {
+            text += t
+          },
+        }
+        const options = { intents: 513, shards: undefined, compression: "none", events: true } as const
+        const fiber = yield* Effect.forkChild(
+          Connect.run(
+            { ...options, token: Redacted.make(token), apiBaseUrl: gateway.httpUrl, sessionDir: undefined },
+            output,
+          ),
+        )
+        const plain = () => Screen.visible(text)
+        yield* eventually(
+          () => /shard 0\/1 +ready +\d+ ms/.test(plain()),
+          "a latency in the block",
+          "15 seconds",
+        )
+        yield* Fiber.interrupt(fiber)
+        assert.include(plain(), "READY", "events scroll above the block")
+      }),
   )
 
   it.live("a healthy session prints events; Ctrl-C closes with a resumable code", () =>

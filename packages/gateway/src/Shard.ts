@@ -114,7 +114,10 @@ export interface ShardStatus {
   readonly connections: number
   readonly identifies: number
   readonly resumes: number
-  readonly lastError: { readonly tag: string; readonly message: string } | undefined
+  /** How the last connection ended, and the gateway URL it had tried (server text sanitized). */
+  readonly lastError:
+    | { readonly tag: string; readonly message: string; readonly url?: string | undefined }
+    | undefined
 }
 
 export interface ShardHealth extends ShardStatus, Delivery.DeliveryStats {
@@ -373,7 +376,10 @@ const supervise = (
         },
         policy,
       )
-      yield* status.update((s) => ({ ...s, lastError: { tag: error._tag, message: error.message } }))
+      yield* status.update((s) => ({
+        ...s,
+        lastError: { tag: error._tag, message: error.message, url: ServerText.sanitize(url) },
+      }))
       yield* annotated(
         Effect.logDebug(
           `connection to ${ServerText.sanitize(url)} ended (${error._tag}: ${error.message}): ${decision._tag}`,

@@ -129,6 +129,7 @@ describe("a shard's status after a hostile close", () => {
       yield* Settle.settle
       const { lastError } = yield* SubscriptionRef.get(shard.status)
       assert.strictEqual(lastError?.tag, "ServerClosed")
+      assert.strictEqual(lastError?.url, "memory://gateway", "the URL the connection had tried")
       const message = lastError?.message ?? `${plainToken}${padding}`
       assert.notInclude(message, plainToken)
       assert.notInclude(message, "\n")

@@ -17,6 +17,8 @@ export type ProviderState = "Stopped" | "Starting" | "Running" | "Stopping" | "R
 export interface ErrorSummary {
   readonly tag: string
   readonly message: string
+  /** The gateway URL a connection had tried, when the error ended one. */
+  readonly url?: string | undefined
 }
 
 export interface ShardReport {
