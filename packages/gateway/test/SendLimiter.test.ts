@@ -35,6 +35,23 @@ const flood = (limiter: SendLimiter.SendLimiter, count: number) =>
     return written
   })
 
+/** Beats every `interval` through the limiter, as a connection does; when each was written. */
+const heartbeats = (limiter: SendLimiter.SendLimiter, interval: number) =>
+  Effect.gen(function* () {
+    const beats: Array<number> = []
+    const heartbeat = yield* Effect.forkChild(
+      Effect.forever(
+        Effect.gen(function* () {
+          yield* limiter.record
+          yield* limiter.written
+          beats.push(yield* Clock.currentTimeMillis)
+          yield* Effect.sleep(interval)
+        }),
+      ),
+    )
+    return { beats, heartbeat }
+  })
+
 /** The most sends that arrive within any `window` ms. */
 const busiestWindow = (arrivals: ReadonlyArray<number>, window = Protocol.sendLimit.windowMillis) => {
   const sorted = [...arrivals].sort((a, b) => a - b)
@@ -51,17 +68,7 @@ describe("SendLimiter: what the server counts", () => {
     Effect.gen(function* () {
       const interval = 41_250
       const limiter = SendLimiter.make({ heartbeatIntervalMillis: interval })
-      const beats: Array<number> = []
-      const heartbeat = yield* Effect.forkChild(
-        Effect.forever(
-          Effect.gen(function* () {
-            yield* limiter.record
-            yield* limiter.written
-            beats.push(yield* Clock.currentTimeMillis)
-            yield* Effect.sleep(interval)
-          }),
-        ),
-      )
+      const { beats, heartbeat } = yield* heartbeats(limiter, interval)
       const commands = yield* Effect.forkChild(flood(limiter, 600))
       yield* TestClock.adjust(400_000)
       const written = yield* Fiber.join(commands)
@@ -80,17 +87,7 @@ describe("SendLimiter: what the server counts", () => {
     Effect.gen(function* () {
       const interval = 1_000
       const limiter = SendLimiter.make({ heartbeatIntervalMillis: interval })
-      const beats: Array<number> = []
-      const heartbeat = yield* Effect.forkChild(
-        Effect.forever(
-          Effect.gen(function* () {
-            yield* limiter.record
-            yield* limiter.written
-            beats.push(yield* Clock.currentTimeMillis)
-            yield* Effect.sleep(interval)
-          }),
-        ),
-      )
+      const { beats, heartbeat } = yield* heartbeats(limiter, interval)
       // Let the heartbeats fill the window past the reserve (65 of them) before commands start.
       yield* TestClock.adjust(70_000)
       const commands = yield* Effect.forkChild(flood(limiter, 100))
