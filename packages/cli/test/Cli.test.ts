@@ -226,6 +226,17 @@ describe("vigil connect", () => {
     }),
   )
 
+  it.live("GET /users/@me failing (5xx after the retries): one line naming it, exit code 21", () =>
+    Effect.gen(function* () {
+      const gateway = yield* FakeGateway.make({ token })
+      yield* gateway.failPosts({ status: 503, count: 10 })
+      const ran = yield* vigil(["connect", "--api", gateway.httpUrl], { DISCORD_TOKEN: token })
+      assert.strictEqual(ran.code, exitCodes.BotUserUnavailable, ran.stderr)
+      assert.strictEqual(ran.stderr.trim().split("\n").length, 1)
+      assert.match(ran.stderr, /who the bot is: GET \/users\/@me failed \(503\)/)
+    }),
+  )
+
   it.live("a privileged intent the bot may not use: DisallowedIntents, exit code 17", () =>
     Effect.gen(function* () {
       const gateway = yield* FakeGateway.make({ token, allowedPrivilegedIntents: 0 })
@@ -290,7 +301,7 @@ describe("vigil connect", () => {
           ["connect", "--api", gateway.httpUrl],
           { DISCORD_TOKEN: token },
           {
-            when: (out) => out.match(/MESSAGE_CREATE/g)?.length === 3 && out.includes("ready"),
+            when: (out) => out.match(/MESSAGE_CREATE/g)?.length === 3 && out.includes("ready as "),
             signal: "SIGINT",
           },
         ),
@@ -301,7 +312,7 @@ describe("vigil connect", () => {
       assert.strictEqual(ran.code, 130, ran.stderr)
       assert.include(ran.stdout, "READY")
       assert.strictEqual(ran.stdout.match(/MESSAGE_CREATE/g)?.length, 3)
-      assert.include(ran.stdout, "ready")
+      assert.include(ran.stdout, "ready as vigil-fake-bot (1000000000000000001)")
       const closes = (yield* gateway.entries).filter((e) => e._tag === "Closed")
       assert.isTrue(closes.length > 0 && closes.every((c) => c._tag === "Closed" && c.code !== 1000))
       assert.notInclude(ran.stdout + ran.stderr, token)
@@ -392,6 +403,12 @@ describe("vigil connect --session-dir", () => {
         yield* eventually(
           () => printed(second.stdout()).at(-1)! > produced,
           "the replay up to RESUMED printed",
+          "30 seconds",
+        )
+        // Resumed, so no READY: the bot is known from GET /users/@me, and the app is ready.
+        yield* eventually(
+          () => second.stdout().includes("ready as vigil-fake-bot (1000000000000000001)"),
+          "the second process ready",
           "30 seconds",
         )
         second.kill("SIGINT")
