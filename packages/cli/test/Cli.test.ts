@@ -301,7 +301,11 @@ describe("vigil connect", () => {
           ["connect", "--api", gateway.httpUrl],
           { DISCORD_TOKEN: token },
           {
-            when: (out) => out.match(/MESSAGE_CREATE/g)?.length === 3 && out.includes("ready as "),
+            // READY too: the fake may number the messages before it (it records Identified first).
+            when: (out) =>
+              out.match(/MESSAGE_CREATE/g)?.length === 3 &&
+              out.includes(" READY") &&
+              out.includes("ready as "),
             signal: "SIGINT",
           },
         ),

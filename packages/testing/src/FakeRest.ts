@@ -1,7 +1,8 @@
 /**
  * A fake of Discord's REST API for bots: who the bot is (`GET /users/@me`), messages
- * (`POST /channels/{id}/messages`, edit, delete, react) and interaction answers (`POST /interactions/{id}/{token}/callback`, edit
- * of `@original`), with Discord's rate limiting — a bucket per route and major parameter (the channel),
+ * (`POST /channels/{id}/messages`, edit, delete, react) and interaction answers
+ * (`POST /interactions/{id}/{token}/callback`, edit of `@original`), with Discord's rate
+ * limiting — a bucket per route and major parameter (the channel),
  * announced in `X-RateLimit-*` headers, plus the global per-bot limit — its 429 answers
  * (`retry_after` in the body, `Retry-After` header, `X-RateLimit-Global`/`-Scope`), token
  * checks, the validation errors a bot is most likely to hit (empty or too long content,
