@@ -3,7 +3,7 @@
  * `Redacted` from the moment it is read. Events are printed, with a live status block (latency
  * included) in a terminal; a fatal error becomes one line of explanation and its own exit code.
  */
-import { SessionStore } from "@vigil/gateway"
+import { ServerText, SessionStore } from "@vigil/gateway"
 import { NodeGateway, NodeSessionStore } from "@vigil/gateway-node"
 import { DiscordProvider } from "@vigil/provider"
 import { Effect, Layer, type Redacted, Stream } from "effect"
@@ -61,9 +61,22 @@ export const run = (options: ConnectOptions, output: Screen.Output = Screen.stdo
             )
           : Stream.runDrain(discord.events),
       )
+      // The bot's readiness (every shard ready, the bot known: a restart that resumes gets no
+      // READY) is announced once each time it is reached.
+      let ready = false
       yield* Effect.forkScoped(
         Stream.runForEach(discord.healthChanges({ every: "200 millis" }), (health) =>
-          screen.status(health.shards.map((h) => StatusView.line(h, health.at, s, output.isTTY))),
+          Effect.gen(function* () {
+            if (health.ready && !ready && health.botUser !== undefined) {
+              const bot = ServerText.sanitize(
+                `${health.botUser.username} (${health.botUser.id})`,
+                options.token,
+              )
+              yield* screen.log(s.green(`ready as ${bot}`))
+            }
+            ready = health.ready
+            yield* screen.status(health.shards.map((h) => StatusView.line(h, health.at, s, output.isTTY)))
+          }),
         ),
       )
       yield* Observability.serveHealth(discord)

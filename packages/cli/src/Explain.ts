@@ -3,12 +3,14 @@
  * per cause, so scripts and supervisors can tell them apart.
  */
 import type { GatewayError, GatewayInfo, ShardManager } from "@vigil/gateway"
+import type { ProviderError } from "@vigil/provider"
 import { Schema } from "effect"
 
 export type Explainable =
   | GatewayError.FatalGatewayError
   | GatewayError.SessionStartLimitExhausted
   | GatewayInfo.GatewayInfoError
+  | ProviderError.BotUserUnavailable
   | ShardManager.ManagerStop
   | MissingToken
   | SessionDirUnavailable
@@ -61,6 +63,7 @@ export const exitCodes = {
   CompressionUnavailable: 19,
   SessionDirUnavailable: 20,
   MetricsPortUnavailable: 21,
+  BotUserUnavailable: 22,
 } as const
 
 export const explain = (error: Explainable): { readonly line: string; readonly code: number } => {
@@ -69,7 +72,7 @@ export const explain = (error: Explainable): { readonly line: string; readonly c
       return { line: "no token: set the DISCORD_TOKEN environment variable.", code: exitCodes.MissingToken }
     case "AuthenticationFailed":
       return {
-        // 401: refused by GET /gateway/bot; 4004: by the gateway itself.
+        // 401: refused by the REST API (GET /users/@me, /gateway/bot); 4004: by the gateway itself.
         line: `Discord refused the token (${error.code}). Check DISCORD_TOKEN, or reset the token in the developer portal.`,
         code: exitCodes.AuthenticationFailed,
       }
@@ -78,6 +81,8 @@ export const explain = (error: Explainable): { readonly line: string; readonly c
         line: `could not ask Discord where to connect: ${error.message}`,
         code: exitCodes.GatewayInfoError,
       }
+    case "BotUserUnavailable":
+      return { line: error.message, code: exitCodes.BotUserUnavailable }
     case "InvalidShard":
       return {
         line: "Discord rejected the shard id or count (4010). Check --shards.",

@@ -212,6 +212,17 @@ describe("vigil connect", () => {
     }),
   )
 
+  it.live("GET /users/@me failing (5xx after the retries): one line naming it, exit code 22", () =>
+    Effect.gen(function* () {
+      const gateway = yield* FakeGateway.make({ token })
+      yield* gateway.failPosts({ status: 503, count: 10 })
+      const ran = yield* vigil(["connect", "--api", gateway.httpUrl], { DISCORD_TOKEN: token })
+      assert.strictEqual(ran.code, exitCodes.BotUserUnavailable, ran.stderr)
+      assert.strictEqual(ran.stderr.trim().split("\n").length, 1)
+      assert.match(ran.stderr, /who the bot is: GET \/users\/@me failed \(503\)/)
+    }),
+  )
+
   it.live("a privileged intent the bot may not use: DisallowedIntents, exit code 17", () =>
     Effect.gen(function* () {
       const gateway = yield* FakeGateway.make({ token, allowedPrivilegedIntents: 0 })
@@ -278,7 +289,11 @@ describe("vigil connect", () => {
           ["connect", "--api", gateway.httpUrl],
           { DISCORD_TOKEN: token },
           {
-            when: (out) => out.match(/MESSAGE_CREATE/g)?.length === 3 && out.includes("ready"),
+            // READY too: the fake may number the messages before it (it records Identified first).
+            when: (out) =>
+              out.match(/MESSAGE_CREATE/g)?.length === 3 &&
+              out.includes(" READY") &&
+              out.includes("ready as "),
             signal: "SIGINT",
           },
         ),
@@ -289,7 +304,7 @@ describe("vigil connect", () => {
       assert.strictEqual(ran.code, 130, ran.stderr)
       assert.include(ran.stdout, "READY")
       assert.strictEqual(ran.stdout.match(/MESSAGE_CREATE/g)?.length, 3)
-      assert.include(ran.stdout, "ready")
+      assert.include(ran.stdout, "ready as vigil-fake-bot (1000000000000000001)")
       const closes = (yield* gateway.entries).filter((e) => e._tag === "Closed")
       assert.isTrue(closes.length > 0 && closes.every((c) => c._tag === "Closed" && c.code !== 1000))
       assert.notInclude(ran.stdout + ran.stderr, token)
@@ -312,8 +327,17 @@ describe("vigil connect", () => {
       const ran = yield* Fiber.join(fiber)
       assert.include(ran.stdout, "READY")
       assert.strictEqual(ran.code, 143, ran.stderr)
-      const closes = (yield* gateway.entries).filter((e) => e._tag === "Closed")
-      assert.isTrue(closes.length > 0 && closes.every((c) => c._tag === "Closed" && c.code !== 1000))
+      // The server may record the close a moment after the process is gone.
+      const closed = Effect.map(gateway.entries, (entries) => entries.filter((e) => e._tag === "Closed"))
+      yield* eventually(
+        Effect.map(closed, (closes) => closes.length > 0),
+        "the server saw the socket closed",
+      )
+      const codes = (yield* closed).map((c) => (c._tag === "Closed" ? c.code : undefined))
+      assert.isTrue(
+        codes.every((code) => code !== 1000),
+        `the session kept resumable: ${codes.join(",")}`,
+      )
     }),
   )
 })
@@ -380,6 +404,12 @@ describe("vigil connect --session-dir", () => {
         yield* eventually(
           () => printed(second.stdout()).at(-1)! > produced,
           "the replay up to RESUMED printed",
+          "30 seconds",
+        )
+        // Resumed, so no READY: the bot is known from GET /users/@me, and the app is ready.
+        yield* eventually(
+          () => second.stdout().includes("ready as vigil-fake-bot (1000000000000000001)"),
+          "the second process ready",
           "30 seconds",
         )
         second.kill("SIGINT")

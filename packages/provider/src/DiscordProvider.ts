@@ -89,11 +89,15 @@ export interface StopOptions {
 
 export type FatalError = ShardManager.ManagerStop
 
-/** Why a start or reload failed: `GET /gateway/bot` did, or refused the token (401). */
+/** Why a start or reload failed: `GET /gateway/bot` or `GET /users/@me` did, or refused the token (401). */
 export type { StartError }
 
 export interface DiscordProviderService {
-  /** Connects (a new generation). Does nothing if running. Fails if `GET /gateway/bot` fails. */
+  /**
+   * Connects (a new generation). Does nothing if running. Fails if `GET /gateway/bot` fails,
+   * or `GET /users/@me`: asked while the shards connect, unless a READY or an earlier start
+   * told who the bot is (a session resumed from a persistent store brings no READY).
+   */
   readonly start: Effect.Effect<void, StartError | ProviderClosed>
   /** Disconnects every shard; after it, no socket, heartbeat or pump is left. Does nothing if stopped. */
   readonly stop: (options?: StopOptions) => Effect.Effect<void>

@@ -229,11 +229,15 @@ export const decode = (shardId: number, dispatch: Protocol.Dispatch, options: De
   }
 }
 
-const ReadyUser = Schema.Struct({ user: Schema.Struct({ id: Schema.String, username: Schema.String }) })
+/** Who the bot is, as READY's `user` and `GET /users/@me` tell it (the fields Vigil uses). */
+export const BotUser = Schema.Struct({ id: Schema.String, username: Schema.String })
+export type BotUser = typeof BotUser.Type
+
+const ReadyUser = Schema.Struct({ user: BotUser })
 const decodeReadyUser = Schema.decodeUnknownOption(ReadyUser)
 
 /** The bot's user from a READY dispatch's data. */
-export const readyUser = (data: unknown): { readonly id: string; readonly username: string } | undefined => {
+export const readyUser = (data: unknown): BotUser | undefined => {
   const ready = decodeReadyUser(data)
   return ready._tag === "Some" ? ready.value.user : undefined
 }

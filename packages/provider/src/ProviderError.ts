@@ -124,5 +124,20 @@ export class GatewayNotRunning extends Schema.TaggedError<GatewayNotRunning>()("
   }
 }
 
-/** Why a start or reload failed: `GET /gateway/bot` did, or refused the token (401). */
-export type StartError = GatewayInfo.GatewayInfoError | GatewayError.AuthenticationFailed
+/**
+ * `GET /users/@me` failed when a start or reload asked who the bot is (unreachable, 5xx or
+ * 429 after the REST client's retries, or an unexpected answer); `reason` is the REST error's message.
+ */
+export class BotUserUnavailable extends Schema.TaggedError<BotUserUnavailable>()("BotUserUnavailable", {
+  reason: Schema.String,
+}) {
+  override get message() {
+    return `could not ask Discord who the bot is: ${this.reason}`
+  }
+}
+
+/**
+ * Why a start or reload failed: `GET /gateway/bot` or `GET /users/@me` did, or refused
+ * the token (401).
+ */
+export type StartError = GatewayInfo.GatewayInfoError | GatewayError.AuthenticationFailed | BotUserUnavailable

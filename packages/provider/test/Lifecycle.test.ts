@@ -9,8 +9,10 @@ import * as MemoryTransport from "@vigil/gateway/testing/MemoryTransport"
 import * as ScriptedGateway from "@vigil/gateway/testing/ScriptedGateway"
 import * as Settle from "@vigil/gateway/testing/Settle"
 import { DiscordProvider, Health } from "@vigil/provider"
+import * as FakeRest from "@vigil/testing/FakeRest"
+import * as Traffic from "@vigil/testing/Traffic"
 import { PresenceUpdateStatus } from "discord-api-types/v10"
-import { Cause, Effect, Exit, Fiber, Layer, Redacted, Schedule, Scope, Stream } from "effect"
+import { Cause, Context, Effect, Exit, Fiber, Layer, Redacted, Schedule, Scope, Stream } from "effect"
 import { HttpClient } from "effect/http"
 
 const token = "lifecycle-test-token-SECRET"
@@ -32,17 +34,28 @@ const configWith = (
   ...overrides,
 })
 
-/** No test here reaches the REST API; one that tries is a bug, and one may hang on purpose. */
-const httpClient = (answer: "never" | "die") =>
-  HttpClient.make((request) =>
-    answer === "never" ? Effect.never : Effect.die(new Error(`unexpected HTTP: ${request.url}`)),
-  )
+/** The bot as READY names it (ScriptedGateway's) and as `GET /users/@me` answers it. */
+const bot = { id: "1", username: "vigil" }
 
-const env = (http: "never" | "die" = "die") =>
+/** The REST API a start asks who the bot is; `GET /gateway/bot` hangs (a test stuck there on purpose). */
+class Rest extends Context.Service<Rest, FakeRest.Handler>()("test/Rest") {}
+
+const restLayer = Layer.effect(Rest)(Effect.sync(() => FakeRest.handler({ token, bot })))
+
+const httpClient = Layer.effect(HttpClient.HttpClient)(
+  Effect.gen(function* () {
+    const rest = yield* Rest
+    return HttpClient.make((request, url) =>
+      url.pathname.endsWith("/gateway/bot") ? Effect.never : rest.client.execute(request),
+    )
+  }),
+)
+
+const env = () =>
   Layer.mergeAll(
     ScriptedGateway.ScriptedGateway.layer(),
     SessionStore.SessionStore.layerMemory,
-    Layer.succeed(HttpClient.HttpClient)(httpClient(http)),
+    httpClient.pipe(Layer.provideMerge(restLayer)),
   )
 
 /** A provider in a scope of its own, so a test can shut it down. */
@@ -301,7 +314,7 @@ describe("DiscordProvider lifecycle (TestClock)", () => {
         assert.strictEqual((yield* discord.health).state, "Closed")
         yield* discord.stop() // a no-op after shutdown
         assert.deepStrictEqual(gateway.connectAttempts(), [], "nothing ever connected")
-      }).pipe(Effect.provide(env("never"))),
+      }).pipe(Effect.provide(env())),
   )
 
   it.effect("a reload, then shutdown: the new generation is closed too, its sessions kept resumable", () =>
@@ -337,6 +350,139 @@ describe("DiscordProvider lifecycle (TestClock)", () => {
       yield* Settle.advance(120_000)
       assert.strictEqual(gateway.connectAttempts().length, attempts)
       assert.strictEqual(gateway.openCount(), 0)
+    }).pipe(Effect.provide(env())),
+  )
+})
+
+describe("DiscordProvider: who the bot is (TestClock)", () => {
+  const oneShard = configWith({ gatewayBot: { ...gatewayBot, shards: 1 } })
+  const restPaths = Effect.gen(function* () {
+    const requests = yield* (yield* Rest).requests
+    return requests.map((r) => `${r.method} ${r.path} ${r.status}`)
+  })
+
+  it.effect(
+    "a restarted process resumes (no READY): GET /users/@me names the bot; ready, its own messages skipped, replayed ones too",
+    () =>
+      Effect.gen(function* () {
+        const server = yield* ScriptedGateway.ScriptedGateway
+        const rest = yield* Rest
+        // The first process: identifies, then shuts down keeping its session (the shared store keeps it).
+        const first = yield* provider(oneShard)
+        yield* first.discord.start
+        yield* ready(first.discord)
+        yield* Scope.close(first.scope, Exit.void)
+
+        const someone = Traffic.messageCreate(1)
+        const own = (n: number) => ({ ...Traffic.messageCreate(n), author: { ...someone.author, ...bot } })
+        // Sent while no process runs: replayed on resume, while GET /users/@me is still being
+        // retried (a 503 first), so before the bot is known.
+        yield* server.emit("MESSAGE_CREATE", own(2))
+        yield* server.emit("MESSAGE_CREATE", someone)
+        yield* rest.failNext({ status: 503 })
+
+        const { discord } = yield* provider(oneShard)
+        const messages: Array<string> = []
+        yield* Effect.forkChild(
+          Stream.runForEach(discord.messages, (m) =>
+            Effect.sync(() => messages.push(m._tag === "MessageCreated" ? m.id : m._tag)),
+          ),
+        )
+        yield* Settle.settle
+        yield* within(discord.start)
+        yield* ready(discord)
+        assert.strictEqual(server.allIdentifies().length, 1, "the second process identified")
+        assert.strictEqual(server.resumes(0), 1)
+        const health = yield* discord.health
+        assert.deepStrictEqual(health.botUser, bot)
+        assert.isTrue(health.ready)
+
+        yield* server.emit("MESSAGE_CREATE", own(3))
+        yield* server.emit("MESSAGE_CREATE", Traffic.messageCreate(4))
+        yield* Settle.settle
+        assert.deepStrictEqual(
+          messages,
+          [someone.id, Traffic.messageCreate(4).id],
+          "the bot's own messages skipped, the replayed one too",
+        )
+        assert.deepStrictEqual((yield* discord.health).inbound, { messages: 2, malformed: 0, ownSkipped: 2 })
+        assert.deepStrictEqual(yield* restPaths, [
+          "GET /users/@me 200",
+          "GET /users/@me 503",
+          "GET /users/@me 200",
+        ])
+      }).pipe(Effect.provide(env())),
+  )
+
+  it.effect(
+    "a token refused at GET /users/@me: start fails with AuthenticationFailed; the shards begun are closed again",
+    () =>
+      Effect.gen(function* () {
+        const rest = yield* Rest
+        const gateway = yield* MemoryTransport.MemoryTransport
+        const { discord } = yield* provider(oneShard)
+        yield* rest.failNext({ status: 401 })
+        const error = yield* Effect.flip(within(discord.start))
+        assert.strictEqual(error._tag, "AuthenticationFailed")
+        if (error._tag === "AuthenticationFailed") {
+          assert.strictEqual(error.code, 401)
+          assert.include(error.reason, "/users/@me")
+        }
+        assert.notInclude(error.message, "SECRET")
+        const health = yield* discord.health
+        assert.strictEqual(health.state, "Stopped")
+        assert.strictEqual(health.startError?.tag, "AuthenticationFailed")
+        assert.isUndefined(health.botUser)
+        assert.deepStrictEqual(health.shards, [])
+        assert.strictEqual(gateway.openCount(), 0, "no socket left")
+        // The token accepted again: the next start asks again, and runs.
+        yield* discord.start
+        yield* ready(discord)
+        assert.deepStrictEqual(yield* restPaths, ["GET /users/@me 401", "GET /users/@me 200"])
+      }).pipe(Effect.provide(env())),
+  )
+
+  it.effect(
+    "GET /users/@me failing: retried by the REST client; lasting, start fails with BotUserUnavailable",
+    () =>
+      Effect.gen(function* () {
+        const rest = yield* Rest
+        const gateway = yield* MemoryTransport.MemoryTransport
+        const { discord } = yield* provider(oneShard)
+        yield* rest.failNext({ status: 503, count: 4 }) // the first try and the 3 retries
+        const error = yield* Effect.flip(within(discord.start))
+        assert.strictEqual(error._tag, "BotUserUnavailable")
+        assert.include(error.message, "503")
+        assert.strictEqual((yield* discord.health).state, "Stopped")
+        assert.strictEqual(gateway.openCount(), 0, "no socket left")
+        yield* rest.failNext({ status: 503 })
+        yield* within(discord.start)
+        yield* ready(discord)
+        assert.deepStrictEqual((yield* discord.health).botUser, bot)
+        assert.deepStrictEqual(yield* restPaths, [
+          ...Array.from({ length: 4 }, () => "GET /users/@me 503"),
+          "GET /users/@me 503",
+          "GET /users/@me 200",
+        ])
+      }).pipe(Effect.provide(env())),
+  )
+
+  it.effect("asked once per bot: not again by a stop and start or a reload, again for another token", () =>
+    Effect.gen(function* () {
+      const { discord } = yield* provider(oneShard)
+      yield* discord.start
+      yield* ready(discord)
+      yield* discord.stop({ session: "keep" })
+      yield* discord.start
+      yield* within(discord.reload({ ...oneShard, intents: 1 }))
+      yield* ready(discord)
+      assert.deepStrictEqual(yield* restPaths, ["GET /users/@me 200"])
+      const error = yield* Effect.flip(
+        within(discord.reload({ ...oneShard, token: Redacted.make("another-bot-SECRET") })),
+      )
+      assert.strictEqual(error._tag, "AuthenticationFailed", "the fake knows no other bot")
+      assert.isUndefined((yield* discord.health).botUser, "the other bot is not this one")
+      assert.deepStrictEqual(yield* restPaths, ["GET /users/@me 200", "GET /users/@me 401"])
     }).pipe(Effect.provide(env())),
   )
 })

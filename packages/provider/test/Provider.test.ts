@@ -122,27 +122,25 @@ describe("DiscordProvider errors and health", () => {
     }),
   )
 
-  it.live("a bad token: await fails with AuthenticationFailed (no token in it); a reload fixes it", () =>
-    Effect.gen(function* () {
-      const gateway = yield* fakeGateway()
-      const gatewayBot = {
-        url: gateway.url,
-        shards: 1,
-        session_start_limit: { total: 1000, remaining: 1000, reset_after: 1000, max_concurrency: 1 },
-      }
-      const wrong = configFor(gateway, { token: Redacted.make("WRONG-SECRET-token"), gatewayBot })
-      const { discord } = yield* provider(wrong)
-      yield* discord.start
-      const error = yield* Effect.flip(discord.await.pipe(Effect.timeout("20 seconds")))
-      assert.strictEqual(error._tag, "AuthenticationFailed")
-      assert.notInclude(error.message, "SECRET")
-      const health = yield* discord.health
-      assert.strictEqual(health.fatal?.tag, "AuthenticationFailed")
-      assert.strictEqual(Health.verdict(health), "down")
-      yield* discord.reload(configFor(gateway, { gatewayBot }))
-      yield* ready(discord)
-      assert.isUndefined((yield* discord.health).fatal)
-    }),
+  it.live(
+    "the gateway refusing the token (4004): await fails with AuthenticationFailed; a reload recovers",
+    () =>
+      Effect.gen(function* () {
+        const gateway = yield* fakeGateway({ shards: 1 })
+        const { discord } = yield* provider(configFor(gateway))
+        yield* discord.start
+        yield* ready(discord)
+        yield* gateway.close("all", 4004)
+        const error = yield* Effect.flip(discord.await.pipe(Effect.timeout("20 seconds")))
+        assert.strictEqual(error._tag, "AuthenticationFailed")
+        assert.notInclude(error.message, "SECRET")
+        const health = yield* discord.health
+        assert.strictEqual(health.fatal?.tag, "AuthenticationFailed")
+        assert.strictEqual(Health.verdict(health), "down")
+        yield* discord.reload(configFor(gateway))
+        yield* ready(discord)
+        assert.isUndefined((yield* discord.health).fatal)
+      }),
   )
 
   it.live(
@@ -156,6 +154,7 @@ describe("DiscordProvider errors and health", () => {
         const error = yield* Effect.flip(discord.start)
         assert.strictEqual(error._tag, "AuthenticationFailed")
         assert.notInclude(error.message, "SECRET")
+        assert.deepStrictEqual(yield* gateway.restRequests, [], "refused before GET /users/@me")
         const health = yield* discord.health
         assert.strictEqual(health.state, "Stopped")
         assert.strictEqual(health.startError?.tag, "AuthenticationFailed")
@@ -349,32 +348,49 @@ describe("DiscordProvider.layer", () => {
     }),
   )
 
-  it.live("sessionStore: the next process's layer resumes the session the first kept on shutdown", () =>
-    Effect.gen(function* () {
-      const gateway = yield* fakeGateway({ shards: 1 })
-      // One store both "processes" share, as a session directory on disk would be.
-      const sessionStore = Layer.succeed(SessionStore.SessionStore)(SessionStore.makeMemory())
-      // Shards ready, not `awaitReady`: a resumed session brings no READY, so no bot user.
-      const shardsReady = (discord: DiscordProvider.DiscordProviderService) =>
-        eventually(
-          Effect.map(
-            discord.health,
-            (h) => h.shards.length > 0 && h.shards.every((s) => s.state._tag === "Ready"),
-          ),
-          "every shard ready",
+  it.live(
+    "sessionStore: the next process's layer resumes the session the first kept on shutdown, and knows its bot (GET /users/@me): ready, own messages skipped",
+    () =>
+      Effect.gen(function* () {
+        const gateway = yield* fakeGateway({ shards: 1 })
+        // One store both "processes" share, as a session directory on disk would be.
+        const sessionStore = Layer.succeed(SessionStore.SessionStore)(SessionStore.makeMemory())
+        const run = <A, E>(body: (discord: DiscordProvider.DiscordProviderService) => Effect.Effect<A, E>) =>
+          Effect.scoped(
+            Effect.gen(function* () {
+              const discord = yield* DiscordProvider.DiscordProvider
+              return yield* body(discord)
+            }).pipe(
+              Effect.provide(DiscordProvider.DiscordProvider.layer(configFor(gateway), { sessionStore })),
+            ),
+          )
+        yield* run((discord) => Effect.andThen(discord.start, ready(discord)))
+        const { health, authors } = yield* run((discord) =>
+          Effect.gen(function* () {
+            const messages = yield* Effect.forkChild(Stream.runCollect(Stream.take(discord.messages, 1)))
+            yield* Effect.sleep(10)
+            yield* discord.start
+            yield* ready(discord) // a resumed session brings no READY: the bot user came from REST
+            const own = {
+              ...Traffic.messageCreate(1),
+              author: { id: botId, username: "vigil-fake-bot", bot: true },
+            }
+            yield* gateway.dispatch("all", "MESSAGE_CREATE", own)
+            yield* gateway.dispatch("all", "MESSAGE_CREATE", Traffic.messageCreate(2))
+            const received = yield* Fiber.join(messages).pipe(Effect.timeout("20 seconds"))
+            return {
+              health: yield* discord.health,
+              authors: received.map((m) => (m._tag === "MessageCreated" ? m.author.id : m._tag)),
+            }
+          }),
         )
-      const run = Effect.scoped(
-        Effect.gen(function* () {
-          const discord = yield* DiscordProvider.DiscordProvider
-          yield* discord.start
-          yield* shardsReady(discord)
-        }).pipe(Effect.provide(DiscordProvider.DiscordProvider.layer(configFor(gateway), { sessionStore }))),
-      )
-      yield* run
-      yield* run
-      const entries = yield* gateway.entries
-      assert.strictEqual(entries.filter((e) => e._tag === "Identified").length, 1)
-      assert.strictEqual(entries.filter((e) => e._tag === "Resumed").length, 1)
-    }),
+        const entries = yield* gateway.entries
+        assert.strictEqual(entries.filter((e) => e._tag === "Identified").length, 1)
+        assert.strictEqual(entries.filter((e) => e._tag === "Resumed").length, 1)
+        assert.deepStrictEqual(health.botUser, { id: botId, username: "vigil-fake-bot" })
+        assert.isTrue(health.ready)
+        assert.deepStrictEqual(authors, [Traffic.messageCreate(2).author.id], "the bot's own message skipped")
+        assert.strictEqual(health.inbound.ownSkipped, 1)
+      }),
   )
 })

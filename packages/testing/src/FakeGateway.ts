@@ -1,7 +1,7 @@
 /**
  * A fake Discord gateway on 127.0.0.1: a real `ws` server (on a Node HTTP server that also
- * answers `GET /gateway/bot`, and `POST /channels/{id}/messages` through `FakeRest`'s
- * handler: one fake Discord at one address, `httpUrl`) that speaks the protocol of
+ * answers `GET /gateway/bot`, and `GET /users/@me` and `POST /channels/{id}/messages`
+ * through `FakeRest`'s handler: one fake Discord at one address, `httpUrl`) that speaks the protocol of
  * docs/protocol.md the way Discord does, and lets a test inject any fault at the moment it
  * chooses. Everything lives in the scope it was made in: when that closes, no server,
  * socket, fiber or timer is left.

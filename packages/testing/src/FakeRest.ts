@@ -1,7 +1,8 @@
 /**
- * A fake of Discord's REST API for bots: messages (`POST /channels/{id}/messages`, edit,
- * delete, react) and interaction answers (`POST /interactions/{id}/{token}/callback`, edit
- * of `@original`), with Discord's rate limiting — a bucket per route and major parameter (the channel),
+ * A fake of Discord's REST API for bots: who the bot is (`GET /users/@me`), messages
+ * (`POST /channels/{id}/messages`, edit, delete, react) and interaction answers
+ * (`POST /interactions/{id}/{token}/callback`, edit of `@original`), with Discord's rate
+ * limiting — a bucket per route and major parameter (the channel),
  * announced in `X-RateLimit-*` headers, plus the global per-bot limit — its 429 answers
  * (`retry_after` in the body, `Retry-After` header, `X-RateLimit-Global`/`-Scope`), token
  * checks, the validation errors a bot is most likely to hit (empty or too long content,
@@ -39,7 +40,7 @@ export interface Config {
   readonly global?: { readonly requests: number; readonly window: Duration.Input } | undefined
   /** The bucket hash announced in `X-RateLimit-Bucket`. Default `"fake-messages"`. */
   readonly bucketHash?: string | undefined
-  /** The author of the messages the fake creates. */
+  /** The bot: what `GET /users/@me` answers, and the author of the messages the fake creates. */
   readonly bot?: { readonly id: string; readonly username: string } | undefined
 }
 
@@ -184,6 +185,7 @@ const noContent = (headers: Readonly<Record<string, string>>): Answer => ({
 
 /** What a path asks for: the routes the fake knows, with their parameters. */
 type Target =
+  | { readonly _tag: "Me" }
   | { readonly _tag: "Post"; readonly channelId: string }
   | { readonly _tag: "Message"; readonly channelId: string; readonly messageId: string }
   | { readonly _tag: "React"; readonly channelId: string; readonly messageId: string; readonly emoji: string }
@@ -195,6 +197,7 @@ const routes: ReadonlyArray<{
   readonly pattern: RegExp
   readonly target: (p: ReadonlyArray<string>) => Target
 }> = [
+  { method: ["GET"], pattern: /^\/users\/@me$/, target: () => ({ _tag: "Me" }) },
   {
     method: ["POST"],
     pattern: /^\/channels\/(\d+)\/messages$/,
@@ -283,19 +286,21 @@ const makeModel = (config: Config) => {
     body: { message: "You are being rate limited.", retry_after: Number(seconds(retryAfterMillis)), global },
   })
 
+  const userObject = {
+    id: bot.id,
+    username: bot.username,
+    discriminator: "0",
+    global_name: null,
+    avatar: null,
+    bot: true,
+  }
+
   const messageObject = (message: PostedMessage, body: Record<string, unknown>) => ({
     id: message.id,
     channel_id: message.channelId,
     content: message.content,
     embeds: Array.isArray(body["embeds"]) ? body["embeds"] : [],
-    author: {
-      id: bot.id,
-      username: bot.username,
-      discriminator: "0",
-      global_name: null,
-      avatar: null,
-      bot: true,
-    },
+    author: userObject,
     timestamp: new Date(message.at).toISOString(),
     edited_timestamp: null,
     tts: false,
@@ -414,7 +419,10 @@ const makeModel = (config: Config) => {
       if (request.body === undefined) {
         return { status: 413, headers: {}, body: { message: "Request entity too large", code: 40005 } }
       }
-      const needsBody = target._tag !== "React" && !(target._tag === "Message" && request.method === "DELETE")
+      const needsBody =
+        target._tag !== "Me" &&
+        target._tag !== "React" &&
+        !(target._tag === "Message" && request.method === "DELETE")
       if (needsBody && body === undefined) {
         return {
           status: 400,
@@ -455,7 +463,7 @@ const makeModel = (config: Config) => {
         limitedBy = "global"
         return limited(globalTurn.retryAfter, true, {})
       }
-      const channel = target.channelId
+      const channel = channelId ?? ""
       // A bucket per route and channel, as Discord's (posts, edits and deletes, reactions).
       const bucketKey = `${request.method} ${target._tag}:${channel}`
       const bucket = buckets.get(bucketKey) ?? { resetAt: 0, used: 0 }
@@ -466,6 +474,7 @@ const makeModel = (config: Config) => {
         return limited(turn.retryAfter, false, bucketHeaders(0, turn.retryAfter, now))
       }
       const headers = bucketHeaders(turn.remaining, turn.resetAfter, now)
+      if (target._tag === "Me") return { status: 200, headers, body: userObject }
       if (target._tag === "Post") return createMessage(channel, headers)
       const index = messages.findIndex((m) => m.id === target.messageId && m.channelId === channel)
       if (index < 0) return { ...unknownMessage, headers }

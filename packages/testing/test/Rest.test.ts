@@ -93,6 +93,32 @@ describe("FakeGateway REST", () => {
     }),
   )
 
+  it.live("GET /users/@me: the configured bot for its token, 401 for another; faults apply to it", () =>
+    Effect.gen(function* () {
+      const user = { id: "4200000000000000042", username: "answering-bot" }
+      const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 30_000, user })
+      const me = (auth: string) =>
+        Effect.promise(() =>
+          fetch(`${gateway.httpUrl}/api/v10/users/@me`, { headers: { authorization: auth } }).then(
+            async (res) => ({ status: res.status, body: (await res.json()) as any }),
+          ),
+        )
+      const answer = yield* me(`Bot ${token}`)
+      assert.strictEqual(answer.status, 200)
+      assert.deepStrictEqual(
+        [answer.body.id, answer.body.username, answer.body.bot],
+        [user.id, user.username, true],
+      )
+      assert.strictEqual((yield* me("Bot another-token")).status, 401)
+      yield* gateway.failPosts({ status: 503 })
+      assert.strictEqual((yield* me(`Bot ${token}`)).status, 503)
+      assert.deepStrictEqual(
+        (yield* gateway.restRequests).map((r) => `${r.method} ${r.path} ${r.status}`),
+        ["GET /users/@me 200", "GET /users/@me 401", "GET /users/@me 503"],
+      )
+    }),
+  )
+
   it.live("validation: 401 without the token, 400 for an empty message, a too long one, or bad JSON", () =>
     Effect.gen(function* () {
       const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 30_000 })

@@ -8,6 +8,7 @@ import { Effect, Equal, Exit, Option, Redacted, Schedule, Scope, Stream, Subscri
 import type { ProviderConfig } from "../DiscordProvider.ts"
 import type * as Health from "../Health.ts"
 import type { StartError } from "../ProviderError.ts"
+import * as BotUser from "./BotUser.ts"
 import { pump } from "./Pump.ts"
 import { type Shared, signal, summary } from "./Shared.ts"
 
@@ -50,7 +51,10 @@ const watch = (shared: Shared, generation: Generation, shardId: number) =>
     )
   })
 
-/** Opens a generation with `config` and makes it the current one. */
+/**
+ * Opens a generation with `config` and makes it the current one. A bot not yet known is
+ * asked for (`GET /users/@me`) while its shards connect, before their events are handed on.
+ */
 export const open = (shared: Shared, config: ProviderConfig): Effect.Effect<void, StartError> =>
   Effect.gen(function* () {
     const scope = yield* Scope.make()
@@ -62,30 +66,38 @@ export const open = (shared: Shared, config: ProviderConfig): Effect.Effect<void
     const sameBot = limits !== undefined && Equal.equals(limits.token, config.token)
     const startTries = (config.startRetries ?? 5) + 1
     let tries = 0
-    const manager = yield* ShardManager.make({
-      ...config,
-      identifyThrottle: sameBot ? limits.throttle : undefined,
-    }).pipe(
-      Scope.provide(scope),
-      Effect.provideContext(shared.context),
-      // Each try an outage failed is logged as it happens, with its cause: a start that retries
-      // for seconds must not be silent. A refused token or a bad URL fails at once, to the
-      // caller, who decides what to say.
-      Effect.tapError((error) => {
-        tries++
-        return error._tag === "GatewayInfoError" && GatewayInfo.isTransient(error)
-          ? Effect.logWarning(`start: try ${tries} of ${startTries}: ${error.message}`)
-          : Effect.void
-      }),
-      // An outage (no answer, 5xx) is worth a few more tries; a refused token or a bad URL is not.
-      Effect.retry({
-        schedule: Schedule.exponential(200, 2),
-        times: startTries - 1,
-        while: (error) => error._tag === "GatewayInfoError" && GatewayInfo.isTransient(error),
-      }),
+    const opened = Effect.gen(function* () {
+      const manager = yield* ShardManager.make({
+        ...config,
+        identifyThrottle: sameBot ? limits.throttle : undefined,
+      }).pipe(
+        Scope.provide(scope),
+        Effect.provideContext(shared.context),
+        // Each try an outage failed is logged as it happens, with its cause: a start that retries
+        // for seconds must not be silent. A refused token or a bad URL fails at once, to the
+        // caller, who decides what to say.
+        Effect.tapError((error) => {
+          tries++
+          return error._tag === "GatewayInfoError" && GatewayInfo.isTransient(error)
+            ? Effect.logWarning(`start: try ${tries} of ${startTries}: ${error.message}`)
+            : Effect.void
+        }),
+        // An outage (no answer, 5xx) is worth a few more tries; a refused token or a bad URL is not.
+        Effect.retry({
+          schedule: Schedule.exponential(200, 2),
+          times: startTries - 1,
+          while: (error) => error._tag === "GatewayInfoError" && GatewayInfo.isTransient(error),
+        }),
+      )
+      shared.identifyLimits = { token: config.token, throttle: manager.identifyThrottle }
+      // A resumed session brings no READY, yet the bot's own messages (replayed ones too)
+      // must be told apart: the pump starts once the bot is known.
+      if (shared.botUser === undefined) shared.botUser = yield* BotUser.fetch(shared.rest)
+      return manager
+    })
+    const manager = yield* opened.pipe(
       Effect.onExit((exit) => (Exit.isSuccess(exit) ? Effect.void : Scope.close(scope, exit))),
     )
-    shared.identifyLimits = { token: config.token, throttle: manager.identifyThrottle }
     const generation: Generation = { id, scope, manager, config, errors: new Map() }
     yield* Effect.forkIn(Stream.runForEach(manager.events, pump(shared)), scope)
     for (const shardId of manager.shardIds) yield* Effect.forkIn(watch(shared, generation, shardId), scope)

@@ -40,7 +40,8 @@ export interface Shared {
       }
     | undefined
   startError: Health.ErrorSummary | undefined
-  botUser: { readonly id: string; readonly username: string } | undefined
+  /** From READY, or `GET /users/@me` when a start finds it unknown (see `Generation.open`). */
+  botUser: Inbound.BotUser | undefined
   rest: Rest.RestClient
   readonly inbound: { messages: number; malformed: number; ownSkipped: number }
   readonly outbound: { sent: number; readonly failed: Record<string, number> }

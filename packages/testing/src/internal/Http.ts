@@ -2,7 +2,7 @@
  * The REST side of the fake: `GET /gateway` and `GET /gateway/bot` (what a gateway client
  * asks before it connects), with or without the `/api/v{n}` prefix, answered like Discord,
  * including the 401 for a missing or wrong `Authorization: Bot <token>`. Every other route
- * (`POST /channels/{id}/messages`, and the 404s) is `FakeRest`'s.
+ * (`GET /users/@me`, `POST /channels/{id}/messages`, and the 404s) is `FakeRest`'s.
  */
 import type { IncomingMessage, ServerResponse } from "node:http"
 import { Clock, Effect } from "effect"
