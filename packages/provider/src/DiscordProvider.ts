@@ -14,9 +14,10 @@
  *   yield* discord.start // a refused token fails it with AuthenticationFailed (401)
  *   yield* discord.await // fails with a fatal gateway error (4004, intents, …), by tag
  * })
- * program.pipe(Effect.provide(DiscordProvider.layer({ token: Redacted.make(t), intents: 33281 })))
+ * // DISCORD_TOKEN (and DISCORD_API_URL, DISCORD_INTENTS) through Config; Node's transport and fetch
+ * program.pipe(Effect.provide(DiscordProvider.layerConfig({ intents: 33281 }).pipe(Layer.provide(DiscordProvider.layerNodeRequirements()))))
  * ```
- * (The README's version is run by `test/ReadmeExample.test.ts`.)
+ * (The README's version is `test/readme/bot.ts`, run as a program by the tests.)
  *
  * Lifecycle. Each `start` or `reload` opens a *generation*: a `ShardManager` in a scope of
  * its own, with its event pump and watchers. Lifecycle operations are serialized (one at a
@@ -35,6 +36,7 @@
 
 import {
   type GatewayError,
+  Intents,
   type Members,
   SessionStore,
   type ShardManager,
@@ -42,7 +44,18 @@ import {
 } from "@vigil/gateway"
 import { NodeGateway } from "@vigil/gateway-node"
 import type { GatewayPresenceUpdateData, GatewayVoiceStateUpdateData } from "discord-api-types/v10"
-import { Context, type Duration, Effect, Layer, Option, Result, type Scope, Stream } from "effect"
+import {
+  Config,
+  ConfigProvider,
+  Context,
+  type Duration,
+  Effect,
+  Layer,
+  Option,
+  Result,
+  type Scope,
+  Stream,
+} from "effect"
 import { FetchHttpClient } from "effect/http"
 import type * as Health from "./Health.ts"
 import type * as Inbound from "./Inbound.ts"
@@ -73,7 +86,7 @@ export interface ProviderConfig extends Omit<ShardManager.ShardManagerConfig, "i
   /**
    * On app shutdown (scope close, e.g. Ctrl-C or a deploy): keep the sessions resumable
    * (default: closed with a resumable code, so the restarted process resumes instead of
-   * spending an identify, given a persistent session store: see `layer`'s `sessionStore`)
+   * spending an identify, given a persistent session store: see `layerNodeRequirements`' `sessionStore`)
    * or end them (close 1000, the bot shows offline at once).
    */
   readonly onShutdown?: "logout" | "keep-session" | undefined
@@ -175,17 +188,7 @@ export type GatewayCommandError =
 
 export class DiscordProvider extends Context.Service<DiscordProvider, DiscordProviderService>()(
   "@vigil/provider/DiscordProvider",
-) {
-  /** Batteries included: Node WebSocket transport, fetch HttpClient; sessions in memory unless `options` says where. */
-  static readonly layer = <E = never>(
-    config: ProviderConfig,
-    options?: LayerOptions<E>,
-  ): Layer.Layer<DiscordProvider, E> => layer(config, options)
-  /** Bring your own transport, HttpClient and session store (tests, other runtimes). */
-  static readonly layerWithoutDependencies = (
-    config: ProviderConfig,
-  ): Layer.Layer<DiscordProvider, never, Shared.Requirements> => Layer.effect(DiscordProvider)(make(config))
-}
+) {}
 
 export const make = Effect.fnUntraced(function* (
   initial: ProviderConfig,
@@ -268,7 +271,40 @@ export const make = Effect.fnUntraced(function* (
   } satisfies DiscordProviderService
 })
 
-export interface LayerOptions<E> {
+/** What the provider runs on: a gateway transport, a session store and an HttpClient. */
+export type Requirements = Shared.Requirements
+
+/** The provider, on the transport, session store and HttpClient the app provides (any runtime, tests). */
+export const layer = (config: ProviderConfig): Layer.Layer<DiscordProvider, never, Requirements> =>
+  Layer.effect(DiscordProvider)(make(config))
+
+/**
+ * The provider with its token and settings read through `Config`: `DISCORD_TOKEN` (required,
+ * kept `Redacted`), `DISCORD_INTENTS` (a bitfield or `GatewayIntentBits` names, comma-separated)
+ * and `DISCORD_API_URL` (the REST base, version included); `config` gives the rest, and the
+ * defaults when a variable is absent. A missing or malformed variable fails with `ConfigError`.
+ */
+export const layerConfig = (
+  config: Partial<ProviderConfig> = {},
+): Layer.Layer<DiscordProvider, Config.ConfigError, Requirements> =>
+  Layer.unwrap(
+    Effect.gen(function* () {
+      const token = yield* Config.Redacted("DISCORD_TOKEN")
+      const intentsText = yield* Config.option(Config.String("DISCORD_INTENTS"))
+      const apiBaseUrl = yield* Config.option(Config.String("DISCORD_API_URL"))
+      const intents = Option.isSome(intentsText) ? Intents.parse(intentsText.value) : config.intents
+      if (intents === undefined) {
+        const why = Option.isSome(intentsText)
+          ? `DISCORD_INTENTS: not a bitfield nor GatewayIntentBits names: ${intentsText.value}`
+          : "DISCORD_INTENTS: not set, and no intents given"
+        return yield* Effect.fail(new Config.ConfigError(new ConfigProvider.SourceError({ message: why })))
+      }
+      const resolved: ProviderConfig = { ...config, token, intents }
+      return layer(Option.isSome(apiBaseUrl) ? { ...resolved, apiBaseUrl: apiBaseUrl.value } : resolved)
+    }),
+  )
+
+export interface NodeRequirementsOptions<E> {
   /**
    * Where sessions are kept. Default: in memory (they survive reconnects and reloads, not a
    * restart). `NodeSessionStore.layerFileSystem(dir)` from `@vigil/gateway-node`: a restarted
@@ -277,11 +313,13 @@ export interface LayerOptions<E> {
   readonly sessionStore?: Layer.Layer<SessionStore.SessionStore, E> | undefined
 }
 
-export const layer = <E = never>(
-  config: ProviderConfig,
-  options: LayerOptions<E> = {},
-): Layer.Layer<DiscordProvider, E> =>
-  Layer.effect(DiscordProvider)(make(config)).pipe(
-    Layer.provide(options.sessionStore ?? SessionStore.SessionStore.layerMemory),
-    Layer.provide(Layer.merge(NodeGateway.layer(), FetchHttpClient.layer)),
+/** The provider's requirements on Node: the WebSocket transport and codecs, fetch, a session store. */
+export const layerNodeRequirements = <E = never>(
+  options: NodeRequirementsOptions<E> = {},
+): Layer.Layer<Requirements, E> =>
+  Layer.mergeAll(
+    NodeGateway.layer(),
+    FetchHttpClient.layer,
+    // Last, so that the store given stands in for the gateway layer's in-memory one.
+    options.sessionStore ?? SessionStore.SessionStore.layerMemory,
   )

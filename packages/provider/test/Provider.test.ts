@@ -15,7 +15,7 @@ import * as FakeGateway from "@vigil/testing/FakeGateway"
 import * as Invariants from "@vigil/testing/Invariants"
 import * as Recording from "@vigil/testing/Recording"
 import * as Traffic from "@vigil/testing/Traffic"
-import { Effect, Fiber, Layer, Redacted, Result, Stream } from "effect"
+import { ConfigProvider, Effect, Fiber, Layer, Redacted, Result, Stream } from "effect"
 import { FetchHttpClient } from "effect/http"
 
 const token = "provider-test-token-SECRET-xyz"
@@ -324,28 +324,89 @@ describe("DiscordProvider rest", () => {
   )
 })
 
-describe("DiscordProvider.layer", () => {
-  it.live("the batteries-included layer: start, ready, and nothing left when the layer's scope closes", () =>
+describe("DiscordProvider layers", () => {
+  const withEnv = (env: Record<string, string>) => ConfigProvider.layer(ConfigProvider.fromEnv({ env }))
+
+  it.live("layerConfig reads DISCORD_TOKEN, DISCORD_INTENTS (names or bits) and DISCORD_API_URL", () =>
     Effect.gen(function* () {
       const gateway = yield* fakeGateway({ shards: 1 })
+      const env = {
+        DISCORD_TOKEN: token,
+        DISCORD_INTENTS: "Guilds,GuildMessages",
+        DISCORD_API_URL: gateway.httpUrl,
+      }
       yield* Effect.scoped(
         Effect.gen(function* () {
           const discord = yield* DiscordProvider.DiscordProvider
           yield* discord.start
           yield* ready(discord)
           assert.strictEqual(yield* gateway.openSockets, 1)
-        }).pipe(Effect.provide(DiscordProvider.DiscordProvider.layer(configFor(gateway)))),
+        }).pipe(
+          Effect.provide(
+            DiscordProvider.layerConfig().pipe(
+              Layer.provide(DiscordProvider.layerNodeRequirements()),
+              Layer.provide(withEnv(env)),
+            ),
+          ),
+        ),
       )
-      yield* eventually(
-        Effect.map(gateway.openSockets, (n) => n === 0),
-        "no socket after the layer closed",
-      )
-      // App shutdown keeps the session resumable by default (onShutdown: "logout" ends it).
-      assert.deepStrictEqual(
-        Recording.clientCloses(yield* gateway.entries).map((c) => c.code),
-        [4900],
-      )
+      const identified = (yield* gateway.entries).find((e) => e._tag === "Identified")
+      assert.strictEqual(identified?._tag === "Identified" ? identified.intents : undefined, 513)
     }),
+  )
+
+  it.effect(
+    "layerConfig: a missing token or unknown intents fail with ConfigError, the token in neither",
+    () =>
+      Effect.gen(function* () {
+        const build = (env: Record<string, string>) =>
+          Effect.flip(
+            Layer.build(
+              DiscordProvider.layerConfig({ intents: 1 }).pipe(
+                Layer.provide(DiscordProvider.layerNodeRequirements()),
+                Layer.provide(withEnv(env)),
+              ),
+            ),
+          ).pipe(Effect.scoped)
+        const missing = yield* build({})
+        assert.strictEqual(missing._tag, "ConfigError")
+        assert.include(missing.message, "DISCORD_TOKEN")
+        const unknown = yield* build({ DISCORD_TOKEN: "SECRET-token-value", DISCORD_INTENTS: "Guilds,Bogus" })
+        assert.strictEqual(unknown._tag, "ConfigError")
+        assert.include(unknown.message, "Guilds,Bogus")
+        assert.notInclude(unknown.message, "SECRET")
+      }),
+  )
+
+  it.live(
+    "layer on layerNodeRequirements: start, ready, and nothing left when the layer's scope closes",
+    () =>
+      Effect.gen(function* () {
+        const gateway = yield* fakeGateway({ shards: 1 })
+        yield* Effect.scoped(
+          Effect.gen(function* () {
+            const discord = yield* DiscordProvider.DiscordProvider
+            yield* discord.start
+            yield* ready(discord)
+            assert.strictEqual(yield* gateway.openSockets, 1)
+          }).pipe(
+            Effect.provide(
+              DiscordProvider.layer(configFor(gateway)).pipe(
+                Layer.provide(DiscordProvider.layerNodeRequirements()),
+              ),
+            ),
+          ),
+        )
+        yield* eventually(
+          Effect.map(gateway.openSockets, (n) => n === 0),
+          "no socket after the layer closed",
+        )
+        // App shutdown keeps the session resumable by default (onShutdown: "logout" ends it).
+        assert.deepStrictEqual(
+          Recording.clientCloses(yield* gateway.entries).map((c) => c.code),
+          [4900],
+        )
+      }),
   )
 
   it.live(
@@ -361,7 +422,11 @@ describe("DiscordProvider.layer", () => {
               const discord = yield* DiscordProvider.DiscordProvider
               return yield* body(discord)
             }).pipe(
-              Effect.provide(DiscordProvider.DiscordProvider.layer(configFor(gateway), { sessionStore })),
+              Effect.provide(
+                DiscordProvider.layer(configFor(gateway)).pipe(
+                  Layer.provide(DiscordProvider.layerNodeRequirements({ sessionStore })),
+                ),
+              ),
             ),
           )
         yield* run((discord) => Effect.andThen(discord.start, ready(discord)))

@@ -1,6 +1,6 @@
 import { NodeRuntime } from "@effect/platform-node"
 import { DiscordProvider, type Inbound } from "@vigil/provider"
-import { Config, Effect, Layer, Stream } from "effect"
+import { Effect, Layer, Stream } from "effect"
 
 // Answers every message that mentions the bot, for as long as the app runs.
 const bot = Effect.gen(function* () {
@@ -23,15 +23,11 @@ const bot = Effect.gen(function* () {
   Effect.scoped,
 )
 
-// The token from DISCORD_TOKEN; GUILDS | GUILD_MESSAGES | MESSAGE_CONTENT.
-const discord = Layer.unwrap(
-  Effect.gen(function* () {
-    const token = yield* Config.Redacted("DISCORD_TOKEN")
-    const apiBaseUrl = yield* Config.String("DISCORD_API_URL").pipe(
-      Config.withDefault("https://discord.com/api/v10"),
-    )
-    return DiscordProvider.DiscordProvider.layer({ token, intents: 33281, apiBaseUrl })
-  }),
+// The token from DISCORD_TOKEN (DISCORD_API_URL and DISCORD_INTENTS too, if set), read
+// through Config; GUILDS | GUILD_MESSAGES | MESSAGE_CONTENT unless DISCORD_INTENTS says
+// otherwise; Node's WebSocket transport and fetch underneath.
+const discord = DiscordProvider.layerConfig({ intents: 33281 }).pipe(
+  Layer.provide(DiscordProvider.layerNodeRequirements()),
 )
 
 bot.pipe(Effect.provide(discord), NodeRuntime.runMain)
