@@ -376,14 +376,13 @@ const supervise = (
         },
         policy,
       )
+      const tried = ServerText.sanitize(url) // a resume URL is the server's text
       yield* status.update((s) => ({
         ...s,
-        lastError: { tag: error._tag, message: error.message, url: ServerText.sanitize(url) },
+        lastError: { tag: error._tag, message: error.message, url: tried },
       }))
       yield* annotated(
-        Effect.logDebug(
-          `connection to ${ServerText.sanitize(url)} ended (${error._tag}: ${error.message}): ${decision._tag}`,
-        ),
+        Effect.logDebug(`connection to ${tried} ended (${error._tag}: ${error.message}): ${decision._tag}`),
       )
       if (decision._tag === "Stop") {
         // Not an error log: the app handles the typed failure (`await`) and decides how loud it is.

@@ -327,6 +327,15 @@ describe("DiscordProvider rest", () => {
 describe("DiscordProvider layers", () => {
   const withEnv = (env: Record<string, string>) => ConfigProvider.layer(ConfigProvider.fromEnv({ env }))
 
+  /** With the provider some layer gives: start, ready, one socket open. */
+  const startsOneShard = (gateway: FakeGateway.FakeGatewayService) =>
+    Effect.gen(function* () {
+      const discord = yield* DiscordProvider.DiscordProvider
+      yield* discord.start
+      yield* ready(discord)
+      assert.strictEqual(yield* gateway.openSockets, 1)
+    })
+
   it.live("layerConfig reads DISCORD_TOKEN, DISCORD_INTENTS (names or bits) and DISCORD_API_URL", () =>
     Effect.gen(function* () {
       const gateway = yield* fakeGateway({ shards: 1 })
@@ -336,12 +345,7 @@ describe("DiscordProvider layers", () => {
         DISCORD_API_URL: gateway.httpUrl,
       }
       yield* Effect.scoped(
-        Effect.gen(function* () {
-          const discord = yield* DiscordProvider.DiscordProvider
-          yield* discord.start
-          yield* ready(discord)
-          assert.strictEqual(yield* gateway.openSockets, 1)
-        }).pipe(
+        startsOneShard(gateway).pipe(
           Effect.provide(
             DiscordProvider.layerConfig().pipe(
               Layer.provide(DiscordProvider.layerNodeRequirements()),
@@ -384,12 +388,7 @@ describe("DiscordProvider layers", () => {
       Effect.gen(function* () {
         const gateway = yield* fakeGateway({ shards: 1 })
         yield* Effect.scoped(
-          Effect.gen(function* () {
-            const discord = yield* DiscordProvider.DiscordProvider
-            yield* discord.start
-            yield* ready(discord)
-            assert.strictEqual(yield* gateway.openSockets, 1)
-          }).pipe(
+          startsOneShard(gateway).pipe(
             Effect.provide(
               DiscordProvider.layer(configFor(gateway)).pipe(
                 Layer.provide(DiscordProvider.layerNodeRequirements()),
