@@ -19,6 +19,7 @@
  */
 import * as fs from "node:fs"
 import { Session } from "node:inspector"
+import * as v8 from "node:v8"
 import WebSocket from "ws"
 import { type BenchClient, clients } from "./Clients.ts"
 import type { Encoding } from "./Workload.ts"
@@ -36,6 +37,8 @@ export interface RunRequest {
   readonly windowSeconds?: number
   /** A file for a V8 CPU profile of the measured window only (READY → last event; idle window). */
   readonly profile?: string
+  /** idle: heap snapshots at the baseline and once all are READY, `<prefix>-before/after.heapsnapshot`. */
+  readonly heapSnapshot?: string
 }
 
 export interface IdleResult {
@@ -128,6 +131,10 @@ const idle = async (client: BenchClient): Promise<RunResult> => {
     await post("HeapProfiler.enable")
     await post("HeapProfiler.startSampling")
   }
+  if (request.heapSnapshot !== undefined) {
+    v8.writeHeapSnapshot(`${request.heapSnapshot}-before.heapsnapshot`)
+    gc()
+  }
   const rss0 = process.memoryUsage().rss
   const heap0 = process.memoryUsage().heapUsed
   const started = performance.now()
@@ -153,6 +160,7 @@ const idle = async (client: BenchClient): Promise<RunResult> => {
     await sleep(300)
     const rss1 = process.memoryUsage().rss
     const heap1 = process.memoryUsage().heapUsed
+    if (request.heapSnapshot !== undefined) v8.writeHeapSnapshot(`${request.heapSnapshot}-after.heapsnapshot`)
     if (session && request.profile !== undefined) {
       const { profile } = (await post("HeapProfiler.stopSampling")) as { profile: unknown }
       fs.writeFileSync(request.profile.replace(/\.cpuprofile$/, ".heapprofile"), JSON.stringify(profile))

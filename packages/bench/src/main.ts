@@ -4,7 +4,7 @@
  *   node packages/bench/src/main.ts [--count N] [--latency-events N] [--latency-rate N]
  *     [--shards N] [--idle-window S] [--beat-interval MS] [--zombie-interval MS]
  *     [--zombie-trials N] [--repeat N] [--only throughput,idle,zombie] [--clients floor,vigil]
- *     [--cpu-prof DIR] [--no-write]
+ *     [--cpu-prof DIR] [--heap-snapshot DIR] [--no-write]
  *
  * Forks the load generator (Generator.ts), then one fresh client process (ClientRunner.ts)
  * per measurement, one at a time so they do not share the CPU:
@@ -53,6 +53,9 @@ const write = !process.argv.includes("--no-write")
  */
 const profileDir = list("cpu-prof")?.[0]
 if (profileDir !== undefined) fs.mkdirSync(profileDir, { recursive: true })
+/** `--heap-snapshot DIR`: idle runs at Discord's interval write heap snapshots there (read with heapdiff.ts). */
+const snapshotDir = list("heap-snapshot")?.[0]
+if (snapshotDir !== undefined) fs.mkdirSync(snapshotDir, { recursive: true })
 const here = new URL(".", import.meta.url)
 
 const runChild = <A>(
@@ -204,6 +207,9 @@ const main = async () => {
             count: shards,
             intervalMillis,
             windowSeconds: idleWindow,
+            ...(snapshotDir !== undefined && intervalMillis === discordInterval
+              ? { heapSnapshot: `${snapshotDir}/${client.name.replace(/\W+/g, "")}` }
+              : {}),
           },
           ["--expose-gc"],
         )

@@ -4,7 +4,7 @@
  * connection owns (socket, reader, heartbeat, writer) is tied to that scope, so nothing of
  * it can outlive the connection. Deciding what to do next is the Shard's business.
  */
-import { Clock, Deferred, Duration, Effect, Fiber, type Redacted, Schema, type Scope } from "effect"
+import { Clock, Deferred, Duration, Effect, type Redacted, Schema, type Scope } from "effect"
 import { type Decompressor, defaultMaxMessageBytes, GatewayCompression } from "./Compression.ts"
 import {
   type ConnectionError,
@@ -276,8 +276,10 @@ export const run = <E = never>(
           }
         })
 
-      /** Identify or Resume, then READY/RESUMED, then the writer and `stop`. */
-      const session = (admitted: SendLimiter.SendLimiter): Effect.Effect<void, ConnectionError | E> =>
+      /** Identify or Resume, then READY/RESUMED, then the writer, then waits for `stop`. */
+      const session = (
+        admitted: SendLimiter.SendLimiter,
+      ): Effect.Effect<void, ConnectionError | E, Scope.Scope> =>
         Effect.gen(function* () {
           const handshake = options.handshake
           if (handshake._tag === "identify") {
@@ -299,22 +301,28 @@ export const run = <E = never>(
           }
           yield* awaitHandshake(handshake._tag)
 
-          const running: Array<Effect.Effect<void, ConnectionError | E>> = []
           if (options.outbox) {
-            running.push(options.outbox.drain(admitted.acquire, (payload) => write(admitted, payload)))
+            const outbox = options.outbox
+            yield* part(closeAware(outbox.drain(admitted.acquire, (payload) => write(admitted, payload))))
           }
-          if (options.stop) {
-            running.push(
-              Effect.flatMap(options.stop, (mode) =>
-                Effect.sync(() => {
-                  if (mode === "logout") closeCode = 1000
-                }),
-              ),
-            )
-          }
-          // The writer only ends by failing; `stop` ends by succeeding.
-          yield* running.length > 0 ? Effect.raceAllFirst(running) : Effect.never
+          // `stop` is the only way this part ends well: a logout or a disconnect asked for.
+          if (!options.stop) return yield* Effect.never
+          if ((yield* options.stop) === "logout") closeCode = 1000
         })
+
+      // The connection's parts run side by side, each a fiber of this scope, and the first
+      // to end decides how the connection ends: a failure of any part, or `stop`. The rest
+      // is interrupted when the scope closes. (One Deferred rather than nested races: a
+      // READY connection holds four fibers, reader, heartbeat, writer and `stop`.)
+      const ended = yield* Deferred.make<void, ConnectionError | E>()
+      // A write that failed because the socket was already closing gives way to the close
+      // code, which the reader reports within `closeGrace`.
+      const closeAware = <A, E2, R>(effect: Effect.Effect<A, E2 | TransportError, R>) =>
+        Effect.catchTag(effect, "TransportError", (error) =>
+          Effect.andThen(Effect.sleep(closeGrace), Effect.fail(error)),
+        )
+      const part = (effect: Effect.Effect<never, ConnectionError | E>) =>
+        Effect.forkScoped(Effect.catchCause(effect, (cause) => Deferred.failCause(ended, cause)))
 
       const lifecycle: Effect.Effect<void, ConnectionError | E, Scope.Scope> = Effect.gen(function* () {
         const requested = yield* Deferred.await(hello).pipe(
@@ -343,18 +351,20 @@ export const run = <E = never>(
           recorder: options.sendRecorder,
         })
         limiter = admitted
-        const beats = yield* heartbeat.start(intervalMillis)
         // A missed ACK ends the connection from Hello on: during the identify wait and the
         // handshake too, not only once READY came.
-        yield* Effect.raceFirst(Fiber.join(beats), session(admitted))
+        yield* part(closeAware(heartbeat.run(intervalMillis)))
+        yield* session(admitted)
       })
 
-      // A close code, once received, decides the outcome: a write that failed meanwhile
-      // (the socket was already closing) gives way to the reason the reader reports.
-      const closeAware = Effect.catchTag(lifecycle, "TransportError", (error) =>
-        Effect.andThen(Effect.sleep(closeGrace), Effect.fail(error)),
+      yield* part(reader)
+      yield* Effect.forkScoped(
+        Effect.matchCauseEffect(closeAware(lifecycle), {
+          onFailure: (cause) => Deferred.failCause(ended, cause),
+          onSuccess: () => Deferred.succeed(ended, undefined),
+        }),
       )
-      yield* Effect.raceFirst(reader, closeAware)
+      yield* Deferred.await(ended)
     }),
   )
 

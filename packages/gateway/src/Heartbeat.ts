@@ -8,7 +8,7 @@
  * `minimumIntervalMillis`, and its requests (op 1) are answered at most once per
  * `requestWindowMillis`.
  */
-import { Clock, Effect, type Fiber, Random, type Scope } from "effect"
+import { Clock, Effect, Random } from "effect"
 import { ServerMisbehaviour, type TransportError, ZombieDetected } from "./GatewayError.ts"
 import * as Protocol from "./Protocol.ts"
 
@@ -52,13 +52,11 @@ export interface Heartbeat {
   /** Answers a server's heartbeat request (op 1) at once, without the zombie check. */
   readonly requested: Effect.Effect<void, TransportError>
   /**
-   * Starts the loop in the current scope (after Hello): first beat after
+   * The loop, which the connection forks in its scope after Hello: first beat after
    * `interval × jitter` (jitter from `Random`, uniform in [0, 1)), then one every
    * `interval`. A beat that finds an earlier one unanswered fails with `ZombieDetected`.
    */
-  readonly start: (
-    intervalMillis: number,
-  ) => Effect.Effect<Fiber.Fiber<never, ZombieDetected | TransportError>, never, Scope.Scope>
+  readonly run: (intervalMillis: number) => Effect.Effect<never, ZombieDetected | TransportError>
   /** The last measured round trips in milliseconds, oldest first; empty before the first ACK. */
   readonly latencies: Effect.Effect<ReadonlyArray<number>>
 }
@@ -120,17 +118,15 @@ export const make = (options: HeartbeatOptions): Effect.Effect<Heartbeat> =>
         dueBy = sentCount
       })
 
-    const start = (intervalMillis: number) =>
-      Effect.forkScoped(
-        Effect.gen(function* () {
-          const jitter = yield* Random.next
-          yield* Effect.sleep(intervalMillis * jitter)
-          while (true) {
-            yield* scheduledBeat(intervalMillis)
-            yield* Effect.sleep(intervalMillis)
-          }
-        }),
-      )
+    const run = (intervalMillis: number): Effect.Effect<never, ZombieDetected | TransportError> =>
+      Effect.gen(function* () {
+        const jitter = yield* Random.next
+        yield* Effect.sleep(intervalMillis * jitter)
+        while (true) {
+          yield* scheduledBeat(intervalMillis)
+          yield* Effect.sleep(intervalMillis)
+        }
+      })
 
     const requested = Effect.gen(function* () {
       const now = yield* Clock.currentTimeMillis
@@ -162,5 +158,5 @@ export const make = (options: HeartbeatOptions): Effect.Effect<Heartbeat> =>
       if (options.onLatency) yield* options.onLatency(now - sentAt, recent.slice())
     })
 
-    return { ack, requested, start, latencies: Effect.sync(() => recent.slice()) }
+    return { ack, requested, run, latencies: Effect.sync(() => recent.slice()) }
   })

@@ -5,7 +5,7 @@
  * against a context captured once), so the hot path costs a few map look-ups per batch of
  * dispatches, never an effect per event.
  */
-import { Effect, Metric, type Scope } from "effect"
+import { Context, Effect, Metric, type Scope } from "effect"
 import type { ConnectionError, DecodeError, ServerMisbehaviour } from "./GatewayError.ts"
 import * as Protocol from "./Protocol.ts"
 import type { SendRecorder } from "./SendLimiter.ts"
@@ -95,26 +95,59 @@ export interface ShardGauges {
 }
 
 /**
+ * Whether shards record metrics (default: yes). Off, a shard holds no series and records
+ * nothing: `Layer.succeed(Metrics.Enabled, false)`. The bench compares the two.
+ */
+export const Enabled = Context.Reference<boolean>("@vigil/gateway/Metrics/Enabled", {
+  defaultValue: () => true,
+})
+
+const disabled: ShardMetrics = {
+  state: () => {},
+  latency: () => {},
+  dispatched: () => {},
+  connection: () => {},
+  identified: () => {},
+  resumed: () => {},
+  ended: () => {},
+  warning: () => {},
+  waited: () => {},
+  refused: () => {},
+}
+
+/** Made on first use: an idle shard holds only the series it has recorded. */
+const lazy = <M>(make: () => M) => {
+  let made: M | undefined
+  return (): M => {
+    made ??= make()
+    return made
+  }
+}
+
+/**
  * The recorder of shard `shardId`. Sequence and queue depth are read when metrics are read
- * (no cost per event); those readers are removed when the scope closes.
+ * (no cost per event); those readers are removed when the scope closes. The state is one
+ * series, of the current state (1), replaced on each change: a shard holds one series for
+ * it, not one per state.
  */
 export const forShard = Effect.fnUntraced(function* (shardId: number, gauges: ShardGauges) {
+  if (!(yield* Enabled)) return disabled
   const context = yield* Effect.context<Scope.Scope>()
   const shard = String(shardId)
   const attrs = { shard }
 
-  let currentState: ShardStateTag = "Connecting"
-  const registrations = shardStates.map((state) =>
+  const registerState = (state: ShardStateTag) =>
     Metric.registerUnsafe(
       Metric.gauge(names.state, {
         description: "1 for the shard's current state",
         attributes: { shard, state },
       }),
       context,
-      readOnly(() => (state === currentState ? 1 : 0)),
-    ),
-  )
-  registrations.push(
+      readOnly(() => 1),
+    )
+  let currentState: ShardStateTag = "Connecting"
+  let stateSeries = registerState(currentState)
+  const registrations = [
     Metric.registerUnsafe(
       Metric.gauge(names.sequence, { description: "last delivered sequence", attributes: attrs }),
       context,
@@ -128,34 +161,41 @@ export const forShard = Effect.fnUntraced(function* (shardId: number, gauges: Sh
       context,
       readOnly(gauges.queueDepth),
     ),
-  )
+  ]
   yield* Effect.addFinalizer(() =>
     Effect.sync(() => {
+      stateSeries.remove()
       for (const r of registrations) r.remove()
     }),
   )
 
   const bump = (metric: Metric.Counter<number>, by = 1) => metric.updateUnsafe(by, context)
-  const rtt = Metric.histogram(names.heartbeatRtt, {
-    description: "heartbeat round trip",
-    attributes: attrs,
-    boundaries: secondsBoundaries,
-  })
-  const sendWait = Metric.histogram(names.sendWait, {
-    description: "time a command waited for the send limiter",
-    attributes: attrs,
-    boundaries: secondsBoundaries,
-  })
-  const sendRefused = counter(
-    names.sendRefused,
-    "sends skipped because the send window was full (a requested heartbeat)",
-    attrs,
+  const rtt = lazy(() =>
+    Metric.histogram(names.heartbeatRtt, {
+      description: "heartbeat round trip",
+      attributes: attrs,
+      boundaries: secondsBoundaries,
+    }),
   )
-  const connections = counter(names.connections, "connection attempts", attrs)
-  const identifies = counter(names.identifies, "sessions started (READY)", attrs)
-  const resumes = counter(names.resumes, "sessions resumed (RESUMED)", attrs)
-  const invalidSessions = counter(names.invalidSessions, "Invalid Session (op 9) received", attrs)
-  const zombies = counter(names.zombies, "connections closed for a missing heartbeat ACK", attrs)
+  const sendWait = lazy(() =>
+    Metric.histogram(names.sendWait, {
+      description: "time a command waited for the send limiter",
+      attributes: attrs,
+      boundaries: secondsBoundaries,
+    }),
+  )
+  const sendRefused = lazy(() =>
+    counter(
+      names.sendRefused,
+      "sends skipped because the send window was full (a requested heartbeat)",
+      attrs,
+    ),
+  )
+  const connections = lazy(() => counter(names.connections, "connection attempts", attrs))
+  const identifies = lazy(() => counter(names.identifies, "sessions started (READY)", attrs))
+  const resumes = lazy(() => counter(names.resumes, "sessions resumed (RESUMED)", attrs))
+  const invalidSessions = lazy(() => counter(names.invalidSessions, "Invalid Session (op 9) received", attrs))
+  const zombies = lazy(() => counter(names.zombies, "connections closed for a missing heartbeat ACK", attrs))
   const events = labelled((type) => counter(names.events, "dispatches received, by type", { shard, type }))
   const closes = labelled((code) =>
     counter(names.closes, "connections closed, by close code", { shard, code }),
@@ -175,9 +215,12 @@ export const forShard = Effect.fnUntraced(function* (shardId: number, gauges: Sh
 
   return {
     state: (tag) => {
+      if (tag === currentState) return
       currentState = tag
+      stateSeries.remove()
+      stateSeries = registerState(tag)
     },
-    latency: (millis) => rtt.updateUnsafe(millis / 1000, context),
+    latency: (millis) => rtt().updateUnsafe(millis / 1000, context),
     dispatched: (batch) => {
       // Types come in runs (a guild's chunks, a channel's messages): count runs, not events.
       let i = 0
@@ -189,15 +232,15 @@ export const forShard = Effect.fnUntraced(function* (shardId: number, gauges: Sh
         i = j
       }
     },
-    waited: (millis) => sendWait.updateUnsafe(millis / 1000, context),
-    refused: () => bump(sendRefused),
-    connection: () => bump(connections),
-    identified: () => bump(identifies),
-    resumed: () => bump(resumes),
+    waited: (millis) => sendWait().updateUnsafe(millis / 1000, context),
+    refused: () => bump(sendRefused()),
+    connection: () => bump(connections()),
+    identified: () => bump(identifies()),
+    resumed: () => bump(resumes()),
     ended: (error) => {
       bump(errors(error._tag))
-      if (error._tag === "ZombieDetected") bump(zombies)
-      else if (error._tag === "InvalidSession") bump(invalidSessions)
+      if (error._tag === "ZombieDetected") bump(zombies())
+      else if (error._tag === "InvalidSession") bump(invalidSessions())
       else if (error._tag === "DecodeError") bump(decodeErrors(error.stage))
       if ("code" in error && error.code !== undefined) bump(closes(String(error.code)))
     },

@@ -127,7 +127,10 @@ export interface ShardHealth extends ShardStatus, Delivery.DeliveryStats {
 export interface Shard {
   readonly id: number
   readonly count: number
-  /** Every dispatch, exactly once and in order, across reconnects. One consumer. */
+  /**
+   * Every dispatch, exactly once and in order, across reconnects. One consumer. Empty for a
+   * shard of a ShardManager: its events are in the manager's `events`.
+   */
   readonly events: Stream.Stream<Protocol.Dispatch>
   readonly status: SubscriptionRef.SubscriptionRef<ShardStatus>
   readonly health: Effect.Effect<ShardHealth>
@@ -176,11 +179,19 @@ const defaultGatewayUrl = "wss://gateway.discord.gg"
 type Stop = FatalGatewayError | SessionStartLimitExhausted
 
 /**
+ * A buffer shared by several shards (a ShardManager's merged `events`): each accepted
+ * dispatch is wrapped and offered there, with the buffer's own back-pressure.
+ */
+export type EventSink<A> = Delivery.Sink<A>
+
+/**
  * Starts a shard in the current scope. Closing the scope closes its connection with a
  * resumable code (the session can be resumed, even by another process via the store).
+ * With `into`, its events go to that shared buffer and its own `events` stream is empty.
  */
 export const make = Effect.fnUntraced(function* (
   config: ShardConfig,
+  into?: EventSink<any>,
 ): Effect.fn.Return<Shard, never, Scope.Scope | GatewayTransport | SessionStore | IdentifyThrottle> {
   const [id, count] = config.shard
   const throttle = yield* IdentifyThrottle
@@ -202,6 +213,7 @@ export const make = Effect.fnUntraced(function* (
       members.observe(dispatch)
       soundboard.observe(dispatch)
     },
+    into,
   })
   const outbox = yield* Outbox.make
   const metrics = yield* Metrics.forShard(id, {

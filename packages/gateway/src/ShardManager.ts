@@ -29,6 +29,7 @@ import type {
 import * as GatewayInfo from "./GatewayInfo.ts"
 import * as IdentifyThrottleModule from "./IdentifyThrottle.ts"
 import { IdentifyThrottle, type IdentifyThrottleService } from "./IdentifyThrottle.ts"
+import * as Delivery from "./internal/Delivery.ts"
 import type * as Members from "./Members.ts"
 import type * as Protocol from "./Protocol.ts"
 import type { SessionStore } from "./SessionStore.ts"
@@ -166,7 +167,12 @@ export const make = Effect.fnUntraced(function* (
   )
   const managerScope = yield* Effect.scope
 
-  const merged = yield* Queue.make<ShardEvent, Cause.Done>({ capacity: config.events?.capacity ?? 1024 })
+  // Every shard delivers straight into this one buffer (no pump per shard); when it is full a
+  // shard's reader waits, which back-pressures that shard alone.
+  const merged = yield* Queue.make<ShardEvent, Cause.Done>({
+    capacity: config.events?.capacity ?? 1024,
+    strategy: Delivery.queueStrategy(config.events?.strategy ?? "backpressure"),
+  })
   const stopped = yield* Deferred.make<never, ManagerStop>()
   const running = new Map<number, Running>()
   // One start/stop/restart of a shard id at a time: `Shard.make` suspends (the store may
@@ -189,18 +195,11 @@ export const make = Effect.fnUntraced(function* (
     Effect.gen(function* () {
       if (running.has(id)) return
       const scope = yield* Scope.fork(managerScope)
-      const shard = yield* Shard.make({
-        ...config,
-        shard: [id, shardCount],
-        gatewayUrl: gatewayBot.url,
-      }).pipe(Scope.provide(scope), Effect.provideContext(context))
+      const shard = yield* Shard.make(
+        { ...config, shard: [id, shardCount], gatewayUrl: gatewayBot.url },
+        { queue: merged, wrap: (dispatch): ShardEvent => ({ shardId: id, dispatch }) },
+      ).pipe(Scope.provide(scope), Effect.provideContext(context))
       running.set(id, { shard, scope })
-      // Pump this shard's events into the merged stream; the pump blocks when the merged
-      // buffer is full, which back-pressures that shard alone.
-      yield* Effect.forkIn(
-        Stream.runForEach(shard.events, (dispatch) => Queue.offer(merged, { shardId: id, dispatch })),
-        scope,
-      )
       // A fatal stop of any shard is the manager's to report.
       yield* Effect.forkIn(
         Effect.catch(shard.await, (error) => Deferred.fail(stopped, error)),

@@ -67,7 +67,8 @@ describe("Metrics", () => {
       yield* Settle.advance(interval * jitter) // first beat, ACKed
       assert.strictEqual(yield* read(Metrics.names.heartbeatRtt, shard), 1)
       assert.strictEqual(yield* read(Metrics.names.state, { ...shard, state: "Ready" }), 1)
-      assert.strictEqual(yield* read(Metrics.names.state, { ...shard, state: "Connecting" }), 0)
+      // One series per shard, of its current state: the earlier one is gone.
+      assert.isUndefined(yield* read(Metrics.names.state, { ...shard, state: "Connecting" }))
       yield* server.stopAcks(3)
       yield* Settle.advance(interval) // unanswered
       yield* Settle.advance(interval) // zombie
@@ -93,6 +94,20 @@ describe("Metrics", () => {
       assert.strictEqual(yield* read(Metrics.names.sessionStartRemaining), 9)
       assert.strictEqual(yield* read(Metrics.names.identifyWait), 1)
     }).pipe(Effect.provide(env)),
+  )
+
+  it.effect("with Metrics.Enabled off a shard records no series at all, and still runs", () =>
+    Effect.gen(function* () {
+      const { server, shard: running } = yield* started
+      yield* server.emitMessages(3, 3)
+      yield* Settle.advance(interval * jitter)
+      assert.strictEqual((yield* running.health).delivered, 4) // READY and 3 messages
+      const series = (yield* Metric.snapshot).filter((s) => s.attributes?.["shard"] === "3")
+      assert.deepStrictEqual(
+        series.map((s) => s.id),
+        [],
+      )
+    }).pipe(Effect.provide(Layer.merge(env, Layer.succeed(Metrics.Enabled)(false)))),
   )
 
   it.effect("closes are counted by code, invalid sessions by themselves", () =>

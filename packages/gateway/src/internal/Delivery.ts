@@ -3,7 +3,7 @@
  * resume replays a second time, and moves the session's sequence as each event is accepted.
  * The buffer outlives connections; the session it advances is the shard's.
  */
-import { type Cause, Clock, Effect, Queue, Stream } from "effect"
+import { type Cause, Clock, Effect, identity, Queue, Stream } from "effect"
 import type * as Protocol from "../Protocol.ts"
 import type { Session } from "./Session.ts"
 
@@ -16,6 +16,17 @@ export interface DeliveryOptions {
   readonly session: Session
   /** Sees every accepted dispatch (member chunks are correlated here). */
   readonly observe: (dispatch: Protocol.Dispatch) => void
+  /**
+   * Where accepted dispatches go: by default a buffer of the shard's own (`events`); a
+   * ShardManager passes its merged one, shared by all its shards, so no pump sits between
+   * them. Then `events` is empty and `end` leaves the shared buffer open.
+   */
+  readonly into?: Sink<any> | undefined
+}
+
+export interface Sink<A> {
+  readonly queue: Queue.Queue<A, Cause.Done>
+  readonly wrap: (dispatch: Protocol.Dispatch) => A
 }
 
 export interface DeliveryStats {
@@ -39,13 +50,12 @@ export interface Delivery {
 }
 
 export const make = Effect.fnUntraced(function* (options: DeliveryOptions) {
-  const { capacity, strategy, session, observe } = options
+  const { capacity, strategy, session, observe, into } = options
   // Read synchronously per batch on the hot path (TestClock in tests, as everywhere).
   const clock = yield* Clock.Clock
-  const queue = yield* Queue.make<Protocol.Dispatch, Cause.Done>({
-    capacity,
-    strategy: strategy === "backpressure" ? "suspend" : strategy,
-  })
+  const queue: Queue.Queue<unknown, Cause.Done> =
+    into?.queue ?? (yield* Queue.make<unknown, Cause.Done>({ capacity, strategy: queueStrategy(strategy) }))
+  const wrap: (dispatch: Protocol.Dispatch) => unknown = into?.wrap ?? identity
   let lastEventAt: number | undefined
   let delivered = 0
   let duplicates = 0
@@ -76,13 +86,14 @@ export const make = Effect.fnUntraced(function* (options: DeliveryOptions) {
           continue
         }
         if (strategy === "sliding" && Queue.sizeUnsafe(queue) >= capacity) dropped++
-        if (!Queue.offerUnsafe(queue, dispatch)) {
+        const item = wrap(dispatch)
+        if (!Queue.offerUnsafe(queue, item)) {
           if (strategy === "dropping") {
             dropped++ // by choice: the sequence moves past it, a resume will not bring it back
             session.advance(dispatch.seq)
             continue
           }
-          return Effect.flatMap(Queue.offer(queue, dispatch), () => {
+          return Effect.flatMap(Queue.offer(queue, item), () => {
             accept(dispatch)
             return deliver(batch, i + 1)
           })
@@ -94,9 +105,13 @@ export const make = Effect.fnUntraced(function* (options: DeliveryOptions) {
     })
 
   return {
-    events: Stream.fromQueue(queue),
+    events: into ? Stream.empty : (Stream.fromQueue(queue) as Stream.Stream<Protocol.Dispatch>),
     deliver: (batch) => deliver(batch),
-    end: Queue.end(queue).pipe(Effect.asVoid),
+    end: into ? Effect.void : Queue.end(queue).pipe(Effect.asVoid),
     stats: () => ({ lastEventAt, delivered, duplicates, dropped, queued: Queue.sizeUnsafe(queue) }),
   } satisfies Delivery
 })
+
+/** The queue strategy of a delivery strategy. */
+export const queueStrategy = (strategy: Strategy): "suspend" | "dropping" | "sliding" =>
+  strategy === "backpressure" ? "suspend" : strategy

@@ -41,6 +41,9 @@ export const make = Effect.fnUntraced(function* (store: BoundedStore, options: S
   // Mutable: the sequence moves with every event (the hot path); the store gets copies.
   let record: Mutable<StoredSession> | undefined = loaded._tag === "Some" ? { ...loaded.value } : undefined
   let unsaved = 0
+  // `moved`: something is unsaved (the writer wakes); `due`: `events` are (it writes now).
+  // An idle shard's writer sleeps on `moved`: no timer, no wake-up.
+  const moved = Latch.makeUnsafe(false)
   const due = Latch.makeUnsafe(false)
   // One write at a time, each of the record as it is when the write starts: a slow periodic
   // write can never land after a `forget` and bring a dead session back.
@@ -56,8 +59,9 @@ export const make = Effect.fnUntraced(function* (store: BoundedStore, options: S
 
   yield* Effect.forkScoped(
     Effect.forever(
-      Effect.raceFirst(Effect.sleep(intervalMillis), due.await).pipe(
-        Effect.andThen(due.close),
+      moved.await.pipe(
+        Effect.andThen(Effect.raceFirst(Effect.sleep(intervalMillis), due.await)),
+        Effect.andThen(Effect.all([moved.close, due.close])),
         Effect.andThen(saveIfMoved),
       ),
     ),
@@ -69,7 +73,8 @@ export const make = Effect.fnUntraced(function* (store: BoundedStore, options: S
     advance: (seq) => {
       if (!record) return
       record.sequence = seq
-      if (++unsaved === eventsPerSave) due.openUnsafe()
+      if (++unsaved === 1) moved.openUnsafe()
+      if (unsaved === eventsPerSave) due.openUnsafe()
     },
     begin: (ready) =>
       Effect.suspend(() => {
