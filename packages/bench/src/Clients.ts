@@ -9,7 +9,7 @@
 import * as zlib from "node:zlib"
 import { CompressionMethod, WebSocketManager, WebSocketShardEvents } from "@discordjs/ws"
 import WebSocket from "ws"
-import { vigil } from "./Vigil.ts"
+import { vigil, vigilNoMetrics, vigilProvider } from "./Vigil.ts"
 import { type Encoding, manyGatewayBot } from "./Workload.ts"
 
 export interface BenchClientOptions {
@@ -192,4 +192,4 @@ export const discordjs: BenchClient = {
 }
 
 /** Every client in the run, floor first. */
-export const clients: ReadonlyArray<BenchClient> = [floor, discordjs, vigil]
+export const clients: ReadonlyArray<BenchClient> = [floor, discordjs, vigil, vigilProvider, vigilNoMetrics]

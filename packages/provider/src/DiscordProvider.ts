@@ -241,7 +241,19 @@ export const make = Effect.fnUntraced(function* (
     state: Effect.suspend(() => shared.rest.state),
   }
 
-  const messages = Stream.fromPubSub(shared.inboundHub).pipe(
+  // Message events are decoded only while someone consumes them (`inbound`, `messages`):
+  // an app that reads only `events` does not pay for it.
+  const inbound = Stream.suspend(() => {
+    shared.inboundListeners++
+    return Stream.fromPubSub(shared.inboundHub)
+  }).pipe(
+    Stream.ensuring(
+      Effect.sync(() => {
+        shared.inboundListeners--
+      }),
+    ),
+  )
+  const messages = inbound.pipe(
     Stream.tap((item) => (Result.isFailure(item) ? Effect.logWarning(item.failure.message) : Effect.void)),
     Stream.filterMap((item) => (Result.isSuccess(item) ? Result.succeed(item.success) : Result.failVoid)),
   )
@@ -256,7 +268,7 @@ export const make = Effect.fnUntraced(function* (
     awaitReady: view.awaitReady,
     await: view.awaitFatal,
     events: Stream.fromPubSub(shared.eventsHub),
-    inbound: Stream.fromPubSub(shared.inboundHub),
+    inbound,
     messages,
     send,
     rest,

@@ -47,7 +47,7 @@ export interface ShardReport {
 }
 
 export interface InboundCounters {
-  /** Message events handed on. */
+  /** Message events handed on (decoded, and counted here, while `messages` or `inbound` has a consumer). */
   readonly messages: number
   /** MESSAGE_* dispatches that did not decode (reported as `MalformedEvent`). */
   readonly malformed: number

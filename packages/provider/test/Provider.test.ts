@@ -7,7 +7,7 @@
  */
 import { type AddressInfo, createServer } from "node:net"
 import { assert, describe, it } from "@effect/vitest"
-import { SessionStore } from "@vigil/gateway"
+import { Protocol, SessionStore } from "@vigil/gateway"
 import { NodeTransport } from "@vigil/gateway-node"
 import { DiscordProvider, Health } from "@vigil/provider"
 import { eventually } from "@vigil/testing/Eventually"
@@ -223,6 +223,48 @@ describe("DiscordProvider inbound", () => {
         const health = yield* discord.health
         assert.deepStrictEqual(health.inbound, { messages: 4, malformed: 2, ownSkipped: 2 })
       }),
+  )
+
+  it.live("message events are decoded only while `messages` or `inbound` has a consumer", () =>
+    Effect.gen(function* () {
+      const gateway = yield* fakeGateway({ shards: 1 })
+      const { discord } = yield* provider(configFor(gateway))
+      const events: Array<string> = []
+      yield* Effect.forkChild(
+        Stream.runForEach(discord.events, (e) =>
+          Effect.sync(() => events.push(Protocol.eventName(e.dispatch))),
+        ),
+      )
+      yield* Effect.sleep(10)
+      yield* discord.start
+      yield* ready(discord)
+      yield* gateway.dispatch("all", "MESSAGE_CREATE", Traffic.messageCreate(1))
+      yield* eventually(
+        Effect.sync(() => events.includes("MESSAGE_CREATE")),
+        "the message event",
+      )
+      assert.strictEqual((yield* discord.health).inbound.messages, 0, "nobody reads messages: not decoded")
+
+      const messages: Array<string> = []
+      const reader = yield* Effect.forkChild(
+        Stream.runForEach(discord.messages, (m) => Effect.sync(() => messages.push(m._tag))),
+      )
+      yield* Effect.sleep(10)
+      yield* gateway.dispatch("all", "MESSAGE_CREATE", Traffic.messageCreate(2))
+      yield* eventually(
+        Effect.sync(() => messages.length === 1),
+        "the second message decoded",
+      )
+      assert.strictEqual((yield* discord.health).inbound.messages, 1)
+
+      yield* Fiber.interrupt(reader)
+      yield* gateway.dispatch("all", "MESSAGE_CREATE", Traffic.messageCreate(3))
+      yield* eventually(
+        Effect.sync(() => events.filter((t) => t === "MESSAGE_CREATE").length === 3),
+        "the third message event",
+      )
+      assert.strictEqual((yield* discord.health).inbound.messages, 1, "the reader is gone: not decoded")
+    }),
   )
 
   it.live("decoded fields: ids, author, content, guild, mention of the bot, reply", () =>

@@ -99,7 +99,7 @@ export const open = (shared: Shared, config: ProviderConfig): Effect.Effect<void
       Effect.onExit((exit) => (Exit.isSuccess(exit) ? Effect.void : Scope.close(scope, exit))),
     )
     const generation: Generation = { id, scope, manager, config, errors: new Map() }
-    yield* Effect.forkIn(Stream.runForEach(manager.events, pump(shared)), scope)
+    yield* Effect.forkIn(Stream.runForEachArray(manager.events, pump(shared)), scope)
     for (const shardId of manager.shardIds) yield* Effect.forkIn(watch(shared, generation, shardId), scope)
     yield* Effect.forkIn(
       Effect.catch(manager.await, (error) =>

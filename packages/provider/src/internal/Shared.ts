@@ -44,6 +44,8 @@ export interface Shared {
   botUser: Inbound.BotUser | undefined
   rest: Rest.RestClient
   readonly inbound: { messages: number; malformed: number; ownSkipped: number }
+  /** Consumers of `inbound` / `messages` running now; none, and nothing is decoded. */
+  inboundListeners: number
   readonly outbound: { sent: number; readonly failed: Record<string, number> }
 }
 
@@ -73,6 +75,7 @@ export const make = Effect.fnUntraced(function* (initial: ProviderConfig) {
     botUser: undefined,
     rest: yield* Rest.make(restConfig(initial)).pipe(Effect.provideContext(context)),
     inbound: { messages: 0, malformed: 0, ownSkipped: 0 },
+    inboundListeners: 0,
     outbound: { sent: 0, failed: {} },
   } satisfies Shared as Shared
 })
