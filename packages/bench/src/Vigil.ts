@@ -97,6 +97,27 @@ export const vigilProvider: BenchClient = {
         },
       }).pipe(Layer.provide(Layer.merge(NodeGateway.layer(), botUserOnly))),
     ),
+  startMany: async (options) =>
+    fork(
+      Effect.gen(function* () {
+        const discord = yield* DiscordProvider.DiscordProvider
+        const consumer = yield* Effect.forkScoped(
+          Stream.runForEach(discord.events, (event) =>
+            Effect.sync(() => {
+              if (event.dispatch.type === "READY") options.onReady(event.shardId)
+            }),
+          ),
+        )
+        yield* discord.start
+        yield* Fiber.join(consumer)
+      }),
+      DiscordProvider.layer({
+        token: Redacted.make(options.token),
+        intents: 0,
+        shardCount: options.count,
+        gatewayBot: manyGatewayBot(options),
+      }).pipe(Layer.provide(Layer.merge(NodeGateway.layer(), botUserOnly))),
+    ),
 }
 
 /** An HttpClient that knows one route, `GET /users/@me`. */

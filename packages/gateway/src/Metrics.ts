@@ -196,7 +196,19 @@ export const forShard = Effect.fnUntraced(function* (shardId: number, gauges: Sh
   const resumes = lazy(() => counter(names.resumes, "sessions resumed (RESUMED)", attrs))
   const invalidSessions = lazy(() => counter(names.invalidSessions, "Invalid Session (op 9) received", attrs))
   const zombies = lazy(() => counter(names.zombies, "connections closed for a missing heartbeat ACK", attrs))
-  const events = labelled((type) => counter(names.events, "dispatches received, by type", { shard, type }))
+  // Dispatches by type: plain per-shard counts (the hot path adds to a number), read by the
+  // registry when metrics are read; removed with the shard.
+  const events = labelled((type) => {
+    const count = { value: 0 }
+    registrations.push(
+      Metric.registerUnsafe(counter(names.events, "dispatches received, by type", { shard, type }), context, {
+        get: () => ({ count: count.value, incremental: true }),
+        update: () => {},
+        modify: () => {},
+      }),
+    )
+    return count
+  })
   const closes = labelled((code) =>
     counter(names.closes, "connections closed, by close code", { shard, code }),
   )
@@ -222,15 +234,7 @@ export const forShard = Effect.fnUntraced(function* (shardId: number, gauges: Sh
     },
     latency: (millis) => rtt().updateUnsafe(millis / 1000, context),
     dispatched: (batch) => {
-      // Types come in runs (a guild's chunks, a channel's messages): count runs, not events.
-      let i = 0
-      while (i < batch.length) {
-        const type = Protocol.eventName(batch[i]!)
-        let j = i + 1
-        while (j < batch.length && batch[j]!.type === batch[i]!.type) j++
-        bump(events(type), j - i)
-        i = j
-      }
+      for (const dispatch of batch) events(Protocol.eventName(dispatch)).value++
     },
     waited: (millis) => sendWait().updateUnsafe(millis / 1000, context),
     refused: () => bump(sendRefused()),
