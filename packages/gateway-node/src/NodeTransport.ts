@@ -84,23 +84,30 @@ export const make = (options: NodeTransportOptions = {}): Transport.GatewayTrans
       })
 
       yield* Effect.callback<void, GatewayError.TransportError>((resume) => {
-        const onOpen = () => resume(Effect.void)
+        // Whichever comes first removes all three: a socket that opened keeps no listener
+        // (nor the fiber's continuation it holds) for a handshake long over.
+        const done = (outcome: Effect.Effect<void, GatewayError.TransportError>) => {
+          off()
+          resume(outcome)
+        }
+        const onOpen = () => done(Effect.void)
         const onFail = (error: unknown) =>
-          resume(Effect.fail(new GatewayError.TransportError({ stage: "open", detail: describe(error) })))
+          done(Effect.fail(new GatewayError.TransportError({ stage: "open", detail: describe(error) })))
         const onClose = (code: number) =>
-          resume(
+          done(
             Effect.fail(
               new GatewayError.TransportError({ stage: "open", detail: "closed during handshake", code }),
             ),
           )
-        ws.once("open", onOpen)
-        ws.once("error", onFail)
-        ws.once("close", onClose)
-        return Effect.sync(() => {
+        const off = () => {
           ws.off("open", onOpen)
           ws.off("error", onFail)
           ws.off("close", onClose)
-        })
+        }
+        ws.once("open", onOpen)
+        ws.once("error", onFail)
+        ws.once("close", onClose)
+        return Effect.sync(off)
       }).pipe(
         Effect.timeoutOrElse({
           duration: openTimeout,
