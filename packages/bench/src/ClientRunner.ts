@@ -47,6 +47,10 @@ export interface IdleResult {
   readonly readySeconds: number
   readonly rssDeltaMiB: number
   readonly heapDeltaMiB: number
+  /** V8's committed heap (used and free space): what the heap costs in RSS. */
+  readonly heapTotalDeltaMiB: number
+  /** Memory outside V8's heap that V8 knows of (Buffers, ArrayBuffers). */
+  readonly externalDeltaMiB: number
   readonly windowSeconds: number
   readonly cpuMicros: number
   readonly heartbeats: number
@@ -135,8 +139,9 @@ const idle = async (client: BenchClient): Promise<RunResult> => {
     v8.writeHeapSnapshot(`${request.heapSnapshot}-before.heapsnapshot`)
     gc()
   }
-  const rss0 = process.memoryUsage().rss
-  const heap0 = process.memoryUsage().heapUsed
+  const m0 = process.memoryUsage()
+  const rss0 = m0.rss
+  const heap0 = m0.heapUsed
   const started = performance.now()
   let ready = 0
   let allReady: () => void = () => {}
@@ -158,8 +163,9 @@ const idle = async (client: BenchClient): Promise<RunResult> => {
     await sleep(2_000)
     gc()
     await sleep(300)
-    const rss1 = process.memoryUsage().rss
-    const heap1 = process.memoryUsage().heapUsed
+    const m1 = process.memoryUsage()
+    const rss1 = m1.rss
+    const heap1 = m1.heapUsed
     if (request.heapSnapshot !== undefined) v8.writeHeapSnapshot(`${request.heapSnapshot}-after.heapsnapshot`)
     if (session && request.profile !== undefined) {
       const { profile } = (await post("HeapProfiler.stopSampling")) as { profile: unknown }
@@ -182,6 +188,8 @@ const idle = async (client: BenchClient): Promise<RunResult> => {
         readySeconds,
         rssDeltaMiB: (rss1 - rss0) / 2 ** 20,
         heapDeltaMiB: (heap1 - heap0) / 2 ** 20,
+        heapTotalDeltaMiB: (m1.heapTotal - m0.heapTotal) / 2 ** 20,
+        externalDeltaMiB: (m1.external - m0.external) / 2 ** 20,
         windowSeconds: measured,
         cpuMicros: cpu.user + cpu.system,
         heartbeats: beats1 - beats0,

@@ -123,6 +123,10 @@ const kibPerShard = (idle: IdleResult | undefined) =>
 const heapKibPerShard = (idle: IdleResult | undefined) =>
   idle ? (idle.heapDeltaMiB * 1024) / idle.shards : undefined
 
+/** Whether `test` holds for two figures, or undefined when either is missing. */
+const at2 = (a: number | undefined, b: number | undefined, test: (a: number, b: number) => boolean) =>
+  a !== undefined && b !== undefined ? test(a, b) : undefined
+
 const median = (xs: ReadonlyArray<number>) => {
   const sorted = [...xs].sort((a, b) => a - b)
   return sorted[sorted.length >> 1] ?? Number.NaN
@@ -281,24 +285,63 @@ const main = async () => {
           `${fmt(row.latency.p99Micros, 0)} | ${fmt(row.throughput.rssMiB, 0)} |`,
       )
     }
+    const row = (encoding: string, client: string) =>
+      rows.find((r) => r.encoding === encoding && r.client === client && !r.throughput.error)
+    const cpu = (encoding: string, client: string) => row(encoding, client)?.throughput.cpuMicrosPerEvent
+    const p99 = (encoding: string, client: string) => row(encoding, client)?.latency.p99Micros
+    const at = at2
+    {
+      const [v, d, f] = [eps("json", "vigil"), eps("json", "@discordjs/ws"), eps("json", "floor")]
+      targets.push(
+        {
+          target: "json: events/s ≥ 1.1 × @discordjs/ws",
+          measured: `${fmt(v, 0)} vs ${fmt(d, 0)} (${ratio(v, d)})`,
+          met: at(v, d, (a, b) => a >= 1.1 * b),
+        },
+        {
+          target: "json: events/s ≥ 0.9 × floor",
+          measured: `${fmt(v, 0)} vs ${fmt(f, 0)} (${ratio(v, f)})`,
+          met: at(v, f, (a, b) => a >= 0.9 * b),
+        },
+        {
+          target: "json: CPU µs/event ≤ @discordjs/ws",
+          measured: `${fmt(cpu("json", "vigil"))} vs ${fmt(cpu("json", "@discordjs/ws"))}`,
+          met: at(cpu("json", "vigil"), cpu("json", "@discordjs/ws"), (a, b) => a <= b),
+        },
+        {
+          target: "json: latency p99 ≤ @discordjs/ws",
+          measured: `${fmt(p99("json", "vigil"), 0)} µs vs ${fmt(p99("json", "@discordjs/ws"), 0)} µs`,
+          met: at(p99("json", "vigil"), p99("json", "@discordjs/ws"), (a, b) => a <= b),
+        },
+      )
+    }
+    for (const encoding of ["zlib-stream", "zstd-stream"]) {
+      // The peer: @discordjs/ws where it has the encoding, else the floor.
+      const peer = eps(encoding, "@discordjs/ws") !== undefined ? "@discordjs/ws" : "floor"
+      const [v, p] = [eps(encoding, "vigil"), eps(encoding, peer)]
+      targets.push({
+        target: `${encoding}: events/s ≥ 4 × ${peer}`,
+        measured: `${fmt(v, 0)} vs ${fmt(p, 0)} (${ratio(v, p)})`,
+        met: at(v, p, (a, b) => a >= 4 * b),
+      })
+    }
     for (const encoding of encodings) {
-      const v = eps(encoding, "vigil")
-      const d = eps(encoding, "@discordjs/ws")
-      const f = eps(encoding, "floor")
+      const [v, p] = [eps(encoding, "vigil"), eps(encoding, "vigil provider")]
+      if (p === undefined) continue
       targets.push({
-        target: `${encoding}: Vigil events/s ≥ @discordjs/ws`,
-        measured:
-          d === undefined
-            ? `@discordjs/ws has no ${encoding}; Vigil ${fmt(v, 0)}`
-            : `${fmt(v, 0)} vs ${fmt(d, 0)} (${ratio(v, d)})`,
-        // No peer figure, nothing to compare: neither met nor missed.
-        met: v === undefined ? false : d === undefined ? undefined : v >= d,
+        target: `${encoding}: the provider's events/s within 10% of the shard's`,
+        measured: `${fmt(p, 0)} vs ${fmt(v, 0)} (${ratio(p, v)}); CPU µs/event ${fmt(cpu(encoding, "vigil provider"))} vs ${fmt(cpu(encoding, "vigil"))}`,
+        met: at(p, v, (a, b) => a >= 0.9 * b),
       })
-      targets.push({
-        target: `${encoding}: Vigil events/s ≥ 0.8 × floor`,
-        measured: `${fmt(v, 0)} vs ${fmt(f, 0)} (${ratio(v, f)})`,
-        met: v !== undefined && f !== undefined ? v >= 0.8 * f : undefined,
-      })
+    }
+    {
+      const [on, off] = [eps("json", "vigil"), eps("json", "vigil (metrics off)")]
+      if (off !== undefined)
+        targets.push({
+          target: "json: events/s with metrics on vs off ≤ 5% apart",
+          measured: `${fmt(on, 0)} vs ${fmt(off, 0)} (${ratio(on, off)}); CPU µs/event ${fmt(cpu("json", "vigil"))} vs ${fmt(cpu("json", "vigil (metrics off)"))}`,
+          met: at(on, off, (a, b) => Math.abs(a - b) <= 0.05 * Math.max(a, b)),
+        })
     }
   }
 
@@ -319,31 +362,65 @@ const main = async () => {
         `Direct: CPU over ${idleWindow} s at ${discordInterval} ms ÷ shards, × 3600 s (noisier: ` +
         "few beats fall in the window, and the process's own idle work is in it).",
       "",
-      "| client | RSS KiB/shard | vs @discordjs/ws | heap KiB/shard | all READY s | CPU µs/heartbeat | CPU ms/shard-hour (scaled) | CPU ms/shard-hour (direct) |",
-      "|---|---:|---:|---:|---:|---:|---:|---:|",
+      "| client | RSS KiB/shard | vs @discordjs/ws | heap used KiB/shard | heap committed KiB/shard | external KiB/shard | other native KiB/shard | all READY s | CPU µs/heartbeat | CPU ms/shard-hour (scaled) | CPU ms/shard-hour (direct) |",
+      "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     )
     for (const row of idleRows) {
       const error = row.real.error ?? row.short.error
       if (error) {
-        lines.push(`| ${row.client} | ${error} | | | | | | |`)
+        lines.push(`| ${row.client} | ${error} | | | | | | | | | |`)
         continue
       }
       const r = row.real.idle
       const s = row.short.idle
+      const kib = (mib: number | undefined) => (r && mib !== undefined ? (mib * 1024) / r.shards : undefined)
+      const native = r ? kib(r.rssDeltaMiB - r.heapTotalDeltaMiB - r.externalDeltaMiB) : undefined
       lines.push(
         `| ${row.client} | ${fmt(kibPerShard(r))} | ${row.client === "@discordjs/ws" ? "" : ratio(kibPerShard(r), perShard("@discordjs/ws"))} | ` +
-          `${fmt(heapKibPerShard(r))} | ${fmt(r?.readySeconds)} | ` +
+          `${fmt(heapKibPerShard(r))} | ${fmt(kib(r?.heapTotalDeltaMiB))} | ${fmt(kib(r?.externalDeltaMiB))} | ${fmt(native)} | ${fmt(r?.readySeconds)} | ` +
           `${fmt(s && s.heartbeats > 0 ? s.cpuMicros / s.heartbeats : undefined)} | ` +
           `${fmt(scaledCpuPerShardHour(s), 2)} | ${fmt(directCpuPerShardHour(r), 2)} |`,
       )
     }
+    const idleOf = (client: string) => idleRows.find((r) => r.client === client)
+    const beatCpu = (client: string) => {
+      const s = idleOf(client)?.short.idle
+      return s && s.heartbeats > 0 ? s.cpuMicros / s.heartbeats : undefined
+    }
+    const heapOf = (client: string) => heapKibPerShard(idleOf(client)?.real.idle)
     const v = perShard("vigil")
     const d = perShard("@discordjs/ws")
-    targets.push({
-      target: "idle memory per shard ≤ 0.5 × @discordjs/ws",
-      measured: `${fmt(v)} KiB vs ${fmt(d)} KiB (${ratio(v, d)})`,
-      met: v !== undefined && d !== undefined ? v <= 0.5 * d : undefined,
-    })
+    targets.push(
+      {
+        target: "idle RSS per shard ≤ 0.7 × @discordjs/ws",
+        measured: `${fmt(v)} KiB vs ${fmt(d)} KiB (${ratio(v, d)})`,
+        met: v !== undefined && d !== undefined ? v <= 0.7 * d : undefined,
+      },
+      {
+        target: "idle heap per shard ≤ 16 KiB",
+        measured: `${fmt(heapOf("vigil"))} KiB (@discordjs/ws ${fmt(heapOf("@discordjs/ws"))} KiB)`,
+        met: heapOf("vigil") !== undefined ? heapOf("vigil")! <= 16 : undefined,
+      },
+      {
+        target: "CPU per heartbeat ≤ @discordjs/ws",
+        measured: `${fmt(beatCpu("vigil"))} µs vs ${fmt(beatCpu("@discordjs/ws"))} µs`,
+        met: at2(beatCpu("vigil"), beatCpu("@discordjs/ws"), (a, b) => a <= b),
+      },
+    )
+    const pv = perShard("vigil provider")
+    if (pv !== undefined)
+      targets.push({
+        target: "idle through the provider within 10% of the shard's (RSS, heap, CPU per heartbeat)",
+        measured:
+          `RSS ${fmt(pv)} vs ${fmt(v)} KiB (${ratio(pv, v)}), heap ${fmt(heapOf("vigil provider"))} vs ${fmt(heapOf("vigil"))} KiB ` +
+          `(${ratio(heapOf("vigil provider"), heapOf("vigil"))}), CPU/beat ${fmt(beatCpu("vigil provider"))} vs ${fmt(beatCpu("vigil"))} µs ` +
+          `(${ratio(beatCpu("vigil provider"), beatCpu("vigil"))})`,
+        met:
+          v !== undefined &&
+          pv <= 1.1 * v &&
+          at2(heapOf("vigil provider"), heapOf("vigil"), (a, b) => a <= 1.1 * b) === true &&
+          at2(beatCpu("vigil provider"), beatCpu("vigil"), (a, b) => a <= 1.1 * b) === true,
+      })
   }
 
   // Zombie → RESUMED.
@@ -384,7 +461,7 @@ const main = async () => {
   }
 
   if (targets.length > 0) {
-    lines.push("", "### Issue 5's targets", "", "| target | measured | met |", "|---|---|---|")
+    lines.push("", "### Targets (issues 11 and 12)", "", "| target | measured | met |", "|---|---|---|")
     for (const t of targets) {
       lines.push(`| ${t.target} | ${t.measured} | ${t.met === undefined ? "–" : t.met ? "yes" : "**no**"} |`)
     }

@@ -101,7 +101,7 @@ export const make = Effect.fnUntraced(function* (options: DeliveryOptions) {
         accept(dispatch)
       }
       lastEventAt = clock.currentTimeMillisUnsafe()
-      return Effect.void
+      return session.advanced
     })
 
   return {

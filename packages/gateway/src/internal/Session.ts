@@ -4,13 +4,16 @@
  * and Resume read it, and the store gets copies (each call bounded in time).
  *
  * Copies are coalesced, not written per event: a new session (READY), RESUMED and the end of
- * each connection are saved at once; in between, a writer saves the moved sequence once
- * `events` events are unsaved or `interval` has passed, whichever comes first. So after a
- * crash the stored sequence is at most `events` events or `interval` (plus one write) behind
- * the last delivered one. A restarted process resumes from there: the server replays that
- * window, which the crashed process had delivered (at least once, never a gap).
+ * each connection are saved at once; in between, the moved sequence is saved once `events`
+ * events are unsaved or `interval` has passed since the first of them, whichever comes first.
+ * So after a crash the stored sequence is at most `events` events or `interval` (plus one
+ * write) behind the last delivered one. A restarted process resumes from there: the server
+ * replays that window, which the crashed process had delivered (at least once, never a gap).
+ *
+ * Those writes run in fibers forked only while something is unsaved: an idle shard has no
+ * writer, no timer and no wake-up.
  */
-import { Duration, Effect, Latch, Semaphore } from "effect"
+import { Duration, Effect, Semaphore } from "effect"
 import type * as Protocol from "../Protocol.ts"
 import type { SaveOptions, StoredSession } from "../SessionStore.ts"
 import type { BoundedStore } from "./BoundedStore.ts"
@@ -22,6 +25,8 @@ export interface Session {
   readonly sequence: () => number | null
   /** An event with this sequence was handed over (or dropped by choice). The hot path. */
   readonly advance: (seq: number) => void
+  /** After a batch of `advance`s: schedules the write they call for, if none is scheduled. */
+  readonly advanced: Effect.Effect<void>
   /** READY of a session other than the current one: a new session, saved at once. */
   readonly begin: (ready: Protocol.Ready) => Effect.Effect<void>
   /** The session is gone (identify next, logout, fatal stop). */
@@ -33,18 +38,17 @@ export interface Session {
 export const defaultSaveInterval = Duration.seconds(1)
 export const defaultSaveEvents = 1000
 
-/** Loads the stored session and starts the coalescing writer in the current scope. */
+/** Loads the stored session; its coalesced writes run in the current scope. */
 export const make = Effect.fnUntraced(function* (store: BoundedStore, options: SaveOptions = {}) {
   const intervalMillis = Math.max(1, Duration.toMillis(options.interval ?? defaultSaveInterval))
   const eventsPerSave = Math.max(1, options.events ?? defaultSaveEvents)
+  const scope = yield* Effect.scope
   const loaded = yield* store.load
   // Mutable: the sequence moves with every event (the hot path); the store gets copies.
   let record: Mutable<StoredSession> | undefined = loaded._tag === "Some" ? { ...loaded.value } : undefined
   let unsaved = 0
-  // `moved`: something is unsaved (the writer wakes); `due`: `events` are (it writes now).
-  // An idle shard's writer sleeps on `moved`: no timer, no wake-up.
-  const moved = Latch.makeUnsafe(false)
-  const due = Latch.makeUnsafe(false)
+  let timed = false // a write is due `interval` after the first unsaved event
+  let counted = false // a write is due now: `events` are unsaved
   // One write at a time, each of the record as it is when the write starts: a slow periodic
   // write can never land after a `forget` and bring a dead session back.
   const lock = yield* Semaphore.make(1)
@@ -56,15 +60,19 @@ export const make = Effect.fnUntraced(function* (store: BoundedStore, options: S
     }),
   )
   const saveIfMoved = Effect.suspend(() => (unsaved > 0 ? save : Effect.void))
-
-  yield* Effect.forkScoped(
-    Effect.forever(
-      moved.await.pipe(
-        Effect.andThen(Effect.raceFirst(Effect.sleep(intervalMillis), due.await)),
-        Effect.andThen(Effect.all([moved.close, due.close])),
-        Effect.andThen(saveIfMoved),
-      ),
+  const afterInterval = Effect.sleep(intervalMillis).pipe(
+    Effect.andThen(
+      Effect.sync(() => {
+        timed = false
+      }),
     ),
+    Effect.andThen(saveIfMoved),
+  )
+  const now = Effect.ensuring(
+    saveIfMoved,
+    Effect.sync(() => {
+      counted = false
+    }),
   )
 
   return {
@@ -73,9 +81,21 @@ export const make = Effect.fnUntraced(function* (store: BoundedStore, options: S
     advance: (seq) => {
       if (!record) return
       record.sequence = seq
-      if (++unsaved === 1) moved.openUnsafe()
-      if (unsaved === eventsPerSave) due.openUnsafe()
+      unsaved++
     },
+    advanced: Effect.suspend(() => {
+      if (unsaved === 0) return Effect.void
+      let writes: Effect.Effect<unknown> = Effect.void
+      if (!timed) {
+        timed = true
+        writes = Effect.forkIn(afterInterval, scope)
+      }
+      if (unsaved >= eventsPerSave && !counted) {
+        counted = true
+        writes = Effect.andThen(writes, Effect.forkIn(now, scope))
+      }
+      return Effect.asVoid(writes)
+    }),
     begin: (ready) =>
       Effect.suspend(() => {
         record = { sessionId: ready.session_id, sequence: null, resumeUrl: ready.resume_gateway_url }
