@@ -9,7 +9,7 @@ import { NodeGateway } from "@vigil/gateway-node"
 import { DiscordProvider } from "@vigil/provider"
 import { Cause, Effect, Fiber, Layer, Redacted, type Scope, Stream } from "effect"
 import { FetchHttpClient, HttpClient, HttpClientResponse } from "effect/http"
-import type { BenchClient, BenchClientHandle, BenchClientOptions } from "./Clients.ts"
+import type { BenchClient, BenchClientHandle, BenchClientOptions, BenchManyOptions } from "./Clients.ts"
 import { type Encoding, manyGatewayBot } from "./Workload.ts"
 
 const compressionOf = (encoding: Encoding) => (encoding === "json" ? "none" : encoding)
@@ -54,14 +54,33 @@ const shardLayer = Layer.merge(
   IdentifyThrottle.IdentifyThrottle.layer({ maxConcurrency: 1 }),
 )
 
+const managerProgram = (options: BenchManyOptions) =>
+  Effect.gen(function* () {
+    // `gatewayBot` given: the manager makes no HTTP call (the client layer is unused).
+    const manager = yield* ShardManager.make({
+      token: Redacted.make(options.token),
+      intents: 0,
+      shardCount: options.count,
+      gatewayBot: manyGatewayBot(options),
+    })
+    yield* Stream.runForEach(manager.events, (event) =>
+      Effect.sync(() => {
+        if (event.dispatch.type === "READY") options.onReady(event.shardId)
+      }),
+    )
+  })
+
+const managerLayer = Layer.merge(NodeGateway.layer(), FetchHttpClient.layer)
+const metricsOff = Layer.succeed(Metrics.Enabled)(false)
+
 /** The same as `vigil`, with metrics switched off (`Metrics.Enabled`): what metrics cost. */
 export const vigilNoMetrics: BenchClient = {
   name: "vigil (metrics off)",
   description: "Vigil Shard as `vigil`, with Metrics.Enabled false",
   supports: (encoding) => encoding === "json",
   heartbeats: false,
-  start: async (options) =>
-    fork(shardProgram(options), Layer.merge(shardLayer, Layer.succeed(Metrics.Enabled)(false))),
+  start: async (options) => fork(shardProgram(options), Layer.merge(shardLayer, metricsOff)),
+  startMany: async (options) => fork(managerProgram(options), Layer.merge(managerLayer, metricsOff)),
 }
 
 /**
@@ -141,22 +160,5 @@ export const vigil: BenchClient = {
   supports: () => true,
   heartbeats: true,
   start: async (options) => fork(shardProgram(options), shardLayer),
-  startMany: async (options) =>
-    fork(
-      Effect.gen(function* () {
-        // `gatewayBot` given: the manager makes no HTTP call (the client layer is unused).
-        const manager = yield* ShardManager.make({
-          token: Redacted.make(options.token),
-          intents: 0,
-          shardCount: options.count,
-          gatewayBot: manyGatewayBot(options),
-        })
-        yield* Stream.runForEach(manager.events, (event) =>
-          Effect.sync(() => {
-            if (event.dispatch.type === "READY") options.onReady(event.shardId)
-          }),
-        )
-      }),
-      Layer.merge(NodeGateway.layer(), FetchHttpClient.layer),
-    ),
+  startMany: async (options) => fork(managerProgram(options), managerLayer),
 }

@@ -239,12 +239,15 @@ export const make = Effect.fnUntraced(function* (
       maxMessageBytes: config.maxMessageBytes,
       properties: config.properties,
       largeThreshold: config.largeThreshold,
-      beforeIdentify: status
-        .setState({ _tag: "WaitingForIdentify" })
-        .pipe(
-          Effect.andThen(throttle.wait(id).pipe(Effect.withSpan("vigil.identify.wait", { attributes }))),
-          Effect.andThen(status.setState({ _tag: "Identifying" })),
-        ),
+      // Built when a connection identifies, not held for the shard's life.
+      beforeIdentify: Effect.suspend(() =>
+        status
+          .setState({ _tag: "WaitingForIdentify" })
+          .pipe(
+            Effect.andThen(throttle.wait(id).pipe(Effect.withSpan("vigil.identify.wait", { attributes }))),
+            Effect.andThen(status.setState({ _tag: "Identifying" })),
+          ),
+      ),
       sequence: Effect.sync(session.sequence),
       outbox,
       sendRecorder: metrics,

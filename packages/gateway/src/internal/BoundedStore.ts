@@ -36,9 +36,10 @@ export const make = (
           ),
       }),
     )
+  // Built when called (rarely), not held for the shard's life.
   return {
-    load: bound("load", store.load(shard), Option.none()),
+    load: Effect.suspend(() => bound("load", store.load(shard), Option.none())),
     save: (session) => bound("save", store.save(shard, session), undefined),
-    clear: bound("clear", store.clear(shard), undefined),
+    clear: Effect.suspend(() => bound("clear", store.clear(shard), undefined)),
   }
 }
