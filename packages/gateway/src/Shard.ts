@@ -195,7 +195,6 @@ export const make = Effect.fnUntraced(function* (
 ): Effect.fn.Return<Shard, never, Scope.Scope | GatewayTransport | SessionStore | IdentifyThrottle> {
   const [id, count] = config.shard
   const throttle = yield* IdentifyThrottle
-  const transport = yield* Effect.context<GatewayTransport>()
   const policy = { ...ReconnectPolicy.defaultConfig, ...config.policy }
 
   const session = yield* Session.make(
@@ -253,7 +252,6 @@ export const make = Effect.fnUntraced(function* (
       sendRecorder: metrics,
       stop: Deferred.await(stop),
     },
-    transport,
     session,
     delivery,
     status,
@@ -330,7 +328,7 @@ interface Supervision {
 const supervise = (
   shard: Attempt.Shard,
   { gatewayUrl, stop, presence }: Supervision,
-): Effect.Effect<void, Stop> =>
+): Effect.Effect<void, Stop, GatewayTransport> =>
   Effect.gen(function* () {
     const { session, status, metrics, policy } = shard
     let attempts = 0

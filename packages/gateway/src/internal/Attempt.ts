@@ -4,7 +4,7 @@
  * keeps the shard's status, session and metrics up to date from what it observes, and
  * returns how it went, as the shard's reconnect decision needs it.
  */
-import { Clock, type Context, Effect, Exit } from "effect"
+import { Clock, Effect, Exit } from "effect"
 import * as Connection from "../Connection.ts"
 import type { ConnectionError, SessionStartLimitExhausted } from "../GatewayError.ts"
 import type * as Metrics from "../Metrics.ts"
@@ -26,7 +26,6 @@ export interface Shard {
     Connection.ConnectionOptions<SessionStartLimitExhausted>,
     "url" | "handshake" | "presence" | "onEvent"
   >
-  readonly transport: Context.Context<GatewayTransport>
   readonly session: Session
   readonly delivery: Delivery
   readonly status: Status
@@ -54,7 +53,8 @@ export interface Outcome {
   readonly startedAt: number
 }
 
-export const run = (shard: Shard, attempt: Attempt): Effect.Effect<Outcome> =>
+/** Runs on the shard's loop fiber, which has the transport from `Shard.make`'s context. */
+export const run = (shard: Shard, attempt: Attempt): Effect.Effect<Outcome, never, GatewayTransport> =>
   Effect.gen(function* () {
     const { resumed, url } = attempt
     const startedAt = yield* Clock.currentTimeMillis
@@ -71,7 +71,6 @@ export const run = (shard: Shard, attempt: Attempt): Effect.Effect<Outcome> =>
     const { progress, onEvent } = observer(shard, resumed, handshake, connect)
     const exit = yield* Effect.exit(
       Connection.run({ ...shard.connection, presence: attempt.presence, url, handshake, onEvent }).pipe(
-        Effect.provideContext(shard.transport),
         // Shut down mid-phase: the open phase ends too, its span not left dangling.
         Effect.onInterrupt(() =>
           Effect.sync(() => {

@@ -15,7 +15,7 @@ export const pump =
     Effect.suspend(() => {
       // A whole read at once: the events as they are, then the messages decoded from them.
       // READY says who the bot is before the messages after it are decoded.
-      let inbound: Array<Inbound.Inbound> | undefined
+      const inbound: Array<Inbound.Inbound> = []
       let ready = false
       const decode = shared.inboundListeners > 0
       for (const { shardId, dispatch } of events) {
@@ -31,18 +31,20 @@ export const pump =
         switch (decoded._tag) {
           case "Event":
             shared.inbound.messages++
-            ;(inbound ??= []).push(Result.succeed(decoded.event))
+            inbound.push(Result.succeed(decoded.event))
             break
           case "Malformed":
             shared.inbound.malformed++
-            ;(inbound ??= []).push(Result.fail(decoded.error))
+            inbound.push(Result.fail(decoded.error))
             break
           case "Skip":
             if (decoded.own) shared.inbound.ownSkipped++
         }
       }
       let published: Effect.Effect<unknown> = PubSub.publishAll(shared.eventsHub, events)
-      if (inbound) published = Effect.andThen(published, PubSub.publishAll(shared.inboundHub, inbound))
+      if (inbound.length > 0) {
+        published = Effect.andThen(published, PubSub.publishAll(shared.inboundHub, inbound))
+      }
       if (ready) published = Effect.andThen(published, signal(shared))
       return Effect.asVoid(published)
     })
