@@ -8,7 +8,7 @@ import { type ChildProcess, spawn } from "node:child_process"
 import * as net from "node:net"
 import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
-import { ShardSingleton } from "@vigil/cluster"
+import { ShardOwners, ShardSingleton } from "@vigil/cluster"
 import { IdentifyThrottle, SessionStore } from "@vigil/gateway"
 import { NodeCompression, NodeTransport } from "@vigil/gateway-node"
 import { eventually } from "@vigil/testing/Eventually"
@@ -99,7 +99,9 @@ describe("ShardSingleton", () => {
                 TestRunner.layer,
                 NodeTransport.layer(),
                 NodeCompression.layer,
-                SessionStore.SessionStore.layerMemory,
+                ShardOwners.ShardOwners.layerUnfenced.pipe(
+                  Layer.provide(SessionStore.SessionStore.layerMemory),
+                ),
                 IdentifyThrottle.IdentifyThrottle.layer({ maxConcurrency: 1 }),
               ),
             ),
