@@ -111,7 +111,8 @@ export const make = Effect.fnUntraced(function* (options: PgShardOwnersOptions) 
           Request: Schema.Void,
           Result: Schema.Struct({ waitMillis: Schema.Number }),
           execute: () => sql`
-            SELECT greatest(extract(epoch FROM lease_until - clock_timestamp()) * 1000, 0)::float8 AS "waitMillis"
+            SELECT CASE WHEN lease_until > clock_timestamp()
+                   THEN extract(epoch FROM lease_until - clock_timestamp()) * 1000 ELSE 0 END::float8 AS "waitMillis"
             FROM vigil_shard_owners WHERE shard_id = ${id} AND shard_count = ${count} FOR UPDATE`,
         })(undefined)
         const [taken] = yield* SqlSchema.findAll({
@@ -173,7 +174,7 @@ export const make = Effect.fnUntraced(function* (options: PgShardOwnersOptions) 
     // Ends the lease when the runner gives the shard up cleanly (and only for this epoch).
     yield* Effect.addFinalizer(() =>
       sql`
-        UPDATE vigil_shard_owners SET lease_until = '-infinity'
+        UPDATE vigil_shard_owners SET lease_until = clock_timestamp()
         WHERE shard_id = ${id} AND shard_count = ${count} AND epoch = ${epoch}`.pipe(
         Effect.timeoutOption(renewInterval),
         Effect.ignore,

@@ -44,12 +44,14 @@ export interface ShardSingletonOptions<E, R> {
   readonly drainTimeout?: Duration.Input | undefined
 }
 
-type Requires<R> =
-  | Sharding.Sharding
+/** What a shard needs where it runs. */
+type Needs<R> =
   | Transport.GatewayTransport
   | ShardOwners
   | IdentifyThrottle.IdentifyThrottle
   | Exclude<R, Scope.Scope>
+
+type Requires<R> = Sharding.Sharding | Needs<R>
 
 /** The shard as the app sees it: nothing delivered and nothing sent once the ownership lapses. */
 const fenced = (shard: Shard.Shard, valid: () => boolean): Shard.Shard => {
@@ -127,7 +129,14 @@ const ready = (shard: Shard.Shard) =>
     Effect.map(Option.getOrUndefined),
   )
 
-const singleton = <E, R>(key: SessionStore.ShardKey, options: ShardSingletonOptions<E, R>) =>
+/**
+ * What one shard's singleton runs on the runner it is placed on (`layer` makes one per shard);
+ * never ends.
+ */
+export const runShard = <E, R>(
+  key: SessionStore.ShardKey,
+  options: ShardSingletonOptions<E, R>,
+): Effect.Effect<never, never, Needs<R>> =>
   Effect.gen(function* () {
     const owners = yield* ShardOwners
     const clock = yield* Clock.Clock
@@ -169,6 +178,6 @@ const singleton = <E, R>(key: SessionStore.ShardKey, options: ShardSingletonOpti
 
 export const layer = <E, R>(options: ShardSingletonOptions<E, R>): Layer.Layer<never, never, Requires<R>> =>
   options.shards
-    .map((key) => Singleton.make(nameOf(key), singleton(key, options)))
+    .map((key) => Singleton.make(nameOf(key), runShard(key, options)))
     // (`Layer.mergeAll` takes no spread array.)
     .reduce<Layer.Layer<never, never, Requires<R>>>((all, one) => Layer.merge(all, one), Layer.empty)

@@ -1,0 +1,183 @@
+/**
+ * Two owners of one shard in one process, each with its own pool on PostgreSQL, against a
+ * FakeGateway: when the second takes the shard (a newer epoch), the first's next save is
+ * refused and it stops at once (socket closed, its app's stream ended) while the second waits
+ * out its lease, then RESUMEs; the gateway never holds two open sockets for the shard, no event
+ * is lost, and the stored session is the new owner's. Each start is one `vigil.handoff` span.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { PgShardOwners, ShardSingleton } from "@vigil/cluster"
+import { IdentifyThrottle, type SessionStore } from "@vigil/gateway"
+import { NodeCompression, NodeTransport } from "@vigil/gateway-node"
+import { eventually } from "@vigil/testing/Eventually"
+import * as FakeGateway from "@vigil/testing/FakeGateway"
+import { Effect, Fiber, Layer, Logger, Redacted, Stream, Tracer } from "effect"
+import { SqlClient } from "effect/sql"
+import * as TestDatabase from "./TestDatabase.ts"
+
+const token = "fencing-test-token"
+const key: SessionStore.ShardKey = [0, 1]
+
+/** A runner in this process: its own pool, owners and logs; what its app handled. */
+const runner = (gatewayUrl: string, tracer: Tracer.Tracer, name: string) =>
+  Effect.gen(function* () {
+    const handled: Array<number> = []
+    const logs: Array<string> = []
+    let streamEnded = false
+    const owners = PgShardOwners.layer({
+      shardLockExpiration: "6 seconds",
+      fenceAfter: "3 seconds",
+      // Renewals rarely: here the save every 100 ms is what finds the newer epoch.
+      renewInterval: "2 seconds",
+      owner: name,
+    }).pipe(Layer.provide(TestDatabase.client({ maxConnections: 3 })))
+    const fiber = yield* ShardSingleton.runShard(key, {
+      shards: [key],
+      config: {
+        token: Redacted.make(token),
+        intents: 513,
+        gatewayUrl,
+        sessionSave: { interval: "100 millis", events: 1 },
+      },
+      run: (shard) =>
+        Stream.runForEach(shard.events, (event) => Effect.sync(() => handled.push(event.seq))).pipe(
+          Effect.ensuring(Effect.sync(() => (streamEnded = true))),
+        ),
+    }).pipe(
+      Effect.provide(
+        Layer.mergeAll(
+          owners,
+          NodeTransport.layer(),
+          NodeCompression.layer,
+          IdentifyThrottle.IdentifyThrottle.layer({ maxConcurrency: 1 }),
+        ),
+      ),
+      Effect.provide(Logger.layer([Logger.make(({ message }) => void logs.push(String(message)))])),
+      Effect.provideService(Tracer.Tracer, tracer),
+      Effect.forkScoped,
+    )
+    return { fiber, handled, logs, streamEnded: () => streamEnded }
+  })
+
+describe("ShardSingleton fencing", () => {
+  it.live(
+    "a newer owner: the older one's save is refused and it stops at once; the new one resumes, its row intact",
+    () =>
+      Effect.gen(function* () {
+        const spans: Array<Tracer.Span> = []
+        const tracer = Tracer.make({
+          span: (options) => {
+            const span = Tracer.nativeTracer.span(options)
+            spans.push(span)
+            return span
+          },
+        })
+        const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 1_000 })
+        const open = Effect.map(
+          gateway.connections,
+          (all) => all.filter((c) => c.state === "open" && c.shard?.[0] === 0).length,
+        )
+        let most = 0
+        yield* Effect.forkScoped(
+          Effect.forever(
+            Effect.andThen(
+              Effect.map(open, (n) => void (most = Math.max(most, n))),
+              Effect.sleep("5 millis"),
+            ),
+          ),
+        )
+
+        const a = yield* runner(gateway.url, tracer, "a")
+        const first = yield* eventually(
+          Effect.map(open, (n) => n === 1),
+          "the first owner connected",
+          "20 seconds",
+        ).pipe(Effect.andThen(gateway.emit({ shard: 0 }, { count: 20 })))
+        yield* eventually(() => a.handled.includes(first.at(-1)!), "the first events handled", "20 seconds")
+
+        // Traffic while the shard changes hands.
+        const traffic = yield* Effect.forkScoped(gateway.emit({ shard: 0 }, { count: 100, perSecond: 25 }))
+        yield* Effect.sleep("500 millis")
+        const b = yield* runner(gateway.url, tracer, "b")
+        const sql = yield* SqlClient.SqlClient
+        const epoch = sql<{ epoch: number }>`SELECT epoch::float8 AS epoch FROM vigil_shard_owners`.pipe(
+          Effect.map((rows) => rows[0]?.epoch),
+          Effect.orDie,
+        )
+        const context = yield* Effect.context<SqlClient.SqlClient>()
+        yield* eventually(
+          Effect.map(Effect.provide(epoch, context), (e) => e === 2),
+          "the newer epoch taken",
+          "20 seconds",
+        )
+        const takenAt = Date.now()
+        // The older owner finds out at its next save (every 100 ms under traffic) and stops.
+        yield* eventually(
+          Effect.map(open, (n) => n === 0),
+          "the older owner's socket closed",
+          "10 seconds",
+        )
+        const stoppedAfter = Date.now() - takenAt
+        assert.isBelow(stoppedAfter, 1_500, "the fenced owner took too long to stop")
+        assert.isTrue(
+          a.logs.some((line) => line.includes("save was refused")),
+          `not stopped by a refused save: ${a.logs.join("\n")}`,
+        )
+        assert.isTrue(a.logs.some((line) => line.includes("shard fenced")))
+        yield* eventually(a.streamEnded, "the older owner's app stream ended", "5 seconds")
+        const handledByA = a.handled.length
+
+        const sent = [...first, ...(yield* Fiber.join(traffic))]
+        yield* eventually(
+          () => b.handled.includes(sent.at(-1)!),
+          "the new owner handled the rest",
+          "30 seconds",
+        )
+        assert.strictEqual(a.handled.length, handledByA, "the fenced owner handled events after it stopped")
+        const seen = new Set([...a.handled, ...b.handled])
+        for (const seq of sent) assert.isTrue(seen.has(seq), `event ${seq} lost`)
+        assert.strictEqual(
+          (yield* gateway.sessions).length,
+          1,
+          "the new owner identified instead of resuming",
+        )
+        assert.isAtMost(most, 1, "two open sockets for one shard")
+
+        // The row is the new owner's, up to the last it handled (RESUMED has a sequence too); the
+        // fenced one's writes are refused.
+        const stored = sql<{
+          sequence: number
+        }>`SELECT sequence::float8 AS sequence FROM vigil_sessions`.pipe(
+          Effect.map((rows) => rows[0]?.sequence),
+          Effect.orDie,
+        )
+        yield* eventually(
+          Effect.map(Effect.provide(stored, context), (s) => s === b.handled.at(-1)),
+          "the new owner's sequence stored",
+          "10 seconds",
+        )
+        yield* Fiber.interrupt(a.fiber) // its shutdown writes nothing
+        assert.strictEqual(yield* stored, b.handled.at(-1))
+
+        // One hand-off span per start: shard, epoch, how it began; never the token.
+        const handoffs = spans.filter((span) => span.name === "vigil.handoff")
+        const attributes = handoffs.map((span) => Object.fromEntries(span.attributes))
+        assert.deepStrictEqual(
+          attributes.map((a) => [
+            a["vigil.shard.id"],
+            a["vigil.shard.count"],
+            a["vigil.handoff.epoch"],
+            a["vigil.handoff.outcome"],
+          ]),
+          [
+            [0, 1, 1, "identified"],
+            [0, 1, 2, "resumed"],
+          ],
+        )
+        assert.isAbove(Number(attributes[1]!["vigil.handoff.waited_ms"]), 0)
+        for (const span of handoffs) assert.strictEqual(span.status._tag, "Ended")
+        assert.notInclude(JSON.stringify(spans.map((s) => [...s.attributes])), token)
+      }).pipe(Effect.provide(TestDatabase.layer)),
+    90_000,
+  )
+})
