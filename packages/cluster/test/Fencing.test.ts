@@ -6,11 +6,12 @@
  * is lost, and the stored session is the new owner's. Each start is one `vigil.handoff` span.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { PgShardOwners, ShardSingleton } from "@vigil/cluster"
+import { PgDatabase, PgShardOwners, ShardSingleton } from "@vigil/cluster"
 import { IdentifyThrottle, type SessionStore } from "@vigil/gateway"
 import { NodeCompression, NodeTransport } from "@vigil/gateway-node"
 import { eventually } from "@vigil/testing/Eventually"
 import * as FakeGateway from "@vigil/testing/FakeGateway"
+import * as TcpProxy from "@vigil/testing/TcpProxy"
 import { Effect, Fiber, Layer, Logger, Redacted, Stream, Tracer } from "effect"
 import { SqlClient } from "effect/sql"
 import * as TestDatabase from "./TestDatabase.ts"
@@ -18,19 +19,34 @@ import * as TestDatabase from "./TestDatabase.ts"
 const token = "fencing-test-token"
 const key: SessionStore.ShardKey = [0, 1]
 
+// Renewals rarely: here the save every 100 ms is what finds the newer epoch.
+const slowRenewals = {
+  shardLockExpiration: "6 seconds",
+  fenceAfter: "3 seconds",
+  renewInterval: "2 seconds",
+} as const
+// The cluster fixture's: lease renewed every 0.5 s, fenced 2 s after the last renewal, lock expiry 3 s.
+const fixtureTimings = {
+  shardLockExpiration: "3 seconds",
+  fenceAfter: "2 seconds",
+  renewInterval: "500 millis",
+} as const
+
 /** A runner in this process: its own pool, owners and logs; what its app handled. */
-const runner = (gatewayUrl: string, tracer: Tracer.Tracer, name: string) =>
+const runner = (
+  gatewayUrl: string,
+  tracer: Tracer.Tracer,
+  name: string,
+  timings: PgShardOwners.PgShardOwnersOptions = slowRenewals,
+  database: Layer.Layer<SqlClient.SqlClient, never, TestDatabase.TestDatabase> = TestDatabase.client({
+    maxConnections: 3,
+  }),
+) =>
   Effect.gen(function* () {
     const handled: Array<number> = []
     const logs: Array<string> = []
     let streamEnded = false
-    const owners = PgShardOwners.layer({
-      shardLockExpiration: "6 seconds",
-      fenceAfter: "3 seconds",
-      // Renewals rarely: here the save every 100 ms is what finds the newer epoch.
-      renewInterval: "2 seconds",
-      owner: name,
-    }).pipe(Layer.provide(TestDatabase.client({ maxConnections: 3 })))
+    const owners = PgShardOwners.layer({ ...timings, owner: name }).pipe(Layer.provide(database))
     const fiber = yield* ShardSingleton.runShard(key, {
       shards: [key],
       config: {
@@ -59,33 +75,48 @@ const runner = (gatewayUrl: string, tracer: Tracer.Tracer, name: string) =>
     return { fiber, handled, logs, streamEnded: () => streamEnded }
   })
 
+/** Spans, as a tracer keeps them. */
+const capture = () => {
+  const spans: Array<Tracer.Span> = []
+  const tracer = Tracer.make({
+    span: (options) => {
+      const span = Tracer.nativeTracer.span(options)
+      spans.push(span)
+      return span
+    },
+  })
+  return { spans, tracer }
+}
+
+/** Open sockets for shard 0 now, and the most at any instant (watched every 5 ms). */
+const watch = (gateway: FakeGateway.FakeGatewayService) =>
+  Effect.gen(function* () {
+    const open = Effect.map(
+      gateway.connections,
+      (all) => all.filter((c) => c.state === "open" && c.shard?.[0] === 0).length,
+    )
+    let most = 0
+    yield* Effect.forkScoped(
+      Effect.forever(
+        Effect.andThen(
+          Effect.map(open, (n) => {
+            most = Math.max(most, n)
+          }),
+          Effect.sleep("5 millis"),
+        ),
+      ),
+    )
+    return { open, most: () => most }
+  })
+
 describe("ShardSingleton fencing", () => {
   it.live(
     "a newer owner: the older one's save is refused and it stops at once; the new one resumes, its row intact",
     () =>
       Effect.gen(function* () {
-        const spans: Array<Tracer.Span> = []
-        const tracer = Tracer.make({
-          span: (options) => {
-            const span = Tracer.nativeTracer.span(options)
-            spans.push(span)
-            return span
-          },
-        })
+        const { spans, tracer } = capture()
         const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 1_000 })
-        const open = Effect.map(
-          gateway.connections,
-          (all) => all.filter((c) => c.state === "open" && c.shard?.[0] === 0).length,
-        )
-        let most = 0
-        yield* Effect.forkScoped(
-          Effect.forever(
-            Effect.andThen(
-              Effect.map(open, (n) => void (most = Math.max(most, n))),
-              Effect.sleep("5 millis"),
-            ),
-          ),
-        )
+        const { open, most } = yield* watch(gateway)
 
         const a = yield* runner(gateway.url, tracer, "a")
         const first = yield* eventually(
@@ -141,7 +172,7 @@ describe("ShardSingleton fencing", () => {
           1,
           "the new owner identified instead of resuming",
         )
-        assert.isAtMost(most, 1, "two open sockets for one shard")
+        assert.isAtMost(most(), 1, "two open sockets for one shard")
 
         // The row is the new owner's, up to the last it handled (RESUMED has a sequence too); the
         // fenced one's writes are refused.
@@ -177,6 +208,76 @@ describe("ShardSingleton fencing", () => {
         assert.isAbove(Number(attributes[1]!["vigil.handoff.waited_ms"]), 0)
         for (const span of handoffs) assert.strictEqual(span.status._tag, "Ended")
         assert.notInclude(JSON.stringify(spans.map((s) => [...s.attributes])), token)
+      }).pipe(Effect.provide(TestDatabase.layer)),
+    90_000,
+  )
+
+  it.live(
+    "the owner's database connection cut: its lease runs out and it closes its socket before the lock expiry; the next owner waits for that",
+    () =>
+      Effect.gen(function* () {
+        const { spans, tracer } = capture()
+        const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 1_000 })
+        const { open, most } = yield* watch(gateway)
+        const { url } = yield* TestDatabase.TestDatabase
+        const target = new URL(Redacted.value(url))
+        const proxy = yield* TcpProxy.make({
+          target: { host: target.hostname, port: Number(target.port || 5432) },
+        })
+        target.hostname = "127.0.0.1"
+        target.port = String(proxy.port)
+        const throughProxy = PgDatabase.layer({
+          url: Redacted.make(target.toString()),
+          maxConnections: 3,
+        }).pipe(Layer.orDie)
+
+        const a = yield* runner(gateway.url, tracer, "a", fixtureTimings, throughProxy)
+        const first = yield* eventually(
+          Effect.map(open, (n) => n === 1),
+          "the first owner connected",
+          "20 seconds",
+        ).pipe(Effect.andThen(gateway.emit({ shard: 0 }, { count: 20 })))
+        yield* eventually(() => a.handled.includes(first.at(-1)!), "the first events handled", "20 seconds")
+        const traffic = yield* Effect.forkScoped(gateway.emit({ shard: 0 }, { count: 100, perSecond: 25 }))
+        yield* Effect.sleep("500 millis")
+
+        // A partition from the database: links reset, no new one accepted. The worst case for
+        // the next owner: its engine may take the lock at once (a reset connection frees it).
+        yield* proxy.refuse(true)
+        yield* proxy.cut
+        const cutAt = Date.now()
+        const b = yield* runner(gateway.url, tracer, "b", fixtureTimings)
+        yield* eventually(
+          Effect.map(open, (n) => n === 0),
+          "the cut owner's socket closed",
+          "10 seconds",
+        )
+        const closedAfter = Date.now() - cutAt
+        assert.isBelow(closedAfter, 3_000, "the cut owner kept its socket past the lock expiry")
+        assert.isTrue(
+          a.logs.some((line) => line.includes("shard fenced") && line.includes("lease was not renewed")),
+          a.logs.join("\n"),
+        )
+        yield* eventually(a.streamEnded, "the cut owner's app stream ended", "5 seconds")
+        const handledByA = a.handled.length
+
+        const sent = [...first, ...(yield* Fiber.join(traffic))]
+        yield* eventually(
+          () => b.handled.includes(sent.at(-1)!),
+          "the new owner handled the rest",
+          "30 seconds",
+        )
+        assert.strictEqual(a.handled.length, handledByA, "the fenced owner handled events after it stopped")
+        const seen = new Set([...a.handled, ...b.handled])
+        for (const seq of sent) assert.isTrue(seen.has(seq), `event ${seq} lost`)
+        assert.strictEqual(
+          (yield* gateway.sessions).length,
+          1,
+          "the new owner identified instead of resuming",
+        )
+        assert.isAtMost(most(), 1, "two open sockets for one shard")
+        const handoff = spans.filter((span) => span.name === "vigil.handoff").at(-1)!
+        assert.isAbove(Number(Object.fromEntries(handoff.attributes)["vigil.handoff.waited_ms"]), 0)
       }).pipe(Effect.provide(TestDatabase.layer)),
     90_000,
   )
