@@ -93,7 +93,8 @@ const watch = (gateway: FakeGateway.FakeGatewayService) =>
   Effect.gen(function* () {
     const open = Effect.map(
       gateway.connections,
-      (all) => all.filter((c) => c.state === "open" && c.shard?.[0] === 0).length,
+      // Every socket, authenticated or not: a resume opens its socket before it names its shard.
+      (all) => all.filter((c) => c.state === "open").length,
     )
     let most = 0
     yield* Effect.forkScoped(
@@ -106,8 +107,21 @@ const watch = (gateway: FakeGateway.FakeGatewayService) =>
         ),
       ),
     )
-    return { open, most: () => most }
+    const identified = Effect.map(gateway.connections, (all) =>
+      all.some((c) => c.state === "open" && c.shard?.[0] === 0),
+    )
+    return { open, identified, most: () => most }
   })
+
+/** The gateway never had to drop a live connection because another resumed its session. */
+const noSupersededConnection = (gateway: FakeGateway.FakeGatewayService) =>
+  Effect.map(gateway.entries, (entries) =>
+    assert.deepStrictEqual(
+      entries.filter((entry) => entry._tag === "Fault" && entry.fault === "superseded"),
+      [],
+      "a resume took the session from a live connection",
+    ),
+  )
 
 describe("ShardSingleton fencing", () => {
   it.live(
@@ -116,14 +130,12 @@ describe("ShardSingleton fencing", () => {
       Effect.gen(function* () {
         const { spans, tracer } = capture()
         const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 1_000 })
-        const { open, most } = yield* watch(gateway)
+        const { open, identified, most } = yield* watch(gateway)
 
         const a = yield* runner(gateway.url, tracer, "a")
-        const first = yield* eventually(
-          Effect.map(open, (n) => n === 1),
-          "the first owner connected",
-          "20 seconds",
-        ).pipe(Effect.andThen(gateway.emit({ shard: 0 }, { count: 20 })))
+        const first = yield* eventually(identified, "the first owner connected", "20 seconds").pipe(
+          Effect.andThen(gateway.emit({ shard: 0 }, { count: 20 })),
+        )
         yield* eventually(() => a.handled.includes(first.at(-1)!), "the first events handled", "20 seconds")
 
         // Traffic while the shard changes hands.
@@ -173,6 +185,7 @@ describe("ShardSingleton fencing", () => {
           "the new owner identified instead of resuming",
         )
         assert.isAtMost(most(), 1, "two open sockets for one shard")
+        yield* noSupersededConnection(gateway)
 
         // The row is the new owner's, up to the last it handled (RESUMED has a sequence too); the
         // fenced one's writes are refused.
@@ -218,7 +231,7 @@ describe("ShardSingleton fencing", () => {
       Effect.gen(function* () {
         const { spans, tracer } = capture()
         const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 1_000 })
-        const { open, most } = yield* watch(gateway)
+        const { open, identified, most } = yield* watch(gateway)
         const { url } = yield* TestDatabase.TestDatabase
         const target = new URL(Redacted.value(url))
         const proxy = yield* TcpProxy.make({
@@ -232,11 +245,9 @@ describe("ShardSingleton fencing", () => {
         }).pipe(Layer.orDie)
 
         const a = yield* runner(gateway.url, tracer, "a", fixtureTimings, throughProxy)
-        const first = yield* eventually(
-          Effect.map(open, (n) => n === 1),
-          "the first owner connected",
-          "20 seconds",
-        ).pipe(Effect.andThen(gateway.emit({ shard: 0 }, { count: 20 })))
+        const first = yield* eventually(identified, "the first owner connected", "20 seconds").pipe(
+          Effect.andThen(gateway.emit({ shard: 0 }, { count: 20 })),
+        )
         yield* eventually(() => a.handled.includes(first.at(-1)!), "the first events handled", "20 seconds")
         const traffic = yield* Effect.forkScoped(gateway.emit({ shard: 0 }, { count: 100, perSecond: 25 }))
         yield* Effect.sleep("500 millis")
@@ -276,6 +287,7 @@ describe("ShardSingleton fencing", () => {
           "the new owner identified instead of resuming",
         )
         assert.isAtMost(most(), 1, "two open sockets for one shard")
+        yield* noSupersededConnection(gateway)
         const handoff = spans.filter((span) => span.name === "vigil.handoff").at(-1)!
         assert.isAbove(Number(Object.fromEntries(handoff.attributes)["vigil.handoff.waited_ms"]), 0)
       }).pipe(Effect.provide(TestDatabase.layer)),

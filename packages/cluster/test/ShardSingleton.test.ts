@@ -82,6 +82,16 @@ const runner = (url: Redacted.Redacted<string>, gatewayUrl: string) =>
     )
   })
 
+/** The gateway never had to drop a live connection because another resumed its session. */
+const noSupersededConnection = (gateway: FakeGateway.FakeGatewayService) =>
+  Effect.map(gateway.entries, (entries) =>
+    assert.deepStrictEqual(
+      entries.filter((entry) => entry._tag === "Fault" && entry.fault === "superseded"),
+      [],
+      "a resume took the session from a live connection",
+    ),
+  )
+
 describe("ShardSingleton", () => {
   it.live(
     "a shard that stops for good logs why and keeps its singleton running (the engine would not restart it)",
@@ -137,7 +147,8 @@ const watchSockets = (gateway: FakeGateway.FakeGatewayService) =>
     const fiber = yield* Effect.forkScoped(
       Effect.forever(
         Effect.gen(function* () {
-          const open = (yield* gateway.connections).filter((c) => c.state === "open" && c.shard?.[0] === 0)
+          // Every socket, authenticated or not: a resume opens its socket before it names its shard.
+          const open = (yield* gateway.connections).filter((c) => c.state === "open")
           most = Math.max(most, open.length)
           yield* Effect.sleep("5 millis")
         }),
@@ -222,6 +233,7 @@ describe("ShardSingleton on two runner processes", () => {
         const sessions = yield* gateway.sessions
         assert.strictEqual(sessions.length, 1, "the new owner identified instead of resuming")
         assert.isAtMost(sockets.most(), 1, "two open sockets for one shard")
+        yield* noSupersededConnection(gateway)
         const seen = new Set([...owner.seqs(), ...other.seqs()])
         for (const seq of [...before, ...during]) assert.isTrue(seen.has(seq), `event ${seq} lost`)
       }).pipe(Effect.provide(TestDatabase.fresh)),
@@ -266,13 +278,14 @@ describe("ShardSingleton on two runner processes", () => {
           "the new owner identified instead of resuming",
         )
         assert.isAtMost(sockets.most(), 1, "two open sockets for one shard")
+        yield* noSupersededConnection(gateway)
         assert.isBelow(handoffMillis, 10_000, "the hand-off took too long")
       }).pipe(Effect.provide(TestDatabase.fresh)),
     150_000,
   )
 
   it.live(
-    "the owner's database connection cut: it fences itself and closes its socket before the lock expiry",
+    "the owner's database connection cut: it closes its socket before the lock expiry, the other resumes after",
     () =>
       Effect.gen(function* () {
         const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 1_000 })
@@ -322,6 +335,7 @@ describe("ShardSingleton on two runner processes", () => {
           "the new owner identified instead of resuming",
         )
         assert.isAtMost(sockets.most(), 1, "two open sockets for one shard")
+        yield* noSupersededConnection(gateway)
       }).pipe(Effect.provide(TestDatabase.fresh)),
     150_000,
   )
