@@ -45,7 +45,7 @@ interface Runner {
 }
 
 /** A runner process, killed when the test's scope closes. */
-const runner = (url: Redacted.Redacted<string>, gatewayUrl: string) =>
+const runner = (url: Redacted.Redacted<string>, gatewayUrl: string, handleMillis = 0) =>
   Effect.gen(function* () {
     const port = yield* freePort
     return yield* Effect.acquireRelease(
@@ -57,6 +57,7 @@ const runner = (url: Redacted.Redacted<string>, gatewayUrl: string) =>
             GATEWAY_URL: gatewayUrl,
             RUNNER_PORT: String(port),
             TOKEN: token,
+            HANDLE_MILLIS: String(handleMillis),
           },
           stdio: ["ignore", "pipe", "pipe"],
         })
@@ -165,11 +166,12 @@ const watchSockets = (gateway: FakeGateway.FakeGatewayService) =>
 const twoRunners = (
   gateway: FakeGateway.FakeGatewayService,
   urls: readonly [Redacted.Redacted<string>, Redacted.Redacted<string>],
+  handleMillis = 0,
 ) =>
   Effect.gen(function* () {
-    const first = yield* runner(urls[0], gateway.url)
+    const first = yield* runner(urls[0], gateway.url, handleMillis)
     yield* eventually(first.started, "the shard started on the first runner", "30 seconds")
-    const second = yield* runner(urls[1], gateway.url)
+    const second = yield* runner(urls[1], gateway.url, handleMillis)
     const sockets = yield* watchSockets(gateway)
     const starts = () =>
       [first, second].map((r) => r.lines.filter((l) => l.startsWith("started")).length).join()
@@ -246,10 +248,12 @@ describe("ShardSingleton on two runner processes", () => {
       Effect.gen(function* () {
         const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 1_000 })
         const { url } = yield* TestDatabase.TestDatabase
-        const { owner, other, before, sockets } = yield* twoRunners(gateway, [url, url])
+        // The app takes 15 ms an event, the gateway sends one every 10 ms: when the owner leaves,
+        // events wait in its buffer, already counted in the session's sequence.
+        const { owner, other, before, sockets } = yield* twoRunners(gateway, [url, url], 15)
 
-        // 150 events over ~3 s; the owner leaves 1 s in.
-        const traffic = yield* Effect.forkScoped(gateway.emit({ shard: 0 }, { count: 150, perSecond: 50 }))
+        // 150 events over ~1.5 s; the owner leaves 1 s in.
+        const traffic = yield* Effect.forkScoped(gateway.emit({ shard: 0 }, { count: 150, perSecond: 100 }))
         yield* Effect.sleep("1 second")
         owner.child.kill("SIGTERM")
         const termAt = Date.now()
