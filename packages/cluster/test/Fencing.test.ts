@@ -19,12 +19,14 @@ import * as TestDatabase from "./TestDatabase.ts"
 const token = "fencing-test-token"
 const key: SessionStore.ShardKey = [0, 1]
 
-// Renewals rarely: here the save every 100 ms is what finds the newer epoch.
+// The older owner renews every 4 s and the newer one takes the shard just after one of its
+// renewals: its save every 100 ms, not a renewal, is what finds the newer epoch.
 const slowRenewals = {
   shardLockExpiration: "6 seconds",
-  fenceAfter: "3 seconds",
-  renewInterval: "2 seconds",
+  fenceAfter: "5 seconds",
+  renewInterval: "4 seconds",
 } as const
+const newOwner = { ...slowRenewals, renewInterval: "500 millis" } as const
 // The cluster fixture's: lease renewed every 0.5 s, fenced 2 s after the last renewal, lock expiry 3 s.
 const fixtureTimings = {
   shardLockExpiration: "3 seconds",
@@ -140,14 +142,24 @@ describe("ShardSingleton fencing", () => {
 
         // Traffic while the shard changes hands.
         const traffic = yield* Effect.forkScoped(gateway.emit({ shard: 0 }, { count: 100, perSecond: 25 }))
-        yield* Effect.sleep("500 millis")
-        const b = yield* runner(gateway.url, tracer, "b")
         const sql = yield* SqlClient.SqlClient
-        const epoch = sql<{ epoch: number }>`SELECT epoch::float8 AS epoch FROM vigil_shard_owners`.pipe(
-          Effect.map((rows) => rows[0]?.epoch),
-          Effect.orDie,
-        )
         const context = yield* Effect.context<SqlClient.SqlClient>()
+        const owner = sql<{
+          epoch: number
+          lease: string
+        }>`SELECT epoch::float8 AS epoch, lease_until::text AS lease FROM vigil_shard_owners`.pipe(
+          Effect.map((rows) => rows[0]),
+          Effect.orDie,
+          Effect.provide(context),
+        )
+        const epoch = Effect.map(owner, (row) => row?.epoch)
+        const lease = (yield* owner)?.lease
+        yield* eventually(
+          Effect.map(owner, (row) => row?.lease !== lease),
+          "the older owner's next renewal",
+          "20 seconds",
+        )
+        const b = yield* runner(gateway.url, tracer, "b", newOwner)
         yield* eventually(
           Effect.map(Effect.provide(epoch, context), (e) => e === 2),
           "the newer epoch taken",

@@ -13,10 +13,12 @@ import { SqlClient } from "effect/sql"
 import * as TestDatabase from "./TestDatabase.ts"
 
 const key = [0, 1] as const
+// Renewed rarely (the first at once, the next 4 s later): in the first test a save, not a
+// renewal, must be what meets the newer epoch.
 const timings: PgShardOwners.PgShardOwnersOptions = {
   shardLockExpiration: "6 seconds",
-  fenceAfter: "3 seconds",
-  renewInterval: "2 seconds",
+  fenceAfter: "5 seconds",
+  renewInterval: "4 seconds",
 }
 
 /** The owners service of one runner: a pool of its own. */
@@ -62,7 +64,7 @@ describe("PgShardOwners", () => {
         yield* a.ownership.store.save(key, { sessionId: "old", sequence: 10, resumeUrl: "wss://old.example" })
 
         // B takes the shard (epoch 2) and, A's lease being live, waits it out.
-        const b = yield* Effect.forkChild(acquire(yield* runner()))
+        const b = yield* Effect.forkChild(acquire(yield* runner({ ...timings, renewInterval: "500 millis" })))
         const context = yield* Effect.context<SqlClient.SqlClient>()
         yield* eventually(
           Effect.map(Effect.provide(epochRow, context), (row) => row?.epoch === 2),
