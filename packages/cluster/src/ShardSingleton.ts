@@ -26,6 +26,7 @@ import { type IdentifyThrottle, SessionStore, Shard, type Transport } from "@vig
 import { ShardStopped } from "@vigil/gateway/GatewayError"
 import { Clock, Duration, Effect, Exit, Fiber, Layer, Option, Scope, Stream, SubscriptionRef } from "effect"
 import { type Sharding, Singleton } from "effect/cluster"
+import * as Handled from "./internal/Handled.ts"
 import type { Lapse } from "./internal/Lease.ts"
 import { type Ownership, ShardOwners } from "./ShardOwners.ts"
 
@@ -53,8 +54,11 @@ type Needs<R> =
 
 type Requires<R> = Sharding.Sharding | Needs<R>
 
-/** The shard as the app sees it: nothing delivered and nothing sent once the ownership lapses. */
-const fenced = (shard: Shard.Shard, valid: () => boolean): Shard.Shard => {
+/**
+ * The shard as the app sees it: nothing delivered and nothing sent once the ownership lapses,
+ * and every event it finishes recorded (the saved sequence never passes it).
+ */
+const fenced = (shard: Shard.Shard, valid: () => boolean, handled: Handled.Handled): Shard.Shard => {
   const refused = new ShardStopped({ shard: [shard.id, shard.count], reason: "fenced" })
   const guard = <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, E | ShardStopped> =>
     Effect.suspend((): Effect.Effect<A, E | ShardStopped> => (valid() ? effect : Effect.fail(refused)))
@@ -64,6 +68,7 @@ const fenced = (shard: Shard.Shard, valid: () => boolean): Shard.Shard => {
     events: shard.events.pipe(
       Stream.rechunk(1),
       Stream.takeWhile(() => valid()),
+      handled.track,
     ),
     send: (op, d) => guard(shard.send(op, d)),
     updatePresence: (presence) => guard(shard.updatePresence(presence)),
@@ -88,11 +93,12 @@ const runOwned = <E, R>(
   Effect.gen(function* () {
     const scope = yield* Effect.scope
     const shardScope = yield* Scope.fork(scope)
+    const handled = yield* Handled.make(options.config.sessionSave?.interval ?? Duration.seconds(1))
     const shard = yield* Shard.make({ ...options.config, shard: key }).pipe(
       Scope.provide(shardScope),
-      Effect.provideService(SessionStore.SessionStore, ownership.store),
+      Effect.provideService(SessionStore.SessionStore, handled.store(ownership.store)),
     )
-    const consumer = yield* options.run(fenced(shard, ownership.valid)).pipe(
+    const consumer = yield* options.run(fenced(shard, ownership.valid, handled)).pipe(
       Effect.catchCause((cause) => Effect.logError("the shard's consumer failed", cause)),
       Effect.forkIn(scope),
     )
@@ -103,10 +109,11 @@ const runOwned = <E, R>(
       lapsed
         ? // Fenced: deliver nothing more, then close the socket.
           Effect.andThen(Fiber.interrupt(consumer), Scope.close(shardScope, Exit.void))
-        : // Leaving: close the socket (its session saved), let the app finish what it was handed.
+        : // Leaving: close the socket, let the app finish what it was handed, save up to there.
           Scope.close(shardScope, Exit.void).pipe(
             Effect.andThen(Fiber.await(consumer).pipe(Effect.timeoutOption(drainTimeout))),
             Effect.andThen(Fiber.interrupt(consumer)),
+            Effect.andThen(handled.flush),
           ),
     )
     const stoppedForGood = shard.await.pipe(

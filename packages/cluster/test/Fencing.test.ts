@@ -199,8 +199,9 @@ describe("ShardSingleton fencing", () => {
         assert.isAtMost(most(), 1, "two open sockets for one shard")
         yield* noSupersededConnection(gateway)
 
-        // The row is the new owner's, up to the last it handled (RESUMED has a sequence too); the
-        // fenced one's writes are refused.
+        // The row is the new owner's, up to the last event its app is known to have finished: the
+        // one before the last (the last counts once the app asks for another, or leaves); the
+        // fenced owner's writes are refused.
         const stored = sql<{
           sequence: number
         }>`SELECT sequence::float8 AS sequence FROM vigil_sessions`.pipe(
@@ -208,12 +209,12 @@ describe("ShardSingleton fencing", () => {
           Effect.orDie,
         )
         yield* eventually(
-          Effect.map(Effect.provide(stored, context), (s) => s === b.handled.at(-1)),
+          Effect.map(Effect.provide(stored, context), (s) => s === b.handled.at(-2)),
           "the new owner's sequence stored",
           "10 seconds",
         )
         yield* Fiber.interrupt(a.fiber) // its shutdown writes nothing
-        assert.strictEqual(yield* stored, b.handled.at(-1))
+        assert.strictEqual(yield* stored, b.handled.at(-2))
 
         // One hand-off span per start: shard, epoch, how it began; never the token.
         const handoffs = spans.filter((span) => span.name === "vigil.handoff")
