@@ -7,6 +7,12 @@
  * `PgShardOwners`), and the shard saves through that ownership's store. The span
  * `vigil.handoff` covers it all, from the start on this runner until READY or RESUMED.
  *
+ * The saved sequence never passes the last event the app has finished (`internal/Handled.ts`):
+ * the shard's buffer may hold events the app has not seen, and a runner that goes without
+ * handing them over (fenced, killed) must not have saved them as delivered. So the app handles
+ * its events one at a time (`shard.events`, one per pull); a crash replays at most the event in
+ * its hands and the save window (`sessionSave`), never loses one.
+ *
  * Three ways out, each with its own order:
  * - **Fenced** (ownership lapsed: superseded, or lease not renewed in time): the app's stream
  *   ends at once (nothing more is delivered; each event is checked against the lease before
@@ -15,9 +21,9 @@
  *   epoch (nobody took over), the shard starts again here; else it stays stopped until the
  *   cluster moves the singleton.
  * - **Graceful leave** (the runner shuts down, the cluster rebalances): the socket closes with
- *   a resumable code and the session is saved, then the app handles what was already handed
- *   to its stream (up to `drainTimeout`), then the lease ends so the next owner starts at once
- *   and RESUMEs from exactly the last handled event: nothing lost, nothing twice.
+ *   a resumable code, the app handles what was already in its buffer (up to `drainTimeout`),
+ *   the session is saved up to there, then the lease ends so the next owner starts at once and
+ *   RESUMEs from exactly the last handled event: nothing lost, nothing twice.
  * - **Stopped for good** (bad token, disallowed intents, budget spent): logged; the singleton
  *   keeps its place, stopped, because one whose effect ends is never restarted (and the engine
  *   logs nothing).

@@ -41,6 +41,8 @@ interface Runner {
   readonly child: ChildProcess
   readonly lines: Array<string>
   readonly started: () => boolean
+  /** How many times the shard has started here. */
+  readonly starts: () => number
   readonly seqs: () => ReadonlyArray<number>
 }
 
@@ -73,6 +75,7 @@ const runner = (url: Redacted.Redacted<string>, gatewayUrl: string, handleMillis
           child,
           lines,
           started: () => lines.some((line) => line.startsWith("started")),
+          starts: () => lines.filter((line) => line.startsWith("started")).length,
           seqs: () =>
             lines
               .filter((line) => line.startsWith("event MESSAGE_CREATE"))
@@ -173,8 +176,7 @@ const twoRunners = (
     yield* eventually(first.started, "the shard started on the first runner", "30 seconds")
     const second = yield* runner(urls[1], gateway.url, handleMillis)
     const sockets = yield* watchSockets(gateway)
-    const starts = () =>
-      [first, second].map((r) => r.lines.filter((l) => l.startsWith("started")).length).join()
+    const starts = () => [first, second].map((r) => r.starts()).join()
     let placement = starts()
     let stableSince = Date.now()
     yield* eventually(
@@ -223,9 +225,14 @@ describe("ShardSingleton on two runner processes", () => {
         const traffic = yield* Effect.forkScoped(gateway.emit({ shard: 0 }, { count: 200, perSecond: 100 }))
         yield* Effect.sleep("1 second")
 
+        const startsBefore = other.starts()
         owner.child.kill("SIGKILL")
         const killedAt = Date.now()
-        yield* eventually(() => other.started(), "the shard started on the other runner", "30 seconds")
+        yield* eventually(
+          () => other.starts() > startsBefore,
+          "the shard started on the other runner",
+          "30 seconds",
+        )
         const failover = Date.now() - killedAt
         const during = yield* Fiber.join(traffic)
         yield* eventually(
@@ -261,9 +268,14 @@ describe("ShardSingleton on two runner processes", () => {
         // 150 events over ~1.5 s; the owner leaves 1 s in.
         const traffic = yield* Effect.forkScoped(gateway.emit({ shard: 0 }, { count: 150, perSecond: 100 }))
         yield* Effect.sleep("1 second")
+        const startsBefore = other.starts()
         owner.child.kill("SIGTERM")
         const termAt = Date.now()
-        yield* eventually(() => other.started(), "the shard started on the other runner", "30 seconds")
+        yield* eventually(
+          () => other.starts() > startsBefore,
+          "the shard started on the other runner",
+          "30 seconds",
+        )
         const handoffMillis = Date.now() - termAt
         yield* eventually(() => owner.child.exitCode !== null, "the old owner exited", "30 seconds")
         const sent = [...before, ...(yield* Fiber.join(traffic))]
@@ -362,8 +374,13 @@ describe("ShardSingleton on two runner processes", () => {
 
         const traffic = yield* Effect.forkScoped(gateway.emit({ shard: 0 }, { count: 400, perSecond: 100 }))
         yield* Effect.sleep("500 millis")
+        const startsBefore = other.starts()
         owner.child.kill("SIGSTOP")
-        yield* eventually(() => other.started(), "the shard started on the other runner", "30 seconds")
+        yield* eventually(
+          () => other.starts() > startsBefore,
+          "the shard started on the other runner",
+          "30 seconds",
+        )
         // All it wrote before the freeze has been read by now.
         const handledFrozen = owner.seqs().length
         yield* eventually(() => other.seqs().length > 0, "the other runner handled events", "30 seconds")
