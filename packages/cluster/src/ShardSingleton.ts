@@ -16,8 +16,8 @@
  * Three ways out, each with its own order:
  * - **Fenced** (ownership lapsed: superseded, or lease not renewed in time): the app's stream
  *   ends at once (nothing more is delivered; each event is checked against the lease before
- *   the app sees it), commands are refused, then the socket closes (a resumable code); the log
- *   says "shard fenced". If only the lease had run out and it is renewed again with the same
+ *   the app sees it), commands are refused, then the socket closes (a resumable code); the
+ *   shard's status says `Stopped` ("fenced: …") and the log "shard fenced". If only the lease had run out and it is renewed again with the same
  *   epoch (nobody took over), the shard starts again here; else it stays stopped until the
  *   cluster moves the singleton.
  * - **Graceful leave** (the runner shuts down, the cluster rebalances): the socket closes with
@@ -108,13 +108,21 @@ const runOwned = <E, R>(
       Effect.catchCause((cause) => Effect.logError("the shard's consumer failed", cause)),
       Effect.forkIn(scope),
     )
-    let lapsed = false
+    let lapsed: Lapse | undefined
     const drainTimeout = options.drainTimeout ?? Duration.seconds(5)
     // Registered last, so it runs first when the scope closes.
     yield* Effect.addFinalizer(() =>
       lapsed
-        ? // Fenced: deliver nothing more, then close the socket.
-          Effect.andThen(Fiber.interrupt(consumer), Scope.close(shardScope, Exit.void))
+        ? // Fenced: deliver nothing more, close the socket, and say so in the shard's status.
+          Fiber.interrupt(consumer).pipe(
+            Effect.andThen(Scope.close(shardScope, Exit.void)),
+            Effect.andThen(
+              SubscriptionRef.update(shard.status, (s) => ({
+                ...s,
+                state: { _tag: "Stopped" as const, reason: `fenced: ${describe(lapsed!)}` },
+              })),
+            ),
+          )
         : // Leaving: close the socket, let the app finish what it was handed, save up to there.
           Scope.close(shardScope, Exit.void).pipe(
             Effect.andThen(Fiber.await(consumer).pipe(Effect.timeoutOption(drainTimeout))),
@@ -130,7 +138,7 @@ const runOwned = <E, R>(
       ownership.lapsed,
       Effect.andThen(Effect.forkScoped(handoff(shard)), stoppedForGood),
     )
-    lapsed = true
+    lapsed = lapse
     return lapse
   }).pipe(Effect.scoped)
 

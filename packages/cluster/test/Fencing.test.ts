@@ -7,12 +7,12 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { PgDatabase, PgShardOwners, ShardSingleton } from "@vigil/cluster"
-import { IdentifyThrottle, type SessionStore } from "@vigil/gateway"
+import { IdentifyThrottle, type SessionStore, type Shard } from "@vigil/gateway"
 import { NodeCompression, NodeTransport } from "@vigil/gateway-node"
 import { eventually } from "@vigil/testing/Eventually"
 import * as FakeGateway from "@vigil/testing/FakeGateway"
 import * as TcpProxy from "@vigil/testing/TcpProxy"
-import { Effect, Fiber, Layer, Logger, Redacted, Stream, Tracer } from "effect"
+import { Effect, Fiber, Layer, Logger, Redacted, Stream, SubscriptionRef, Tracer } from "effect"
 import { SqlClient } from "effect/sql"
 import * as TestDatabase from "./TestDatabase.ts"
 
@@ -48,6 +48,7 @@ const runner = (
     const handled: Array<number> = []
     const logs: Array<string> = []
     let streamEnded = false
+    let status: SubscriptionRef.SubscriptionRef<Shard.ShardStatus> | undefined
     const owners = PgShardOwners.layer({ ...timings, owner: name }).pipe(Layer.provide(database))
     const fiber = yield* ShardSingleton.runShard(key, {
       shards: [key],
@@ -58,7 +59,12 @@ const runner = (
         sessionSave: { interval: "100 millis", events: 1 },
       },
       run: (shard) =>
-        Stream.runForEach(shard.events, (event) => Effect.sync(() => handled.push(event.seq))).pipe(
+        Effect.sync(() => {
+          status = shard.status
+        }).pipe(
+          Effect.andThen(
+            Stream.runForEach(shard.events, (event) => Effect.sync(() => handled.push(event.seq))),
+          ),
           Effect.ensuring(Effect.sync(() => (streamEnded = true))),
         ),
     }).pipe(
@@ -74,7 +80,10 @@ const runner = (
       Effect.provideService(Tracer.Tracer, tracer),
       Effect.forkScoped,
     )
-    return { fiber, handled, logs, streamEnded: () => streamEnded }
+    const state = Effect.suspend(() =>
+      status ? Effect.map(SubscriptionRef.get(status), (s) => s.state) : Effect.succeed(undefined),
+    )
+    return { fiber, handled, logs, streamEnded: () => streamEnded, state }
   })
 
 /** Spans, as a tracer keeps them. */
@@ -180,6 +189,12 @@ describe("ShardSingleton fencing", () => {
         )
         assert.isTrue(a.logs.some((line) => line.includes("shard fenced")))
         yield* eventually(a.streamEnded, "the older owner's app stream ended", "5 seconds")
+        const fencedState = yield* a.state
+        assert.strictEqual(fencedState?._tag, "Stopped")
+        assert.include(
+          fencedState?._tag === "Stopped" ? fencedState.reason : "",
+          "fenced: another runner took it",
+        )
         const handledByA = a.handled.length
 
         const sent = [...first, ...(yield* Fiber.join(traffic))]
@@ -283,6 +298,11 @@ describe("ShardSingleton fencing", () => {
           a.logs.join("\n"),
         )
         yield* eventually(a.streamEnded, "the cut owner's app stream ended", "5 seconds")
+        const fencedState = yield* a.state
+        assert.include(
+          fencedState?._tag === "Stopped" ? fencedState.reason : "",
+          "fenced: its lease was not renewed",
+        )
         const handledByA = a.handled.length
 
         const sent = [...first, ...(yield* Fiber.join(traffic))]

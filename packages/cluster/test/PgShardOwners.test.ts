@@ -32,10 +32,10 @@ const runner = (options: PgShardOwners.PgShardOwnersOptions = timings) =>
     return (yield* ShardOwners.ShardOwners.pipe(Effect.provide(context))) as ShardOwners.ShardOwnersService
   })
 
-/** An ownership in a scope of its own, closed by the test (a graceful leave). */
+/** An ownership in a scope of its own, closed by the test (a graceful leave) or with the test's. */
 const acquire = (owners: ShardOwners.ShardOwnersService) =>
   Effect.gen(function* () {
-    const scope = yield* Scope.make()
+    const scope = yield* Scope.fork(yield* Effect.scope)
     const ownership = yield* owners.acquire(key).pipe(Scope.provide(scope))
     return { ownership, leave: Scope.close(scope, Exit.void) }
   })
