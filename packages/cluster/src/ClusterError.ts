@@ -23,3 +23,12 @@ export class DatabaseUnavailable extends Schema.TaggedError<DatabaseUnavailable>
     return `PostgreSQL at ${this.target} is unavailable: ${this.reason}`
   }
 }
+
+/** Fencing timings that cannot keep a shard on one runner (see `PgShardOwners`). */
+export class FencingConfigError extends Schema.TaggedError<FencingConfigError>()("FencingConfigError", {
+  reason: Schema.String,
+}) {
+  override get message() {
+    return `fencing is misconfigured: ${this.reason}`
+  }
+}

@@ -8,66 +8,26 @@
  * resume would replay events already delivered. A save of another session id replaces the row
  * (a fresh identify starts a new session).
  *
+ * Without fencing, a runner that lost the shard can still write another session id over the new
+ * owner's row: a cluster's shards save through `PgShardOwners`' epoch-guarded stores instead.
+ *
  * Like every store, it never fails: a row that is not a session (written by something else) or a
  * database error is a miss, logged as a `SessionStoreError`, and the shard identifies.
  */
-import { GatewayError, SessionStore } from "@vigil/gateway"
-import { Effect, Layer, Option, Schema } from "effect"
-import { SqlClient, SqlSchema } from "effect/sql"
+import { SessionStore } from "@vigil/gateway"
+import { Effect, Layer } from "effect"
+import { SqlClient } from "effect/sql"
 import { migrate } from "./internal/migrate.ts"
+import { forwardOnly, load, logged, migrations as sessionMigrations } from "./internal/sessionRows.ts"
 
-const Row = Schema.Struct({
-  sessionId: Schema.NonEmptyString,
-  sequence: Schema.NullOr(Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))),
-  resumeUrl: Schema.String.check(Schema.isPattern(/^wss?:\/\//)),
-})
-
-const Key = Schema.Struct({ id: Schema.Int, count: Schema.Int })
-
-export const migrations = [
-  (sql: SqlClient.SqlClient) => sql`
-    CREATE TABLE IF NOT EXISTS vigil_sessions (
-      shard_id integer NOT NULL,
-      shard_count integer NOT NULL,
-      session_id text NOT NULL,
-      sequence bigint,
-      resume_url text NOT NULL,
-      updated_at timestamptz NOT NULL DEFAULT now(),
-      PRIMARY KEY (shard_id, shard_count)
-    )`,
-]
+export const migrations = sessionMigrations
 
 export const make = Effect.fnUntraced(function* () {
   const sql = yield* SqlClient.SqlClient
   yield* migrate(migrations)
 
-  const find = SqlSchema.findOneOption({
-    Request: Key,
-    Result: Row,
-    execute: ({ id, count }) => sql`
-      SELECT session_id AS "sessionId", sequence::float8 AS "sequence", resume_url AS "resumeUrl"
-      FROM vigil_sessions WHERE shard_id = ${id} AND shard_count = ${count}`,
-  })
-
-  const logged =
-    (operation: GatewayError.SessionStoreError["operation"], shard: SessionStore.ShardKey) =>
-    (error: { readonly _tag: string; readonly message: string }) =>
-      Effect.logWarning(
-        new GatewayError.SessionStoreError({
-          operation,
-          shard,
-          reason:
-            error._tag === "SchemaError"
-              ? "the stored row is not a session (corrupt or foreign)"
-              : error.message,
-        }).message,
-      )
-
   return {
-    load: (shard) =>
-      find({ id: shard[0], count: shard[1] }).pipe(
-        Effect.catch((error) => Effect.as(logged("load", shard)(error), Option.none())),
-      ),
+    load: load(sql),
     save: ([id, count], session) =>
       sql`
         INSERT INTO vigil_sessions (shard_id, shard_count, session_id, sequence, resume_url)
@@ -75,11 +35,7 @@ export const make = Effect.fnUntraced(function* () {
         ON CONFLICT (shard_id, shard_count) DO UPDATE SET
           session_id = excluded.session_id, sequence = excluded.sequence,
           resume_url = excluded.resume_url, updated_at = now()
-        WHERE vigil_sessions.session_id <> excluded.session_id
-          OR coalesce(excluded.sequence, -1) >= coalesce(vigil_sessions.sequence, -1)`.pipe(
-        Effect.asVoid,
-        Effect.catch(logged("save", [id, count])),
-      ),
+        ${forwardOnly(sql)}`.pipe(Effect.asVoid, Effect.catch(logged("save", [id, count]))),
     clear: ([id, count]) =>
       sql`DELETE FROM vigil_sessions WHERE shard_id = ${id} AND shard_count = ${count}`.pipe(
         Effect.asVoid,

@@ -1,16 +1,40 @@
 /**
  * One Discord shard as one `effect/cluster` Singleton: the cluster places it on exactly one
  * runner at a time and starts it elsewhere when that runner dies or leaves. The shard resumes
- * there from the `SessionStore` (on PostgreSQL: `PgSessionStore`) instead of identifying.
+ * there from the session its last owner saved instead of identifying.
  *
- * A singleton whose effect ends is never restarted, and the engine logs nothing, so the effect
- * here never ends: a shard that stops for good (bad token, disallowed intents, budget spent)
- * logs why and keeps its place, stopped, until its runner goes.
+ * Each start first acquires the shard from `ShardOwners` (a new epoch, a lease; on PostgreSQL:
+ * `PgShardOwners`), and the shard saves through that ownership's store. The span
+ * `vigil.handoff` covers it all, from the start on this runner until READY or RESUMED.
+ *
+ * The saved sequence never passes the last event the app has finished (`internal/Handled.ts`):
+ * the shard's buffer may hold events the app has not seen, and a runner that goes without
+ * handing them over (fenced, killed) must not have saved them as delivered. So the app handles
+ * its events one at a time (`shard.events`, one per pull); a crash replays at most the event in
+ * its hands and the save window (`sessionSave`), never loses one.
+ *
+ * Three ways out, each with its own order:
+ * - **Fenced** (ownership lapsed: superseded, or lease not renewed in time): the app's stream
+ *   ends at once (nothing more is delivered; each event is checked against the lease before
+ *   the app sees it), commands are refused, then the socket closes (a resumable code); the
+ *   shard's status says `Stopped` ("fenced: …") and the log "shard fenced". If only the lease had run out and it is renewed again with the same
+ *   epoch (nobody took over), the shard starts again here; else it stays stopped until the
+ *   cluster moves the singleton.
+ * - **Graceful leave** (the runner shuts down, the cluster rebalances): the socket closes with
+ *   a resumable code, the app handles what was already in its buffer (up to `drainTimeout`),
+ *   the session is saved up to there, then the lease ends so the next owner starts at once and
+ *   RESUMEs from exactly the last handled event: nothing lost, nothing twice.
+ * - **Stopped for good** (bad token, disallowed intents, budget spent): logged; the singleton
+ *   keeps its place, stopped, because one whose effect ends is never restarted (and the engine
+ *   logs nothing).
  */
-import type { IdentifyThrottle, SessionStore, Transport } from "@vigil/gateway"
-import { Shard } from "@vigil/gateway"
-import { Effect, Layer, type Scope } from "effect"
+import { type IdentifyThrottle, SessionStore, Shard, type Transport } from "@vigil/gateway"
+import { ShardStopped } from "@vigil/gateway/GatewayError"
+import { Clock, Duration, Effect, Exit, Fiber, Layer, Option, Scope, Stream, SubscriptionRef } from "effect"
 import { type Sharding, Singleton } from "effect/cluster"
+import * as Handled from "./internal/Handled.ts"
+import type { Lapse } from "./internal/Lease.ts"
+import { type Ownership, ShardOwners } from "./ShardOwners.ts"
 
 /** The singleton's name: `vigil-shard-<id>-of-<count>`. */
 export const nameOf = ([id, count]: SessionStore.ShardKey): string => `vigil-shard-${id}-of-${count}`
@@ -20,33 +44,161 @@ export interface ShardSingletonOptions<E, R> {
   readonly config: Omit<Shard.ShardConfig, "shard">
   /** What the app does with a shard where it runs (consume its events, ...). */
   readonly run: (shard: Shard.Shard) => Effect.Effect<void, E, R>
+  /**
+   * On a graceful leave, the longest wait for the app to handle the events already handed to
+   * its stream (their sequence is saved: the next owner resumes after them). Default 5 s.
+   */
+  readonly drainTimeout?: Duration.Input | undefined
 }
 
-type Requires<R> =
-  | Sharding.Sharding
+/** What a shard needs where it runs. */
+type Needs<R> =
   | Transport.GatewayTransport
-  | SessionStore.SessionStore
+  | ShardOwners
   | IdentifyThrottle.IdentifyThrottle
   | Exclude<R, Scope.Scope>
 
+type Requires<R> = Sharding.Sharding | Needs<R>
+
+/**
+ * The shard as the app sees it: nothing delivered and nothing sent once the ownership lapses,
+ * and every event it finishes recorded (the saved sequence never passes it).
+ */
+const fenced = (shard: Shard.Shard, valid: () => boolean, handled: Handled.Handled): Shard.Shard => {
+  const refused = new ShardStopped({ shard: [shard.id, shard.count], reason: "fenced" })
+  const guard = <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, E | ShardStopped> =>
+    Effect.suspend((): Effect.Effect<A, E | ShardStopped> => (valid() ? effect : Effect.fail(refused)))
+  return {
+    ...shard,
+    // One event per pull, so the check runs right before the app gets each one.
+    events: shard.events.pipe(
+      Stream.rechunk(1),
+      Stream.takeWhile(() => valid()),
+      handled.track,
+    ),
+    send: (op, d) => guard(shard.send(op, d)),
+    updatePresence: (presence) => guard(shard.updatePresence(presence)),
+    updateVoiceState: (state) => guard(shard.updateVoiceState(state)),
+    requestSoundboardSounds: (request) => guard(shard.requestSoundboardSounds(request)),
+    requestGuildMembers: (request) => guard(shard.requestGuildMembers(request)),
+  }
+}
+
+const describe = (lapse: Lapse) =>
+  lapse._tag === "Superseded"
+    ? "another runner took it (a newer epoch)"
+    : `its lease was not renewed for ${lapse.lastRenewedMillisAgo} ms`
+
+/** Runs the shard under one ownership until the ownership lapses. */
+const runOwned = <E, R>(
+  key: SessionStore.ShardKey,
+  options: ShardSingletonOptions<E, R>,
+  ownership: Ownership,
+  handoff: (shard: Shard.Shard) => Effect.Effect<void>,
+) =>
+  Effect.gen(function* () {
+    const scope = yield* Effect.scope
+    const shardScope = yield* Scope.fork(scope)
+    const handled = yield* Handled.make(options.config.sessionSave?.interval ?? Duration.seconds(1))
+    const shard = yield* Shard.make({ ...options.config, shard: key }).pipe(
+      Scope.provide(shardScope),
+      Effect.provideService(SessionStore.SessionStore, handled.store(ownership.store)),
+    )
+    const consumer = yield* options.run(fenced(shard, ownership.valid, handled)).pipe(
+      Effect.catchCause((cause) => Effect.logError("the shard's consumer failed", cause)),
+      Effect.forkIn(scope),
+    )
+    let lapsed: Lapse | undefined
+    const drainTimeout = options.drainTimeout ?? Duration.seconds(5)
+    // Registered last, so it runs first when the scope closes.
+    yield* Effect.addFinalizer(() =>
+      lapsed
+        ? // Fenced: deliver nothing more, close the socket, and say so in the shard's status.
+          Fiber.interrupt(consumer).pipe(
+            Effect.andThen(Scope.close(shardScope, Exit.void)),
+            Effect.andThen(
+              SubscriptionRef.update(shard.status, (s) => ({
+                ...s,
+                state: { _tag: "Stopped" as const, reason: `fenced: ${describe(lapsed!)}` },
+              })),
+            ),
+          )
+        : // Leaving: close the socket, let the app finish what it was handed, save up to there.
+          Scope.close(shardScope, Exit.void).pipe(
+            Effect.andThen(Fiber.await(consumer).pipe(Effect.timeoutOption(drainTimeout))),
+            Effect.andThen(Fiber.interrupt(consumer)),
+            Effect.andThen(handled.flush),
+          ),
+    )
+    const stoppedForGood = shard.await.pipe(
+      Effect.catch((error) => Effect.logError(`shard stopped for good: ${error.message}`)),
+      Effect.andThen(Effect.never),
+    )
+    const lapse = yield* Effect.raceFirst(
+      ownership.lapsed,
+      Effect.andThen(Effect.forkScoped(handoff(shard)), stoppedForGood),
+    )
+    lapsed = lapse
+    return lapse
+  }).pipe(Effect.scoped)
+
+/** Until the shard is READY or RESUMED (or stopped for good): the end of its hand-off. */
+const ready = (shard: Shard.Shard) =>
+  SubscriptionRef.changes(shard.status).pipe(
+    Stream.filter((s) => s.state._tag === "Ready" || s.state._tag === "Stopped"),
+    Stream.runHead,
+    Effect.map(Option.getOrUndefined),
+  )
+
+/**
+ * What one shard's singleton runs on the runner it is placed on (`layer` makes one per shard);
+ * never ends.
+ */
+export const runShard = <E, R>(
+  key: SessionStore.ShardKey,
+  options: ShardSingletonOptions<E, R>,
+): Effect.Effect<never, never, Needs<R>> =>
+  Effect.gen(function* () {
+    const owners = yield* ShardOwners
+    const clock = yield* Clock.Clock
+    const attributes = { "vigil.shard.id": key[0], "vigil.shard.count": key[1] }
+    // The hand-off span is opened here and ended by whichever comes first: READY/RESUMED,
+    // a stop for good, or a fence.
+    const span = yield* Effect.makeSpanScoped("vigil.handoff", { attributes })
+    const ownership = yield* owners.acquire(key).pipe(Effect.withParentSpan(span))
+    span.attribute("vigil.handoff.epoch", ownership.epoch)
+    span.attribute("vigil.handoff.waited_ms", Math.ceil(ownership.waitedMillis))
+    let handedOff = false
+    const handoff = (shard: Shard.Shard) =>
+      Effect.gen(function* () {
+        if (handedOff) return
+        const status = yield* ready(shard)
+        if (handedOff) return
+        handedOff = true
+        const outcome =
+          status?.state._tag === "Ready" ? (status.resumes > 0 ? "resumed" : "identified") : "stopped"
+        span.attribute("vigil.handoff.outcome", outcome)
+        span.end(clock.currentTimeNanosUnsafe(), Exit.void)
+      })
+
+    while (true) {
+      const lapse = yield* runOwned(key, options, ownership, handoff)
+      yield* Effect.logWarning(`shard fenced: ${describe(lapse)}; it delivers nothing more on this runner`)
+      if (!handedOff) {
+        handedOff = true
+        span.attribute("vigil.handoff.outcome", "fenced")
+        span.end(clock.currentTimeNanosUnsafe(), Exit.void)
+      }
+      if (lapse._tag === "Superseded" || !(yield* ownership.recovered)) {
+        // The cluster moves the singleton (its lock is gone too); until then it stays stopped.
+        return yield* Effect.never
+      }
+      yield* Effect.logInfo(`shard lease renewed again (epoch ${ownership.epoch}): starting the shard again`)
+    }
+  }).pipe(Effect.scoped, Effect.annotateLogs({ package: "@vigil/cluster", shard: nameOf(key) }))
+
 export const layer = <E, R>(options: ShardSingletonOptions<E, R>): Layer.Layer<never, never, Requires<R>> =>
   options.shards
-    .map((key) =>
-      Singleton.make(
-        nameOf(key),
-        Effect.gen(function* () {
-          const shard = yield* Shard.make({ ...options.config, shard: key })
-          yield* Effect.forkScoped(
-            options
-              .run(shard)
-              .pipe(Effect.catchCause((cause) => Effect.logError("the shard's consumer failed", cause))),
-          )
-          yield* shard.await.pipe(
-            Effect.catch((error) => Effect.logError(`shard stopped for good: ${error.message}`)),
-          )
-          yield* Effect.never
-        }).pipe(Effect.scoped, Effect.annotateLogs({ package: "@vigil/cluster", shard: nameOf(key) })),
-      ),
-    )
+    .map((key) => Singleton.make(nameOf(key), runShard(key, options)))
     // (`Layer.mergeAll` takes no spread array.)
     .reduce<Layer.Layer<never, never, Requires<R>>>((all, one) => Layer.merge(all, one), Layer.empty)
