@@ -5,12 +5,15 @@
  * whole read batch at a time, and Vigil's own codecs, through its `Decompressor` contract
  * (one call per batch of frames, inside one Effect program as a connection's reader runs).
  *
- *   node packages/bench/src/codecs.ts [messages] [name filter]
+ *   node packages/bench/src/codecs.ts [messages] [name filter] [--write]
+ *
+ * `--write` replaces the table in packages/bench/README.md (between the `bench:codecs` markers).
  *
  * Codecs that take batches are measured with batches of 1, 16 and 128 frames (one read under
  * light, moderate and heavy load); the per-message ones with 1. Prints a markdown table;
  * every decoder's output is checked against the source text.
  */
+import * as fs from "node:fs"
 import * as os from "node:os"
 import * as zlib from "node:zlib"
 import type { Decompressor } from "@vigil/gateway/Compression"
@@ -352,8 +355,10 @@ const parseCost = (texts: ReadonlyArray<string>): number => {
 }
 
 const main = async () => {
-  const count = Number(process.argv[2] ?? 20_000)
-  const only = process.argv[3]
+  const args = process.argv.slice(2).filter((a) => a !== "--write")
+  const write = process.argv.includes("--write")
+  const count = Number(args[0] ?? 20_000)
+  const only = args[1]
   const workloads = [
     { name: "small events only", dispatches: dispatchMix(count, { guildCreateEvery: 0 }) },
     {
@@ -364,7 +369,12 @@ const main = async () => {
   const lines: Array<string> = []
   const cpu = os.cpus()[0]
   lines.push(
-    `Node ${process.version}, ${cpu?.model ?? "unknown CPU"} × ${os.cpus().length}, ${count} messages per run`,
+    `Measured ${new Date().toISOString().slice(0, 10)}: Node ${process.version}, ${cpu?.model ?? "unknown CPU"} × ` +
+      `${os.cpus().length}, load average at start ${os
+        .loadavg()
+        .map((l) => l.toFixed(2))
+        .join(" ")}; ` +
+      `${count} messages per run, best of 3.`,
   )
   lines.push("")
   lines.push(`| decoder | workload | sync | batch | µs CPU/event | µs wall/event |`)
@@ -398,6 +408,19 @@ const main = async () => {
     }
   }
   console.log(lines.join("\n"))
+  if (write) {
+    const readme = new URL("../README.md", import.meta.url)
+    const text = fs.readFileSync(readme, "utf8")
+    const [open, close] = ["<!-- bench:codecs -->", "<!-- /bench:codecs -->"]
+    const from = text.indexOf(open)
+    const to = text.indexOf(close)
+    if (from < 0 || to < from) {
+      console.error("codecs: README markers not found; nothing written")
+      process.exitCode = 1
+      return
+    }
+    fs.writeFileSync(readme, `${text.slice(0, from + open.length)}\n${lines.join("\n")}\n${text.slice(to)}`)
+  }
 }
 
 await main()
