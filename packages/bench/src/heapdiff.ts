@@ -3,7 +3,9 @@
  * snapshots (before the first connect and once every shard is READY, both after a GC; written
  * by `main.ts --only idle --heap-snapshot DIR`), divided by the number of shards.
  *
- *   node packages/bench/src/heapdiff.ts DIR/vigil-before.heapsnapshot DIR/vigil-after.heapsnapshot SHARDS [TOP]
+ *   node packages/bench/src/heapdiff.ts DIR/vigil-before.heapsnapshot DIR/vigil-after.heapsnapshot SHARDS [TOP] [--write]
+ *
+ * `--write` puts the table in packages/bench/README.md, between the `bench:heap` markers.
  */
 import * as fs from "node:fs"
 
@@ -51,7 +53,8 @@ const tally = (file: string): Map<string, { bytes: number; count: number }> => {
   return out
 }
 
-const [before, after, shardsArg, topArg] = process.argv.slice(2)
+const write = process.argv.includes("--write")
+const [before, after, shardsArg, topArg] = process.argv.slice(2).filter((a) => a !== "--write")
 if (before === undefined || after === undefined || shardsArg === undefined) {
   console.error("usage: heapdiff.ts BEFORE.heapsnapshot AFTER.heapsnapshot SHARDS [TOP]")
   process.exit(2)
@@ -68,8 +71,29 @@ const rows = [...b.entries()]
   .filter((row) => row.bytes > 0)
   .sort((x, y) => y.bytes - x.bytes)
 const total = rows.reduce((sum, row) => sum + row.bytes, 0)
-console.log(`| retained per shard | bytes | objects |\n|---|---:|---:|`)
-for (const row of rows.slice(0, Number(topArg ?? 25))) {
-  console.log(`| ${row.key.replace(/\|/g, "\\|")} | ${row.bytes.toFixed(0)} | ${row.count.toFixed(1)} |`)
+const lines = [
+  `Measured ${new Date().toISOString().slice(0, 10)} with ${shards} shards (\`heapdiff.ts\`): what the heap grew by, ` +
+    "per shard, from before the first connect to all READY (both after a GC), by constructor; " +
+    "closures by function name, V8's internal objects in parentheses.",
+  "",
+  "| retained per shard | bytes | objects |",
+  "|---|---:|---:|",
+  ...rows
+    .slice(0, Number(topArg ?? 25))
+    .map((row) => `| ${row.key.replace(/\|/g, "\\|")} | ${row.bytes.toFixed(0)} | ${row.count.toFixed(1)} |`),
+  `| **all (growth only)** | **${total.toFixed(0)}** | |`,
+]
+console.log(lines.join("\n"))
+if (write) {
+  const readme = new URL("../README.md", import.meta.url)
+  const text = fs.readFileSync(readme, "utf8")
+  const [open, close] = ["<!-- bench:heap -->", "<!-- /bench:heap -->"]
+  const from = text.indexOf(open)
+  const to = text.indexOf(close)
+  if (from < 0 || to < from) {
+    console.error("heapdiff: README markers not found; nothing written")
+    process.exitCode = 1
+  } else {
+    fs.writeFileSync(readme, `${text.slice(0, from + open.length)}\n${lines.join("\n")}\n${text.slice(to)}`)
+  }
 }
-console.log(`| **all (growth only)** | **${total.toFixed(0)}** | |`)
