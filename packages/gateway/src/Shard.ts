@@ -86,6 +86,11 @@ export interface ShardConfig {
     readonly capacity?: number
     readonly strategy?: Delivery.Strategy
   }
+  /**
+   * Told of every change of the shard's status, at once and in order, as it is made: what a
+   * health view needs without a fiber per shard on `status` changes. Must return quickly.
+   */
+  readonly onStatus?: ((next: ShardStatus, previous: ShardStatus) => void) | undefined
 }
 
 export type ShardState =
@@ -219,7 +224,7 @@ export const make = Effect.fnUntraced(function* (
     sequence: session.sequence,
     queueDepth: () => delivery.stats().queued,
   })
-  const status = yield* Status.make(config.shard, session.current()?.sessionId, metrics)
+  const status = yield* Status.make(config.shard, session.current()?.sessionId, metrics, config.onStatus)
 
   const stop = yield* Deferred.make<Connection.StopMode>()
   const attributes = { "vigil.shard.id": id, "vigil.shard.count": count }

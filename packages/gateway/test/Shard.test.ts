@@ -72,6 +72,24 @@ const assertExactlyOnce = (
 }
 
 describe("Shard", () => {
+  it.effect("onStatus is told of every status change, in order, each from the one before", () =>
+    Effect.gen(function* () {
+      const seen: Array<[Shard.ShardStatus, Shard.ShardStatus]> = []
+      const { server, shard } = yield* started({ onStatus: (next, previous) => seen.push([next, previous]) })
+      yield* server.close(4000) // resumable: back off, then resume
+      yield* advance(10_000)
+      const states = seen.map(([next]) => next.state._tag)
+      assert.includeMembers(states, ["Identifying", "Ready", "BackingOff", "Resuming"])
+      for (let i = 1; i < seen.length; i++) assert.strictEqual(seen[i]![1], seen[i - 1]![0], `change ${i}`)
+      assert.strictEqual(seen.at(-1)![0], yield* SubscriptionRef.get(shard.status), "the last is the status")
+      assert.strictEqual(seen.at(-1)![0].state._tag, "Ready")
+      assert.strictEqual(
+        seen.find(([next]) => next.lastError !== undefined)?.[0].lastError?.tag,
+        "ServerClosed",
+      )
+    }).pipe(Effect.provide(env())),
+  )
+
   it.effect("identifies, becomes Ready, delivers events in order", () =>
     Effect.gen(function* () {
       const { server, shard, seen } = yield* started()

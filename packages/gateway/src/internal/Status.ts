@@ -19,6 +19,7 @@ export const make = Effect.fnUntraced(function* (
   shard: readonly [number, number],
   sessionId: string | undefined,
   metrics: Metrics.ShardMetrics,
+  onChange?: ((next: ShardStatus, previous: ShardStatus) => void) | undefined,
 ) {
   const ref = yield* SubscriptionRef.make<ShardStatus>({
     shard,
@@ -34,6 +35,7 @@ export const make = Effect.fnUntraced(function* (
     SubscriptionRef.update(ref, (s) => {
       const next = f(s)
       if (next.state !== s.state) metrics.state(next.state._tag)
+      onChange?.(next, s)
       return next
     })
   return {

@@ -1,12 +1,22 @@
 /**
  * A generation: what one `start` or `reload` runs — a `ShardManager` in a scope of its own,
- * with the pump that hands its events on, a watcher per shard that counts how connections
- * end, and one that records a fatal stop. Closing its scope ends all of it.
+ * with the pump that hands its events on, a status hook that counts how connections end, and
+ * a fiber that records a fatal stop. Closing its scope ends all of it.
  */
-import { GatewayInfo, Intents, ShardManager } from "@vigil/gateway"
-import { Effect, Equal, Exit, Option, Redacted, Schedule, Scope, Stream, SubscriptionRef } from "effect"
+import { GatewayInfo, Intents, type Shard, ShardManager } from "@vigil/gateway"
+import {
+  Effect,
+  Equal,
+  Exit,
+  Option,
+  PubSub,
+  Redacted,
+  Schedule,
+  Scope,
+  Stream,
+  SubscriptionRef,
+} from "effect"
 import type { ProviderConfig } from "../DiscordProvider.ts"
-import type * as Health from "../Health.ts"
 import type { StartError } from "../ProviderError.ts"
 import * as BotUser from "./BotUser.ts"
 import { pump } from "./Pump.ts"
@@ -32,24 +42,22 @@ export const sessionsCarryOver = (a: ProviderConfig, b: ProviderConfig): boolean
   a.shardCount === b.shardCount &&
   sameSelection(a.shards, b.shards)
 
-/** Counts how connections end and signals each state change of one shard. */
-const watch = (shared: Shared, generation: Generation, shardId: number) =>
-  Effect.suspend(() => {
-    const shard = generation.manager.shard(shardId)
-    if (shard === undefined) return Effect.void
-    let last: Health.ErrorSummary | undefined
-    return Stream.runForEach(SubscriptionRef.changes(shard.status), (status) =>
-      Effect.suspend(() => {
-        if (status.lastError !== undefined && status.lastError !== last) {
-          const counts = generation.errors.get(shardId) ?? {}
-          counts[status.lastError.tag] = (counts[status.lastError.tag] ?? 0) + 1
-          generation.errors.set(shardId, counts)
-        }
-        last = status.lastError
-        return signal(shared)
-      }),
-    )
-  })
+/**
+ * Counts how each shard's connections end and signals each change of a shard's status: a
+ * hook every shard calls as its status changes (no fiber per shard).
+ */
+const watcher =
+  (shared: Shared, errors: Generation["errors"], app: ProviderConfig["onStatus"]) =>
+  (next: Shard.ShardStatus, previous: Shard.ShardStatus): void => {
+    app?.(next, previous)
+    if (next.lastError !== undefined && next.lastError !== previous.lastError) {
+      const shardId = next.shard[0]
+      const counts = errors.get(shardId) ?? {}
+      counts[next.lastError.tag] = (counts[next.lastError.tag] ?? 0) + 1
+      errors.set(shardId, counts)
+    }
+    PubSub.publishUnsafe(shared.changed, undefined)
+  }
 
 /**
  * Opens a generation with `config` and makes it the current one. A bot not yet known is
@@ -66,10 +74,12 @@ export const open = (shared: Shared, config: ProviderConfig): Effect.Effect<void
     const sameBot = limits !== undefined && Equal.equals(limits.token, config.token)
     const startTries = (config.startRetries ?? 5) + 1
     let tries = 0
+    const errors: Generation["errors"] = new Map()
     const opened = Effect.gen(function* () {
       const manager = yield* ShardManager.make({
         ...config,
         identifyThrottle: sameBot ? limits.throttle : undefined,
+        onStatus: watcher(shared, errors, config.onStatus),
       }).pipe(
         Scope.provide(scope),
         Effect.provideContext(shared.context),
@@ -98,9 +108,8 @@ export const open = (shared: Shared, config: ProviderConfig): Effect.Effect<void
     const manager = yield* opened.pipe(
       Effect.onExit((exit) => (Exit.isSuccess(exit) ? Effect.void : Scope.close(scope, exit))),
     )
-    const generation: Generation = { id, scope, manager, config, errors: new Map() }
+    const generation: Generation = { id, scope, manager, config, errors }
     yield* Effect.forkIn(Stream.runForEachArray(manager.events, pump(shared)), scope)
-    for (const shardId of manager.shardIds) yield* Effect.forkIn(watch(shared, generation, shardId), scope)
     yield* Effect.forkIn(
       Effect.catch(manager.await, (error) =>
         Effect.andThen(SubscriptionRef.set(shared.fatal, Option.some(error)), signal(shared)),
