@@ -25,9 +25,10 @@ export const make = (options?: {
   /** Called after each take: a transport resumes a paused socket here. */
   readonly onTake?: (() => void) | undefined
   /**
-   * Let the woken reader take its batch one scheduler turn later, not inside the `push`
-   * that woke it. For sockets that emit several frames synchronously. Default false: a
-   * frame is taken at once (what `TestClock` tests on the in-memory transport rely on).
+   * Wake the waiting reader once the current callback is done (a microtask), not inside the
+   * `push`: for sockets that emit every frame of one read synchronously, which then make one
+   * batch and one wake-up. Default false: a frame is taken at once (what `TestClock` tests on
+   * the in-memory transport rely on).
    */
   readonly deferTake?: boolean | undefined
 }): FrameBuffer => {
@@ -41,23 +42,35 @@ export const make = (options?: {
     options?.onTake?.()
     return batch
   }
-  // The batch is taken when the reader runs, not when it is woken. A resumed fiber runs at
-  // once, inside `push`: with `deferTake` it first yields to the scheduler, so the frames
-  // a socket emits in one go (one TCP read often holds many messages) join one batch.
+  // The batch is taken when the reader runs, not when it is woken; a resumed fiber runs at
+  // once, inside `wake`. With `deferTake` the wake waits for a microtask, so the frames a
+  // socket emits in one go (one TCP read often holds many messages) join one batch, and the
+  // reader runs once for them.
   const takeNow = Effect.suspend(() => (frames.length > 0 ? Effect.succeed(takeAll()) : Effect.fail(reason!)))
-  const takeWhenRun = options?.deferTake ? Effect.andThen(Effect.yieldNow, takeNow) : takeNow
   const wake = () => {
     if (waiter === undefined) return
     const resume = waiter
     waiter = undefined
-    resume(takeWhenRun)
+    resume(takeNow)
   }
+  let wakeQueued = false
+  const wakeAfterCallback = () => {
+    wakeQueued = false
+    wake()
+  }
+  const wakeSoon = options?.deferTake
+    ? () => {
+        if (waiter === undefined || wakeQueued) return
+        wakeQueued = true
+        queueMicrotask(wakeAfterCallback)
+      }
+    : wake
 
   return {
     push: (frame) => {
       if (reason !== undefined) return
       frames.push(frame)
-      wake()
+      wakeSoon()
     },
     end: (why) => {
       if (reason !== undefined) return
