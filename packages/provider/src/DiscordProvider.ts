@@ -20,7 +20,7 @@
  * (The README's version is `test/readme/bot.ts`, run as a program by the tests.)
  *
  * Lifecycle. Each `start` or `reload` opens a *generation*: a `ShardManager` in a scope of
- * its own, with its event pump and watchers. Lifecycle operations are serialized (one at a
+ * its own, with its event pump and status hook. Lifecycle operations are serialized (one at a
  * time, in call order); a generation's scope is closed — sockets torn down, heartbeats and
  * pumps interrupted — before the next one opens, so there is never more than one session
  * or socket per shard, and nothing of an old generation outlives it. A reload that keeps
