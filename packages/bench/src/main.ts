@@ -8,8 +8,8 @@
  *
  * Forks the load generator (Generator.ts), then one fresh client process (ClientRunner.ts)
  * per measurement, one at a time so they do not share the CPU:
- * - throughput (`--repeat` runs, the median by events/s is kept: the machine is shared) and
- *   latency, for every encoding and every client that supports it;
+ * - throughput (`--repeat` rounds of every client in turn, the median by events/s is kept:
+ *   the machine is shared) and latency, for every encoding and every client that supports it;
  * - idle: `--shards` shards in one process, twice per client: at Discord's 41.25 s
  *   heartbeat interval (resident memory, and CPU measured directly), and at a short
  *   `--beat-interval` (CPU per heartbeat, scaled to a 41.25 s interval);
@@ -168,6 +168,17 @@ const main = async () => {
   const rows: Array<ThroughputRow> = []
   if (only.has("throughput")) {
     for (const encoding of encodings) {
+      const supported = clients.filter((client) => client.supports(encoding))
+      // Runs interleaved (every client once, then again): a shared machine's load drifts, and
+      // a side-by-side ratio should not depend on which client ran while it was busier.
+      const runs = new Map<string, Array<RunResult>>(supported.map((client) => [client.name, []]))
+      for (let i = 0; i < repeat; i++) {
+        for (const client of supported) {
+          runs
+            .get(client.name)
+            ?.push(await runClient({ client: client.name, encoding, mode: "throughput", port, count }))
+        }
+      }
       for (const client of clients) {
         if (!client.supports(encoding)) {
           rows.push({
@@ -178,13 +189,10 @@ const main = async () => {
           })
           continue
         }
-        const runs: Array<RunResult> = []
-        for (let i = 0; i < repeat; i++) {
-          runs.push(await runClient({ client: client.name, encoding, mode: "throughput", port, count }))
-        }
-        const ok = runs.filter((r) => r.eventsPerSecond !== undefined)
+        const all = runs.get(client.name) ?? []
+        const ok = all.filter((r) => r.eventsPerSecond !== undefined)
         ok.sort((a, b) => (a.eventsPerSecond ?? 0) - (b.eventsPerSecond ?? 0))
-        const throughput = ok[ok.length >> 1] ?? (runs[0] as RunResult)
+        const throughput = ok[ok.length >> 1] ?? (all[0] as RunResult)
         const latency = await runClient({
           client: client.name,
           encoding,
