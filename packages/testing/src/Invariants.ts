@@ -380,8 +380,8 @@ export const perGuild = (
     const event = Traffic.guildMessageOf(Protocol.eventName(dispatch), dispatch.data)
     if (event === undefined) continue
     total++
-    let set = seen.get(event.guildId)
-    if (set === undefined) seen.set(event.guildId, (set = new Set()))
+    const set = seen.get(event.guildId) ?? new Set<number>()
+    seen.set(event.guildId, set)
     if (set.has(event.n)) {
       duplicated++
       if (duplicated <= 5) {
