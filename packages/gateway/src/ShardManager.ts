@@ -3,14 +3,25 @@
  * (or takes it from config), starts the chosen shards in id order through one shared
  * `IdentifyThrottle`, merges their events (tagged with the shard id), routes sends by guild,
  * and starts, stops or restarts one shard without touching the others.
+ *
+ * `reshard(count)` changes the shard count with no downtime: a new generation of shards runs
+ * beside the old one (in waves when the new count is a multiple of the old, see `Reshard.ts`),
+ * identifying through the same throttle; each guild is handed over once its new shard streams
+ * it, its events delivered once and in order across both sessions (`internal/Handover.ts`,
+ * applied in `events` as the consumer reads); then the old shard logs out (1000). A failure
+ * rolls back to the old count. Triggers: the call, a 4011 (`autoReshard`), or a periodic
+ * check of `/gateway/bot` (`reshardCheckInterval`).
  */
 import type { GatewayPresenceUpdateData, GatewayVoiceStateUpdateData } from "discord-api-types/v10"
 import {
   type Cause,
+  Clock,
   Context,
   Deferred,
+  Duration,
   Effect,
   Exit,
+  Metric,
   Queue,
   Schema,
   Scope,
@@ -30,8 +41,11 @@ import * as GatewayInfo from "./GatewayInfo.ts"
 import * as IdentifyThrottleModule from "./IdentifyThrottle.ts"
 import { IdentifyThrottle, type IdentifyThrottleService } from "./IdentifyThrottle.ts"
 import * as Delivery from "./internal/Delivery.ts"
+import * as Handover from "./internal/Handover.ts"
 import type * as Members from "./Members.ts"
+import * as Metrics from "./Metrics.ts"
 import type * as Protocol from "./Protocol.ts"
+import * as Reshard from "./Reshard.ts"
 import type { SessionStore } from "./SessionStore.ts"
 import * as Shard from "./Shard.ts"
 import type * as Soundboard from "./Soundboard.ts"
@@ -53,10 +67,32 @@ export interface ShardManagerConfig extends Omit<Shard.ShardConfig, "shard" | "g
    * for the same bot, so the 5 s buckets and the daily budget carry over.
    */
   readonly identifyThrottle?: IdentifyThrottleService | undefined
+  /** On a 4011 close: ask `/gateway/bot` for the recommended count and reshard to it. Default false. */
+  readonly autoReshard?: boolean | undefined
+  /** Ask `/gateway/bot` this often (e.g. 8 hours); reshard when the recommendation rises. Default: never. */
+  readonly reshardCheckInterval?: Duration.Input | undefined
+  readonly reshardOptions?: ReshardOptions | undefined
+}
+
+export interface ReshardOptions {
+  /** Identifies to keep in the daily budget beyond the new shards. Default: the current count. */
+  readonly safetyMargin?: number | undefined
+  /**
+   * A joined guild with nothing in between is handed over once this long passed since its new
+   * shard's GUILD_CREATE and its old shard's last event for it (the old stream has caught
+   * up). Default 1 s.
+   */
+  readonly quietMillis?: number | undefined
+  /** A wave whose guilds are not handed over within this fails the reshard (rolled back). Default 2 minutes. */
+  readonly waveTimeout?: Duration.Input | undefined
+  /** Fingerprints remembered per guild to match the two copies of an event. Default 256. */
+  readonly window?: number | undefined
 }
 
 export interface ShardEvent {
   readonly shardId: number
+  /** The count the shard runs with: while a reshard runs, two counts deliver. */
+  readonly shardCount: number
   readonly dispatch: Protocol.Dispatch
 }
 
@@ -72,6 +108,7 @@ export class ShardNotRunning extends Schema.TaggedError<ShardNotRunning>()("Shar
 }
 
 export interface ShardManager {
+  /** The count serving guilds (the old one until a reshard completes). */
   readonly shardCount: number
   readonly shardIds: ReadonlyArray<number>
   readonly gatewayBot: GatewayInfo.GatewayBot
@@ -122,6 +159,15 @@ export interface ShardManager {
   readonly stop: (id: number) => Effect.Effect<void>
   /** Stops and starts one shard; it resumes its session. */
   readonly restart: (id: number) => Effect.Effect<void>
+  /**
+   * Changes the shard count with no downtime (see the module doc): returns once the old shards
+   * are closed. Refused (typed) when a reshard runs, the count is the current one, or the
+   * daily identify budget lacks the new shards plus the safety margin; a failure midway is
+   * rolled back and fails with `ReshardFailed`.
+   */
+  readonly reshard: (count: number) => Effect.Effect<void, Reshard.ReshardError>
+  /** What a reshard is doing, and how the last one ended. */
+  readonly reshardStatus: Effect.Effect<Reshard.ReshardStatus>
   /** Fails with the first fatal error any shard stops with. */
   readonly await: Effect.Effect<never, ManagerStop>
 }
@@ -135,6 +181,28 @@ interface Running {
   readonly scope: Scope.Closeable
 }
 
+/** The shards of one count. */
+interface Generation {
+  readonly count: number
+  readonly shards: Map<number, Running>
+  /** Shards that stopped for good (a fatal close): not worth a handover. */
+  readonly stopped: Set<number>
+  /** Where a fatal stop of one of them goes. */
+  onFatal: (id: number, error: ManagerStop) => Effect.Effect<void>
+}
+
+/** Queued behind every event already in the merged buffer: runs when the consumer reaches it. */
+class Marker {
+  readonly run: () => ReadonlyArray<ShardEvent>
+  readonly done: Deferred.Deferred<void>
+  constructor(run: () => ReadonlyArray<ShardEvent>, done: Deferred.Deferred<void>) {
+    this.run = run
+    this.done = done
+  }
+}
+
+type Item = ShardEvent | Marker
+
 export const make = Effect.fnUntraced(function* (
   config: ShardManagerConfig,
 ): Effect.fn.Return<
@@ -145,8 +213,7 @@ export const make = Effect.fnUntraced(function* (
   const gatewayBot =
     config.gatewayBot ??
     (yield* GatewayInfo.fetchGatewayBot({ token: config.token, apiBaseUrl: config.apiBaseUrl }))
-  const shardCount = config.shardCount ?? gatewayBot.shards
-  const shardIds = selectShards(config.shards, shardCount)
+  const initialCount = config.shardCount ?? gatewayBot.shards
   const limit = gatewayBot.session_start_limit
 
   const identifyThrottle =
@@ -165,16 +232,28 @@ export const make = Effect.fnUntraced(function* (
     IdentifyThrottle,
     identifyThrottle,
   )
+  const http = yield* Effect.context<HttpClient.HttpClient>()
   const managerScope = yield* Effect.scope
+  const clock = yield* Clock.Clock
 
   // Every shard delivers straight into this one buffer (no pump per shard); when it is full a
   // shard's reader waits, which back-pressures that shard alone.
-  const merged = yield* Queue.make<ShardEvent, Cause.Done>({
+  const merged = yield* Queue.make<Item, Cause.Done>({
     capacity: config.events?.capacity ?? 1024,
     strategy: Delivery.queueStrategy(config.events?.strategy ?? "backpressure"),
   })
   const stopped = yield* Deferred.make<never, ManagerStop>()
-  const running = new Map<number, Running>()
+  const failManager = (_id: number, error: ManagerStop) => Deferred.fail(stopped, error)
+  const generation = (count: number): Generation => ({
+    count,
+    shards: new Map(),
+    stopped: new Set(),
+    onFatal: failManager,
+  })
+  /** The serving shards; during a reshard, `next` holds the new count's. */
+  let current = generation(initialCount)
+  let next: Generation | undefined
+  let shardIds = selectShards(config.shards, initialCount)
   // One start/stop/restart of a shard id at a time: `Shard.make` suspends (the store may
   // answer asynchronously), and a second start in that gap would run a second Shard.
   const locks = new Map<number, Semaphore.Semaphore>()
@@ -182,7 +261,7 @@ export const make = Effect.fnUntraced(function* (
     (f: (id: number) => Effect.Effect<void>) =>
     (id: number): Effect.Effect<void> =>
       Effect.suspend(() => {
-        if (id < 0 || id >= shardCount) return Effect.void
+        if (id < 0 || id >= current.count) return Effect.void
         let lock = locks.get(id)
         if (!lock) {
           lock = Semaphore.makeUnsafe(1)
@@ -191,56 +270,421 @@ export const make = Effect.fnUntraced(function* (
         return lock.withPermit(f(id))
       })
 
-  const startUnlocked = (id: number): Effect.Effect<void> =>
+  const startIn = (gen: Generation, id: number): Effect.Effect<void> =>
     Effect.gen(function* () {
-      if (running.has(id)) return
+      if (gen.shards.has(id)) return
+      gen.stopped.delete(id)
       const scope = yield* Scope.fork(managerScope)
+      const count = gen.count
       const shard = yield* Shard.make(
-        { ...config, shard: [id, shardCount], gatewayUrl: gatewayBot.url },
-        { queue: merged, wrap: (dispatch): ShardEvent => ({ shardId: id, dispatch }) },
+        { ...config, shard: [id, count], gatewayUrl: gatewayBot.url },
+        { queue: merged, wrap: (dispatch): ShardEvent => ({ shardId: id, shardCount: count, dispatch }) },
       ).pipe(Scope.provide(scope), Effect.provideContext(context))
-      running.set(id, { shard, scope })
-      // A fatal stop of any shard is the manager's to report.
+      gen.shards.set(id, { shard, scope })
+      // A fatal stop is the generation's to report (the manager's, or a reshard's).
       yield* Effect.forkIn(
-        Effect.catch(shard.await, (error) => Deferred.fail(stopped, error)),
+        Effect.catch(shard.await, (error) =>
+          Effect.suspend(() => {
+            gen.stopped.add(id)
+            return gen.onFatal(id, error)
+          }),
+        ),
         scope,
       )
     })
 
-  const stopUnlocked = (id: number): Effect.Effect<void> =>
+  /** Closes a shard: `logout` ends its session (1000), otherwise it stays resumable. */
+  const closeIn = (gen: Generation, id: number, logout: boolean): Effect.Effect<void> =>
     Effect.suspend(() => {
-      const entry = running.get(id)
+      const entry = gen.shards.get(id)
       if (!entry) return Effect.void
-      running.delete(id)
-      return Scope.close(entry.scope, Exit.void)
-    })
+      gen.shards.delete(id)
+      const ended = logout
+        ? Effect.timeoutOrElse(entry.shard.logout, { duration: "10 seconds", orElse: () => Effect.void })
+        : Effect.void
+      return Effect.andThen(ended, Scope.close(entry.scope, Exit.void))
+    }).pipe(Effect.uninterruptible)
 
-  const start = serialized(startUnlocked)
-  const stop = serialized(stopUnlocked)
+  const start = serialized((id) => startIn(current, id))
+  const stop = serialized((id) => closeIn(current, id, false))
 
   // In id order, so each identify bucket is served lowest shard first.
   for (const id of shardIds) yield* start(id)
   yield* Effect.addFinalizer(() => Queue.end(merged))
 
-  const all = Effect.sync(() => [...running.values()].map((r) => r.shard))
-  const shardFor = (guildId: string) => shardForGuild(guildId, shardCount)
+  // Reshard ----------------------------------------------------------------
+
+  const reshardOptions = config.reshardOptions ?? {}
+  const quietMillis = reshardOptions.quietMillis ?? 1000
+  const waveTimeoutMillis = Duration.toMillis(reshardOptions.waveTimeout ?? "2 minutes")
+  /** The handovers whose filter the consumer applies (a rollback runs a reverse one beside). */
+  const handovers: Array<Handover.Handover> = []
+  let markers = 0
+  let reshardState: Reshard.ReshardState = { _tag: "Idle" }
+  let lastOutcome: Reshard.ReshardOutcome | undefined
+
+  /** Runs `run` in the consumer, after every event queued before; waits for it. */
+  const mark = (run: () => ReadonlyArray<ShardEvent>) =>
+    Effect.gen(function* () {
+      const done = yield* Deferred.make<void>()
+      markers++
+      yield* Queue.offer(merged, new Marker(run, done))
+      yield* Deferred.await(done)
+    })
+
+  /** The consumer's side: the handover filter, or nothing at all when no reshard runs. */
+  const filter = (chunk: ReadonlyArray<Item>): ReadonlyArray<ShardEvent> => {
+    if (handovers.length === 0 && markers === 0) return chunk as ReadonlyArray<ShardEvent>
+    const out: Array<Handover.Tagged> = []
+    for (const item of chunk) {
+      if (item instanceof Marker) {
+        markers--
+        out.push(...item.run())
+        Deferred.doneUnsafe(item.done, Effect.void)
+        continue
+      }
+      const handover = handovers.find((h) => h.involves(item))
+      if (handover === undefined) out.push(item)
+      else handover.process(item, out)
+    }
+    return out as ReadonlyArray<ShardEvent>
+  }
+  const pullFiltered = <E>(
+    pull: Effect.Effect<ReadonlyArray<Item>, E>,
+  ): Effect.Effect<readonly [ShardEvent, ...Array<ShardEvent>], E> =>
+    Effect.flatMap(pull, (chunk) => {
+      const out = filter(chunk)
+      return out.length > 0
+        ? Effect.succeed(out as readonly [ShardEvent, ...Array<ShardEvent>])
+        : pullFiltered(pull)
+    })
+
+  const isLive = (gen: Generation, id: number) => gen.shards.has(id) && !gen.stopped.has(id)
+
+  /**
+   * Waits until the wave's new shards are READY and every guild they announced is handed
+   * over (`Handover.progress`), failing early when `failed` does.
+   */
+  const awaitHandedOver = (
+    handover: Handover.Handover | undefined,
+    gen: Generation,
+    join: ReadonlyArray<number>,
+    failed: Deferred.Deferred<void, string>,
+  ) =>
+    Effect.gen(function* () {
+      const deadline = clock.currentTimeMillisUnsafe() + waveTimeoutMillis
+      while (true) {
+        if (Deferred.isDoneUnsafe(failed)) return yield* Deferred.await(failed)
+        const statuses = yield* Effect.forEach(join, (id) => {
+          const entry = gen.shards.get(id)
+          return entry ? SubscriptionRef.get(entry.shard.status) : Effect.succeed(undefined)
+        })
+        const ready = statuses.every((s) => s?.state._tag === "Ready")
+        const handed =
+          handover === undefined ||
+          (handover.announced(join) && handover.progress(join, quietMillis).waiting === 0)
+        if (ready && handed) return
+        if (clock.currentTimeMillisUnsafe() > deadline) {
+          const progress = handover?.progress(join, quietMillis)
+          return yield* Effect.fail(
+            `wave timed out: ${statuses.filter((s) => s?.state._tag !== "Ready").length} shard(s) not ready, ${
+              progress?.waiting ?? 0
+            } guild(s) not handed over`,
+          )
+        }
+        yield* Effect.raceFirst(Effect.sleep(50), Deferred.await(failed))
+      }
+    })
+
+  /** One wave: `to`'s shards `join` start, `from`'s `retire` close once their guilds moved. */
+  const runWave = (
+    handover: Handover.Handover,
+    from: Generation,
+    to: Generation,
+    wave: Reshard.Wave,
+    failed: Deferred.Deferred<void, string>,
+  ) =>
+    Effect.gen(function* () {
+      const live = wave.retire.filter((id) => isLive(from, id))
+      // Dead old shards have no copy to match: their guilds' new events pass straight through.
+      if (live.length > 0) handover.begin(live, wave.join)
+      for (const id of wave.join) yield* startIn(to, id)
+      yield* awaitHandedOver(live.length > 0 ? handover : undefined, to, wave.join, failed)
+      for (const id of wave.retire) yield* closeIn(from, id, true)
+      if (live.length > 0) yield* mark(() => handover.retire(live, wave.join))
+    })
+
+  /** Closes a wave's new shards before they took over; the old ones serve on. */
+  const abortWave = (handover: Handover.Handover, to: Generation, wave: Reshard.Wave) =>
+    Effect.gen(function* () {
+      for (const id of wave.join) yield* closeIn(to, id, true)
+      yield* mark(() => {
+        handover.abort(wave.retire, wave.join)
+        return []
+      })
+    })
+
+  const annotate = <A, E, R>(
+    effect: Effect.Effect<A, E, R>,
+    from: number,
+    to: number,
+    trigger: Reshard.Trigger,
+  ) => Effect.annotateLogs(effect, { reshard: `${from}->${to}`, trigger })
+
+  const finish = (
+    trigger: Reshard.Trigger,
+    from: number,
+    to: number,
+    startedAt: number,
+    outcome: Reshard.ReshardOutcome["outcome"],
+    reason: string | undefined,
+  ) =>
+    Effect.suspend(() => {
+      const now = clock.currentTimeMillisUnsafe()
+      lastOutcome = { from, to, trigger, outcome, reason, startedAt, tookMillis: now - startedAt }
+      return Metric.update(Metrics.reshards(trigger, outcome), 1)
+    })
+
+  const refuse = (
+    trigger: Reshard.Trigger,
+    to: number,
+    reason: Reshard.ReshardRefused["reason"],
+    detail: string,
+  ) =>
+    Effect.gen(function* () {
+      const error = new Reshard.ReshardRefused({ reason, detail })
+      yield* Effect.logWarning(error.message)
+      if (reason !== "in-progress") {
+        const now = clock.currentTimeMillisUnsafe()
+        yield* finish(trigger, current.count, to, now, "refused", detail)
+      }
+      return yield* error
+    })
+
+  const reshardWith = (count: number, trigger: Reshard.Trigger): Effect.Effect<void, Reshard.ReshardError> =>
+    Effect.gen(function* () {
+      const from = current.count
+      if (reshardState._tag !== "Idle") {
+        return yield* refuse(trigger, count, "in-progress", `a reshard to ${next?.count} is under way`)
+      }
+      if (!Number.isInteger(count) || count < 1 || count === from) {
+        return yield* refuse(
+          trigger,
+          count,
+          "same-count",
+          `${count} is not a new shard count (running ${from})`,
+        )
+      }
+      const running = [...current.shards.keys()].sort((a, b) => a - b)
+      const thePlan = Reshard.plan(from, count, running)
+      if (thePlan.mode === "whole-set" && running.length < from) {
+        return yield* refuse(
+          trigger,
+          count,
+          "partial-set",
+          `this process runs ${running.length} of ${from} shards; only a multiple of ${from} can be reached in waves`,
+        )
+      }
+      const needed = thePlan.waves.reduce((n, w) => n + w.join.length, 0)
+      const margin = reshardOptions.safetyMargin ?? from
+      const remaining = yield* identifyThrottle.remaining
+      if (remaining < needed + margin) {
+        return yield* refuse(
+          trigger,
+          count,
+          "budget",
+          `${remaining} identifies left today; ${needed} new shards need ${needed + margin} (safety margin ${margin})`,
+        )
+      }
+      const startedAt = clock.currentTimeMillisUnsafe()
+      reshardState = {
+        _tag: "Running",
+        from,
+        to: count,
+        trigger,
+        mode: thePlan.mode,
+        startedAt,
+        wave: 0,
+        waves: thePlan.waves.length,
+      }
+      const failed = yield* Deferred.make<void, string>()
+      const nextGen = generation(count)
+      nextGen.onFatal = (id, error) => Deferred.fail(failed, `new shard ${id}/${count}: ${error.message}`)
+      next = nextGen
+      const handover = Handover.make(from, count, {
+        now: () => clock.currentTimeMillisUnsafe(),
+        window: reshardOptions.window,
+      })
+      handovers.push(handover)
+      yield* Effect.logInfo(
+        `resharding ${from} → ${count} (${thePlan.mode}, ${thePlan.waves.length} wave(s), at most ${thePlan.extraConnections} extra connection(s))`,
+      )
+      const done: Array<Reshard.Wave> = []
+      const result = yield* Effect.exit(
+        Effect.forEach(
+          thePlan.waves,
+          (wave, i) =>
+            Effect.suspend(() => {
+              reshardState = {
+                ...(reshardState as Extract<Reshard.ReshardState, { _tag: "Running" }>),
+                wave: i + 1,
+              }
+              return runWave(handover, current, nextGen, wave, failed).pipe(
+                Effect.tap(() => Effect.sync(() => done.push(wave))),
+                Effect.onError(() => abortWave(handover, nextGen, wave)),
+              )
+            }),
+          { discard: true },
+        ),
+      )
+      if (Exit.isSuccess(result)) {
+        // Commit: the new count serves; its fatal stops are the manager's again.
+        nextGen.onFatal = (id, error) => onServingFatal(id, error)
+        current = nextGen
+        next = undefined
+        shardIds = [...nextGen.shards.keys()].sort((a, b) => a - b)
+        handovers.splice(handovers.indexOf(handover), 1)
+        reshardState = { _tag: "Idle" }
+        yield* finish(trigger, from, count, startedAt, "completed", undefined)
+        yield* Effect.logInfo(
+          `resharded ${from} → ${count} in ${clock.currentTimeMillisUnsafe() - startedAt} ms (${JSON.stringify(handover.stats())})`,
+        )
+        return
+      }
+      const reason = Exit.isFailure(result)
+        ? String(Exit.findErrorOption(result).pipe((o) => (o._tag === "Some" ? o.value : "interrupted")))
+        : "interrupted"
+      return yield* rollback(handover, from, nextGen, done, { trigger, reason, startedAt })
+    }).pipe((effect) => annotate(effect, current.count, count, trigger))
+
+  /**
+   * Back to the old count: the current wave was already aborted; each completed wave is
+   * reversed (its old shard started again and handed the guilds back), last first.
+   */
+  const rollback = (
+    forward: Handover.Handover,
+    from: number,
+    nextGen: Generation,
+    done: ReadonlyArray<Reshard.Wave>,
+    { trigger, reason, startedAt }: { trigger: Reshard.Trigger; reason: string; startedAt: number },
+  ) =>
+    Effect.gen(function* () {
+      reshardState = { _tag: "RollingBack", from, to: nextGen.count, trigger, reason, startedAt }
+      yield* Effect.logWarning(`reshard ${from} → ${nextGen.count} failed (${reason}): rolling back`)
+      const failed = yield* Deferred.make<void, string>()
+      nextGen.onFatal = (id, error) => Deferred.fail(failed, `shard ${id}/${nextGen.count}: ${error.message}`)
+      const reverse = Handover.make(nextGen.count, from, {
+        now: () => clock.currentTimeMillisUnsafe(),
+        window: reshardOptions.window,
+      })
+      handovers.push(reverse)
+      const back = yield* Effect.exit(
+        Effect.forEach(
+          [...done].reverse(),
+          (wave) => {
+            const reversed = { retire: wave.join, join: wave.retire }
+            return runWave(reverse, nextGen, current, reversed, failed).pipe(
+              Effect.onError(() => abortWave(reverse, current, reversed)),
+            )
+          },
+          { discard: true },
+        ),
+      )
+      // What the new shards delivered is matched against the old copies a little longer.
+      yield* Effect.sleep(quietMillis)
+      yield* mark(() => forward.retire([...Array(from).keys()], []))
+      handovers.length = 0
+      const rolledBack = Exit.isSuccess(back)
+      if (rolledBack) {
+        next = undefined
+      } else {
+        // Both counts serve (each guild by one shard): their fatal stops are the manager's.
+        nextGen.onFatal = (id, error) => onServingFatal(id, error)
+      }
+      reshardState = { _tag: "Idle" }
+      yield* finish(trigger, from, nextGen.count, startedAt, "rolled-back", reason)
+      return yield* new Reshard.ReshardFailed({ from, to: nextGen.count, reason, rolledBack })
+    }).pipe(Effect.uninterruptible)
+
+  /** A serving shard stopped for good: a 4011 reshards when enabled, anything else stops the manager. */
+  const onServingFatal = (id: number, error: ManagerStop): Effect.Effect<void> =>
+    error._tag === "ShardingRequired" && config.autoReshard
+      ? Effect.forkIn(
+          Effect.gen(function* () {
+            const bot = yield* GatewayInfo.fetchGatewayBot({
+              token: config.token,
+              apiBaseUrl: config.apiBaseUrl,
+            })
+            // Discord asks for more shards: its recommendation, or twice as many if it has not risen yet.
+            const count = bot.shards > current.count ? bot.shards : current.count * 2
+            yield* Effect.logWarning(`shard ${id} closed with 4011: resharding to ${count}`)
+            yield* reshardWith(count, "4011")
+          }).pipe(
+            Effect.provideContext(http),
+            Effect.catchCause((cause) => Effect.logWarning("4011-triggered reshard did not run", cause)),
+          ),
+          managerScope,
+        ).pipe(Effect.asVoid)
+      : Deferred.fail(stopped, error).pipe(Effect.asVoid)
+  current.onFatal = onServingFatal
+
+  if (config.reshardCheckInterval !== undefined) {
+    yield* Effect.forkIn(
+      Reshard.watchRecommendation({
+        interval: config.reshardCheckInterval,
+        recommended: GatewayInfo.fetchGatewayBot({ token: config.token, apiBaseUrl: config.apiBaseUrl }).pipe(
+          Effect.map((bot) => bot.shards),
+          Effect.provideContext(http),
+        ),
+        current: () => current.count,
+        reshard: (count) => reshardWith(count, "periodic"),
+      }),
+      managerScope,
+    )
+  }
+
+  // Commands ---------------------------------------------------------------
+
+  const all = Effect.sync(() => [
+    ...[...current.shards.values()].map((r) => r.shard),
+    ...(next ? [...next.shards.values()].map((r) => r.shard) : []),
+  ])
+  const shardFor = (guildId: string) => shardForGuild(guildId, current.count)
+  /** The running shard with this id: the serving count's, else the new count's. */
+  const runningShard = (shardId: number) =>
+    current.shards.get(shardId)?.shard ?? next?.shards.get(shardId)?.shard
   /** Runs `f` on the shard with this id, or fails with `ShardNotRunning`. */
   const onShard = <A, E>(shardId: number, f: (shard: Shard.Shard) => Effect.Effect<A, E>) =>
     Effect.suspend((): Effect.Effect<A, E | ShardNotRunning> => {
-      const target = running.get(shardId)
-      return target ? f(target.shard) : Effect.fail(new ShardNotRunning({ shardId }))
+      const target = current.shards.get(shardId)?.shard
+      return target ? f(target) : Effect.fail(new ShardNotRunning({ shardId }))
     })
-  /** The guild's shard; DM-related commands (no guild) go to shard 0. */
+  /**
+   * The shard holding the guild: its serving-count shard, or (once that closed in a reshard
+   * wave) its new-count one. DM-related commands (no guild) go to shard 0.
+   */
   const onGuild = <A, E>(guildId: string | undefined, f: (shard: Shard.Shard) => Effect.Effect<A, E>) =>
-    onShard(guildId === undefined ? 0 : shardFor(guildId), f)
+    Effect.suspend((): Effect.Effect<A, E | ShardNotRunning> => {
+      const old = guildId === undefined ? 0 : shardFor(guildId)
+      const target =
+        current.shards.get(old)?.shard ??
+        (next === undefined
+          ? undefined
+          : next.shards.get(guildId === undefined ? 0 : shardForGuild(guildId, next.count))?.shard)
+      return target ? f(target) : Effect.fail(new ShardNotRunning({ shardId: old }))
+    })
 
   return {
-    shardCount,
-    shardIds,
+    get shardCount() {
+      return current.count
+    },
+    get shardIds() {
+      return shardIds
+    },
     gatewayBot,
     identifyThrottle,
-    events: Stream.fromQueue(merged),
-    shard: (id) => running.get(id)?.shard,
+    events: Stream.transformPull(Stream.fromQueue(merged), (pull) => Effect.succeed(pullFiltered(pull))),
+    shard: (id) => runningShard(id),
     statuses: Effect.flatMap(all, (shards) => Effect.forEach(shards, (s) => SubscriptionRef.get(s.status))),
     health: Effect.flatMap(all, (shards) => Effect.forEach(shards, (s) => s.health)),
     shardFor,
@@ -273,7 +717,9 @@ export const make = Effect.fnUntraced(function* (
       }),
     start,
     stop,
-    restart: serialized((id) => Effect.andThen(stopUnlocked(id), startUnlocked(id))),
+    restart: serialized((id) => Effect.andThen(closeIn(current, id, false), startIn(current, id))),
+    reshard: (count) => reshardWith(count, "explicit"),
+    reshardStatus: Effect.sync(() => ({ state: reshardState, last: lastOutcome })),
     await: Deferred.await(stopped),
   } satisfies ShardManager
 })
