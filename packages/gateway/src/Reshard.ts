@@ -7,7 +7,8 @@
  * Waves, when the new count M is a multiple k of the old N: a guild on old shard s
  * (`(id >> 22) % N = s`) lands on one of the new shards s, s + N, …, s + (k − 1)N, and those hold
  * no other guild. So old shard s is replaced by exactly those k, then closed, one old shard
- * at a time: at most k connections more than usual at once. Any other M (3 → 5): a new
+ * at a time: at most k connections beside the serving ones (M + 1 in all, in the last wave,
+ * against N + M for the whole set). Any other M (3 → 5): a new
  * shard's guilds come from several old shards, so the whole new set runs beside the old one
  * (M extra connections) and the old set closes once every guild is handed over: the fallback.
  */
@@ -25,7 +26,7 @@ export interface Plan {
   readonly to: number
   readonly mode: "waves" | "whole-set"
   readonly waves: ReadonlyArray<Wave>
-  /** The most connections open beyond the old set at any moment. */
+  /** The most connections open beside the serving shards at any moment (k in waves, M for the whole set). */
   readonly extraConnections: number
 }
 

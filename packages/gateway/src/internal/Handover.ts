@@ -243,7 +243,10 @@ export const make = (from: number, to: number, options: HandoverOptions) => {
     /** The events to deliver for this one (none, it, or it with pending ones). */
     process: (event: Tagged, out: Array<Tagged>): void => {
       const key = guildOf(event.dispatch)
-      if (event.shardCount === to) return fromNew(key, event, out)
+      if (event.shardCount === to) {
+        fromNew(key, event, out)
+        return
+      }
       const state = guilds.get(key)
       // A guild no joining shard has touched yet still needs its fingerprints remembered:
       // its new shard's first copies may come after the old ones.
