@@ -13,7 +13,7 @@ import * as GuildTraffic from "@vigil/testing/GuildTraffic"
 import * as Invariants from "@vigil/testing/Invariants"
 import * as Recording from "@vigil/testing/Recording"
 import * as Traffic from "@vigil/testing/Traffic"
-import { Effect, Exit, Fiber, Layer, Redacted, Stream } from "effect"
+import { type Duration, Effect, Exit, Fiber, Layer, Redacted, Scope, Stream } from "effect"
 import { FetchHttpClient } from "effect/http"
 
 const token = "reshard-test-token"
@@ -26,6 +26,11 @@ interface Setup {
   readonly remaining?: number
   readonly maxGuildsPerShard?: number
   readonly autoReshard?: boolean
+  readonly checkEvery?: Duration.Input
+  readonly fakeRemaining?: number
+  readonly waveTimeout?: Duration.Input
+  /** Where the manager lives (default: the test's scope). */
+  readonly scope?: Scope.Scope
 }
 
 const setup = (options: Setup) =>
@@ -39,15 +44,16 @@ const setup = (options: Setup) =>
       maxConcurrency,
       identifyWindow,
       maxGuildsPerShard: options.maxGuildsPerShard,
-      sessionStartLimit: { total: 1000, remaining: options.remaining ?? 1000 },
+      sessionStartLimit: { total: 1000, remaining: options.fakeRemaining ?? options.remaining ?? 1000 },
     })
     const sockets = Invariants.countSockets(NodeTransport.make())
-    const limit = yield* gateway.sessionStartLimit
+    const limit = { ...(yield* gateway.sessionStartLimit), remaining: options.remaining ?? 1000 }
     const manager = yield* ShardManager.make({
       token: Redacted.make(token),
       intents: 513,
       apiBaseUrl: gateway.httpUrl,
       autoReshard: options.autoReshard,
+      reshardCheckInterval: options.checkEvery,
       // A little slower than the fake's window: pacing is the client's to keep.
       identifyThrottle: yield* IdentifyThrottle.make({
         maxConcurrency,
@@ -58,21 +64,23 @@ const setup = (options: Setup) =>
           resetAfterMillis: limit.reset_after,
         },
       }),
-      reshardOptions: { quietMillis: 300, waveTimeout: "20 seconds" },
+      reshardOptions: { quietMillis: 300, waveTimeout: options.waveTimeout ?? "20 seconds" },
     }).pipe(
+      options.scope ? Scope.provide(options.scope) : (effect) => effect,
       Effect.provide(
         Layer.mergeAll(sockets.layer, SessionStore.SessionStore.layerMemory, FetchHttpClient.layer),
       ),
     )
     const consumed: Array<Protocol.Dispatch> = []
     const counts: Array<number> = []
-    yield* Effect.forkScoped(
+    yield* Effect.forkIn(
       Stream.runForEach(manager.events, (e) =>
         Effect.sync(() => {
           consumed.push(e.dispatch)
           counts.push(e.shardCount)
         }),
       ),
+      options.scope ?? (yield* Effect.scope),
     )
     yield* eventually(
       Effect.map(
@@ -280,6 +288,93 @@ describe("ShardManager.reshard under traffic", () => {
         const status = yield* manager.reshardStatus
         assert.strictEqual(status.last?.outcome, "rolled-back")
         assert.strictEqual(status.state._tag, "Idle")
+      }),
+    60_000,
+  )
+
+  it.live(
+    "the periodic check reshards when /gateway/bot's recommendation rises",
+    () =>
+      Effect.gen(function* () {
+        const { gateway, manager, consumed } = yield* setup({ shards: 2, checkEvery: "300 millis" })
+        const traffic = yield* GuildTraffic.start(gateway, { guilds, roundsPerSecond: 25 })
+        yield* Effect.sleep(700)
+        assert.isUndefined((yield* manager.reshardStatus).last, "no reshard while the recommendation stays")
+        yield* gateway.setRecommendedShards(4)
+        yield* eventually(() => manager.shardCount === 4, "the periodic reshard", "20 seconds")
+        yield* Effect.sleep(200)
+        const log = yield* traffic.stop
+        const report = yield* settle(log, consumed)
+        assert.deepStrictEqual(report.violations, [])
+        const status = yield* manager.reshardStatus
+        assert.strictEqual(status.last?.trigger, "periodic")
+        assert.strictEqual(status.last?.outcome, "completed")
+      }),
+    60_000,
+  )
+
+  it.live(
+    "identifies refused by the server mid-reshard: the wave times out and rolls back; nothing lost",
+    () =>
+      Effect.gen(function* () {
+        // the server has 3 identifies left (the client believes 1000): 2 for the first shards, 1 new
+        const { gateway, manager, consumed, sockets } = yield* setup({
+          shards: 2,
+          fakeRemaining: 3,
+          waveTimeout: "3 seconds",
+        })
+        const traffic = yield* GuildTraffic.start(gateway, { guilds, roundsPerSecond: 25 })
+        yield* Effect.sleep(200)
+        const error = yield* Effect.flip(manager.reshard(4))
+        assert.strictEqual(error._tag, "ReshardFailed")
+        assert.include(error.message, "wave timed out")
+        assert.isTrue(error._tag === "ReshardFailed" && error.rolledBack)
+        yield* Effect.sleep(200)
+        const log = yield* traffic.stop
+        const report = yield* settle(log, consumed)
+        assert.deepStrictEqual(report.violations, [])
+        assert.strictEqual(report.lost + report.duplicated + report.outOfOrder, 0)
+        assert.strictEqual(manager.shardCount, 2)
+        const entries = yield* gateway.entries
+        assert.isAbove(
+          Recording.only(entries, "Rejected").filter((r) => r.reason.includes("session start limit")).length,
+          0,
+        )
+        assert.deepStrictEqual(
+          (yield* sessionsOf(gateway, 4)).filter((s) => s.resumable),
+          [],
+        )
+        yield* eventually(() => sockets.open() === 2, "only the old shards' sockets open")
+      }),
+    60_000,
+  )
+
+  it.live(
+    "the manager's scope closed mid-reshard: the new shards log out, nothing stays open",
+    () =>
+      Effect.gen(function* () {
+        const scope = yield* Scope.make()
+        const { gateway, manager, sockets } = yield* setup({ shards: 2, scope })
+        yield* Effect.forkIn(Effect.ignore(manager.reshard(4)), scope)
+        yield* eventually(
+          Effect.map(sessionsOf(gateway, 4), (s) => s.length > 0),
+          "a new shard identified",
+          "20 seconds",
+        )
+        yield* Scope.close(scope, Exit.void)
+        assert.strictEqual(sockets.open(), 0)
+        // the server sees the close frames a moment later
+        yield* eventually(
+          Effect.map(sessionsOf(gateway, 4), (s) => s.every((x) => !x.resumable)),
+          "no session of the new count left resumable",
+        )
+        assert.deepStrictEqual(
+          (yield* sessionsOf(gateway, 2)).map((s) => s.resumable),
+          [true, true],
+          "the old ones closed as on any shutdown: resumable",
+        )
+        const closes = Recording.clientCloses(yield* gateway.entries)
+        assert.isTrue(closes.some((c) => c.code === 1000))
       }),
     60_000,
   )

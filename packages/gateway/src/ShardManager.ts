@@ -14,7 +14,7 @@
  */
 import type { GatewayPresenceUpdateData, GatewayVoiceStateUpdateData } from "discord-api-types/v10"
 import {
-  type Cause,
+  Cause,
   Clock,
   Context,
   Deferred,
@@ -22,6 +22,7 @@ import {
   Effect,
   Exit,
   Metric,
+  Option,
   Queue,
   Schema,
   Scope,
@@ -189,6 +190,12 @@ interface Generation {
   readonly stopped: Set<number>
   /** Where a fatal stop of one of them goes. */
   onFatal: (id: number, error: ManagerStop) => Effect.Effect<void>
+  /**
+   * A reshard's new shards until it commits: however their scope closes (a rollback, the
+   * manager shut down mid-reshard), they log out, so no session of a count nobody will run
+   * again is left resumable.
+   */
+  provisional: boolean
 }
 
 /** Queued behind every event already in the merged buffer: runs when the consumer reaches it. */
@@ -249,6 +256,7 @@ export const make = Effect.fnUntraced(function* (
     shards: new Map(),
     stopped: new Set(),
     onFatal: failManager,
+    provisional: false,
   })
   /** The serving shards; during a reshard, `next` holds the new count's. */
   let current = generation(initialCount)
@@ -270,6 +278,10 @@ export const make = Effect.fnUntraced(function* (
         return lock.withPermit(f(id))
       })
 
+  /** Logs a shard out (close 1000, session ended), bounded: a wedged socket does not hold a reshard. */
+  const logoutWithin = (shard: Shard.Shard) =>
+    Effect.timeoutOrElse(shard.logout, { duration: "10 seconds", orElse: () => Effect.void })
+
   const startIn = (gen: Generation, id: number): Effect.Effect<void> =>
     Effect.gen(function* () {
       if (gen.shards.has(id)) return
@@ -281,6 +293,11 @@ export const make = Effect.fnUntraced(function* (
         { queue: merged, wrap: (dispatch): ShardEvent => ({ shardId: id, shardCount: count, dispatch }) },
       ).pipe(Scope.provide(scope), Effect.provideContext(context))
       gen.shards.set(id, { shard, scope })
+      // Runs before the shard's own finalizers (the last added runs first).
+      yield* Scope.addFinalizer(
+        scope,
+        Effect.suspend(() => (gen.provisional ? Effect.ignore(logoutWithin(shard)) : Effect.void)),
+      )
       // A fatal stop is the generation's to report (the manager's, or a reshard's).
       yield* Effect.forkIn(
         Effect.catch(shard.await, (error) =>
@@ -299,9 +316,7 @@ export const make = Effect.fnUntraced(function* (
       const entry = gen.shards.get(id)
       if (!entry) return Effect.void
       gen.shards.delete(id)
-      const ended = logout
-        ? Effect.timeoutOrElse(entry.shard.logout, { duration: "10 seconds", orElse: () => Effect.void })
-        : Effect.void
+      const ended = logout ? logoutWithin(entry.shard) : Effect.void
       return Effect.andThen(ended, Scope.close(entry.scope, Exit.void))
     }).pipe(Effect.uninterruptible)
 
@@ -418,10 +433,14 @@ export const make = Effect.fnUntraced(function* (
   const abortWave = (handover: Handover.Handover, to: Generation, wave: Reshard.Wave) =>
     Effect.gen(function* () {
       for (const id of wave.join) yield* closeIn(to, id, true)
-      yield* mark(() => {
-        handover.abort(wave.retire, wave.join)
-        return []
-      })
+      // Bounded: when the manager is shutting down, no consumer may be left to reach it.
+      yield* Effect.timeoutOrElse(
+        mark(() => {
+          handover.abort(wave.retire, wave.join)
+          return []
+        }),
+        { duration: "2 seconds", orElse: () => Effect.void },
+      )
     })
 
   const annotate = <A, E, R>(
@@ -461,12 +480,24 @@ export const make = Effect.fnUntraced(function* (
       return yield* error
     })
 
+  /** Taken synchronously by the reshard that runs: a second one (two 4011s at once) is refused. */
+  let busy = false
   const reshardWith = (count: number, trigger: Reshard.Trigger): Effect.Effect<void, Reshard.ReshardError> =>
+    Effect.suspend(() => {
+      if (busy)
+        return refuse(trigger, count, "in-progress", `a reshard to ${next?.count ?? "?"} is under way`)
+      busy = true
+      return Effect.ensuring(
+        planAndRun(count, trigger),
+        Effect.sync(() => {
+          busy = false
+        }),
+      )
+    })
+
+  const planAndRun = (count: number, trigger: Reshard.Trigger): Effect.Effect<void, Reshard.ReshardError> =>
     Effect.gen(function* () {
       const from = current.count
-      if (reshardState._tag !== "Idle") {
-        return yield* refuse(trigger, count, "in-progress", `a reshard to ${next?.count} is under way`)
-      }
       if (!Number.isInteger(count) || count < 1 || count === from) {
         return yield* refuse(
           trigger,
@@ -496,6 +527,17 @@ export const make = Effect.fnUntraced(function* (
           `${remaining} identifies left today; ${needed} new shards need ${needed + margin} (safety margin ${margin})`,
         )
       }
+      return yield* Effect.uninterruptibleMask((restore) => carryOut(thePlan, trigger, restore))
+    }).pipe((effect) => annotate(effect, current.count, count, trigger))
+
+  /** Runs the plan's waves (interruptible, through `restore`); commits, or rolls back. */
+  const carryOut = (
+    thePlan: Reshard.Plan,
+    trigger: Reshard.Trigger,
+    restore: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>,
+  ): Effect.Effect<void, Reshard.ReshardError> =>
+    Effect.gen(function* () {
+      const { from, to: count } = thePlan
       const startedAt = clock.currentTimeMillisUnsafe()
       reshardState = {
         _tag: "Running",
@@ -509,6 +551,7 @@ export const make = Effect.fnUntraced(function* (
       }
       const failed = yield* Deferred.make<void, string>()
       const nextGen = generation(count)
+      nextGen.provisional = true
       nextGen.onFatal = (id, error) => Deferred.fail(failed, `new shard ${id}/${count}: ${error.message}`)
       next = nextGen
       const handover = Handover.make(from, count, {
@@ -521,24 +564,27 @@ export const make = Effect.fnUntraced(function* (
       )
       const done: Array<Reshard.Wave> = []
       const result = yield* Effect.exit(
-        Effect.forEach(
-          thePlan.waves,
-          (wave, i) =>
-            Effect.suspend(() => {
-              reshardState = {
-                ...(reshardState as Extract<Reshard.ReshardState, { _tag: "Running" }>),
-                wave: i + 1,
-              }
-              return runWave(handover, current, nextGen, wave, failed).pipe(
-                Effect.tap(() => Effect.sync(() => done.push(wave))),
-                Effect.onError(() => abortWave(handover, nextGen, wave)),
-              )
-            }),
-          { discard: true },
+        restore(
+          Effect.forEach(
+            thePlan.waves,
+            (wave, i) =>
+              Effect.suspend(() => {
+                reshardState = {
+                  ...(reshardState as Extract<Reshard.ReshardState, { _tag: "Running" }>),
+                  wave: i + 1,
+                }
+                return runWave(handover, current, nextGen, wave, failed).pipe(
+                  Effect.tap(() => Effect.sync(() => done.push(wave))),
+                  Effect.onError(() => abortWave(handover, nextGen, wave)),
+                )
+              }),
+            { discard: true },
+          ),
         ),
       )
       if (Exit.isSuccess(result)) {
         // Commit: the new count serves; its fatal stops are the manager's again.
+        nextGen.provisional = false
         nextGen.onFatal = (id, error) => onServingFatal(id, error)
         current = nextGen
         next = undefined
@@ -551,11 +597,19 @@ export const make = Effect.fnUntraced(function* (
         )
         return
       }
-      const reason = Exit.isFailure(result)
-        ? String(Exit.findErrorOption(result).pipe((o) => (o._tag === "Some" ? o.value : "interrupted")))
-        : "interrupted"
+      if (Cause.hasInterrupts(result.cause)) {
+        // Told to stop (the manager's scope closing): no rollback to wait for; the new shards
+        // log out, the old ones close with the manager as always.
+        for (const id of [...nextGen.shards.keys()]) yield* closeIn(nextGen, id, true)
+        next = undefined
+        handovers.length = 0
+        reshardState = { _tag: "Idle" }
+        yield* finish(trigger, from, count, startedAt, "rolled-back", "interrupted")
+        return yield* Effect.interrupt
+      }
+      const reason = Option.getOrElse(Exit.findErrorOption(result), () => "defect")
       return yield* rollback(handover, from, nextGen, done, { trigger, reason, startedAt })
-    }).pipe((effect) => annotate(effect, current.count, count, trigger))
+    })
 
   /**
    * Back to the old count: the current wave was already aborted; each completed wave is
