@@ -236,6 +236,22 @@ describe("ShardManager.reshard under traffic", () => {
   )
 
   it.live(
+    "a 4011 whose reshard is refused (budget) stops the manager with ShardingRequired, as without autoReshard",
+    () =>
+      Effect.gen(function* () {
+        const { gateway, manager } = yield* setup({ shards: 2, autoReshard: true, remaining: 5 })
+        yield* gateway.setRecommendedShards(4)
+        yield* gateway.setMaxGuildsPerShard(20, { enforce: true })
+        const error = yield* Effect.flip(manager.await)
+        assert.strictEqual(error._tag, "ShardingRequired")
+        const status = yield* manager.reshardStatus
+        assert.strictEqual(status.last?.outcome, "refused")
+        assert.strictEqual(status.last?.trigger, "4011")
+      }),
+    30_000,
+  )
+
+  it.live(
     "refused, typed, when the daily budget lacks the new shards plus the margin; nothing started",
     () =>
       Effect.gen(function* () {

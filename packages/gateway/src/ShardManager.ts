@@ -434,12 +434,11 @@ export const make = Effect.fnUntraced(function* (
     Effect.gen(function* () {
       for (const id of wave.join) yield* closeIn(to, id, true)
       // Bounded: when the manager is shutting down, no consumer may be left to reach it.
-      yield* Effect.timeoutOrElse(
+      yield* bounded(
         mark(() => {
           handover.abort(wave.retire, wave.join)
           return []
         }),
-        { duration: "2 seconds", orElse: () => Effect.void },
       )
     })
 
@@ -498,6 +497,14 @@ export const make = Effect.fnUntraced(function* (
   const planAndRun = (count: number, trigger: Reshard.Trigger): Effect.Effect<void, Reshard.ReshardError> =>
     Effect.gen(function* () {
       const from = current.count
+      if (next !== undefined) {
+        return yield* refuse(
+          trigger,
+          count,
+          "in-progress",
+          `a failed rollback left shards of ${from} and ${next.count} serving`,
+        )
+      }
       if (!Number.isInteger(count) || count < 1 || count === from) {
         return yield* refuse(
           trigger,
@@ -597,18 +604,9 @@ export const make = Effect.fnUntraced(function* (
         )
         return
       }
-      if (Cause.hasInterrupts(result.cause)) {
-        // Told to stop (the manager's scope closing): no rollback to wait for; the new shards
-        // log out, the old ones close with the manager as always.
-        for (const id of [...nextGen.shards.keys()]) yield* closeIn(nextGen, id, true)
-        next = undefined
-        handovers.length = 0
-        reshardState = { _tag: "Idle" }
-        yield* finish(trigger, from, count, startedAt, "rolled-back", "interrupted")
-        return yield* Effect.interrupt
-      }
+      if (Cause.hasInterrupts(result.cause)) return yield* abandon(nextGen, trigger, from, startedAt)
       const reason = Option.getOrElse(Exit.findErrorOption(result), () => "defect")
-      return yield* rollback(handover, from, nextGen, done, { trigger, reason, startedAt })
+      return yield* rollback(handover, from, nextGen, done, { trigger, reason, startedAt }, restore)
     })
 
   /**
@@ -621,7 +619,8 @@ export const make = Effect.fnUntraced(function* (
     nextGen: Generation,
     done: ReadonlyArray<Reshard.Wave>,
     { trigger, reason, startedAt }: { trigger: Reshard.Trigger; reason: string; startedAt: number },
-  ) =>
+    restore: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>,
+  ): Effect.Effect<never, Reshard.ReshardFailed> =>
     Effect.gen(function* () {
       reshardState = { _tag: "RollingBack", from, to: nextGen.count, trigger, reason, startedAt }
       yield* Effect.logWarning(`reshard ${from} → ${nextGen.count} failed (${reason}): rolling back`)
@@ -633,20 +632,25 @@ export const make = Effect.fnUntraced(function* (
       })
       handovers.push(reverse)
       const back = yield* Effect.exit(
-        Effect.forEach(
-          [...done].reverse(),
-          (wave) => {
-            const reversed = { retire: wave.join, join: wave.retire }
-            return runWave(reverse, nextGen, current, reversed, failed).pipe(
-              Effect.onError(() => abortWave(reverse, current, reversed)),
-            )
-          },
-          { discard: true },
+        restore(
+          Effect.forEach(
+            [...done].reverse(),
+            (wave) => {
+              const reversed = { retire: wave.join, join: wave.retire }
+              return runWave(reverse, nextGen, current, reversed, failed).pipe(
+                Effect.onError(() => abortWave(reverse, current, reversed)),
+              )
+            },
+            { discard: true },
+          ),
         ),
       )
+      if (Exit.isFailure(back) && Cause.hasInterrupts(back.cause)) {
+        return yield* abandon(nextGen, trigger, from, startedAt)
+      }
       // What the new shards delivered is matched against the old copies a little longer.
-      yield* Effect.sleep(quietMillis)
-      yield* mark(() => forward.retire([...Array(from).keys()], []))
+      yield* restore(Effect.sleep(quietMillis)).pipe(Effect.ignore)
+      yield* bounded(mark(() => forward.retire([...Array(from).keys()], [])))
       handovers.length = 0
       const rolledBack = Exit.isSuccess(back)
       if (rolledBack) {
@@ -658,7 +662,25 @@ export const make = Effect.fnUntraced(function* (
       reshardState = { _tag: "Idle" }
       yield* finish(trigger, from, nextGen.count, startedAt, "rolled-back", reason)
       return yield* new Reshard.ReshardFailed({ from, to: nextGen.count, reason, rolledBack })
-    }).pipe(Effect.uninterruptible)
+    })
+
+  /**
+   * Told to stop midway (the manager's scope closing): no rollback to wait for; the new
+   * shards log out, the old ones close with the manager as always.
+   */
+  const abandon = (nextGen: Generation, trigger: Reshard.Trigger, from: number, startedAt: number) =>
+    Effect.gen(function* () {
+      for (const id of [...nextGen.shards.keys()]) yield* closeIn(nextGen, id, true)
+      next = undefined
+      handovers.length = 0
+      reshardState = { _tag: "Idle" }
+      yield* finish(trigger, from, nextGen.count, startedAt, "rolled-back", "interrupted")
+      return yield* Effect.interrupt
+    })
+
+  /** A marker the consumer may never reach (the manager shutting down): waited for a while only. */
+  const bounded = (effect: Effect.Effect<void>) =>
+    Effect.timeoutOrElse(effect, { duration: "2 seconds", orElse: () => Effect.void })
 
   /** A serving shard stopped for good: a 4011 reshards when enabled, anything else stops the manager. */
   const onServingFatal = (id: number, error: ManagerStop): Effect.Effect<void> =>
@@ -675,7 +697,16 @@ export const make = Effect.fnUntraced(function* (
             yield* reshardWith(count, "4011")
           }).pipe(
             Effect.provideContext(http),
-            Effect.catchCause((cause) => Effect.logWarning("4011-triggered reshard did not run", cause)),
+            Effect.catchCause((cause) =>
+              Effect.gen(function* () {
+                const refused = Option.getOrUndefined(Cause.findErrorOption(cause))
+                // Another 4011 of the same moment: the reshard under way serves it too.
+                if (refused?._tag === "ReshardRefused" && refused.reason === "in-progress" && busy) return
+                yield* Effect.logWarning("4011-triggered reshard did not complete", cause)
+                // The shard is gone and nothing replaces it: the manager stops, as without autoReshard.
+                yield* Deferred.fail(stopped, error)
+              }),
+            ),
           ),
           managerScope,
         ).pipe(Effect.asVoid)
