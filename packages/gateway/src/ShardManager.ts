@@ -342,8 +342,11 @@ export const make = Effect.fnUntraced(function* (
   const mark = (run: () => ReadonlyArray<ShardEvent>) =>
     Effect.gen(function* () {
       const done = yield* Deferred.make<void>()
+      const marker = new Marker(run, done)
+      // Counted first: the consumer may reach it as soon as it is in.
       markers++
-      yield* Queue.offer(merged, new Marker(run, done))
+      // A `dropping` buffer refuses when full: the marker waits for room (it must not be lost).
+      while (!(yield* Queue.offer(merged, marker))) yield* Effect.sleep(10)
       yield* Deferred.await(done)
     })
 
