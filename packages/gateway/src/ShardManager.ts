@@ -445,13 +445,6 @@ export const make = Effect.fnUntraced(function* (
       )
     })
 
-  const annotate = <A, E, R>(
-    effect: Effect.Effect<A, E, R>,
-    from: number,
-    to: number,
-    trigger: Reshard.Trigger,
-  ) => Effect.annotateLogs(effect, { reshard: `${from}->${to}`, trigger })
-
   const finish = (
     trigger: Reshard.Trigger,
     from: number,
@@ -538,7 +531,7 @@ export const make = Effect.fnUntraced(function* (
         )
       }
       return yield* Effect.uninterruptibleMask((restore) => carryOut(thePlan, trigger, restore))
-    }).pipe((effect) => annotate(effect, current.count, count, trigger))
+    })
 
   /** Runs the plan's waves (interruptible, through `restore`); commits, or rolls back. */
   const carryOut = (
@@ -570,7 +563,7 @@ export const make = Effect.fnUntraced(function* (
       })
       handovers.push(handover)
       yield* Effect.logInfo(
-        `resharding ${from} → ${count} (${thePlan.mode}, ${thePlan.waves.length} wave(s), at most ${thePlan.extraConnections} extra connection(s))`,
+        `resharding ${from} → ${count} (${trigger}; ${thePlan.mode}, ${thePlan.waves.length} wave(s), at most ${thePlan.extraConnections} extra connection(s))`,
       )
       const done: Array<Reshard.Wave> = []
       const result = yield* Effect.exit(
@@ -596,9 +589,13 @@ export const make = Effect.fnUntraced(function* (
         // Commit: the new count serves; its fatal stops are the manager's again.
         nextGen.provisional = false
         nextGen.onFatal = (id, error) => onServingFatal(id, error)
+        // In id order, as a manager started with this count lists them (`statuses`, `health`).
+        const started = [...nextGen.shards].sort(([a], [b]) => a - b)
+        nextGen.shards.clear()
+        for (const [id, entry] of started) nextGen.shards.set(id, entry)
         current = nextGen
         next = undefined
-        shardIds = [...nextGen.shards.keys()].sort((a, b) => a - b)
+        shardIds = started.map(([id]) => id)
         handovers.splice(handovers.indexOf(handover), 1)
         reshardState = { _tag: "Idle" }
         yield* finish(trigger, from, count, startedAt, "completed", undefined)
