@@ -84,6 +84,11 @@ export interface ReshardOptions {
    * up). Default 1 s.
    */
   readonly quietMillis?: number | undefined
+  /**
+   * A guild a new shard announced in READY but sent no GUILD_CREATE for within this is taken
+   * as unavailable (an outage) and not waited for. Default 30 s.
+   */
+  readonly unavailableAfter?: Duration.Input | undefined
   /** A wave whose guilds are not handed over within this fails the reshard (rolled back). Default 2 minutes. */
   readonly waveTimeout?: Duration.Input | undefined
   /** Fingerprints remembered per guild to match the two copies of an event. Default 256. */
@@ -332,6 +337,7 @@ export const make = Effect.fnUntraced(function* (
   const reshardOptions = config.reshardOptions ?? {}
   const quietMillis = reshardOptions.quietMillis ?? 1000
   const waveTimeoutMillis = Duration.toMillis(reshardOptions.waveTimeout ?? "2 minutes")
+  const unavailableMillis = Duration.toMillis(reshardOptions.unavailableAfter ?? "30 seconds")
   /** The handovers whose filter the consumer applies (a rollback runs a reverse one beside). */
   const handovers: Array<Handover.Handover> = []
   let markers = 0
@@ -400,10 +406,10 @@ export const make = Effect.fnUntraced(function* (
         const ready = statuses.every((s) => s?.state._tag === "Ready")
         const handed =
           handover === undefined ||
-          (handover.announced(join) && handover.progress(join, quietMillis).waiting === 0)
+          (handover.announced(join) && handover.progress(join, quietMillis, unavailableMillis).waiting === 0)
         if (ready && handed) return
         if (clock.currentTimeMillisUnsafe() > deadline) {
-          const progress = handover?.progress(join, quietMillis)
+          const progress = handover?.progress(join, quietMillis, unavailableMillis)
           return yield* Effect.fail(
             `wave timed out: ${statuses.filter((s) => s?.state._tag !== "Ready").length} shard(s) not ready, ${
               progress?.waiting ?? 0

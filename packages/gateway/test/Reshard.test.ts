@@ -117,14 +117,22 @@ describe("Handover", () => {
   it("a quiet guild is handed over after quietMillis; one with pending copies is not", () => {
     const { feed, handover, tick } = setup()
     feed(ready(2, [g2]), ready(0, [g0]), guildCreate(2, g2))
-    assert.deepStrictEqual(handover.progress([0, 2], 500), { waiting: 2, notJoined: 1, pending: 0 })
+    assert.deepStrictEqual(handover.progress([0, 2], 500, 60_000), { waiting: 2, notJoined: 1, pending: 0 })
     feed(guildCreate(0, g0), newShard(0, message(g0, 7)))
     tick(499)
-    assert.strictEqual(handover.progress([0, 2], 500).waiting, 2)
+    assert.strictEqual(handover.progress([0, 2], 500, 60_000).waiting, 2)
     tick(1)
-    assert.deepStrictEqual(handover.progress([0, 2], 500), { waiting: 1, notJoined: 0, pending: 1 })
+    assert.deepStrictEqual(handover.progress([0, 2], 500, 60_000), { waiting: 1, notJoined: 0, pending: 1 })
     feed(oldShard(message(g0, 7)))
-    assert.strictEqual(handover.progress([0, 2], 500).waiting, 0)
+    assert.strictEqual(handover.progress([0, 2], 500, 60_000).waiting, 0)
+  })
+
+  it("a guild without GUILD_CREATE (unavailable) is not waited for past unavailableMillis", () => {
+    const { feed, handover, tick } = setup()
+    feed(ready(0, [g0]))
+    assert.deepStrictEqual(handover.progress([0], 500, 2000), { waiting: 1, notJoined: 1, pending: 0 })
+    tick(2000)
+    assert.deepStrictEqual(handover.progress([0], 500, 2000), { waiting: 0, notJoined: 1, pending: 0 })
   })
 
   it("retire: the pending copies the old shard never had go out in order; the new shards then pass straight", () => {

@@ -85,6 +85,8 @@ export const make = (from: number, to: number, options: HandoverOptions) => {
   const joining = new Set<number>()
   /** Per joining shard: the guilds its READY listed. */
   const announced = new Map<number, ReadonlySet<string>>()
+  /** Per joining shard: when its READY came. */
+  const readyAt = new Map<number, number>()
   const guilds = new Map<string, GuildState>()
   let duplicates = 0
   let absorbed = 0
@@ -144,6 +146,7 @@ export const make = (from: number, to: number, options: HandoverOptions) => {
       absorbed++
       const listed = (event.dispatch.data as { guilds?: ReadonlyArray<{ id: string }> } | null)?.guilds ?? []
       announced.set(event.shardId, new Set(listed.map((g) => g.id)))
+      readyAt.set(event.shardId, options.now())
       return
     }
     // A guild whose old shard is not in handover (it died: a 4011) has no other copy.
@@ -207,6 +210,7 @@ export const make = (from: number, to: number, options: HandoverOptions) => {
       for (const id of join) {
         joining.delete(id)
         announced.delete(id)
+        readyAt.delete(id)
       }
       for (const [key, state] of guilds) {
         if (retiring.has(state.oldShard)) continue
@@ -260,19 +264,26 @@ export const make = (from: number, to: number, options: HandoverOptions) => {
      * How far the joining shards are: a guild is handed over once it overlapped, or joined
      * with nothing pending and `quietMillis` passed since it joined and since its old shard
      * last sent it anything (the old stream has caught up past the new shard's GUILD_CREATE).
+     * A guild with no GUILD_CREATE `unavailableMillis` after its shard's READY is unavailable
+     * (a Discord outage): not waited for; its GUILD_CREATE, when it comes, reaches the consumer.
      */
-    progress: (shards: ReadonlyArray<number>, quietMillis: number): WaveProgress => {
+    progress: (
+      shards: ReadonlyArray<number>,
+      quietMillis: number,
+      unavailableMillis: number,
+    ): WaveProgress => {
       const now = options.now()
       let waiting = 0
       let notJoined = 0
       let pending = 0
       for (const id of shards) {
+        const unavailable = now - (readyAt.get(id) ?? now) >= unavailableMillis
         for (const key of announced.get(id) ?? []) {
           if (!retiring.has(shardOf(key, from))) continue
           const state = guilds.get(key)
           if (state === undefined || state.phase === "old") {
-            waiting++
             notJoined++
+            if (!unavailable) waiting++
           } else if (state.phase === "joined") {
             const quiet =
               state.pending.length === 0 &&
