@@ -13,7 +13,7 @@ import * as GuildTraffic from "@vigil/testing/GuildTraffic"
 import * as Invariants from "@vigil/testing/Invariants"
 import * as Recording from "@vigil/testing/Recording"
 import * as Traffic from "@vigil/testing/Traffic"
-import { type Duration, Effect, Exit, Fiber, Layer, Redacted, Scope, Stream } from "effect"
+import { Cause, type Duration, Effect, Exit, Fiber, Layer, Redacted, Scope, Stream } from "effect"
 import { FetchHttpClient } from "effect/http"
 
 const token = "reshard-test-token"
@@ -29,6 +29,7 @@ interface Setup {
   readonly checkEvery?: Duration.Input
   readonly fakeRemaining?: number
   readonly waveTimeout?: Duration.Input
+  readonly quietMillis?: number
   /** Where the manager lives (default: the test's scope). */
   readonly scope?: Scope.Scope
 }
@@ -64,7 +65,10 @@ const setup = (options: Setup) =>
           resetAfterMillis: limit.reset_after,
         },
       }),
-      reshardOptions: { quietMillis: 300, waveTimeout: options.waveTimeout ?? "20 seconds" },
+      reshardOptions: {
+        quietMillis: options.quietMillis ?? 300,
+        waveTimeout: options.waveTimeout ?? "20 seconds",
+      },
     }).pipe(
       options.scope ? Scope.provide(options.scope) : (effect) => effect,
       Effect.provide(
@@ -90,7 +94,7 @@ const setup = (options: Setup) =>
       "the first shards READY",
       "10 seconds",
     )
-    return { gateway, manager, sockets, consumed, counts }
+    return { gateway, manager, sockets, consumed, counts, throttle: manager.identifyThrottle }
   })
 
 /** Waits until every produced guild event was consumed (or the report stops changing), then reports. */
@@ -391,6 +395,59 @@ describe("ShardManager.reshard under traffic", () => {
         )
         const closes = Recording.clientCloses(yield* gateway.entries)
         assert.isTrue(closes.some((c) => c.code === 1000))
+      }),
+    60_000,
+  )
+
+  it.live(
+    "the budget spent by someone else mid-reshard: the rollback cannot identify either; both counts serve, each guild once",
+    () =>
+      Effect.gen(function* () {
+        // 6 left after the first shards: enough for 4 new + a margin of 2 at the check
+        const { gateway, manager, consumed, sockets, throttle } = yield* setup({
+          shards: 2,
+          remaining: 8,
+          quietMillis: 1500,
+        })
+        // no traffic yet: quiet guilds are handed over after quietMillis, which leaves time
+        const reshard = yield* Effect.forkChild(manager.reshard(4))
+        yield* eventually(
+          Effect.map(sessionsOf(gateway, 4), (all) => all.length === 2),
+          "the first wave identified",
+          "20 seconds",
+        )
+        // another manager of the same bot takes all but one of what is left
+        const left = yield* throttle.remaining
+        for (let i = 0; i < left - 1; i++) yield* throttle.wait(1)
+        const traffic = yield* GuildTraffic.start(gateway, { guilds, roundsPerSecond: 25 })
+        const exit = yield* Fiber.await(reshard)
+        assert.isTrue(Exit.isFailure(exit))
+        const error = Exit.isFailure(exit) ? Cause.findErrorOption(exit.cause) : undefined
+        const failed = error?._tag === "Some" ? error.value : undefined
+        assert.strictEqual(failed?._tag, "ReshardFailed")
+        assert.isFalse(failed?._tag === "ReshardFailed" && failed.rolledBack, "rollback incomplete")
+        assert.include(failed?.message ?? "", "no identifies left today")
+        yield* Effect.sleep(200)
+        const log = yield* traffic.stop
+        const report = yield* settle(log, consumed)
+        assert.deepStrictEqual(report.violations, [])
+        assert.strictEqual(report.lost + report.duplicated + report.outOfOrder, 0)
+        // old shard 0 was replaced by 0/4 and 2/4; old 1 serves on: each guild by one shard
+        yield* eventually(
+          Effect.map(gateway.sessions, (all) => {
+            const live = all.filter((x) => x.resumable).map((x) => `${x.shard[0]}/${x.shard[1]}`)
+            return live.sort().join() === "0/4,1/2,2/4"
+          }),
+          "the sessions serving: 0/4, 2/4 and 1/2",
+        )
+        yield* eventually(() => sockets.open() === 3, "three sockets open")
+        const again = yield* Effect.flip(manager.reshard(8))
+        assert.strictEqual(again._tag === "ReshardRefused" && again.reason, "in-progress")
+        const awaited = yield* Effect.exit(Effect.timeout(manager.await, 10))
+        assert.isTrue(
+          Exit.isFailure(awaited) && String(awaited.cause).includes("TimeoutError"),
+          "the manager did not stop",
+        )
       }),
     60_000,
   )

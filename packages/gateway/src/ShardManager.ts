@@ -195,6 +195,8 @@ interface Generation {
   readonly stopped: Set<number>
   /** Where a fatal stop of one of them goes. */
   onFatal: (id: number, error: ManagerStop) => Effect.Effect<void>
+  /** Shards joining in a reshard wave: their fatal stop fails the wave instead. */
+  readonly joining: Map<number, (error: ManagerStop) => Effect.Effect<void>>
   /**
    * A reshard's new shards until it commits: however their scope closes (a rollback, the
    * manager shut down mid-reshard), they log out, so no session of a count nobody will run
@@ -261,6 +263,7 @@ export const make = Effect.fnUntraced(function* (
     shards: new Map(),
     stopped: new Set(),
     onFatal: failManager,
+    joining: new Map(),
     provisional: false,
   })
   /** The serving shards; during a reshard, `next` holds the new count's. */
@@ -308,7 +311,8 @@ export const make = Effect.fnUntraced(function* (
         Effect.catch(shard.await, (error) =>
           Effect.suspend(() => {
             gen.stopped.add(id)
-            return gen.onFatal(id, error)
+            const joining = gen.joining.get(id)
+            return joining ? joining(error) : gen.onFatal(id, error)
           }),
         ),
         scope,
@@ -432,8 +436,17 @@ export const make = Effect.fnUntraced(function* (
       const live = wave.retire.filter((id) => isLive(from, id))
       // Dead old shards have no copy to match: their guilds' new events pass straight through.
       if (live.length > 0) handover.begin(live, wave.join)
-      for (const id of wave.join) yield* startIn(to, id)
-      yield* awaitHandedOver(live.length > 0 ? handover : undefined, to, wave.join, failed)
+      for (const id of wave.join) {
+        to.joining.set(id, (error) => Deferred.fail(failed, `shard ${id}/${to.count}: ${error.message}`))
+        yield* startIn(to, id)
+      }
+      yield* awaitHandedOver(live.length > 0 ? handover : undefined, to, wave.join, failed).pipe(
+        Effect.ensuring(
+          Effect.sync(() => {
+            for (const id of wave.join) to.joining.delete(id)
+          }),
+        ),
+      )
       for (const id of wave.retire) yield* closeIn(from, id, true)
       if (live.length > 0) yield* mark(() => handover.retire(live, wave.join))
     })
@@ -664,6 +677,14 @@ export const make = Effect.fnUntraced(function* (
       } else {
         // Both counts serve (each guild by one shard): their fatal stops are the manager's.
         nextGen.onFatal = (id, error) => onServingFatal(id, error)
+        nextGen.provisional = false
+        yield* Effect.logWarning(
+          `rollback incomplete: shards ${[...current.shards.keys()].map((id) => `${id}/${from}`).join(", ")} and ${[
+            ...nextGen.shards.keys(),
+          ]
+            .map((id) => `${id}/${nextGen.count}`)
+            .join(", ")} serve, each guild by one`,
+        )
       }
       reshardState = { _tag: "Idle" }
       yield* finish(trigger, from, nextGen.count, startedAt, "rolled-back", reason)
