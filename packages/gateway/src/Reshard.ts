@@ -1,8 +1,9 @@
 /**
  * Resharding without downtime: the plan (which shards of the new count replace which of the
  * old, in waves), its typed errors and status, and the periodic check of `/gateway/bot`.
- * `ShardManager.reshard` carries a plan out; the per-guild handover of events (each event once,
- * in the guild's order, while both counts run) is `internal/Handover.ts`.
+ * `ShardManager.reshard` carries a plan out (`internal/Resharding.ts`); the per-guild handover
+ * of events (each event once, in the guild's order, while both counts run) is
+ * `internal/Handover.ts`.
  *
  * Waves, when the new count M is a multiple k of the old N: a guild on old shard s
  * (`(id >> 22) % N = s`) lands on one of the new shards s, s + N, …, s + (k − 1)N, and those hold
@@ -47,6 +48,26 @@ export const plan = (from: number, to: number, running: ReadonlyArray<number>): 
   }
   const join = Array.from({ length: to }, (_, i) => i)
   return { from, to, mode: "whole-set", waves: [{ retire: running, join }], extraConnections: to }
+}
+
+export interface ReshardOptions {
+  /** Identifies to keep in the daily budget beyond the new shards. Default: the current count. */
+  readonly safetyMargin?: number | undefined
+  /**
+   * A joined guild with nothing in between is handed over once this long passed since its new
+   * shard's GUILD_CREATE and its old shard's last event for it (the old stream has caught
+   * up). Default 1 s.
+   */
+  readonly quietMillis?: number | undefined
+  /**
+   * A guild a new shard announced in READY but sent no GUILD_CREATE for within this is taken
+   * as unavailable (an outage) and not waited for. Default 30 s.
+   */
+  readonly unavailableAfter?: Duration.Input | undefined
+  /** A wave whose guilds are not handed over within this fails the reshard (rolled back). Default 2 minutes. */
+  readonly waveTimeout?: Duration.Input | undefined
+  /** Fingerprints remembered per guild to match the two copies of an event. Default 256. */
+  readonly window?: number | undefined
 }
 
 export type Trigger = "explicit" | "4011" | "periodic"

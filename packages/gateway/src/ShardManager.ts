@@ -11,6 +11,9 @@
  * applied in `events` as the consumer reads); then the old shard logs out (1000). A failure
  * rolls back to the old count. Triggers: the call, a 4011 (`autoReshard`), or a periodic
  * check of `/gateway/bot` (`reshardCheckInterval`).
+ *
+ * Here: the shards, their generations and the commands. The merged buffer and its filter are
+ * `internal/Merged.ts`; carrying a reshard out, `internal/Resharding.ts`.
  */
 import type { GatewayPresenceUpdateData, GatewayVoiceStateUpdateData } from "discord-api-types/v10"
 import {
@@ -18,16 +21,14 @@ import {
   Clock,
   Context,
   Deferred,
-  Duration,
+  type Duration,
   Effect,
   Exit,
-  Metric,
   Option,
-  Queue,
   Schema,
   Scope,
   Semaphore,
-  Stream,
+  type Stream,
   SubscriptionRef,
 } from "effect"
 import type { HttpClient } from "effect/http"
@@ -41,10 +42,9 @@ import type {
 import * as GatewayInfo from "./GatewayInfo.ts"
 import * as IdentifyThrottleModule from "./IdentifyThrottle.ts"
 import { IdentifyThrottle, type IdentifyThrottleService } from "./IdentifyThrottle.ts"
-import * as Delivery from "./internal/Delivery.ts"
-import * as Handover from "./internal/Handover.ts"
+import * as Merged from "./internal/Merged.ts"
+import * as Resharding from "./internal/Resharding.ts"
 import type * as Members from "./Members.ts"
-import * as Metrics from "./Metrics.ts"
 import type * as Protocol from "./Protocol.ts"
 import * as Reshard from "./Reshard.ts"
 import type { SessionStore } from "./SessionStore.ts"
@@ -72,27 +72,7 @@ export interface ShardManagerConfig extends Omit<Shard.ShardConfig, "shard" | "g
   readonly autoReshard?: boolean | undefined
   /** Ask `/gateway/bot` this often (e.g. 8 hours); reshard when the recommendation rises. Default: never. */
   readonly reshardCheckInterval?: Duration.Input | undefined
-  readonly reshardOptions?: ReshardOptions | undefined
-}
-
-export interface ReshardOptions {
-  /** Identifies to keep in the daily budget beyond the new shards. Default: the current count. */
-  readonly safetyMargin?: number | undefined
-  /**
-   * A joined guild with nothing in between is handed over once this long passed since its new
-   * shard's GUILD_CREATE and its old shard's last event for it (the old stream has caught
-   * up). Default 1 s.
-   */
-  readonly quietMillis?: number | undefined
-  /**
-   * A guild a new shard announced in READY but sent no GUILD_CREATE for within this is taken
-   * as unavailable (an outage) and not waited for. Default 30 s.
-   */
-  readonly unavailableAfter?: Duration.Input | undefined
-  /** A wave whose guilds are not handed over within this fails the reshard (rolled back). Default 2 minutes. */
-  readonly waveTimeout?: Duration.Input | undefined
-  /** Fingerprints remembered per guild to match the two copies of an event. Default 256. */
-  readonly window?: number | undefined
+  readonly reshardOptions?: Reshard.ReshardOptions | undefined
 }
 
 export interface ShardEvent {
@@ -182,41 +162,6 @@ export interface ShardManager {
 export const shardForGuild = (guildId: string, shardCount: number): number =>
   Number((BigInt(guildId) >> 22n) % BigInt(shardCount))
 
-interface Running {
-  readonly shard: Shard.Shard
-  readonly scope: Scope.Closeable
-}
-
-/** The shards of one count. */
-interface Generation {
-  readonly count: number
-  readonly shards: Map<number, Running>
-  /** Shards that stopped for good (a fatal close): not worth a handover. */
-  readonly stopped: Set<number>
-  /** Where a fatal stop of one of them goes. */
-  onFatal: (id: number, error: ManagerStop) => Effect.Effect<void>
-  /** Shards joining in a reshard wave: their fatal stop fails the wave instead. */
-  readonly joining: Map<number, (error: ManagerStop) => Effect.Effect<void>>
-  /**
-   * A reshard's new shards until it commits: however their scope closes (a rollback, the
-   * manager shut down mid-reshard), they log out, so no session of a count nobody will run
-   * again is left resumable.
-   */
-  provisional: boolean
-}
-
-/** Queued behind every event already in the merged buffer: runs when the consumer reaches it. */
-class Marker {
-  readonly run: () => ReadonlyArray<ShardEvent>
-  readonly done: Deferred.Deferred<void>
-  constructor(run: () => ReadonlyArray<ShardEvent>, done: Deferred.Deferred<void>) {
-    this.run = run
-    this.done = done
-  }
-}
-
-type Item = ShardEvent | Marker
-
 export const make = Effect.fnUntraced(function* (
   config: ShardManagerConfig,
 ): Effect.fn.Return<
@@ -252,23 +197,17 @@ export const make = Effect.fnUntraced(function* (
 
   // Every shard delivers straight into this one buffer (no pump per shard); when it is full a
   // shard's reader waits, which back-pressures that shard alone.
-  const merged = yield* Queue.make<Item, Cause.Done>({
+  const merged = yield* Merged.make({
     capacity: config.events?.capacity ?? 1024,
-    strategy: Delivery.queueStrategy(config.events?.strategy ?? "backpressure"),
+    strategy: config.events?.strategy ?? "backpressure",
   })
   const stopped = yield* Deferred.make<never, ManagerStop>()
-  const failManager = (_id: number, error: ManagerStop) => Deferred.fail(stopped, error)
-  const generation = (count: number): Generation => ({
-    count,
-    shards: new Map(),
-    stopped: new Set(),
-    onFatal: failManager,
-    joining: new Map(),
-    provisional: false,
-  })
   /** The serving shards; during a reshard, `next` holds the new count's. */
-  let current = generation(initialCount)
-  let next: Generation | undefined
+  // Its fatal stops go to `onServingFatal` (below, once the reshard it may start exists).
+  let current: Resharding.Generation = Resharding.generation(initialCount, (id, error) =>
+    onServingFatal(id, error),
+  )
+  let next: Resharding.Generation | undefined
   let shardIds = selectShards(config.shards, initialCount)
   // One start/stop/restart of a shard id at a time: `Shard.make` suspends (the store may
   // answer asynchronously), and a second start in that gap would run a second Shard.
@@ -290,7 +229,7 @@ export const make = Effect.fnUntraced(function* (
   const logoutWithin = (shard: Shard.Shard) =>
     Effect.timeoutOrElse(shard.logout, { duration: "10 seconds", orElse: () => Effect.void })
 
-  const startIn = (gen: Generation, id: number): Effect.Effect<void> =>
+  const startIn = (gen: Resharding.Generation, id: number): Effect.Effect<void> =>
     Effect.gen(function* () {
       if (gen.shards.has(id)) return
       gen.stopped.delete(id)
@@ -298,7 +237,10 @@ export const make = Effect.fnUntraced(function* (
       const count = gen.count
       const shard = yield* Shard.make(
         { ...config, shard: [id, count], gatewayUrl: gatewayBot.url },
-        { queue: merged, wrap: (dispatch): ShardEvent => ({ shardId: id, shardCount: count, dispatch }) },
+        {
+          queue: merged.queue,
+          wrap: (dispatch): ShardEvent => ({ shardId: id, shardCount: count, dispatch }),
+        },
       ).pipe(Scope.provide(scope), Effect.provideContext(context))
       gen.shards.set(id, { shard, scope })
       // Runs before the shard's own finalizers (the last added runs first).
@@ -320,7 +262,7 @@ export const make = Effect.fnUntraced(function* (
     })
 
   /** Closes a shard: `logout` ends its session (1000), otherwise it stays resumable. */
-  const closeIn = (gen: Generation, id: number, logout: boolean): Effect.Effect<void> =>
+  const closeIn = (gen: Resharding.Generation, id: number, logout: boolean): Effect.Effect<void> =>
     Effect.suspend(() => {
       const entry = gen.shards.get(id)
       if (!entry) return Effect.void
@@ -334,380 +276,35 @@ export const make = Effect.fnUntraced(function* (
 
   // In id order, so each identify bucket is served lowest shard first.
   for (const id of shardIds) yield* start(id)
-  yield* Effect.addFinalizer(() => Queue.end(merged))
+  yield* Effect.addFinalizer(() => merged.end)
 
   // Reshard ----------------------------------------------------------------
 
-  const reshardOptions = config.reshardOptions ?? {}
-  const quietMillis = reshardOptions.quietMillis ?? 1000
-  const waveTimeoutMillis = Duration.toMillis(reshardOptions.waveTimeout ?? "2 minutes")
-  const unavailableMillis = Duration.toMillis(reshardOptions.unavailableAfter ?? "30 seconds")
-  /** The handovers whose filter the consumer applies (a rollback runs a reverse one beside). */
-  const handovers: Array<Handover.Handover> = []
-  let markers = 0
-  let reshardState: Reshard.ReshardState = { _tag: "Idle" }
-  let lastOutcome: Reshard.ReshardOutcome | undefined
-
-  /** Runs `run` in the consumer, after every event queued before; waits for it. */
-  const mark = (run: () => ReadonlyArray<ShardEvent>) =>
-    Effect.gen(function* () {
-      const done = yield* Deferred.make<void>()
-      const marker = new Marker(run, done)
-      // Counted first: the consumer may reach it as soon as it is in.
-      markers++
-      // A `dropping` buffer refuses when full: the marker waits for room (it must not be lost).
-      while (!(yield* Queue.offer(merged, marker))) yield* Effect.sleep(10)
-      yield* Deferred.await(done)
-    })
-
-  /** The consumer's side: the handover filter, or nothing at all when no reshard runs. */
-  const filter = (chunk: ReadonlyArray<Item>): ReadonlyArray<ShardEvent> => {
-    if (handovers.length === 0 && markers === 0) return chunk as ReadonlyArray<ShardEvent>
-    const out: Array<Handover.Tagged> = []
-    for (const item of chunk) {
-      if (item instanceof Marker) {
-        markers--
-        out.push(...item.run())
-        Deferred.doneUnsafe(item.done, Effect.void)
-        continue
-      }
-      const handover = handovers.find((h) => h.involves(item))
-      if (handover === undefined) out.push(item)
-      else handover.process(item, out)
-    }
-    return out as ReadonlyArray<ShardEvent>
-  }
-  const pullFiltered = <E>(
-    pull: Effect.Effect<ReadonlyArray<Item>, E>,
-  ): Effect.Effect<readonly [ShardEvent, ...Array<ShardEvent>], E> =>
-    Effect.flatMap(pull, (chunk) => {
-      const out = filter(chunk)
-      return out.length > 0
-        ? Effect.succeed(out as readonly [ShardEvent, ...Array<ShardEvent>])
-        : pullFiltered(pull)
-    })
-
-  const isLive = (gen: Generation, id: number) => gen.shards.has(id) && !gen.stopped.has(id)
-
-  /**
-   * Waits until the wave's new shards are READY and every guild they announced is handed
-   * over (`Handover.progress`), failing early when `failed` does.
-   */
-  const awaitHandedOver = (
-    handover: Handover.Handover | undefined,
-    gen: Generation,
-    join: ReadonlyArray<number>,
-    failed: Deferred.Deferred<void, string>,
-  ) =>
-    Effect.gen(function* () {
-      const deadline = clock.currentTimeMillisUnsafe() + waveTimeoutMillis
-      while (true) {
-        if (Deferred.isDoneUnsafe(failed)) return yield* Deferred.await(failed)
-        const statuses = yield* Effect.forEach(join, (id) => {
-          const entry = gen.shards.get(id)
-          return entry ? SubscriptionRef.get(entry.shard.status) : Effect.succeed(undefined)
-        })
-        const ready = statuses.every((s) => s?.state._tag === "Ready")
-        const handed =
-          handover === undefined ||
-          (handover.announced(join) && handover.progress(join, quietMillis, unavailableMillis).waiting === 0)
-        if (ready && handed) return
-        if (clock.currentTimeMillisUnsafe() > deadline) {
-          const progress = handover?.progress(join, quietMillis, unavailableMillis)
-          return yield* Effect.fail(
-            `wave timed out: ${statuses.filter((s) => s?.state._tag !== "Ready").length} shard(s) not ready, ${
-              progress?.waiting ?? 0
-            } guild(s) not handed over`,
-          )
-        }
-        yield* Effect.raceFirst(Effect.sleep(50), Deferred.await(failed))
-      }
-    })
-
-  /** One wave: `to`'s shards `join` start, `from`'s `retire` close once their guilds moved. */
-  const runWave = (
-    handover: Handover.Handover,
-    from: Generation,
-    to: Generation,
-    wave: Reshard.Wave,
-    failed: Deferred.Deferred<void, string>,
-  ) =>
-    Effect.gen(function* () {
-      const live = wave.retire.filter((id) => isLive(from, id))
-      // Dead old shards have no copy to match: their guilds' new events pass straight through.
-      if (live.length > 0) handover.begin(live, wave.join)
-      for (const id of wave.join) {
-        to.joining.set(id, (error) => Deferred.fail(failed, `shard ${id}/${to.count}: ${error.message}`))
-        yield* startIn(to, id)
-      }
-      yield* awaitHandedOver(live.length > 0 ? handover : undefined, to, wave.join, failed).pipe(
-        Effect.ensuring(
-          Effect.sync(() => {
-            for (const id of wave.join) to.joining.delete(id)
-          }),
-        ),
-      )
-      for (const id of wave.retire) yield* closeIn(from, id, true)
-      if (live.length > 0) yield* mark(() => handover.retire(live, wave.join))
-    })
-
-  /** Closes a wave's new shards before they took over; the old ones serve on. */
-  const abortWave = (handover: Handover.Handover, to: Generation, wave: Reshard.Wave) =>
-    Effect.gen(function* () {
-      for (const id of wave.join) yield* closeIn(to, id, true)
-      // Bounded: when the manager is shutting down, no consumer may be left to reach it.
-      yield* bounded(
-        mark(() => {
-          handover.abort(wave.retire, wave.join)
-          return []
-        }),
-      )
-    })
-
-  const finish = (
-    trigger: Reshard.Trigger,
-    from: number,
-    to: number,
-    startedAt: number,
-    outcome: Reshard.ReshardOutcome["outcome"],
-    reason: string | undefined,
-  ) =>
-    Effect.suspend(() => {
-      const now = clock.currentTimeMillisUnsafe()
-      lastOutcome = { from, to, trigger, outcome, reason, startedAt, tookMillis: now - startedAt }
-      return Metric.update(Metrics.reshards(trigger, outcome), 1)
-    })
-
-  const refuse = (
-    trigger: Reshard.Trigger,
-    to: number,
-    reason: Reshard.ReshardRefused["reason"],
-    detail: string,
-  ) =>
-    Effect.gen(function* () {
-      const error = new Reshard.ReshardRefused({ reason, detail })
-      yield* Effect.logWarning(error.message)
-      if (reason !== "in-progress") {
-        const now = clock.currentTimeMillisUnsafe()
-        yield* finish(trigger, current.count, to, now, "refused", detail)
-      }
-      return yield* error
-    })
-
-  /** Taken synchronously by the reshard that runs: a second one (two 4011s at once) is refused. */
-  let busy = false
-  const reshardWith = (count: number, trigger: Reshard.Trigger): Effect.Effect<void, Reshard.ReshardError> =>
-    Effect.suspend(() => {
-      if (busy)
-        return refuse(trigger, count, "in-progress", `a reshard to ${next?.count ?? "?"} is under way`)
-      busy = true
-      return Effect.ensuring(
-        planAndRun(count, trigger),
-        Effect.sync(() => {
-          busy = false
-        }),
-      )
-    })
-
-  const planAndRun = (count: number, trigger: Reshard.Trigger): Effect.Effect<void, Reshard.ReshardError> =>
-    Effect.gen(function* () {
-      const from = current.count
-      if (next !== undefined) {
-        return yield* refuse(
-          trigger,
-          count,
-          "in-progress",
-          `a failed rollback left shards of ${from} and ${next.count} serving`,
-        )
-      }
-      if (!Number.isInteger(count) || count < 1 || count === from) {
-        return yield* refuse(
-          trigger,
-          count,
-          "same-count",
-          `${count} is not a new shard count (running ${from})`,
-        )
-      }
-      const running = [...current.shards.keys()].sort((a, b) => a - b)
-      const thePlan = Reshard.plan(from, count, running)
-      if (thePlan.mode === "whole-set" && running.length < from) {
-        return yield* refuse(
-          trigger,
-          count,
-          "partial-set",
-          `this process runs ${running.length} of ${from} shards; only a multiple of ${from} can be reached in waves`,
-        )
-      }
-      const needed = thePlan.waves.reduce((n, w) => n + w.join.length, 0)
-      const margin = reshardOptions.safetyMargin ?? from
-      const remaining = yield* identifyThrottle.remaining
-      if (remaining < needed + margin) {
-        return yield* refuse(
-          trigger,
-          count,
-          "budget",
-          `${remaining} identifies left today; ${needed} new shards need ${needed + margin} (safety margin ${margin})`,
-        )
-      }
-      return yield* Effect.uninterruptibleMask((restore) => carryOut(thePlan, trigger, restore))
-    })
-
-  /** Runs the plan's waves (interruptible, through `restore`); commits, or rolls back. */
-  const carryOut = (
-    thePlan: Reshard.Plan,
-    trigger: Reshard.Trigger,
-    restore: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>,
-  ): Effect.Effect<void, Reshard.ReshardError> =>
-    Effect.gen(function* () {
-      const { from, to: count } = thePlan
-      const startedAt = clock.currentTimeMillisUnsafe()
-      reshardState = {
-        _tag: "Running",
-        from,
-        to: count,
-        trigger,
-        mode: thePlan.mode,
-        startedAt,
-        wave: 0,
-        waves: thePlan.waves.length,
-      }
-      const failed = yield* Deferred.make<void, string>()
-      const nextGen = generation(count)
-      nextGen.provisional = true
-      nextGen.onFatal = (id, error) => Deferred.fail(failed, `new shard ${id}/${count}: ${error.message}`)
-      next = nextGen
-      const handover = Handover.make(from, count, {
-        now: () => clock.currentTimeMillisUnsafe(),
-        window: reshardOptions.window,
-      })
-      handovers.push(handover)
-      yield* Effect.logInfo(
-        `resharding ${from} → ${count} (${trigger}; ${thePlan.mode}, ${thePlan.waves.length} wave(s), at most ${thePlan.extraConnections} extra connection(s))`,
-      )
-      const done: Array<Reshard.Wave> = []
-      const result = yield* Effect.exit(
-        restore(
-          Effect.forEach(
-            thePlan.waves,
-            (wave, i) =>
-              Effect.suspend(() => {
-                reshardState = {
-                  ...(reshardState as Extract<Reshard.ReshardState, { _tag: "Running" }>),
-                  wave: i + 1,
-                }
-                return runWave(handover, current, nextGen, wave, failed).pipe(
-                  Effect.tap(() => Effect.sync(() => done.push(wave))),
-                  Effect.onError(() => abortWave(handover, nextGen, wave)),
-                )
-              }),
-            { discard: true },
-          ),
-        ),
-      )
-      if (Exit.isSuccess(result)) {
-        // Commit: the new count serves; its fatal stops are the manager's again.
-        nextGen.provisional = false
-        nextGen.onFatal = (id, error) => onServingFatal(id, error)
+  const resharding: Resharding.Resharding = Resharding.make({
+    fleet: {
+      current: () => current,
+      next: () => next,
+      setNext: (gen) => {
+        next = gen
+      },
+      commit: (gen) => {
         // In id order, as a manager started with this count lists them (`statuses`, `health`).
-        const started = [...nextGen.shards].sort(([a], [b]) => a - b)
-        nextGen.shards.clear()
-        for (const [id, entry] of started) nextGen.shards.set(id, entry)
-        current = nextGen
+        const started = [...gen.shards].sort(([a], [b]) => a - b)
+        gen.shards.clear()
+        for (const [id, entry] of started) gen.shards.set(id, entry)
+        current = gen
         next = undefined
         shardIds = started.map(([id]) => id)
-        handovers.splice(handovers.indexOf(handover), 1)
-        reshardState = { _tag: "Idle" }
-        yield* finish(trigger, from, count, startedAt, "completed", undefined)
-        yield* Effect.logInfo(
-          `resharded ${from} → ${count} in ${clock.currentTimeMillisUnsafe() - startedAt} ms (${JSON.stringify(handover.stats())})`,
-        )
-        return
-      }
-      if (Cause.hasInterrupts(result.cause)) return yield* abandon(nextGen, trigger, from, startedAt)
-      const reason = Option.getOrElse(Exit.findErrorOption(result), () => "defect")
-      return yield* rollback(handover, from, nextGen, done, { trigger, reason, startedAt }, restore)
-    })
-
-  /**
-   * Back to the old count: the current wave was already aborted; each completed wave is
-   * reversed (its old shard started again and handed the guilds back), last first.
-   */
-  const rollback = (
-    forward: Handover.Handover,
-    from: number,
-    nextGen: Generation,
-    done: ReadonlyArray<Reshard.Wave>,
-    { trigger, reason, startedAt }: { trigger: Reshard.Trigger; reason: string; startedAt: number },
-    restore: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>,
-  ): Effect.Effect<never, Reshard.ReshardFailed> =>
-    Effect.gen(function* () {
-      reshardState = { _tag: "RollingBack", from, to: nextGen.count, trigger, reason, startedAt }
-      yield* Effect.logWarning(`reshard ${from} → ${nextGen.count} failed (${reason}): rolling back`)
-      const failed = yield* Deferred.make<void, string>()
-      nextGen.onFatal = (id, error) => Deferred.fail(failed, `shard ${id}/${nextGen.count}: ${error.message}`)
-      const reverse = Handover.make(nextGen.count, from, {
-        now: () => clock.currentTimeMillisUnsafe(),
-        window: reshardOptions.window,
-      })
-      handovers.push(reverse)
-      const back = yield* Effect.exit(
-        restore(
-          Effect.forEach(
-            [...done].reverse(),
-            (wave) => {
-              const reversed = { retire: wave.join, join: wave.retire }
-              return runWave(reverse, nextGen, current, reversed, failed).pipe(
-                Effect.onError(() => abortWave(reverse, current, reversed)),
-              )
-            },
-            { discard: true },
-          ),
-        ),
-      )
-      if (Exit.isFailure(back) && Cause.hasInterrupts(back.cause)) {
-        return yield* abandon(nextGen, trigger, from, startedAt)
-      }
-      // What the new shards delivered is matched against the old copies a little longer.
-      yield* restore(Effect.sleep(quietMillis)).pipe(Effect.ignore)
-      yield* bounded(mark(() => forward.retire([...Array(from).keys()], [])))
-      handovers.length = 0
-      const rolledBack = Exit.isSuccess(back)
-      if (rolledBack) {
-        next = undefined
-      } else {
-        // Both counts serve (each guild by one shard): their fatal stops are the manager's.
-        nextGen.onFatal = (id, error) => onServingFatal(id, error)
-        nextGen.provisional = false
-        yield* Effect.logWarning(
-          `rollback incomplete: shards ${[...current.shards.keys()].map((id) => `${id}/${from}`).join(", ")} and ${[
-            ...nextGen.shards.keys(),
-          ]
-            .map((id) => `${id}/${nextGen.count}`)
-            .join(", ")} serve, each guild by one`,
-        )
-      }
-      reshardState = { _tag: "Idle" }
-      yield* finish(trigger, from, nextGen.count, startedAt, "rolled-back", reason)
-      return yield* new Reshard.ReshardFailed({ from, to: nextGen.count, reason, rolledBack })
-    })
-
-  /**
-   * Told to stop midway (the manager's scope closing): no rollback to wait for; the new
-   * shards log out, the old ones close with the manager as always.
-   */
-  const abandon = (nextGen: Generation, trigger: Reshard.Trigger, from: number, startedAt: number) =>
-    Effect.gen(function* () {
-      for (const id of [...nextGen.shards.keys()]) yield* closeIn(nextGen, id, true)
-      next = undefined
-      handovers.length = 0
-      reshardState = { _tag: "Idle" }
-      yield* finish(trigger, from, nextGen.count, startedAt, "rolled-back", "interrupted")
-      return yield* Effect.interrupt
-    })
-
-  /** A marker the consumer may never reach (the manager shutting down): waited for a while only. */
-  const bounded = (effect: Effect.Effect<void>) =>
-    Effect.timeoutOrElse(effect, { duration: "2 seconds", orElse: () => Effect.void })
+      },
+    },
+    startIn,
+    closeIn,
+    onServingFatal: (id, error) => onServingFatal(id, error),
+    merged,
+    identifyThrottle,
+    clock,
+    options: config.reshardOptions ?? {},
+  })
 
   /** A serving shard stopped for good: a 4011 reshards when enabled, anything else stops the manager. */
   const onServingFatal = (id: number, error: ManagerStop): Effect.Effect<void> =>
@@ -721,14 +318,19 @@ export const make = Effect.fnUntraced(function* (
             // Discord asks for more shards: its recommendation, or twice as many if it has not risen yet.
             const count = bot.shards > current.count ? bot.shards : current.count * 2
             yield* Effect.logWarning(`shard ${id} closed with 4011: resharding to ${count}`)
-            yield* reshardWith(count, "4011")
+            yield* resharding.reshard(count, "4011")
           }).pipe(
             Effect.provideContext(http),
             Effect.catchCause((cause) =>
               Effect.gen(function* () {
                 const refused = Option.getOrUndefined(Cause.findErrorOption(cause))
                 // Another 4011 of the same moment: the reshard under way serves it too.
-                if (refused?._tag === "ReshardRefused" && refused.reason === "in-progress" && busy) return
+                if (
+                  refused?._tag === "ReshardRefused" &&
+                  refused.reason === "in-progress" &&
+                  resharding.busy()
+                )
+                  return
                 yield* Effect.logWarning("4011-triggered reshard did not complete", cause)
                 // The shard is gone and nothing replaces it: the manager stops, as without autoReshard.
                 yield* Deferred.fail(stopped, error)
@@ -738,7 +340,6 @@ export const make = Effect.fnUntraced(function* (
           managerScope,
         ).pipe(Effect.asVoid)
       : Deferred.fail(stopped, error).pipe(Effect.asVoid)
-  current.onFatal = onServingFatal
 
   if (config.reshardCheckInterval !== undefined) {
     yield* Effect.forkIn(
@@ -749,7 +350,7 @@ export const make = Effect.fnUntraced(function* (
           Effect.provideContext(http),
         ),
         current: () => current.count,
-        reshard: (count) => reshardWith(count, "periodic"),
+        reshard: (count) => resharding.reshard(count, "periodic"),
       }),
       managerScope,
     )
@@ -795,7 +396,7 @@ export const make = Effect.fnUntraced(function* (
     },
     gatewayBot,
     identifyThrottle,
-    events: Stream.transformPull(Stream.fromQueue(merged), (pull) => Effect.succeed(pullFiltered(pull))),
+    events: merged.events,
     shard: (id) => runningShard(id),
     statuses: Effect.flatMap(all, (shards) => Effect.forEach(shards, (s) => SubscriptionRef.get(s.status))),
     health: Effect.flatMap(all, (shards) => Effect.forEach(shards, (s) => s.health)),
@@ -830,8 +431,8 @@ export const make = Effect.fnUntraced(function* (
     start,
     stop,
     restart: serialized((id) => Effect.andThen(closeIn(current, id, false), startIn(current, id))),
-    reshard: (count) => reshardWith(count, "explicit"),
-    reshardStatus: Effect.sync(() => ({ state: reshardState, last: lastOutcome })),
+    reshard: (count) => resharding.reshard(count, "explicit"),
+    reshardStatus: resharding.status,
     await: Deferred.await(stopped),
   } satisfies ShardManager
 })
