@@ -2,14 +2,17 @@
  * `vigil demo`: the embedded FakeGateway (on 127.0.0.1, behind a TCP proxy that can break
  * the link) and the provider (`DiscordProvider`, the way an app runs Vigil) against it,
  * through a scripted storm — zombie, network flap, op 7, Invalid Session, server restart, a
- * burst — with a live status view, then a report. Its exit code is 0 only if every
- * invariant held: nothing lost, nothing twice.
+ * burst, then a reshard under load (2 → 4: a new shard set beside the old, each guild handed
+ * over) — with a live status view, then a report. Its exit code is 0 only if every
+ * invariant held: nothing lost, nothing twice, in order (per session, and per guild across
+ * the reshard).
  */
 
+import type { Protocol } from "@vigil/gateway"
 import { NodeGateway } from "@vigil/gateway-node"
 import { DiscordProvider, type Health } from "@vigil/provider"
-import { FakeGateway, TcpProxy, Traffic } from "@vigil/testing"
-import { Clock, Duration, Effect, Layer, Redacted, Stream } from "effect"
+import { FakeGateway, GuildTraffic, Invariants, TcpProxy, Traffic } from "@vigil/testing"
+import { Clock, Duration, Effect, Layer, Option, Redacted, Stream } from "effect"
 import { FetchHttpClient } from "effect/http"
 import * as Observability from "./Observability.ts"
 import * as Report from "./Report.ts"
@@ -22,9 +25,11 @@ export interface DemoOptions {
   readonly heartbeatMillis: number
   /** Events in the final burst. */
   readonly burst: number
+  /** The count of the last step's reshard under load; 0 skips it. Default: twice `shards`. */
+  readonly reshardTo?: number | undefined
 }
 
-export const defaults: DemoOptions = { shards: 2, heartbeatMillis: 1_000, burst: 5_000 }
+export const defaults: DemoOptions = { shards: 2, heartbeatMillis: 1_000, burst: 5_000, reshardTo: 4 }
 
 // A fake token for a fake gateway: it only has to match between the two.
 const token = "vigil-demo-token-not-a-real-secret"
@@ -37,12 +42,15 @@ export const run = (options: DemoOptions = defaults, output: Screen.Output = Scr
       const say = (text: string) => screen.log(text)
       const step = (title: string) => say(`\n${s.bold(s.cyan("▸"))} ${s.bold(title)}`)
 
+      const reshardTo = options.reshardTo ?? 2 * options.shards
+      const guilds = Traffic.guildIds(4 * Math.max(options.shards, reshardTo), options.shards)
       const gateway = yield* FakeGateway.make({
         token,
         heartbeatInterval: options.heartbeatMillis,
         shards: options.shards,
-        maxConcurrency: options.shards,
-        guilds: Traffic.guildIds(4 * options.shards, options.shards),
+        // One identify bucket per shard of either count: the reshard's new shards identify at once.
+        maxConcurrency: Math.max(options.shards, reshardTo),
+        guilds,
       })
       const proxy = yield* TcpProxy.make({ target: { port: gateway.port } })
       yield* gateway.advertise(proxy.url) // the client connects, and resumes, through the proxy
@@ -60,9 +68,14 @@ export const run = (options: DemoOptions = defaults, output: Screen.Output = Scr
         policy: { backoffBaseMillis: 200, backoffMaxMillis: 2_000 },
       })
       // The provider's streams are hot: consume before starting, to see READY too.
+      // Until the reshard, the per-session report; from it on, per guild (sessions change under it).
+      let resharding = false
+      const guildEvents: Array<Protocol.Dispatch> = []
       yield* Effect.forkScoped(
         Stream.runForEach(discord.events, ({ shardId, dispatch }) =>
-          Effect.map(Clock.currentTimeMillis, (now) => report.received(shardId, dispatch, now)),
+          resharding
+            ? Effect.sync(() => void guildEvents.push(dispatch))
+            : Effect.map(Clock.currentTimeMillis, (now) => report.received(shardId, dispatch, now)),
         ),
       )
       yield* Observability.serveHealth(discord)
@@ -170,10 +183,47 @@ export const run = (options: DemoOptions = defaults, output: Screen.Output = Scr
       yield* step("settling: waiting for every event to arrive")
       const sessions = yield* gateway.sessions
       yield* waitFor("delivery", () => report.caughtUp(sessions), 30)
+      const stormed = report.summary(yield* gateway.sessions, yield* shardsHealth)
+
+      let reshard: Report.ReshardSummary | undefined
+      if (reshardTo > 0 && reshardTo !== options.shards) {
+        yield* step(
+          `reshard ${options.shards} → ${reshardTo} under load: a new set beside the old, each guild handed over`,
+        )
+        resharding = true
+        const load = yield* GuildTraffic.start(gateway, { guilds, roundsPerSecond: 50 })
+        yield* Effect.sleep(300)
+        const outcome = yield* Effect.exit(discord.reshard(reshardTo))
+        yield* Effect.sleep(300)
+        const log = yield* load.stop
+        let checked = Invariants.perGuild(log.produced, guildEvents)
+        for (let i = 0; i < 200 && checked.lost > 0; i++) {
+          yield* Effect.sleep(50)
+          checked = Invariants.perGuild(log.produced, guildEvents)
+        }
+        const manager = Option.getOrUndefined(yield* discord.manager)
+        const status = manager === undefined ? undefined : (yield* manager.reshardStatus).last
+        reshard = {
+          from: options.shards,
+          to: reshardTo,
+          completed: outcome._tag === "Success",
+          tookMillis: status?.tookMillis,
+          sent: log.sent,
+          sentTwice: log.copies - log.sent,
+          lost: checked.lost,
+          duplicated: checked.duplicated,
+          outOfOrder: checked.outOfOrder,
+        }
+        yield* say(
+          outcome._tag === "Success"
+            ? `  ${log.sent} events over ${guilds.length} guilds, ${log.copies - log.sent} sent to both sessions; old set closed ${status?.tookMillis} ms after the start`
+            : s.red(`  the reshard failed: ${String(outcome.cause)}`),
+        )
+      }
       yield* render
       yield* screen.done
 
-      const summary = report.summary(yield* gateway.sessions, yield* shardsHealth)
+      const summary = Report.withReshard(stormed, reshard)
       yield* say(`\n${Report.format(summary, s)}`)
       return summary
     }),

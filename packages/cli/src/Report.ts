@@ -28,8 +28,40 @@ export interface Summary {
   readonly latencyP50: number | undefined
   readonly latencyP99: number | undefined
   readonly heartbeatMillis: ReadonlyArray<number>
+  /** The reshard under load, if the run had one: per guild, across both sessions. */
+  readonly reshard?: ReshardSummary | undefined
   readonly ok: boolean
 }
+
+export interface ReshardSummary {
+  readonly from: number
+  readonly to: number
+  readonly completed: boolean
+  /** From the start to the old set closed. */
+  readonly tookMillis: number | undefined
+  /** Guild events sent (to one session or both). */
+  readonly sent: number
+  /** Of them, sent to both the old and the new session. */
+  readonly sentTwice: number
+  readonly lost: number
+  readonly duplicated: number
+  readonly outOfOrder: number
+}
+
+/** The storm's summary with the reshard's: ok only if both are. */
+export const withReshard = (summary: Summary, reshard: ReshardSummary | undefined): Summary =>
+  reshard === undefined
+    ? summary
+    : {
+        ...summary,
+        reshard,
+        ok:
+          summary.ok &&
+          reshard.completed &&
+          reshard.lost === 0 &&
+          reshard.duplicated === 0 &&
+          reshard.outOfOrder === 0,
+      }
 
 export const percentile = (sorted: ReadonlyArray<number>, p: number): number | undefined =>
   sorted.length === 0
@@ -121,6 +153,21 @@ export const format = (r: Summary, s: Style): string => {
     ["delivery latency p50 / p99", `${ms(r.latencyP50)} / ${ms(r.latencyP99)}`],
     ["heartbeat round trip", r.heartbeatMillis.map((n) => `${n} ms`).join(", ") || "-"],
   ]
+  const zero = (n: number) => (n === 0 ? s.green("0") : s.red(String(n)))
+  if (r.reshard !== undefined) {
+    const x = r.reshard
+    rows.push(
+      [
+        `reshard ${x.from} → ${x.to}`,
+        x.completed ? `done, old set closed after ${ms(x.tookMillis)}` : s.red("failed (rolled back)"),
+      ],
+      ["  guild events (to both)", `${x.sent} (${x.sentTwice})`],
+      [
+        "  lost / duplicated / out of order",
+        `${zero(x.lost)} / ${zero(x.duplicated)} / ${zero(x.outOfOrder)}`,
+      ],
+    )
+  }
   const width = Math.max(...rows.map(([k]) => k.length))
   const verdict = r.ok
     ? s.green(s.bold("every invariant held: nothing lost, nothing twice, in order"))

@@ -65,17 +65,23 @@ const demo = Command.make(
       Flag.withDescription("Events per shard in the final burst"),
       Flag.withDefault(Demo.defaults.burst),
     ),
+    reshardTo: Flag.Int("reshard-to").pipe(
+      Flag.withDescription(
+        "The shard count of the last step's reshard under load (0: none; default twice --shards)",
+      ),
+      Flag.optional,
+    ),
     ...observabilityFlags,
   },
-  ({ shards, heartbeat, burst, ...flags }) =>
-    Demo.run({ shards, heartbeatMillis: heartbeat, burst }).pipe(
+  ({ shards, heartbeat, burst, reshardTo, ...flags }) =>
+    Demo.run({ shards, heartbeatMillis: heartbeat, burst, reshardTo: Option.getOrUndefined(reshardTo) }).pipe(
       Effect.flatMap((summary) => setExitCode(summary.ok ? exitCodes.ok : exitCodes.invariant)),
       observed(flags),
       Effect.catchTag("MetricsPortUnavailable", report),
     ),
 ).pipe(
   Command.withDescription(
-    "Run the embedded fake gateway through a storm (zombie, network flap, op 7, Invalid Session, restart, burst) and check that nothing was lost or repeated. Exits 0 only if every invariant held.",
+    "Run the embedded fake gateway through a storm (zombie, network flap, op 7, Invalid Session, restart, burst, then a reshard under load) and check that nothing was lost or repeated. Exits 0 only if every invariant held.",
   ),
 )
 

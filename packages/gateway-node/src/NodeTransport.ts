@@ -22,6 +22,28 @@ const OPEN = 1
 const CLOSING = 2
 const closeTimeoutMillis = 1_000
 
+/**
+ * A logout (1000) must reach the server, or the session stays resumable there. Torn down at
+ * once, a socket with unread data from the server is reset (RST) and the server may drop the
+ * close frame unread; so the close handshake runs to its end here (reading resumed so the
+ * server's close frame is seen), bounded by `closeTimeoutMillis`, then the link goes.
+ */
+const closeGracefully = (
+  ws: WebSocket,
+  reason: string | undefined,
+  resume: () => void,
+): Effect.Effect<void> =>
+  Effect.callback<void>((done) => {
+    const onClose = () => done(Effect.void)
+    ws.once("close", onClose)
+    resume()
+    ws.close(1000, reason)
+    return Effect.sync(() => ws.off("close", onClose))
+  }).pipe(
+    Effect.timeoutOrElse({ duration: closeTimeoutMillis, orElse: () => Effect.void }),
+    Effect.ensuring(Effect.sync(() => ws.terminate())),
+  )
+
 const describe = (error: unknown): string => (error instanceof Error ? error.message : String(error))
 
 export const make = (options: NodeTransportOptions = {}): Transport.GatewayTransport["Service"] => {
@@ -139,12 +161,19 @@ export const make = (options: NodeTransportOptions = {}): Transport.GatewayTrans
             return Effect.void
           }),
         close: (code, reason) =>
-          Effect.sync(() => {
-            // The close frame is handed to the kernel synchronously; `terminate` then ends
-            // the TCP link without waiting for an answer that a half-open peer never sends.
-            if (ws.readyState === OPEN) ws.close(code, reason)
-            ws.terminate()
-          }),
+          code === 1000 && ws.readyState === OPEN
+            ? closeGracefully(ws, reason, () => {
+                if (paused) {
+                  paused = false
+                  ws.resume()
+                }
+              })
+            : Effect.sync(() => {
+                // The close frame is handed to the kernel synchronously; `terminate` then ends
+                // the TCP link without waiting for an answer that a half-open peer never sends.
+                if (ws.readyState === OPEN) ws.close(code, reason)
+                ws.terminate()
+              }),
       }
       return socket
     })

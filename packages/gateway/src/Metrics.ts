@@ -45,6 +45,7 @@ export const names = {
   sendRefused: "vigil_send_refused_total",
   identifyWait: "vigil_identify_wait_seconds",
   sessionStartRemaining: "vigil_session_start_remaining",
+  reshards: "vigil_reshards_total",
 } as const
 
 const counter = (name: string, description: string, attributes: Metric.Metric.AttributeSet) =>
@@ -267,3 +268,14 @@ export const identifyWait = Metric.histogram(names.identifyWait, {
 export const sessionStartRemaining = Metric.gauge(names.sessionStartRemaining, {
   description: "identifies left in the daily session_start_limit",
 })
+
+/** The outcomes a reshard ends with; one `vigil_reshards_total` series each. */
+export type ReshardOutcome = "completed" | "refused" | "rolled-back"
+
+/** Reshards ended, by trigger (`explicit`, `4011`, `periodic`) and outcome; recorded by `ShardManager`. */
+export const reshards = (trigger: string, outcome: ReshardOutcome) =>
+  Metric.counter(names.reshards, {
+    description: "reshards ended, by trigger and outcome",
+    attributes: { trigger, outcome },
+    incremental: true,
+  })

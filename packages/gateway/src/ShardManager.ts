@@ -3,19 +3,32 @@
  * (or takes it from config), starts the chosen shards in id order through one shared
  * `IdentifyThrottle`, merges their events (tagged with the shard id), routes sends by guild,
  * and starts, stops or restarts one shard without touching the others.
+ *
+ * `reshard(count)` changes the shard count with no downtime: a new generation of shards runs
+ * beside the old one (in waves when the new count is a multiple of the old, see `Reshard.ts`),
+ * identifying through the same throttle; each guild is handed over once its new shard streams
+ * it, its events delivered once and in order across both sessions (`internal/Handover.ts`,
+ * applied in `events` as the consumer reads); then the old shard logs out (1000). A failure
+ * rolls back to the old count. Triggers: the call, a 4011 (`autoReshard`), or a periodic
+ * check of `/gateway/bot` (`reshardCheckInterval`).
+ *
+ * Here: the shards, their generations and the commands. The merged buffer and its filter are
+ * `internal/Merged.ts`; carrying a reshard out, `internal/Resharding.ts`.
  */
 import type { GatewayPresenceUpdateData, GatewayVoiceStateUpdateData } from "discord-api-types/v10"
 import {
-  type Cause,
+  Cause,
+  Clock,
   Context,
   Deferred,
+  type Duration,
   Effect,
   Exit,
-  Queue,
+  Option,
   Schema,
   Scope,
   Semaphore,
-  Stream,
+  type Stream,
   SubscriptionRef,
 } from "effect"
 import type { HttpClient } from "effect/http"
@@ -29,9 +42,11 @@ import type {
 import * as GatewayInfo from "./GatewayInfo.ts"
 import * as IdentifyThrottleModule from "./IdentifyThrottle.ts"
 import { IdentifyThrottle, type IdentifyThrottleService } from "./IdentifyThrottle.ts"
-import * as Delivery from "./internal/Delivery.ts"
+import * as Merged from "./internal/Merged.ts"
+import * as Resharding from "./internal/Resharding.ts"
 import type * as Members from "./Members.ts"
 import type * as Protocol from "./Protocol.ts"
+import * as Reshard from "./Reshard.ts"
 import type { SessionStore } from "./SessionStore.ts"
 import * as Shard from "./Shard.ts"
 import type * as Soundboard from "./Soundboard.ts"
@@ -53,10 +68,17 @@ export interface ShardManagerConfig extends Omit<Shard.ShardConfig, "shard" | "g
    * for the same bot, so the 5 s buckets and the daily budget carry over.
    */
   readonly identifyThrottle?: IdentifyThrottleService | undefined
+  /** On a 4011 close: ask `/gateway/bot` for the recommended count and reshard to it. Default false. */
+  readonly autoReshard?: boolean | undefined
+  /** Ask `/gateway/bot` this often (e.g. 8 hours); reshard when the recommendation rises. Default: never. */
+  readonly reshardCheckInterval?: Duration.Input | undefined
+  readonly reshardOptions?: Reshard.ReshardOptions | undefined
 }
 
 export interface ShardEvent {
   readonly shardId: number
+  /** The count the shard runs with: while a reshard runs, two counts deliver. */
+  readonly shardCount: number
   readonly dispatch: Protocol.Dispatch
 }
 
@@ -72,6 +94,7 @@ export class ShardNotRunning extends Schema.TaggedError<ShardNotRunning>()("Shar
 }
 
 export interface ShardManager {
+  /** The count serving guilds (the old one until a reshard completes). */
   readonly shardCount: number
   readonly shardIds: ReadonlyArray<number>
   readonly gatewayBot: GatewayInfo.GatewayBot
@@ -122,6 +145,15 @@ export interface ShardManager {
   readonly stop: (id: number) => Effect.Effect<void>
   /** Stops and starts one shard; it resumes its session. */
   readonly restart: (id: number) => Effect.Effect<void>
+  /**
+   * Changes the shard count with no downtime (see the module doc): returns once the old shards
+   * are closed. Refused (typed) when a reshard runs, the count is the current one, or the
+   * daily identify budget lacks the new shards plus the safety margin; a failure midway is
+   * rolled back and fails with `ReshardFailed`.
+   */
+  readonly reshard: (count: number) => Effect.Effect<void, Reshard.ReshardError>
+  /** What a reshard is doing, and how the last one ended. */
+  readonly reshardStatus: Effect.Effect<Reshard.ReshardStatus>
   /** Fails with the first fatal error any shard stops with. */
   readonly await: Effect.Effect<never, ManagerStop>
 }
@@ -129,11 +161,6 @@ export interface ShardManager {
 /** `(guild_id >> 22) % shard_count`, on the snowflake as a BigInt (ids exceed 2^53). */
 export const shardForGuild = (guildId: string, shardCount: number): number =>
   Number((BigInt(guildId) >> 22n) % BigInt(shardCount))
-
-interface Running {
-  readonly shard: Shard.Shard
-  readonly scope: Scope.Closeable
-}
 
 export const make = Effect.fnUntraced(function* (
   config: ShardManagerConfig,
@@ -145,8 +172,7 @@ export const make = Effect.fnUntraced(function* (
   const gatewayBot =
     config.gatewayBot ??
     (yield* GatewayInfo.fetchGatewayBot({ token: config.token, apiBaseUrl: config.apiBaseUrl }))
-  const shardCount = config.shardCount ?? gatewayBot.shards
-  const shardIds = selectShards(config.shards, shardCount)
+  const initialCount = config.shardCount ?? gatewayBot.shards
   const limit = gatewayBot.session_start_limit
 
   const identifyThrottle =
@@ -165,16 +191,24 @@ export const make = Effect.fnUntraced(function* (
     IdentifyThrottle,
     identifyThrottle,
   )
+  const http = yield* Effect.context<HttpClient.HttpClient>()
   const managerScope = yield* Effect.scope
+  const clock = yield* Clock.Clock
 
   // Every shard delivers straight into this one buffer (no pump per shard); when it is full a
   // shard's reader waits, which back-pressures that shard alone.
-  const merged = yield* Queue.make<ShardEvent, Cause.Done>({
+  const merged = yield* Merged.make({
     capacity: config.events?.capacity ?? 1024,
-    strategy: Delivery.queueStrategy(config.events?.strategy ?? "backpressure"),
+    strategy: config.events?.strategy ?? "backpressure",
   })
   const stopped = yield* Deferred.make<never, ManagerStop>()
-  const running = new Map<number, Running>()
+  /** The serving shards; during a reshard, `next` holds the new count's. */
+  // Its fatal stops go to `onServingFatal` (below, once the reshard it may start exists).
+  let current: Resharding.Generation = Resharding.generation(initialCount, (id, error) =>
+    onServingFatal(id, error),
+  )
+  let next: Resharding.Generation | undefined
+  let shardIds = selectShards(config.shards, initialCount)
   // One start/stop/restart of a shard id at a time: `Shard.make` suspends (the store may
   // answer asynchronously), and a second start in that gap would run a second Shard.
   const locks = new Map<number, Semaphore.Semaphore>()
@@ -182,7 +216,7 @@ export const make = Effect.fnUntraced(function* (
     (f: (id: number) => Effect.Effect<void>) =>
     (id: number): Effect.Effect<void> =>
       Effect.suspend(() => {
-        if (id < 0 || id >= shardCount) return Effect.void
+        if (id < 0 || id >= current.count) return Effect.void
         let lock = locks.get(id)
         if (!lock) {
           lock = Semaphore.makeUnsafe(1)
@@ -191,56 +225,179 @@ export const make = Effect.fnUntraced(function* (
         return lock.withPermit(f(id))
       })
 
-  const startUnlocked = (id: number): Effect.Effect<void> =>
+  /** Logs a shard out (close 1000, session ended), bounded: a wedged socket does not hold a reshard. */
+  const logoutWithin = (shard: Shard.Shard) =>
+    Effect.timeoutOrElse(shard.logout, { duration: "10 seconds", orElse: () => Effect.void })
+
+  const startIn = (gen: Resharding.Generation, id: number): Effect.Effect<void> =>
     Effect.gen(function* () {
-      if (running.has(id)) return
+      if (gen.shards.has(id)) return
+      gen.stopped.delete(id)
       const scope = yield* Scope.fork(managerScope)
+      const count = gen.count
       const shard = yield* Shard.make(
-        { ...config, shard: [id, shardCount], gatewayUrl: gatewayBot.url },
-        { queue: merged, wrap: (dispatch): ShardEvent => ({ shardId: id, dispatch }) },
+        { ...config, shard: [id, count], gatewayUrl: gatewayBot.url },
+        {
+          queue: merged.queue,
+          wrap: (dispatch): ShardEvent => ({ shardId: id, shardCount: count, dispatch }),
+        },
       ).pipe(Scope.provide(scope), Effect.provideContext(context))
-      running.set(id, { shard, scope })
-      // A fatal stop of any shard is the manager's to report.
+      gen.shards.set(id, { shard, scope })
+      // Runs before the shard's own finalizers (the last added runs first).
+      yield* Scope.addFinalizer(
+        scope,
+        Effect.suspend(() => (gen.provisional ? Effect.ignore(logoutWithin(shard)) : Effect.void)),
+      )
+      // A fatal stop is the generation's to report (the manager's, or a reshard's).
       yield* Effect.forkIn(
-        Effect.catch(shard.await, (error) => Deferred.fail(stopped, error)),
+        Effect.catch(shard.await, (error) =>
+          Effect.suspend(() => {
+            gen.stopped.add(id)
+            const joining = gen.joining.get(id)
+            return joining ? joining(error) : gen.onFatal(id, error)
+          }),
+        ),
         scope,
       )
     })
 
-  const stopUnlocked = (id: number): Effect.Effect<void> =>
+  /** Closes a shard: `logout` ends its session (1000), otherwise it stays resumable. */
+  const closeIn = (gen: Resharding.Generation, id: number, logout: boolean): Effect.Effect<void> =>
     Effect.suspend(() => {
-      const entry = running.get(id)
+      const entry = gen.shards.get(id)
       if (!entry) return Effect.void
-      running.delete(id)
-      return Scope.close(entry.scope, Exit.void)
-    })
+      gen.shards.delete(id)
+      const ended = logout ? logoutWithin(entry.shard) : Effect.void
+      return Effect.andThen(ended, Scope.close(entry.scope, Exit.void))
+    }).pipe(Effect.uninterruptible)
 
-  const start = serialized(startUnlocked)
-  const stop = serialized(stopUnlocked)
+  const start = serialized((id) => startIn(current, id))
+  const stop = serialized((id) => closeIn(current, id, false))
 
   // In id order, so each identify bucket is served lowest shard first.
   for (const id of shardIds) yield* start(id)
-  yield* Effect.addFinalizer(() => Queue.end(merged))
+  yield* Effect.addFinalizer(() => merged.end)
 
-  const all = Effect.sync(() => [...running.values()].map((r) => r.shard))
-  const shardFor = (guildId: string) => shardForGuild(guildId, shardCount)
+  // Reshard ----------------------------------------------------------------
+
+  const resharding: Resharding.Resharding = Resharding.make({
+    fleet: {
+      current: () => current,
+      next: () => next,
+      setNext: (gen) => {
+        next = gen
+      },
+      commit: (gen) => {
+        // In id order, as a manager started with this count lists them (`statuses`, `health`).
+        const started = [...gen.shards].sort(([a], [b]) => a - b)
+        gen.shards.clear()
+        for (const [id, entry] of started) gen.shards.set(id, entry)
+        current = gen
+        next = undefined
+        shardIds = started.map(([id]) => id)
+      },
+    },
+    startIn,
+    closeIn,
+    onServingFatal: (id, error) => onServingFatal(id, error),
+    merged,
+    identifyThrottle,
+    clock,
+    options: config.reshardOptions ?? {},
+  })
+
+  /** A serving shard stopped for good: a 4011 reshards when enabled, anything else stops the manager. */
+  const onServingFatal = (id: number, error: ManagerStop): Effect.Effect<void> =>
+    error._tag === "ShardingRequired" && config.autoReshard
+      ? Effect.forkIn(
+          Effect.gen(function* () {
+            const bot = yield* GatewayInfo.fetchGatewayBot({
+              token: config.token,
+              apiBaseUrl: config.apiBaseUrl,
+            })
+            // Discord asks for more shards: its recommendation, or twice as many if it has not risen yet.
+            const count = bot.shards > current.count ? bot.shards : current.count * 2
+            yield* Effect.logWarning(`shard ${id} closed with 4011: resharding to ${count}`)
+            yield* resharding.reshard(count, "4011")
+          }).pipe(
+            Effect.provideContext(http),
+            Effect.catchCause((cause) =>
+              Effect.gen(function* () {
+                const refused = Option.getOrUndefined(Cause.findErrorOption(cause))
+                // Another 4011 of the same moment: the reshard under way serves it too.
+                if (
+                  refused?._tag === "ReshardRefused" &&
+                  refused.reason === "in-progress" &&
+                  resharding.busy()
+                )
+                  return
+                yield* Effect.logWarning("4011-triggered reshard did not complete", cause)
+                // The shard is gone and nothing replaces it: the manager stops, as without autoReshard.
+                yield* Deferred.fail(stopped, error)
+              }),
+            ),
+          ),
+          managerScope,
+        ).pipe(Effect.asVoid)
+      : Deferred.fail(stopped, error).pipe(Effect.asVoid)
+
+  if (config.reshardCheckInterval !== undefined) {
+    yield* Effect.forkIn(
+      Reshard.watchRecommendation({
+        interval: config.reshardCheckInterval,
+        recommended: GatewayInfo.fetchGatewayBot({ token: config.token, apiBaseUrl: config.apiBaseUrl }).pipe(
+          Effect.map((bot) => bot.shards),
+          Effect.provideContext(http),
+        ),
+        current: () => current.count,
+        reshard: (count) => resharding.reshard(count, "periodic"),
+      }),
+      managerScope,
+    )
+  }
+
+  // Commands ---------------------------------------------------------------
+
+  const all = Effect.sync(() => [
+    ...[...current.shards.values()].map((r) => r.shard),
+    ...(next ? [...next.shards.values()].map((r) => r.shard) : []),
+  ])
+  const shardFor = (guildId: string) => shardForGuild(guildId, current.count)
+  /** The running shard with this id: the serving count's, else the new count's. */
+  const runningShard = (shardId: number) =>
+    current.shards.get(shardId)?.shard ?? next?.shards.get(shardId)?.shard
   /** Runs `f` on the shard with this id, or fails with `ShardNotRunning`. */
   const onShard = <A, E>(shardId: number, f: (shard: Shard.Shard) => Effect.Effect<A, E>) =>
     Effect.suspend((): Effect.Effect<A, E | ShardNotRunning> => {
-      const target = running.get(shardId)
-      return target ? f(target.shard) : Effect.fail(new ShardNotRunning({ shardId }))
+      const target = current.shards.get(shardId)?.shard
+      return target ? f(target) : Effect.fail(new ShardNotRunning({ shardId }))
     })
-  /** The guild's shard; DM-related commands (no guild) go to shard 0. */
+  /**
+   * The shard holding the guild: its serving-count shard, or (once that closed in a reshard
+   * wave) its new-count one. DM-related commands (no guild) go to shard 0.
+   */
   const onGuild = <A, E>(guildId: string | undefined, f: (shard: Shard.Shard) => Effect.Effect<A, E>) =>
-    onShard(guildId === undefined ? 0 : shardFor(guildId), f)
+    Effect.suspend((): Effect.Effect<A, E | ShardNotRunning> => {
+      const old = guildId === undefined ? 0 : shardFor(guildId)
+      const target =
+        current.shards.get(old)?.shard ??
+        (next === undefined
+          ? undefined
+          : next.shards.get(guildId === undefined ? 0 : shardForGuild(guildId, next.count))?.shard)
+      return target ? f(target) : Effect.fail(new ShardNotRunning({ shardId: old }))
+    })
 
   return {
-    shardCount,
-    shardIds,
+    get shardCount() {
+      return current.count
+    },
+    get shardIds() {
+      return shardIds
+    },
     gatewayBot,
     identifyThrottle,
-    events: Stream.fromQueue(merged),
-    shard: (id) => running.get(id)?.shard,
+    events: merged.events,
+    shard: (id) => runningShard(id),
     statuses: Effect.flatMap(all, (shards) => Effect.forEach(shards, (s) => SubscriptionRef.get(s.status))),
     health: Effect.flatMap(all, (shards) => Effect.forEach(shards, (s) => s.health)),
     shardFor,
@@ -273,7 +430,9 @@ export const make = Effect.fnUntraced(function* (
       }),
     start,
     stop,
-    restart: serialized((id) => Effect.andThen(stopUnlocked(id), startUnlocked(id))),
+    restart: serialized((id) => Effect.andThen(closeIn(current, id, false), startIn(current, id))),
+    reshard: (count) => resharding.reshard(count, "explicit"),
+    reshardStatus: resharding.status,
     await: Deferred.await(stopped),
   } satisfies ShardManager
 })

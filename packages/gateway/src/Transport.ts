@@ -22,7 +22,9 @@ export interface TransportSocket {
   readonly send: (text: string) => Effect.Effect<void, TransportError>
   /**
    * Sends a close frame with `code`, then tears the socket down at once: a half-open peer
-   * may never answer, and nothing waits for it. Safe to call more than once.
+   * may never answer, and nothing waits for it. A logout (1000) may wait briefly (bounded)
+   * for the close handshake, so the server surely sees the session end. Safe to call more
+   * than once.
    */
   readonly close: (code: number, reason?: string) => Effect.Effect<void>
 }

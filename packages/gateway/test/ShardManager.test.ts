@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
-import { SessionStore, ShardManager } from "@vigil/gateway"
+import { Metrics, SessionStore, ShardManager } from "@vigil/gateway"
 import { MemoryTransport, ScriptedGateway, Settle } from "@vigil/gateway/testing"
-import { Effect, Exit, Fiber, Layer, Random, Redacted, Stream } from "effect"
+import { Effect, Exit, Fiber, Layer, Metric, Random, Redacted, Stream } from "effect"
 import { FetchHttpClient } from "effect/http"
 
 const interval = 41_250
@@ -219,5 +219,53 @@ describe("ShardManager", () => {
         ),
       ),
     ),
+  )
+
+  it.effect(
+    "reshard is refused, typed, for the same count, a partial set not in waves, or a short budget; counted",
+    () =>
+      Effect.gen(function* () {
+        const manager = yield* ShardManager.make(
+          config({
+            gatewayBot: gatewayBot({
+              session_start_limit: {
+                total: 1000,
+                remaining: 10,
+                reset_after: 86_400_000,
+                max_concurrency: 4,
+              },
+            }),
+          }),
+        )
+        yield* Settle.settle
+        const same = yield* Effect.flip(manager.reshard(4))
+        assert.strictEqual(same._tag === "ReshardRefused" && same.reason, "same-count")
+        // 6 identifies left after the 4 first; 8 new shards + a margin of 4 need 12
+        const budget = yield* Effect.flip(manager.reshard(8))
+        assert.strictEqual(budget._tag === "ReshardRefused" && budget.reason, "budget")
+        assert.include(budget.message, "6 identifies left")
+        const status = yield* manager.reshardStatus
+        assert.strictEqual(status.state._tag, "Idle")
+        assert.deepStrictEqual(
+          [status.last?.outcome, status.last?.from, status.last?.to, status.last?.trigger],
+          ["refused", 4, 8, "explicit"],
+        )
+        assert.strictEqual(manager.shardCount, 4)
+        const counted = (yield* Metric.snapshot).find(
+          (m) => m.id === Metrics.names.reshards && m.attributes?.["outcome"] === "refused",
+        )
+        assert.strictEqual(counted?.type === "Counter" && Number(counted.state.count), 2)
+      }).pipe(
+        Effect.provide(Layer.merge(env, Layer.effect(Metric.MetricRegistry)(Effect.sync(() => new Map())))),
+      ),
+  )
+
+  it.effect("a partial set reshards only in waves (to a multiple of its count): 4 → 6 is refused", () =>
+    Effect.gen(function* () {
+      const manager = yield* ShardManager.make(config({ shardCount: 4, shards: [1] }))
+      yield* Settle.settle
+      const partial = yield* Effect.flip(manager.reshard(6))
+      assert.strictEqual(partial._tag === "ReshardRefused" && partial.reason, "partial-set")
+    }).pipe(Effect.provide(env)),
   )
 })

@@ -38,6 +38,7 @@ import {
   type GatewayError,
   Intents,
   type Members,
+  type Reshard,
   SessionStore,
   type ShardManager,
   type Soundboard,
@@ -175,6 +176,12 @@ export interface DiscordProviderService {
     Soundboard.SoundboardSoundsResult,
     Soundboard.SoundboardSoundsTimeout | GatewayCommandError
   >
+  /**
+   * Changes the running generation's shard count with no downtime (`ShardManager.reshard`:
+   * a new set beside the old, each guild handed over, each event once and in order). A later
+   * `start` or `reload` runs the configuration's count again (or Discord's recommendation).
+   */
+  readonly reshard: (count: number) => Effect.Effect<void, Reshard.ReshardError | GatewayNotRunning>
   /** The running generation's shard manager (any other gateway command), if any. */
   readonly manager: Effect.Effect<Option.Option<ShardManager.ShardManager>>
 }
@@ -279,6 +286,7 @@ export const make = Effect.fnUntraced(function* (
       onManager("requestGuildMembers")((manager) => manager.requestGuildMembers(request)),
     requestSoundboardSounds: (request) =>
       onManager("requestSoundboardSounds")((manager) => manager.requestSoundboardSounds(request)),
+    reshard: (count) => onManager("reshard")((manager) => manager.reshard(count)),
     manager: Effect.sync(() => Option.fromNullishOr(shared.current?.manager)),
   } satisfies DiscordProviderService
 })

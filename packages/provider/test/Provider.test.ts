@@ -58,6 +58,32 @@ const ready = (discord: DiscordProvider.DiscordProviderService) =>
   discord.awaitReady.pipe(Effect.timeout("20 seconds"), Effect.orDie)
 
 describe("DiscordProvider over real sockets", () => {
+  it.live(
+    "reshard: delegates to the running manager; the same events stream goes on; refused when not running",
+    () =>
+      Effect.gen(function* () {
+        const guilds = Traffic.guildIds(8, 8)
+        const gateway = yield* fakeGateway({ guilds })
+        const { discord } = yield* provider(configFor(gateway))
+        const idle = yield* Effect.flip(discord.reshard(4))
+        assert.strictEqual(idle._tag, "GatewayNotRunning")
+        const counts: Array<number> = []
+        yield* Effect.forkScoped(
+          Stream.runForEach(discord.events, (e) => Effect.sync(() => void counts.push(e.shardCount))),
+        )
+        yield* discord.start
+        yield* ready(discord)
+        yield* discord.reshard(4)
+        assert.deepStrictEqual(
+          (yield* discord.health).shards.map((s) => `${s.shardId} ${s.state._tag}`),
+          ["0 Ready", "1 Ready", "2 Ready", "3 Ready"],
+        )
+        yield* gateway.dispatchToGuild(guilds[3]!, "TYPING_START", { guild_id: guilds[3] })
+        yield* eventually(() => counts.at(-1) === 4, "an event of the new count")
+        yield* discord.stop()
+      }),
+  )
+
   it.live("start: every shard ready; stop: sessions ended (1000), no socket left on either side", () =>
     Effect.gen(function* () {
       const gateway = yield* fakeGateway()

@@ -66,6 +66,11 @@ export interface Config {
   readonly shards?: number | undefined
   /** Identifying with fewer shards closes with 4011. Default: one per 2500 guilds, at least 1. */
   readonly requiredShards?: number | undefined
+  /**
+   * Identifying a shard that would hold more of `guilds` than this closes with 4011, as
+   * Discord does with a shard grown too big (see also `setMaxGuildsPerShard`). Default: no limit.
+   */
+  readonly maxGuildsPerShard?: number | undefined
   /** Identifies allowed per window, bucketed by `shard_id % maxConcurrency`. Default 1. */
   readonly maxConcurrency?: number | undefined
   /** The identify window. Default 5 s. */
@@ -161,6 +166,7 @@ const resolveConfig = (config: Config): State.ResolvedConfig => {
     ignoreHandshake: config.ignoreHandshake ?? false,
     shards: config.shards ?? Math.max(1, Math.ceil(guilds.length / 1000)),
     requiredShards: config.requiredShards ?? Math.max(1, Math.ceil(guilds.length / 2500)),
+    maxGuildsPerShard: config.maxGuildsPerShard,
     maxConcurrency: Math.max(1, config.maxConcurrency ?? 1),
     identifyWindowMillis: millis(config.identifyWindow, 5_000),
     sessionStartLimit: {
@@ -330,8 +336,16 @@ export interface FakeGatewayService {
     type: string,
     data: unknown,
   ) => Effect.Effect<ReadonlyArray<number>, NoTarget>
-  /** Sends a dispatch to the session whose shard the guild belongs to: `(guild_id >> 22) % count`. */
-  readonly dispatchToGuild: (guildId: string, type: string, data: unknown) => Effect.Effect<number, NoTarget>
+  /**
+   * Sends a dispatch to every live session holding the guild, `(guild_id >> 22) % count ===
+   * shard_id`: the newest such session of each shard count, so while sessions of two counts
+   * run at once (a reshard) each receives it, as Discord does. Returns the sequence numbers.
+   */
+  readonly dispatchToGuild: (
+    guildId: string,
+    type: string,
+    data: unknown,
+  ) => Effect.Effect<ReadonlyArray<number>, NoTarget>
   /** Sends `count` dispatches, at `perSecond` if given; each goes to whatever session `target` names at that moment. */
   readonly emit: (target: Target, options: EmitOptions) => Effect.Effect<ReadonlyArray<number>, NoTarget>
 
@@ -421,6 +435,17 @@ export interface FakeGatewayService {
   readonly sessions: Effect.Effect<ReadonlyArray<SessionInfo>>
   /** WebSocket clients the server holds right now (`ws`'s own count). */
   readonly openSockets: Effect.Effect<number>
+  /** From now on `GET /gateway/bot` recommends `count` shards (a growing bot). */
+  readonly setRecommendedShards: (count: number) => Effect.Effect<void>
+  /**
+   * From now on a shard holding more than `max` guilds is refused with 4011 at Identify
+   * (`undefined`: no limit). With `enforce`, every open session over it is closed with 4011
+   * now (its session ended), as when a shard grows past the limit. Returns the closed connections.
+   */
+  readonly setMaxGuildsPerShard: (
+    max: number | undefined,
+    options?: { readonly enforce?: boolean | undefined },
+  ) => Effect.Effect<ReadonlyArray<number>>
   /** What `GET /gateway/bot` would report now. */
   readonly sessionStartLimit: Effect.Effect<{
     readonly total: number
@@ -596,11 +621,20 @@ export const make = (config: Config): Effect.Effect<FakeGatewayService, ListenEr
     const dispatchToGuild = (guildId: string, type: string, data: unknown) =>
       Effect.gen(function* () {
         const now = yield* Clock.currentTimeMillis
-        const session = [...state.sessions.values()]
-          .filter((s) => state.isResumable(s, now) && Traffic.shardOf(guildId, s.shard[1]) === s.shard[0])
-          .at(-1)
-        if (session === undefined) return yield* new NoTarget({ target: `guild ${guildId}`, what: "session" })
-        return yield* dispatchOn(session, type, data)
+        // The newest live session of each shard count that holds the guild.
+        const byCount = new Map<number, State.Session>()
+        for (const s of state.sessions.values()) {
+          if (state.isResumable(s, now) && Traffic.shardOf(guildId, s.shard[1]) === s.shard[0])
+            byCount.set(s.shard[1], s)
+        }
+        if (byCount.size === 0) return yield* new NoTarget({ target: `guild ${guildId}`, what: "session" })
+        // Queued on every session before any write is awaited: the copies leave together.
+        const written = [...byCount.values()].map((session) => {
+          const done = Deferred.makeUnsafe<void>()
+          return { seq: state.dispatch(session, type, data, done), done }
+        })
+        for (const w of written) yield* Deferred.await(w.done)
+        return written.map((w) => w.seq)
       })
 
     const emit = (target: Target, options: EmitOptions) =>
@@ -832,6 +866,44 @@ export const make = (config: Config): Effect.Effect<FakeGatewayService, ListenEr
       ),
       openSockets: Effect.sync(() => wss.clients.size),
       sessionStartLimit: Effect.map(Clock.currentTimeMillis, (now) => state.sessionStartLimit(now)),
+      setRecommendedShards: (count) =>
+        Effect.andThen(
+          state.record({
+            _tag: "Fault",
+            connection: undefined,
+            fault: "recommend-shards",
+            detail: `GET /gateway/bot recommends ${count} shards`,
+          }),
+          Effect.sync(() => state.setRecommendedShards(count)),
+        ),
+      setMaxGuildsPerShard: (max, options = {}) =>
+        Effect.gen(function* () {
+          state.setMaxGuildsPerShard(max)
+          yield* state.record({
+            _tag: "Fault",
+            connection: undefined,
+            fault: "max-guilds-per-shard",
+            detail: max === undefined ? "no limit" : `at most ${max} guilds per shard`,
+          })
+          if (!options.enforce) return []
+          const over = State.openConns(state).filter(
+            (conn) => conn.shard !== undefined && conn.auth !== "none" && state.shardingRequired(conn.shard),
+          )
+          return yield* Effect.forEach(over, (conn) =>
+            Effect.gen(function* () {
+              const written = Deferred.makeUnsafe<void>()
+              yield* state.record({
+                _tag: "Fault",
+                connection: conn.id,
+                fault: "close",
+                detail: "close 4011",
+              })
+              state.close(conn, 4011, state.shardingRequired(conn.shard!) ?? "sharding required", { written })
+              yield* Deferred.await(written)
+              return conn.id
+            }),
+          )
+        }),
     }
     return service
   })

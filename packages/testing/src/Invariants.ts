@@ -6,6 +6,7 @@
 import { Protocol, Transport } from "@vigil/gateway"
 import type { MemoryPeer } from "@vigil/gateway/testing/MemoryTransport"
 import { Cause, Clock, Duration, Effect, Exit, Fiber, Layer, Logger, type Scope, Tracer } from "effect"
+import * as Traffic from "./Traffic.ts"
 
 export interface Violation {
   readonly invariant: string
@@ -347,4 +348,71 @@ export const countSockets = (inner: Transport.GatewayTransport["Service"]): Sock
         ).pipe(Effect.andThen(inner.connect(url))),
     }),
   }
+}
+
+export interface PerGuildReport {
+  readonly violations: Array<Violation>
+  /** Produced events never consumed. */
+  readonly lost: number
+  /** Consumed events seen before (the second and later copies). */
+  readonly duplicated: number
+  /** Consumed events whose number is below one already consumed for the guild. */
+  readonly outOfOrder: number
+  /** Consumed guild events in all. */
+  readonly consumed: number
+}
+
+/**
+ * Per guild, exactly once and in order: every `Traffic.guildMessage` the gateway produced
+ * (`GuildTraffic`'s log) was consumed once, and each guild's numbers rise. Other events are ignored.
+ */
+export const perGuild = (
+  produced: ReadonlyMap<string, ReadonlyArray<number>>,
+  consumed: ReadonlyArray<Protocol.Dispatch>,
+): PerGuildReport => {
+  const seen = new Map<string, Set<number>>()
+  const last = new Map<string, number>()
+  let duplicated = 0
+  let outOfOrder = 0
+  let total = 0
+  const violations: Array<Violation> = []
+  for (const dispatch of consumed) {
+    const event = Traffic.guildMessageOf(Protocol.eventName(dispatch), dispatch.data)
+    if (event === undefined) continue
+    total++
+    const set = seen.get(event.guildId) ?? new Set<number>()
+    seen.set(event.guildId, set)
+    if (set.has(event.n)) {
+      duplicated++
+      if (duplicated <= 5) {
+        violations.push({ invariant: "per-guild", detail: `guild ${event.guildId}: #${event.n} twice` })
+      }
+      continue
+    }
+    set.add(event.n)
+    const before = last.get(event.guildId)
+    if (before !== undefined && event.n < before) {
+      outOfOrder++
+      if (outOfOrder <= 5) {
+        violations.push({
+          invariant: "per-guild",
+          detail: `guild ${event.guildId}: #${event.n} after #${before}`,
+        })
+      }
+    }
+    last.set(event.guildId, Math.max(before ?? event.n, event.n))
+  }
+  let lost = 0
+  for (const [guildId, numbers] of produced) {
+    const set = seen.get(guildId)
+    const missing = numbers.filter((n) => !set?.has(n))
+    lost += missing.length
+    if (missing.length > 0 && violations.length < 10) {
+      violations.push({
+        invariant: "per-guild",
+        detail: `guild ${guildId}: ${missing.length} lost (first #${missing[0]})`,
+      })
+    }
+  }
+  return { violations, lost, duplicated, outOfOrder, consumed: total }
 }

@@ -122,3 +122,25 @@ export const messageCreate = (n: number, options: { guildId?: string; channelId?
   pinned: false,
   type: 0,
 })
+
+/**
+ * Event `n` (from 0) of a guild's own stream: a MESSAGE_CREATE whose `nonce` is `n`, so a
+ * consumer can check each guild's events arrive exactly once and in order (`Invariants.perGuild`).
+ * Its id is unique across guilds and numbers.
+ */
+export const guildMessage = (guildId: string, n: number) => ({
+  ...messageCreate(n, { guildId }),
+  id: (BigInt(guildId) + 50_000_000n + BigInt(n)).toString(),
+  nonce: String(n),
+})
+
+/** The guild and per-guild number of a `guildMessage`, or undefined for any other event. */
+export const guildMessageOf = (
+  type: string | null,
+  data: unknown,
+): { readonly guildId: string; readonly n: number } | undefined => {
+  if (type !== "MESSAGE_CREATE" || data === null || typeof data !== "object") return undefined
+  const { guild_id, nonce } = data as { guild_id?: unknown; nonce?: unknown }
+  if (typeof guild_id !== "string" || typeof nonce !== "string") return undefined
+  return { guildId: guild_id, n: Number(nonce) }
+}

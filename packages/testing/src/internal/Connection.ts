@@ -262,7 +262,7 @@ const identify = (state: State, conn: Conn, d: unknown, now: number): Effect.Eff
     const named = Validate.shardOf(d)
     const checked = Validate.identify(d, {
       token: state.config.token,
-      requiredShards: state.config.requiredShards,
+      shardingRequired: state.shardingRequired,
       allowedPrivilegedIntents: state.config.allowedPrivilegedIntents,
     })
     if (Result.isFailure(checked)) return yield* reject(state, conn, checked.failure, named)

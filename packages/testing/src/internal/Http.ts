@@ -27,7 +27,7 @@ const route = (state: State, req: IncomingMessage, res: ServerResponse): Effect.
     }
     return send(res, 200, {
       url: state.publicUrl(),
-      shards: state.config.shards,
+      shards: state.recommendedShards(),
       session_start_limit: state.sessionStartLimit(yield* Clock.currentTimeMillis),
     })
   })

@@ -10,6 +10,7 @@ import { Clock, Deferred, Effect } from "effect"
 import type { WebSocket } from "ws"
 import * as FakeRest from "../FakeRest.ts"
 import type * as Recording from "../Recording.ts"
+import * as Traffic from "../Traffic.ts"
 import type { TransportCompression } from "./Encoder.ts"
 import * as Inbox from "./Inbox.ts"
 import type * as Members from "./Members.ts"
@@ -26,6 +27,8 @@ export interface ResolvedConfig {
   readonly ignoreHandshake: boolean
   readonly shards: number
   readonly requiredShards: number
+  /** A shard holding more of `guilds` than this is refused (and closed) with 4011. */
+  readonly maxGuildsPerShard: number | undefined
   readonly maxConcurrency: number
   readonly identifyWindowMillis: number
   readonly sessionStartLimit: {
@@ -154,6 +157,24 @@ export const make = (config: ResolvedConfig, startedAt: number) => {
   // Session ids differ between fake servers (by start time) and within one (by count).
   const instance = (Math.floor(startedAt) % 0x1_0000_0000).toString(16).padStart(8, "0")
   let publicUrl = ""
+  // Settable at run time: a bot that grows sees its recommendation rise and its shards refused.
+  let recommendedShards = config.shards
+  let maxGuildsPerShard = config.maxGuildsPerShard
+  const guildsOn = (shard: readonly [number, number]) =>
+    config.guilds.filter((id) => Traffic.shardOf(id, shard[1]) === shard[0]).length
+  /** Why a shard may not run (4011), if it may not. */
+  const shardingRequired = (shard: readonly [number, number]): string | undefined => {
+    if (shard[1] < config.requiredShards) {
+      return `sharding required: at least ${config.requiredShards} shards, got ${shard[1]}`
+    }
+    if (maxGuildsPerShard !== undefined) {
+      const held = guildsOn(shard)
+      if (held > maxGuildsPerShard) {
+        return `sharding required: shard ${shard[0]}/${shard[1]} would hold ${held} guilds (max ${maxGuildsPerShard})`
+      }
+    }
+    return undefined
+  }
 
   const record = (draft: Draft): Effect.Effect<void> =>
     Effect.flatMap(Clock.currentTimeMillis, (at) => {
@@ -365,6 +386,14 @@ export const make = (config: ResolvedConfig, startedAt: number) => {
     sessionStartLimit,
     takeIdentifyTurn,
     publicUrl: () => publicUrl,
+    recommendedShards: () => recommendedShards,
+    setRecommendedShards: (count: number) => {
+      recommendedShards = Math.max(1, Math.floor(count))
+    },
+    setMaxGuildsPerShard: (max: number | undefined) => {
+      maxGuildsPerShard = max
+    },
+    shardingRequired,
     setPublicUrl: (url: string) => {
       publicUrl = url.replace(/\/+$/, "")
     },

@@ -41,7 +41,8 @@ export const connectQuery = (search: URLSearchParams): Result.Result<ConnectQuer
 
 export interface IdentifyRules {
   readonly token: string
-  readonly requiredShards: number
+  /** Why this shard may not run (4011), if it may not. */
+  readonly shardingRequired: (shard: readonly [number, number]) => string | undefined
   readonly allowedPrivilegedIntents: number
 }
 
@@ -87,9 +88,8 @@ export const identify = (d: unknown, rules: IdentifyRules): Result.Result<Identi
   if (shard === undefined || shard[1] < 1 || shard[0] < 0 || shard[0] >= shard[1]) {
     return refuse(4010, `invalid shard: ${JSON.stringify(payload["shard"])}`)
   }
-  if (shard[1] < rules.requiredShards) {
-    return refuse(4011, `sharding required: at least ${rules.requiredShards} shards, got ${shard[1]}`)
-  }
+  const shardingRequired = rules.shardingRequired(shard)
+  if (shardingRequired !== undefined) return refuse(4011, shardingRequired)
   const largeThreshold = payload["large_threshold"]
   if (
     largeThreshold !== undefined &&

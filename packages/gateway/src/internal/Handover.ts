@@ -1,0 +1,358 @@
+/**
+ * The per-guild handover of a reshard, as a synchronous filter over the manager's merged
+ * events (it runs in the consumer, in queue order, so its decisions follow exactly the order
+ * the shards delivered in). While shards of two counts run, a guild's events arrive on its
+ * old shard (`% N`) and, once the new shard (`% M`) has sent its GUILD_CREATE, there too:
+ * each must reach the consumer once and in the guild's order.
+ *
+ * Per guild (the key; events without a guild share the key `""`):
+ * - `old`: only the old shard's copies are delivered.
+ * - `joined`: the new shard sent the guild's GUILD_CREATE (dropped: the consumer has the guild
+ *   already). The new copies wait in `pending` until the overlap: the first event seen on both.
+ *   Before it, the old stream is behind or level, so delivering new copies could jump ahead.
+ * - `new`: after the overlap both streams carry the same sequence; each event is delivered on
+ *   its first arrival, from either side, and its second copy dropped.
+ * When the old shard is retired (closed, and every event it queued processed), the guild's
+ * pending copies are delivered in order (the old shard never had them) and its state dropped.
+ *
+ * "The same event" on two sessions (sequence numbers differ per session): MESSAGE_CREATE,
+ * MESSAGE_DELETE and INTERACTION_CREATE by id; MESSAGE_UPDATE by id, `edited_timestamp` and a
+ * hash of the payload (an embed unfurl keeps the timestamp); any other type by its name and
+ * a 53-bit hash of the payload's JSON (both copies are the server's serialisation of one
+ * event). Copies are matched by occurrence (the k-th copy of a fingerprint on one side is the
+ * k-th on the other), so two genuinely identical events are both kept. Each guild remembers
+ * its last `window` fingerprints: the bounded memory; a side lagging more than `window` of
+ * one guild's events behind the other is past what it can match (documented limit).
+ */
+import type * as Protocol from "../Protocol.ts"
+
+export interface Tagged {
+  readonly shardId: number
+  readonly shardCount: number
+  readonly dispatch: Protocol.Dispatch
+}
+
+export interface HandoverOptions {
+  /** Fingerprints remembered per guild. Default 256. */
+  readonly window?: number | undefined
+  /** New copies held per guild before the overlap; past it they are delivered. Default 1024. */
+  readonly pendingLimit?: number | undefined
+  readonly now: () => number
+}
+
+type Phase = "old" | "joined" | "new"
+
+interface Seen {
+  old: number
+  new: number
+}
+
+interface GuildState {
+  phase: Phase
+  /** The retiring shard (of the old count) the guild is on. */
+  readonly oldShard: number
+  joinedAt: number | undefined
+  lastOldAt: number | undefined
+  pending: Array<Tagged>
+  readonly seen: Map<string, Seen>
+  readonly order: Array<string>
+}
+
+export interface WaveProgress {
+  /** Guilds the joining shards announced (READY) that are not handed over yet. */
+  readonly waiting: number
+  /** Guilds whose new shard has not sent its GUILD_CREATE. */
+  readonly notJoined: number
+  /** Joined guilds whose new copies still wait for the overlap. */
+  readonly pending: number
+}
+
+export interface HandoverStats {
+  /** Second copies dropped. */
+  readonly duplicates: number
+  /** GUILD_CREATE / READY of joining shards not passed on. */
+  readonly absorbed: number
+  /** Guilds handed over by an overlap. */
+  readonly overlaps: number
+  /** Pending copies delivered without an overlap (old shard retired, or the pending limit). */
+  readonly flushed: number
+}
+
+export const make = (from: number, to: number, options: HandoverOptions) => {
+  const window = options.window ?? 256
+  const pendingLimit = options.pendingLimit ?? 1024
+  const retiring = new Set<number>()
+  const joining = new Set<number>()
+  /** Per joining shard: the guilds its READY listed. */
+  const announced = new Map<number, ReadonlySet<string>>()
+  /** Per joining shard: when its READY came. */
+  const readyAt = new Map<number, number>()
+  const guilds = new Map<string, GuildState>()
+  let duplicates = 0
+  let absorbed = 0
+  let overlaps = 0
+  let flushed = 0
+
+  const stateOf = (key: string): GuildState => {
+    let state = guilds.get(key)
+    if (state === undefined) {
+      state = {
+        phase: "old",
+        oldShard: key === "" ? 0 : shardOf(key, from),
+        joinedAt: undefined,
+        lastOldAt: undefined,
+        pending: [],
+        seen: new Map(),
+        order: [],
+      }
+      guilds.set(key, state)
+    }
+    return state
+  }
+
+  /** Counts a copy on `side`; true when it is the first arrival of this occurrence. */
+  const count = (state: GuildState, fp: string, side: "old" | "new"): boolean => {
+    let seen = state.seen.get(fp)
+    if (seen === undefined) {
+      seen = { old: 0, new: 0 }
+      state.seen.set(fp, seen)
+      state.order.push(fp)
+      if (state.order.length > window) state.seen.delete(state.order.shift()!)
+    }
+    seen[side]++
+    return side === "old" ? seen.old > seen.new : seen.new > seen.old
+  }
+
+  const fromOld = (state: GuildState, event: Tagged, out: Array<Tagged>) => {
+    state.lastOldAt = options.now()
+    const fp = fingerprint(event.dispatch)
+    const first = count(state, fp, "old")
+    if (state.phase === "joined" && !first) {
+      // The overlap: a pending new copy is this event. Deliver the pending ones in order
+      // (this event among them); from now on both sides merge.
+      overlaps++
+      state.phase = "new"
+      out.push(...state.pending)
+      state.pending = []
+      return
+    }
+    if (first) out.push(event)
+    else duplicates++
+  }
+
+  const fromNew = (key: string, event: Tagged, out: Array<Tagged>) => {
+    const type = event.dispatch.type as string
+    if (type === "READY") {
+      absorbed++
+      const listed = (event.dispatch.data as { guilds?: ReadonlyArray<{ id: string }> } | null)?.guilds ?? []
+      announced.set(event.shardId, new Set(listed.map((g) => g.id)))
+      readyAt.set(event.shardId, options.now())
+      return
+    }
+    // A guild whose old shard is not in handover (it died: a 4011) has no other copy.
+    if (!retiring.has(key === "" ? 0 : shardOf(key, from)) && !guilds.has(key)) {
+      out.push(event)
+      return
+    }
+    const state = stateOf(key)
+    if (type === "GUILD_CREATE" && state.phase === "old" && announced.get(event.shardId)?.has(key)) {
+      // The new shard's snapshot of a guild the consumer already has from the old shard.
+      absorbed++
+      state.phase = "joined"
+      state.joinedAt = options.now()
+      return
+    }
+    if (state.phase === "old") {
+      state.phase = "joined"
+      state.joinedAt = options.now()
+    }
+    const fp = fingerprint(event.dispatch)
+    const first = count(state, fp, "new")
+    if (state.phase === "new") {
+      if (first) out.push(event)
+      else duplicates++
+      return
+    }
+    // joined: before the overlap
+    if (!first) {
+      overlaps++
+      duplicates++
+      state.phase = "new"
+      out.push(...state.pending)
+      state.pending = []
+      return
+    }
+    state.pending.push(event)
+    if (state.pending.length > pendingLimit) flush(state, out)
+  }
+
+  const flush = (state: GuildState, out: Array<Tagged>) => {
+    flushed += state.pending.length
+    out.push(...state.pending)
+    state.pending = []
+    state.phase = "new"
+  }
+
+  return {
+    /** Starts handing the guilds of `retire` (old count) over to `join` (new count). */
+    begin: (retire: ReadonlyArray<number>, join: ReadonlyArray<number>) => {
+      for (const id of retire) retiring.add(id)
+      for (const id of join) joining.add(id)
+    },
+    /**
+     * The old shards `retire` are closed and every event they queued was processed: their
+     * guilds' pending copies go out and their state is dropped; the events of `join` (which
+     * held only their guilds) pass straight through from now on. Returns what to deliver.
+     */
+    retire: (retire: ReadonlyArray<number>, join: ReadonlyArray<number>): Array<Tagged> => {
+      const out: Array<Tagged> = []
+      for (const id of retire) retiring.delete(id)
+      for (const id of join) {
+        joining.delete(id)
+        announced.delete(id)
+        readyAt.delete(id)
+      }
+      for (const [key, state] of guilds) {
+        if (retiring.has(state.oldShard)) continue
+        flush(state, out)
+        guilds.delete(key)
+      }
+      return out
+    },
+    /**
+     * The joining shards `join` were closed before taking over (a rollback): their pending
+     * copies are dropped (the old shards, still running, carry those events) and what they
+     * delivered is still matched against the old copies until `retire` clears the guilds.
+     */
+    abort: (retire: ReadonlyArray<number>, join: ReadonlyArray<number>): void => {
+      for (const id of join) {
+        joining.delete(id)
+        announced.delete(id)
+      }
+      const of = new Set(retire)
+      for (const state of guilds.values()) {
+        if (!of.has(state.oldShard)) continue
+        // Never delivered: their old copies must not count as second ones.
+        for (const event of state.pending) {
+          const seen = state.seen.get(fingerprint(event.dispatch))
+          if (seen !== undefined) seen.new--
+        }
+        state.pending = []
+        if (state.phase === "joined") state.phase = "new"
+      }
+    },
+    /** Whether the manager must route this event through `process`. */
+    involves: (event: Tagged): boolean =>
+      event.shardCount === to ? joining.has(event.shardId) : retiring.has(event.shardId),
+    /** The events to deliver for this one (none, it, or it with pending ones). */
+    process: (event: Tagged, out: Array<Tagged>): void => {
+      const key = guildOf(event.dispatch)
+      if (event.shardCount === to) {
+        fromNew(key, event, out)
+        return
+      }
+      const state = guilds.get(key)
+      // A guild no joining shard has touched yet still needs its fingerprints remembered:
+      // its new shard's first copies may come after the old ones.
+      if (state === undefined && !retiring.has(event.shardId)) {
+        out.push(event)
+        return
+      }
+      fromOld(state ?? stateOf(key), event, out)
+    },
+    /**
+     * How far the joining shards are: a guild is handed over once it overlapped, or joined
+     * with nothing pending and `quietMillis` passed since it joined and since its old shard
+     * last sent it anything (the old stream has caught up past the new shard's GUILD_CREATE).
+     * A guild with no GUILD_CREATE `unavailableMillis` after its shard's READY is unavailable
+     * (a Discord outage): not waited for; its GUILD_CREATE, when it comes, reaches the consumer.
+     */
+    progress: (
+      shards: ReadonlyArray<number>,
+      quietMillis: number,
+      unavailableMillis: number,
+    ): WaveProgress => {
+      const now = options.now()
+      let waiting = 0
+      let notJoined = 0
+      let pending = 0
+      for (const id of shards) {
+        const unavailable = now - (readyAt.get(id) ?? now) >= unavailableMillis
+        for (const key of announced.get(id) ?? []) {
+          if (!retiring.has(shardOf(key, from))) continue
+          const state = guilds.get(key)
+          if (state === undefined || state.phase === "old") {
+            notJoined++
+            if (!unavailable) waiting++
+          } else if (state.phase === "joined") {
+            const quiet =
+              state.pending.length === 0 &&
+              now - (state.joinedAt ?? now) >= quietMillis &&
+              now - (state.lastOldAt ?? Number.NEGATIVE_INFINITY) >= quietMillis
+            if (!quiet) waiting++
+            if (state.pending.length > 0) pending++
+          }
+        }
+      }
+      return { waiting, notJoined, pending }
+    },
+    /** Whether every joining shard in `shards` sent READY. */
+    announced: (shards: ReadonlyArray<number>): boolean => shards.every((id) => announced.has(id)),
+    stats: (): HandoverStats => ({ duplicates, absorbed, overlaps, flushed }),
+    /** Guild states held (bounded: the guilds of the shards in handover). */
+    size: () => guilds.size,
+  }
+}
+
+export type Handover = ReturnType<typeof make>
+
+const shardOf = (guildId: string, count: number): number => {
+  try {
+    return Number((BigInt(guildId) >> 22n) % BigInt(count))
+  } catch {
+    return 0
+  }
+}
+
+/** The guild an event belongs to (`""`: none). GUILD_CREATE/UPDATE/DELETE carry it as `id`. */
+export const guildOf = (dispatch: Protocol.Dispatch): string => {
+  const data = dispatch.data as { guild_id?: unknown; id?: unknown } | null
+  if (data === null || typeof data !== "object") return ""
+  if (typeof data.guild_id === "string") return data.guild_id
+  const type = dispatch.type as string
+  if (
+    (type === "GUILD_CREATE" || type === "GUILD_UPDATE" || type === "GUILD_DELETE") &&
+    typeof data.id === "string"
+  )
+    return data.id
+  return ""
+}
+
+/** What identifies one event across two sessions (see the module doc). */
+export const fingerprint = (dispatch: Protocol.Dispatch): string => {
+  const type = dispatch.type as string
+  const data = dispatch.data as { id?: unknown; edited_timestamp?: unknown } | null
+  const id = data !== null && typeof data === "object" && typeof data.id === "string" ? data.id : undefined
+  if (id !== undefined) {
+    if (type === "MESSAGE_CREATE" || type === "MESSAGE_DELETE" || type === "INTERACTION_CREATE")
+      return `${type}:${id}`
+    if (type === "MESSAGE_UPDATE")
+      return `${type}:${id}:${String(data!.edited_timestamp)}:${hash(dispatch.data)}`
+  }
+  return `${type}:${hash(dispatch.data)}`
+}
+
+/** cyrb53 over the JSON: 53 bits, enough that two events of one guild within a window never collide in practice. */
+const hash = (value: unknown): string => {
+  const text = JSON.stringify(value) ?? ""
+  let h1 = 0xdeadbeef
+  let h2 = 0x41c6ce57
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    h1 = Math.imul(h1 ^ c, 2654435761)
+    h2 = Math.imul(h2 ^ c, 1597334677)
+  }
+  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909)
+  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909)
+  return (4294967296 * (2097151 & h2) + (h1 >>> 0)).toString(36)
+}
