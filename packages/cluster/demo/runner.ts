@@ -67,7 +67,10 @@ const command = (line: string) =>
     }
   })
 
-const lines = Stream.fromAsyncIterable(readline.createInterface({ input: process.stdin }), (error) => error)
+// Made when first read: an open stdin must not keep a runner that failed to start alive.
+const lines = Stream.suspend(() =>
+  Stream.fromAsyncIterable(readline.createInterface({ input: process.stdin }), (error) => error),
+)
 
 const logs = Logger.layer([
   Logger.make(({ message, logLevel }) => {

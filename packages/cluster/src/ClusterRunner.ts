@@ -113,7 +113,13 @@ export const layer = <E, R>(options: ClusterRunnerOptions<E, R>) => {
     // (A recovery layer's services are intersected with the original's: it must claim them.)
     Layer.catchTag("SocketServerError", (error) =>
       Layer.effectContext<Sharding.Sharding, RunnerAddressInUse, never>(
-        Effect.fail(new RunnerAddressInUse({ address: addressOf(listen), reason: error.message })),
+        Effect.fail(
+          new RunnerAddressInUse({
+            address: addressOf(listen),
+            // e.g. "listen EADDRINUSE: address already in use 127.0.0.1:34000"
+            reason: error.reason.cause instanceof Error ? error.reason.cause.message : error.message,
+          }),
+        ),
       ),
     ),
   )
