@@ -325,7 +325,8 @@ export const run = (options: Options, print: (line: string) => void = console.lo
             `${row.shard[0]} ${row.state}${row.latencyMillis === undefined ? "" : ` ${row.latencyMillis} ms`}`,
         )
         .join(", ")
-      print(`  runner ${name}: ${rows.length === 0 ? "no shards" : text}`)
+      const none = name === victim.name ? "none (killed, not restarted)" : "none"
+      print(`  runner ${name}: ${rows.length === 0 ? none : text}`)
     }
     print(`failover after kill -9:     ${failoverMillis} ms (lock expiry 3 s)`)
     print(`hand-off after SIGTERM:     ${handoffMillis} ms`)
