@@ -7,9 +7,11 @@
  *   a clear message and exit code 2 within seconds, never a hang.
  */
 import * as net from "node:net"
+import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { eventually } from "@vigil/testing/Eventually"
 import * as FakeGateway from "@vigil/testing/FakeGateway"
+import * as NodeProgram from "@vigil/testing/NodeProgram"
 import * as Recording from "@vigil/testing/Recording"
 import { Effect, Redacted } from "effect"
 import * as RunnerProcess from "../demo/RunnerProcess.ts"
@@ -194,6 +196,45 @@ describe("ClusterRunner start-up errors", () => {
           assert.notInclude(run.stderr, "secret", "the password reached a message")
           assert.notInclude(run.stderr, "not-the-password", "the password reached a message")
         }
+      }).pipe(Effect.provide(TestDatabase.fresh)),
+    60_000,
+  )
+})
+
+describe("the README's bot.ts", () => {
+  it.live(
+    "runs its shards, and its presence update reaches shard 0 once it is placed",
+    () =>
+      Effect.gen(function* () {
+        const gateway = yield* FakeGateway.make({
+          token,
+          heartbeatInterval: 1_000,
+          shards: 2,
+          maxConcurrency: 2,
+        })
+        const { url } = yield* TestDatabase.TestDatabase
+        const bot = yield* NodeProgram.start(
+          path.join(import.meta.dirname, "readme", "bot.ts"),
+          {
+            DATABASE_URL: Redacted.value(url),
+            DISCORD_TOKEN: token,
+            GATEWAY_URL: gateway.url,
+            SHARD_COUNT: "2",
+            MAX_CONCURRENCY: "2",
+            RUNNER_HOST: "127.0.0.1",
+            RUNNER_PORT: String(yield* RunnerProcess.freePort),
+          },
+          { conditions: ["@vigil/source"] },
+        )
+        const presence = yield* gateway
+          .awaitEntry((entry) => entry._tag === "Received" && entry.op === 3, { timeout: "30 seconds" })
+          .pipe(Effect.tapError(() => Effect.sync(() => console.error(bot.stdout()))))
+        const entries = yield* gateway.entries
+        assert.strictEqual(
+          Recording.shardOfConnection(entries).get((presence as Recording.Received).connection),
+          0,
+        )
+        assert.strictEqual(Recording.identifyCount(entries), 2)
       }).pipe(Effect.provide(TestDatabase.fresh)),
     60_000,
   )

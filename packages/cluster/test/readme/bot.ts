@@ -37,10 +37,15 @@ const app = Effect.gen(function* () {
           `shard ${row.shard[0]} on ${row.owner}: ${row.state}, ${row.latencyMillis ?? "?"} ms`,
         )
       }
-    }).pipe(Effect.ignore, Effect.repeat(Schedule.spaced("30 seconds"))),
+    }).pipe(Effect.ignore, Effect.repeat(Schedule.spaced("1 minute"))),
   )
   yield* shard.updatePresence({ since: null, activities: [], status: "online", afk: false }).pipe(
-    Effect.catch((e) => Effect.logWarning(e.message)), // typed: ShardNotRunning, ShardUnreachable, ...
+    // Not placed yet, or moving: try again. Any other error is the command's own.
+    Effect.retry({
+      while: (e) => e._tag === "ShardNotRunning" || e._tag === "ShardUnreachable",
+      schedule: Schedule.spaced("1 second"),
+    }),
+    Effect.catch((e) => Effect.logWarning(e.message)),
   )
   return yield* Effect.never
 })
