@@ -9,6 +9,8 @@
  * `reply <id> ...` for each command read on stdin:
  * - `presence <id> <shard>`: a presence update for that shard, sent from here through the
  *   cluster (`ShardCommands`) → `reply <id> ok` or `reply <id> error <tag>`;
+ * - `members <id> <shard>,<guild id>`: a member request (all of the guild's members) for that
+ *   shard, from here → `reply <id> members <count>` or `reply <id> error <tag>`;
  * - `health <id>`: the cluster's health (`ClusterHealth`) → `reply <id> health <json>`.
  * A start-up failure prints `vigil runner: <message>` on stderr and exits with code 2.
  */
@@ -57,6 +59,16 @@ const command = (line: string) =>
         .updatePresence({ since: null, activities: [], status: "idle", afk: false })
         .pipe(
           Effect.as("ok"),
+          Effect.catch((error) => Effect.succeed(`error ${error._tag} ${error.message}`)),
+        )
+      yield* say(`reply ${id} ${reply}`)
+    } else if (verb === "members") {
+      const [shard, guildId] = (arg ?? "").split(",")
+      const commands = yield* ShardCommands.client
+      const reply = yield* commands([Number(shard), count])
+        .requestGuildMembers({ guildId: guildId ?? "", query: "", limit: 0, timeoutMillis: 5_000 })
+        .pipe(
+          Effect.map((result) => `members ${result.members.length}`),
           Effect.catch((error) => Effect.succeed(`error ${error._tag} ${error.message}`)),
         )
       yield* say(`reply ${id} ${reply}`)

@@ -13,6 +13,10 @@
  * its events one at a time (`shard.events`, one per pull); a crash replays at most the event in
  * its hands and the save window (`sessionSave`), never loses one.
  *
+ * While it runs, the shard is in this runner's registry, where `ShardCommands`' entity (which
+ * `layer` registers too) finds it for commands sent from any runner; with `ClusterHealth` in
+ * the context, its status is reported there every interval.
+ *
  * Three ways out, each with its own order:
  * - **Fenced** (ownership lapsed: superseded, or lease not renewed in time): the app's stream
  *   ends at once (nothing more is delivered; each event is checked against the lease before

@@ -1,7 +1,7 @@
 /**
  * The runner program (`demo/runner.ts`, on `ClusterRunner`) as real processes:
  * - two runners: the one that does not hold the shard sends it a presence update, which
- *   arrives on the holder's gateway socket (`ShardCommands`), and reads the cluster's health,
+ *   arrives on the holder's gateway socket, and a member request its answer (`ShardCommands`), and reads the cluster's health,
  *   which names the holder, its state and latency (`ClusterHealth`);
  * - bad input: a wrong DATABASE_URL, a database that refuses, a runner address in use, each
  *   a clear message and exit code 2 within seconds, never a hang.
@@ -18,6 +18,7 @@ import * as RunnerProcess from "../demo/RunnerProcess.ts"
 import * as TestDatabase from "./TestDatabase.ts"
 
 const token = "cluster-runner-test-token"
+const guild = "81384788765712384"
 
 const envFor = (databaseUrl: string, gatewayUrl: string) => ({
   DATABASE_URL: databaseUrl,
@@ -28,10 +29,15 @@ const envFor = (databaseUrl: string, gatewayUrl: string) => ({
 
 describe("ClusterRunner on two runner processes", () => {
   it.live(
-    "from the runner without the shard: a presence update reaches the holder's socket, and the health names the holder",
+    "from the runner without the shard: a presence update reaches the holder's socket, a member request its answer, and the health names the holder",
     () =>
       Effect.gen(function* () {
-        const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 1_000 })
+        const gateway = yield* FakeGateway.make({
+          token,
+          heartbeatInterval: 1_000,
+          guilds: [guild],
+          members: { perGuild: 5, chunkSize: 2 },
+        })
         const { url } = yield* TestDatabase.TestDatabase
         const env = envFor(Redacted.value(url), gateway.url)
         const first = yield* RunnerProcess.start({ name: "a", port: yield* RunnerProcess.freePort, env })
@@ -81,6 +87,9 @@ describe("ClusterRunner on two runner processes", () => {
           1,
           "the presence update sent more than once",
         )
+        // A member request: its chunks gathered on the holder, the result sent back.
+        assert.strictEqual(yield* other.request("members", `0,${guild}`), "members 5")
+        assert.strictEqual(Recording.received(yield* gateway.entries, 8).length, 1)
         // A shard no runner runs: a typed refusal from the runner its entity maps to.
         const refused = yield* other.request("presence", "7")
         assert.match(refused, /^error ShardNotRunning shard 7\/1 is not running/)
