@@ -130,10 +130,6 @@ const runOwned = <E, R>(
       Effect.forkIn(scope),
     )
     let lapsed: Lapse | undefined
-    // Commands from other runners reach the shard through this registry (`ShardCommands`).
-    const name = nameOf(key)
-    local.set(name, guarded)
-    yield* Effect.addFinalizer(() => Effect.sync(() => local.get(name) === guarded && local.delete(name)))
     const health = yield* Effect.serviceOption(ClusterHealth)
     if (Option.isSome(health)) {
       const report = Effect.flatMap(SubscriptionRef.get(shard.status), (status) =>
@@ -144,7 +140,7 @@ const runOwned = <E, R>(
       yield* Effect.forkIn(Effect.repeat(report, Schedule.spaced(health.value.interval)), scope)
     }
     const drainTimeout = options.drainTimeout ?? Duration.seconds(5)
-    // Registered last, so it runs first when the scope closes.
+    // Runs before the health report's finalizer (registered earlier), after the registry's.
     yield* Effect.addFinalizer(() =>
       lapsed
         ? // Fenced: deliver nothing more, close the socket, and say so in the shard's status.
@@ -164,6 +160,12 @@ const runOwned = <E, R>(
             Effect.andThen(handled.flush),
           ),
     )
+    // Commands from other runners reach the shard through this registry (`ShardCommands`).
+    // Registered last, so it is left first: a command that arrives while the shard drains or
+    // fences is refused with `ShardNotRunning` (the sender may retry at the next owner).
+    const name = nameOf(key)
+    local.set(name, guarded)
+    yield* Effect.addFinalizer(() => Effect.sync(() => local.get(name) === guarded && local.delete(name)))
     const stoppedForGood = shard.await.pipe(
       Effect.catch((error) => Effect.logError(`shard stopped for good: ${error.message}`)),
       Effect.andThen(Effect.never),
