@@ -27,6 +27,8 @@ export interface Options {
   readonly shards?: number | undefined
   /** Dispatches per second per shard. */
   readonly perSecond?: number | undefined
+  /** The runners' `ClusterRunner` timings: `fastTimings` (default) or `defaultTimings`. */
+  readonly timings?: "fast" | "default" | undefined
 }
 
 export interface Summary {
@@ -101,7 +103,9 @@ export const run = (options: Options, print: (line: string) => void = console.lo
       SHARDS: String(shards),
       MAX_CONCURRENCY: String(shards),
       HANDLE_MILLIS: "2",
+      TIMINGS: options.timings ?? "fast",
     }
+    const expiry = options.timings === "default" ? "6 s" : "3 s"
     const runners: Array<RunnerProcess.RunnerProcess> = []
     const startRunner = (name: string, port: number) =>
       Effect.gen(function* () {
@@ -328,7 +332,7 @@ export const run = (options: Options, print: (line: string) => void = console.lo
       const none = name === victim.name ? "none (killed, not restarted)" : "none"
       print(`  runner ${name}: ${rows.length === 0 ? none : text}`)
     }
-    print(`failover after kill -9:     ${failoverMillis} ms (lock expiry 3 s)`)
+    print(`failover after kill -9:     ${failoverMillis} ms (lock expiry ${expiry})`)
     print(`hand-off after SIGTERM:     ${handoffMillis} ms`)
     print(`commands from runner c:     ${commandsDelivered}/${shards} reached the owning runner`)
     print(`sent:                       ${summary.sent}`)

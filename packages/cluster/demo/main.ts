@@ -1,13 +1,18 @@
 /**
  * `npm run demo:cluster` (scripts/dev.sh starts PostgreSQL when DATABASE_URL is not set):
- * runs `ClusterDemo` and exits 0 only if it held. `--shards N` (default 6).
+ * runs `ClusterDemo` and exits 0 only if it held. `--shards N` (default 6); `--timings default`
+ * runs the runners on `ClusterRunner.defaultTimings` (lock expiry 6 s) instead of the fast ones.
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { Effect } from "effect"
 import * as ClusterDemo from "./ClusterDemo.ts"
 
-const flag = process.argv.indexOf("--shards")
-const shards = flag === -1 ? undefined : Number(process.argv[flag + 1])
+const argument = (name: string) => {
+  const at = process.argv.indexOf(name)
+  return at === -1 ? undefined : process.argv[at + 1]
+}
+const shards = argument("--shards") === undefined ? undefined : Number(argument("--shards"))
+const timings = argument("--timings") === "default" ? "default" : "fast"
 const databaseUrl = process.env["DATABASE_URL"] ?? ""
 
 if (databaseUrl === "") {
@@ -16,7 +21,7 @@ if (databaseUrl === "") {
   )
   process.exitCode = 2
 } else {
-  ClusterDemo.run({ databaseUrl, shards }).pipe(
+  ClusterDemo.run({ databaseUrl, shards, timings }).pipe(
     Effect.flatMap((summary) =>
       Effect.sync(() => {
         process.exitCode = summary.ok ? 0 : 1

@@ -2,7 +2,8 @@
  * One runner of a bot's cluster, as `ClusterRunner` runs it: the program `npm run
  * demo:cluster` starts three of, and the multi-process tests start two of. Environment:
  * DATABASE_URL, GATEWAY_URL, TOKEN, RUNNER_PORT (RUNNER_HOST, default 127.0.0.1), SHARDS
- * (the shard count, default 1), MAX_CONCURRENCY (identifies per 5 s, default 1), HANDLE_MILLIS (the app's time per event, default 0).
+ * (the shard count, default 1), TIMINGS (`default` for `ClusterRunner.defaultTimings`, else the
+ * fast ones), MAX_CONCURRENCY (identifies per 5 s, default 1), HANDLE_MILLIS (the app's time per event, default 0).
  *
  * It prints one line per fact: `joined <address>` once it is in the cluster, `started <shard>`
  * each time a shard starts here, `event <shard> <seq> <type>` per dispatch handled, and
@@ -31,7 +32,7 @@ const runner = ClusterRunner.layer({
   address,
   database: { url: Redacted.make(env("DATABASE_URL")), connectTimeout: "3 seconds" },
   maxConcurrency: Number(env("MAX_CONCURRENCY") || 1),
-  timings: ClusterRunner.fastTimings,
+  timings: env("TIMINGS") === "default" ? ClusterRunner.defaultTimings : ClusterRunner.fastTimings,
   healthInterval: "500 millis",
   shards: Array.from({ length: count }, (_, id) => [id, count] as const),
   config: {
