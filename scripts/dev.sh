@@ -17,6 +17,9 @@ job=${1:-help}
 [ $# -gt 0 ] && shift
 case "$job" in
   demo) exec node --conditions=@vigil/source packages/cli/src/main.ts demo "$@" ;;
+  demo:cluster)
+    . scripts/postgres.sh # the runners' PostgreSQL
+    exec node --conditions=@vigil/source packages/cluster/demo/main.ts "$@" ;;
   vigil) exec node --conditions=@vigil/source packages/cli/src/main.ts "$@" ;;
   node) exec node --conditions=@vigil/source "$@" ;;
   bench) exec node --conditions=@vigil/source packages/bench/src/main.ts "$@" ;;
@@ -41,5 +44,5 @@ case "$job" in
   vitest)
     . scripts/postgres.sh # @vigil/cluster's tests need one
     exec pnpm exec vitest "$@" ;;
-  *) echo "usage: sh scripts/dev.sh <demo|test|bench|fmt|readme|vitest|vigil|node ...>" >&2; exit 2 ;;
+  *) echo "usage: sh scripts/dev.sh <demo|demo:cluster|test|bench|fmt|readme|vitest|vigil|node ...>" >&2; exit 2 ;;
 esac

@@ -32,3 +32,32 @@ export class FencingConfigError extends Schema.TaggedError<FencingConfigError>()
     return `fencing is misconfigured: ${this.reason}`
   }
 }
+
+/** A command reached the runner its shard maps to, but the shard is not running there (moving, or stopped). */
+export class ShardNotRunning extends Schema.TaggedError<ShardNotRunning>()("ShardNotRunning", {
+  shard: Schema.Tuple([Schema.Int, Schema.Int]),
+}) {
+  override get message() {
+    return `shard ${this.shard[0]}/${this.shard[1]} is not running on the runner that owns it in the cluster (it is moving or stopped)`
+  }
+}
+
+/** A command could not be delivered through the cluster (no runner holds the shard, mailbox full, ...). */
+export class ShardUnreachable extends Schema.TaggedError<ShardUnreachable>()("ShardUnreachable", {
+  shard: Schema.Tuple([Schema.Int, Schema.Int]),
+  reason: Schema.String,
+}) {
+  override get message() {
+    return `shard ${this.shard[0]}/${this.shard[1]} is unreachable through the cluster: ${this.reason}`
+  }
+}
+
+/** The runner's address (host:port) is taken by another process. */
+export class RunnerAddressInUse extends Schema.TaggedError<RunnerAddressInUse>()("RunnerAddressInUse", {
+  address: Schema.String,
+  reason: Schema.String,
+}) {
+  override get message() {
+    return `the runner address ${this.address} cannot be listened on: ${this.reason}`
+  }
+}

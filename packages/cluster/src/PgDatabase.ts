@@ -32,6 +32,21 @@ export const targetOf = (raw: string): Effect.Effect<string, DatabaseConfigError
   return Effect.succeed(`${url.hostname}:${url.port || "5432"}${url.pathname.length > 1 ? url.pathname : ""}`)
 }
 
+/**
+ * The driver's message and the innermost cause's ("password authentication failed for user
+ * ...", "connect ECONNREFUSED ...", "database ... does not exist"): PostgreSQL and Node name
+ * the user, host and database in them, never the password.
+ */
+const reasonOf = (error: { readonly message: string; readonly cause?: unknown }): string => {
+  let detail = ""
+  let inner: unknown = error.cause
+  for (let depth = 0; depth < 4 && typeof inner === "object" && inner !== null; depth++) {
+    if (inner instanceof Error && inner.message !== error.message) detail = inner.message
+    inner = (inner as { readonly cause?: unknown }).cause
+  }
+  return detail === "" ? error.message : `${error.message}: ${detail}`
+}
+
 export const layer = (
   options: PgDatabaseOptions,
 ): Layer.Layer<PgClient.PgClient | SqlClient.SqlClient, DatabaseConfigError | DatabaseUnavailable> =>
@@ -51,7 +66,7 @@ export const layer = (
             duration: Duration.sum(timeout, Duration.seconds(1)),
             orElse: () => Effect.fail(unavailable(`no answer within ${Duration.format(timeout)}`)),
           }),
-          Effect.catchTag("SqlError", (error) => Effect.fail(unavailable(error.message))),
+          Effect.catchTag("SqlError", (error) => Effect.fail(unavailable(reasonOf(error)))),
         ),
       )
       const client = PgClient.make({
@@ -59,7 +74,7 @@ export const layer = (
         connectTimeout: timeout,
         maxConnections: options.maxConnections ?? 10,
         applicationName: "vigil",
-      }).pipe(Effect.catchTag("SqlError", (error) => Effect.fail(unavailable(error.message))))
+      }).pipe(Effect.catchTag("SqlError", (error) => Effect.fail(unavailable(reasonOf(error)))))
       return Layer.provideMerge(probe, PgClient.layerFrom(client))
     }),
   )

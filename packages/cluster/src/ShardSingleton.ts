@@ -13,6 +13,10 @@
  * its events one at a time (`shard.events`, one per pull); a crash replays at most the event in
  * its hands and the save window (`sessionSave`), never loses one.
  *
+ * While it runs, the shard is in this runner's registry, where `ShardCommands`' entity (which
+ * `layer` registers too) finds it for commands sent from any runner; with `ClusterHealth` in
+ * the context, its status is reported there every interval.
+ *
  * Three ways out, each with its own order:
  * - **Fenced** (ownership lapsed: superseded, or lease not renewed in time): the app's stream
  *   ends at once (nothing more is delivered; each event is checked against the lease before
@@ -30,14 +34,29 @@
  */
 import { type IdentifyThrottle, SessionStore, Shard, type Transport } from "@vigil/gateway"
 import { ShardStopped } from "@vigil/gateway/GatewayError"
-import { Clock, Duration, Effect, Exit, Fiber, Layer, Option, Scope, Stream, SubscriptionRef } from "effect"
+import {
+  Clock,
+  Duration,
+  Effect,
+  Exit,
+  Fiber,
+  Layer,
+  Option,
+  Schedule,
+  Scope,
+  Stream,
+  SubscriptionRef,
+} from "effect"
 import { type Sharding, Singleton } from "effect/cluster"
+import { ClusterHealth } from "./ClusterHealth.ts"
 import * as Handled from "./internal/Handled.ts"
 import type { Lapse } from "./internal/Lease.ts"
+import { nameOf } from "./internal/names.ts"
+import * as ShardCommands from "./ShardCommands.ts"
 import { type Ownership, ShardOwners } from "./ShardOwners.ts"
 
 /** The singleton's name: `vigil-shard-<id>-of-<count>`. */
-export const nameOf = ([id, count]: SessionStore.ShardKey): string => `vigil-shard-${id}-of-${count}`
+export { nameOf }
 
 export interface ShardSingletonOptions<E, R> {
   readonly shards: ReadonlyArray<SessionStore.ShardKey>
@@ -95,6 +114,7 @@ const runOwned = <E, R>(
   options: ShardSingletonOptions<E, R>,
   ownership: Ownership,
   handoff: (shard: Shard.Shard) => Effect.Effect<void>,
+  local: ShardCommands.LocalShards,
 ) =>
   Effect.gen(function* () {
     const scope = yield* Effect.scope
@@ -104,13 +124,23 @@ const runOwned = <E, R>(
       Scope.provide(shardScope),
       Effect.provideService(SessionStore.SessionStore, handled.store(ownership.store)),
     )
-    const consumer = yield* options.run(fenced(shard, ownership.valid, handled)).pipe(
+    const guarded = fenced(shard, ownership.valid, handled)
+    const consumer = yield* options.run(guarded).pipe(
       Effect.catchCause((cause) => Effect.logError("the shard's consumer failed", cause)),
       Effect.forkIn(scope),
     )
     let lapsed: Lapse | undefined
+    const health = yield* Effect.serviceOption(ClusterHealth)
+    if (Option.isSome(health)) {
+      const report = Effect.flatMap(SubscriptionRef.get(shard.status), (status) =>
+        health.value.report(key, ownership.epoch, status),
+      )
+      // Fenced: its last word is its stopped status (refused if a newer owner has written); leaving: no row.
+      yield* Effect.addFinalizer(() => (lapsed ? report : health.value.leave(key, ownership.epoch)))
+      yield* Effect.forkIn(Effect.repeat(report, Schedule.spaced(health.value.interval)), scope)
+    }
     const drainTimeout = options.drainTimeout ?? Duration.seconds(5)
-    // Registered last, so it runs first when the scope closes.
+    // Runs before the health report's finalizer (registered earlier), after the registry's.
     yield* Effect.addFinalizer(() =>
       lapsed
         ? // Fenced: deliver nothing more, close the socket, and say so in the shard's status.
@@ -130,6 +160,12 @@ const runOwned = <E, R>(
             Effect.andThen(handled.flush),
           ),
     )
+    // Commands from other runners reach the shard through this registry (`ShardCommands`).
+    // Registered last, so it is left first: a command that arrives while the shard drains or
+    // fences is refused with `ShardNotRunning` (the sender may retry at the next owner).
+    const name = nameOf(key)
+    local.set(name, guarded)
+    yield* Effect.addFinalizer(() => Effect.sync(() => local.get(name) === guarded && local.delete(name)))
     const stoppedForGood = shard.await.pipe(
       Effect.catch((error) => Effect.logError(`shard stopped for good: ${error.message}`)),
       Effect.andThen(Effect.never),
@@ -157,6 +193,7 @@ const ready = (shard: Shard.Shard) =>
 export const runShard = <E, R>(
   key: SessionStore.ShardKey,
   options: ShardSingletonOptions<E, R>,
+  local: ShardCommands.LocalShards = new Map(),
 ): Effect.Effect<never, never, Needs<R>> =>
   Effect.gen(function* () {
     const owners = yield* ShardOwners
@@ -182,7 +219,7 @@ export const runShard = <E, R>(
       })
 
     while (true) {
-      const lapse = yield* runOwned(key, options, ownership, handoff)
+      const lapse = yield* runOwned(key, options, ownership, handoff, local)
       yield* Effect.logWarning(`shard fenced: ${describe(lapse)}; it delivers nothing more on this runner`)
       if (!handedOff) {
         handedOff = true
@@ -197,8 +234,22 @@ export const runShard = <E, R>(
     }
   }).pipe(Effect.scoped, Effect.annotateLogs({ package: "@vigil/cluster", shard: nameOf(key) }))
 
+/**
+ * One singleton per shard, and the `ShardCommands` entity through which any runner sends to
+ * them. With `ClusterHealth` in the context, each running shard reports its status there.
+ */
 export const layer = <E, R>(options: ShardSingletonOptions<E, R>): Layer.Layer<never, never, Requires<R>> =>
-  options.shards
-    .map((key) => Singleton.make(nameOf(key), runShard(key, options)))
-    // (`Layer.mergeAll` takes no spread array.)
-    .reduce<Layer.Layer<never, never, Requires<R>>>((all, one) => Layer.merge(all, one), Layer.empty)
+  Layer.unwrap(
+    Effect.sync(() => {
+      const local: ShardCommands.LocalShards = new Map()
+      return (
+        options.shards
+          .map((key) => Singleton.make(nameOf(key), runShard(key, options, local)))
+          // (`Layer.mergeAll` takes no spread array.)
+          .reduce<Layer.Layer<never, never, Requires<R>>>(
+            (all, one) => Layer.merge(all, one),
+            ShardCommands.layer(local),
+          )
+      )
+    }),
+  )
