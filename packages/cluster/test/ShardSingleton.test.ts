@@ -386,6 +386,7 @@ describe("ShardSingleton on two runner processes", () => {
         yield* eventually(() => other.seqs().length > 0, "the other runner handled events", "30 seconds")
         // Woken with what it had read before the freeze still in its buffer and socket. (Placement
         // may bring the shard back to it later: a new start, a new epoch, which then resumes.)
+        const linesAtWake = owner.lines.length
         owner.child.kill("SIGCONT")
         const sent = [...before, ...(yield* Fiber.join(traffic))]
         const last = sent.at(-1)!
@@ -394,9 +395,17 @@ describe("ShardSingleton on two runner processes", () => {
           "the last event handled",
           "30 seconds",
         )
+        // Woken, it stops the shard there: fenced by its lease, or stopped first by the cluster
+        // engine, which finds its lock gone (whichever notices first).
         yield* eventually(
-          () => owner.lines.some((line) => line.startsWith("log ") && line.includes("shard fenced")),
-          "the woken owner fenced",
+          () =>
+            owner.lines
+              .slice(linesAtWake)
+              .some(
+                (line) =>
+                  line.startsWith("app ended") || (line.startsWith("log ") && line.includes("shard fenced")),
+              ),
+          "the woken owner stopped the shard",
           "10 seconds",
         )
         // What the woken owner handled before any new start of the shard there: nothing more.
