@@ -49,6 +49,7 @@ import {
 } from "effect"
 import { type Sharding, Singleton } from "effect/cluster"
 import { ClusterHealth } from "./ClusterHealth.ts"
+import * as EventKey from "./EventKey.ts"
 import * as Handled from "./internal/Handled.ts"
 import type { Lapse } from "./internal/Lease.ts"
 import { nameOf } from "./internal/names.ts"
@@ -61,13 +62,22 @@ export { nameOf }
 export interface ShardSingletonOptions<E, R> {
   readonly shards: ReadonlyArray<SessionStore.ShardKey>
   readonly config: Omit<Shard.ShardConfig, "shard">
-  /** What the app does with a shard where it runs (consume its events, ...). */
-  readonly run: (shard: Shard.Shard) => Effect.Effect<void, E, R>
+  /**
+   * What the app does with a shard where it runs (consume its events, ...). `running.events`
+   * is `shard.events` with each event's key, `(shardId, sessionId, seq)` (see `EventKey`):
+   * what an app that must not handle an event twice after a crash checks against.
+   */
+  readonly run: (shard: Shard.Shard, running: Running) => Effect.Effect<void, E, R>
   /**
    * On a graceful leave, the longest wait for the app to handle the events already handed to
    * its stream (their sequence is saved: the next owner resumes after them). Default 5 s.
    */
   readonly drainTimeout?: Duration.Input | undefined
+}
+
+/** The shard where it runs, as the app's `run` gets it beside the shard itself. */
+export interface Running {
+  readonly events: Stream.Stream<EventKey.KeyedEvent>
 }
 
 /** What a shard needs where it runs. */
@@ -125,10 +135,14 @@ const runOwned = <E, R>(
       Effect.provideService(SessionStore.SessionStore, handled.store(ownership.store)),
     )
     const guarded = fenced(shard, ownership.valid, handled)
-    const consumer = yield* options.run(guarded).pipe(
-      Effect.catchCause((cause) => Effect.logError("the shard's consumer failed", cause)),
-      Effect.forkIn(scope),
-    )
+    // The session it starts with: the stored one it will resume (read before its loop runs).
+    const startsWith = (yield* SubscriptionRef.get(shard.status)).sessionId
+    const consumer = yield* options
+      .run(guarded, { events: EventKey.keyed(guarded.events, key[0], startsWith) })
+      .pipe(
+        Effect.catchCause((cause) => Effect.logError("the shard's consumer failed", cause)),
+        Effect.forkIn(scope),
+      )
     let lapsed: Lapse | undefined
     const health = yield* Effect.serviceOption(ClusterHealth)
     if (Option.isSome(health)) {

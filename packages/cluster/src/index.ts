@@ -1,6 +1,7 @@
 export * as ClusterError from "./ClusterError.ts"
 export * as ClusterHealth from "./ClusterHealth.ts"
 export * as ClusterRunner from "./ClusterRunner.ts"
+export * as EventKey from "./EventKey.ts"
 export * as PgDatabase from "./PgDatabase.ts"
 export * as PgIdentifyThrottle from "./PgIdentifyThrottle.ts"
 export * as PgSessionStore from "./PgSessionStore.ts"
