@@ -13,7 +13,6 @@
  * light, moderate and heavy load); the per-message ones with 1. Prints a markdown table;
  * every decoder's output is checked against the source text.
  */
-import * as fs from "node:fs"
 import * as os from "node:os"
 import * as zlib from "node:zlib"
 import type { Decompressor } from "@vigil/gateway/Compression"
@@ -23,6 +22,7 @@ import { Effect } from "effect"
 import { Unzlib } from "fflate"
 import { Decompress as FzstdDecompress } from "fzstd"
 import * as pako from "pako"
+import * as ReadmeSection from "./ReadmeSection.ts"
 import { dispatchMix, encodeStream, payloadText } from "./Workload.ts"
 
 type Push = (chunk: Uint8Array) => string | undefined | Promise<string | undefined>
@@ -408,18 +408,9 @@ const main = async () => {
     }
   }
   console.log(lines.join("\n"))
-  if (write) {
-    const readme = new URL("../README.md", import.meta.url)
-    const text = fs.readFileSync(readme, "utf8")
-    const [open, close] = ["<!-- bench:codecs -->", "<!-- /bench:codecs -->"]
-    const from = text.indexOf(open)
-    const to = text.indexOf(close)
-    if (from < 0 || to < from) {
-      console.error("codecs: README markers not found; nothing written")
-      process.exitCode = 1
-      return
-    }
-    fs.writeFileSync(readme, `${text.slice(0, from + open.length)}\n${lines.join("\n")}\n${text.slice(to)}`)
+  if (write && !ReadmeSection.write("codecs", lines)) {
+    console.error("codecs: README markers not found; nothing written")
+    process.exitCode = 1
   }
 }
 

@@ -8,6 +8,7 @@
  * `--write` puts the table in packages/bench/README.md, between the `bench:heap` markers.
  */
 import * as fs from "node:fs"
+import * as ReadmeSection from "./ReadmeSection.ts"
 
 interface Snapshot {
   readonly snapshot: {
@@ -84,16 +85,7 @@ const lines = [
   `| **all (growth only)** | **${total.toFixed(0)}** | |`,
 ]
 console.log(lines.join("\n"))
-if (write) {
-  const readme = new URL("../README.md", import.meta.url)
-  const text = fs.readFileSync(readme, "utf8")
-  const [open, close] = ["<!-- bench:heap -->", "<!-- /bench:heap -->"]
-  const from = text.indexOf(open)
-  const to = text.indexOf(close)
-  if (from < 0 || to < from) {
-    console.error("heapdiff: README markers not found; nothing written")
-    process.exitCode = 1
-  } else {
-    fs.writeFileSync(readme, `${text.slice(0, from + open.length)}\n${lines.join("\n")}\n${text.slice(to)}`)
-  }
+if (write && !ReadmeSection.write("heap", lines)) {
+  console.error("heapdiff: README markers not found; nothing written")
+  process.exitCode = 1
 }

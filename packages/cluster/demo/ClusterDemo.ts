@@ -17,7 +17,7 @@ import * as crypto from "node:crypto"
 import { ClusterHealth, PgDatabase } from "@vigil/cluster"
 import * as FakeGateway from "@vigil/testing/FakeGateway"
 import * as Recording from "@vigil/testing/Recording"
-import { Effect, Fiber, Redacted } from "effect"
+import { Effect, Redacted } from "effect"
 import { SqlClient } from "effect/sql"
 import * as RunnerProcess from "./RunnerProcess.ts"
 
@@ -220,21 +220,7 @@ export const run = (options: Options, print: (line: string) => void = console.lo
     )
 
     // Traffic on every shard until the faults are over.
-    const sent: Array<readonly [number, number]> = []
-    let trafficOn = true
-    const traffic = yield* Effect.forEach(
-      Array.from({ length: shards }, (_, shard) => shard),
-      (shard) =>
-        Effect.forkScoped(
-          Effect.whileLoop({
-            while: () => trafficOn,
-            body: () => gateway.emit({ shard }, { count: 5, perSecond }).pipe(Effect.orDie),
-            step: (seqs) => {
-              for (const seq of seqs) sent.push([shard, seq])
-            },
-          }),
-        ),
-    )
+    const { sent, stop: stopTraffic } = yield* RunnerProcess.trafficOnEveryShard(gateway, shards, perSecond)
     yield* say(`traffic: ${perSecond} MESSAGE_CREATE per second on every shard`)
     yield* Effect.sleep("2 seconds")
 
@@ -270,8 +256,7 @@ export const run = (options: Options, print: (line: string) => void = console.lo
     yield* say(`runner ${leaving.name} started again on :${leaving.port}`)
     if (!(yield* settled(40))) return yield* fail(`the placement did not settle: ${placement()}`)
     yield* Effect.sleep("1 second")
-    trafficOn = false
-    yield* Effect.forEach(traffic, Fiber.join)
+    yield* stopTraffic
 
     // Every event sent must have been handled somewhere.
     const all = sent

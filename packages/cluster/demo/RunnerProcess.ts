@@ -6,7 +6,8 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import * as net from "node:net"
 import * as path from "node:path"
-import { Effect } from "effect"
+import type * as FakeGateway from "@vigil/testing/FakeGateway"
+import { Effect, Fiber } from "effect"
 
 export const program = path.join(import.meta.dirname, "runner.ts")
 
@@ -105,3 +106,35 @@ export const start = (options: {
     }),
     (runner) => Effect.sync(() => runner.exited() || runner.child.kill("SIGKILL")),
   )
+
+/**
+ * MESSAGE_CREATEs on every shard, `perSecond` each, until `stop` (which waits for the last
+ * ones out); each sent one recorded as `[shard, seq]`, in the order the gateway sent them.
+ */
+export const trafficOnEveryShard = (
+  gateway: FakeGateway.FakeGatewayService,
+  shards: number,
+  perSecond: number,
+) =>
+  Effect.gen(function* () {
+    const sent: Array<readonly [number, number]> = []
+    let on = true
+    const fibers = yield* Effect.forEach(
+      Array.from({ length: shards }, (_, shard) => shard),
+      (shard) =>
+        Effect.forkScoped(
+          Effect.whileLoop({
+            while: () => on,
+            body: () => gateway.emit({ shard }, { count: 5, perSecond }).pipe(Effect.orDie),
+            step: (seqs) => {
+              for (const seq of seqs) sent.push([shard, seq])
+            },
+          }),
+        ),
+    )
+    const stop = Effect.suspend(() => {
+      on = false
+      return Effect.forEach(fibers, Fiber.join, { discard: true })
+    })
+    return { sent, stop }
+  })

@@ -11,7 +11,7 @@ import { eventually } from "@vigil/testing/Eventually"
 import * as FakeGateway from "@vigil/testing/FakeGateway"
 import * as Recording from "@vigil/testing/Recording"
 import * as TcpProxy from "@vigil/testing/TcpProxy"
-import { Effect, Fiber, Redacted } from "effect"
+import { Effect, Redacted } from "effect"
 import * as RunnerProcess from "../demo/RunnerProcess.ts"
 import * as PrivatePostgres from "./PrivatePostgres.ts"
 import * as TestDatabase from "./TestDatabase.ts"
@@ -69,21 +69,7 @@ const survives = <E, R>(makeOutage: Effect.Effect<Outage, E, R>) =>
       "40 seconds",
     )
 
-    const sent: Array<string> = []
-    let trafficOn = true
-    const traffic = yield* Effect.forEach(
-      Array.from({ length: shards }, (_, shard) => shard),
-      (shard) =>
-        Effect.forkScoped(
-          Effect.whileLoop({
-            while: () => trafficOn,
-            body: () => gateway.emit({ shard }, { count: 5, perSecond: 25 }).pipe(Effect.orDie),
-            step: (seqs) => {
-              for (const seq of seqs) sent.push(`${shard}/${seq}`)
-            },
-          }),
-        ),
-    )
+    const traffic = yield* RunnerProcess.trafficOnEveryShard(gateway, shards, 25)
     yield* Effect.sleep("1 second")
     const before = (yield* gateway.connections).filter((c) => c.state === "open").map((c) => c.id)
 
@@ -104,8 +90,8 @@ const survives = <E, R>(makeOutage: Effect.Effect<Outage, E, R>) =>
     yield* eventually(everyShardUp, "every shard up again", "30 seconds")
     const recovery = Date.now() - backAt
     yield* Effect.sleep("1 second")
-    trafficOn = false
-    yield* Effect.forEach(traffic, Fiber.join)
+    yield* traffic.stop
+    const sent = traffic.sent.map(([shard, seq]) => `${shard}/${seq}`)
 
     const handled = () => runners.flatMap((r) => r.events().map(([shard, seq]) => `${shard}/${seq}`))
     yield* eventually(

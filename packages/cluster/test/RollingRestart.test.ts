@@ -9,7 +9,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { eventually } from "@vigil/testing/Eventually"
 import * as FakeGateway from "@vigil/testing/FakeGateway"
 import * as Recording from "@vigil/testing/Recording"
-import { Effect, Fiber, Redacted } from "effect"
+import { Effect, Redacted } from "effect"
 import * as RunnerProcess from "../demo/RunnerProcess.ts"
 import * as TestDatabase from "./TestDatabase.ts"
 
@@ -49,21 +49,7 @@ describe("three runner processes", () => {
         yield* eventually(() => runners.every((r) => r.joined()), "the runners joined", "40 seconds")
         yield* eventually(everyShardUp, "every shard up", "30 seconds")
 
-        const sent: Array<string> = []
-        let trafficOn = true
-        const traffic = yield* Effect.forEach(
-          Array.from({ length: shards }, (_, shard) => shard),
-          (shard) =>
-            Effect.forkScoped(
-              Effect.whileLoop({
-                while: () => trafficOn,
-                body: () => gateway.emit({ shard }, { count: 5, perSecond: 25 }).pipe(Effect.orDie),
-                step: (seqs) => {
-                  for (const seq of seqs) sent.push(`${shard}/${seq}`)
-                },
-              }),
-            ),
-        )
+        const traffic = yield* RunnerProcess.trafficOnEveryShard(gateway, shards, 25)
         yield* Effect.sleep("1 second")
 
         for (const leaving of runners.slice(0, 3)) {
@@ -74,8 +60,8 @@ describe("three runner processes", () => {
           yield* eventually(everyShardUp, "every shard up", "20 seconds")
         }
         yield* Effect.sleep("1 second")
-        trafficOn = false
-        yield* Effect.forEach(traffic, Fiber.join)
+        yield* traffic.stop
+        const sent = traffic.sent.map(([shard, seq]) => `${shard}/${seq}`)
 
         const handled = () => runners.flatMap((r) => r.events().map(([shard, seq]) => `${shard}/${seq}`))
         yield* eventually(
