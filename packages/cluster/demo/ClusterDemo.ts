@@ -260,8 +260,8 @@ export const run = (options: Options, print: (line: string) => void = console.lo
 
     // Every event sent must have been handled somewhere.
     const all = sent
-    const key = ([shard, seq]: readonly [number, number, number?]) => `${shard}/${seq}`
-    const handled = () => runners.flatMap((r) => r.events().map(key))
+    const key = RunnerProcess.eventKey
+    const handled = () => RunnerProcess.handledKeys(runners)
     yield* waitUntil(() => {
       const seen = new Set(handled())
       return all.every((event) => seen.has(key(event)))

@@ -138,3 +138,17 @@ export const trafficOnEveryShard = (
     })
     return { sent, stop }
   })
+
+/** Every shard of `shards` on an open, authenticated socket, one socket each. */
+export const everyShardUp = (gateway: FakeGateway.FakeGatewayService, shards: number) =>
+  Effect.map(gateway.connections, (all) => {
+    const open = all.filter((c) => c.state === "open" && c.authenticated)
+    return open.length === shards && new Set(open.map((c) => c.shard?.[0])).size === shards
+  })
+
+/** An event as `shard/seq`, the key sent and handled events are compared by. */
+export const eventKey = ([shard, seq]: readonly [number, number, number?]): string => `${shard}/${seq}`
+
+/** The keys of every MESSAGE_CREATE handled across `runners`, repeats included. */
+export const handledKeys = (runners: ReadonlyArray<RunnerProcess>): Array<string> =>
+  runners.flatMap((r) => r.events().map(eventKey))

@@ -49,10 +49,7 @@ const survives = <E, R>(makeOutage: Effect.Effect<Outage, E, R>) =>
       (name) => Effect.flatMap(RunnerProcess.freePort, (port) => RunnerProcess.start({ name, port, env })),
       { concurrency: "unbounded" },
     )
-    const everyShardUp = Effect.map(gateway.connections, (all) => {
-      const open = all.filter((c) => c.state === "open" && c.authenticated)
-      return open.length === shards && new Set(open.map((c) => c.shard?.[0])).size === shards
-    })
+    const everyShardUp = RunnerProcess.everyShardUp(gateway, shards)
     // Settled: every shard up and none started anywhere for 2 s (a late joiner pulls some over).
     const starts = () => runners.reduce((n, r) => n + r.starts().length, 0)
     let counted = -1
@@ -91,9 +88,9 @@ const survives = <E, R>(makeOutage: Effect.Effect<Outage, E, R>) =>
     const recovery = Date.now() - backAt
     yield* Effect.sleep("1 second")
     yield* traffic.stop
-    const sent = traffic.sent.map(([shard, seq]) => `${shard}/${seq}`)
+    const sent = traffic.sent.map(RunnerProcess.eventKey)
 
-    const handled = () => runners.flatMap((r) => r.events().map(([shard, seq]) => `${shard}/${seq}`))
+    const handled = () => RunnerProcess.handledKeys(runners)
     yield* eventually(
       () => {
         const seen = new Set(handled())

@@ -42,10 +42,7 @@ describe("three runner processes", () => {
             Effect.sync(() => runners.push(runner)),
           )
         for (const name of ["a", "b", "c"]) yield* start(name, yield* RunnerProcess.freePort)
-        const everyShardUp = Effect.map(gateway.connections, (all) => {
-          const open = all.filter((c) => c.state === "open" && c.authenticated)
-          return open.length === shards && new Set(open.map((c) => c.shard?.[0])).size === shards
-        })
+        const everyShardUp = RunnerProcess.everyShardUp(gateway, shards)
         yield* eventually(() => runners.every((r) => r.joined()), "the runners joined", "40 seconds")
         yield* eventually(everyShardUp, "every shard up", "30 seconds")
 
@@ -61,9 +58,9 @@ describe("three runner processes", () => {
         }
         yield* Effect.sleep("1 second")
         yield* traffic.stop
-        const sent = traffic.sent.map(([shard, seq]) => `${shard}/${seq}`)
+        const sent = traffic.sent.map(RunnerProcess.eventKey)
 
-        const handled = () => runners.flatMap((r) => r.events().map(([shard, seq]) => `${shard}/${seq}`))
+        const handled = () => RunnerProcess.handledKeys(runners)
         yield* eventually(
           () => {
             const seen = new Set(handled())
