@@ -40,6 +40,12 @@ export interface Timings {
   readonly runnerHealthCheckInterval: Duration.Input
   /** How often lost cluster shards (after a database restart) are retaken. */
   readonly entityMessagePollInterval: Duration.Input
+  /**
+   * How long the gateway may hold a silent socket: a shard taken from a runner that may still be
+   * alive (partitioned, frozen) and never reported its socket closed waits this long past that
+   * runner's lease, so the gateway never sees two sockets (`PgShardOwners`). Default 90 s.
+   */
+  readonly gatewayDropAfter: Duration.Input
 }
 
 /** Expiry 6 s: a kill -9 fails over in ~4–6 s; a runner stalled up to 4 s keeps its shards. */
@@ -51,6 +57,7 @@ export const defaultTimings: Timings = {
   refreshAssignmentsInterval: Duration.seconds(1),
   runnerHealthCheckInterval: Duration.seconds(2),
   entityMessagePollInterval: Duration.seconds(1),
+  gatewayDropAfter: Duration.seconds(90),
 }
 
 /** Expiry 3 s: a kill -9 fails over in ~3.5 s, but a stall over 2 s fences the runner. */
@@ -62,6 +69,7 @@ export const fastTimings: Timings = {
   refreshAssignmentsInterval: Duration.millis(500),
   runnerHealthCheckInterval: Duration.seconds(1),
   entityMessagePollInterval: Duration.millis(500),
+  gatewayDropAfter: Duration.seconds(90),
 }
 
 export interface ClusterRunnerOptions<E, R> extends ShardSingleton.ShardSingletonOptions<E, R> {
@@ -128,6 +136,7 @@ export const layer = <E, R>(options: ClusterRunnerOptions<E, R>) => {
       shardLockExpiration: timings.shardLockExpiration,
       fenceAfter: timings.fenceAfter,
       renewInterval: timings.renewInterval,
+      gatewayDropAfter: timings.gatewayDropAfter,
       owner,
     }),
     PgIdentifyThrottle.layer({ maxConcurrency: options.maxConcurrency }),

@@ -24,6 +24,11 @@ export interface Ownership {
   readonly valid: () => boolean
   /** Waits until the ownership stops holding, and says why. */
   readonly lapsed: Effect.Effect<Lapse>
+  /**
+   * After a lapse, once the shard's socket is closed: records it (retrying while the database
+   * fails), so that the next owner need not wait for the gateway to drop a socket it cannot see.
+   */
+  readonly closed: Effect.Effect<void>
   /** After an expired lease: true once it is renewed again (same epoch), false if superseded. */
   readonly recovered: Effect.Effect<boolean>
 }
@@ -50,6 +55,7 @@ export class ShardOwners extends Context.Service<ShardOwners, ShardOwnersService
             store,
             valid: () => true,
             lapsed: Effect.never,
+            closed: Effect.void,
             recovered: Effect.succeed(true),
           }),
       }

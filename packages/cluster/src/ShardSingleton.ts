@@ -240,6 +240,7 @@ export const runShard = <E, R>(
         span.attribute("vigil.handoff.outcome", "fenced")
         span.end(clock.currentTimeNanosUnsafe(), Exit.void)
       }
+      yield* ownership.closed
       if (lapse._tag === "Superseded" || !(yield* ownership.recovered)) {
         // The cluster moves the singleton (its lock is gone too); until then it stays stopped.
         return yield* Effect.never

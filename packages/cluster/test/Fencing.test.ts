@@ -28,10 +28,13 @@ const slowRenewals = {
 } as const
 const newOwner = { ...slowRenewals, renewInterval: "500 millis" } as const
 // The cluster fixture's: lease renewed every 0.5 s, fenced 2 s after the last renewal, lock expiry 3 s.
+// A takeover from an owner cut off from the database cannot learn that its socket is closed:
+// it waits until this test's gateway (heartbeat 1 s) has surely dropped it, 4 s past the lease.
 const fixtureTimings = {
   shardLockExpiration: "3 seconds",
   fenceAfter: "2 seconds",
   renewInterval: "500 millis",
+  gatewayDropAfter: "4 seconds",
 } as const
 
 /** A runner in this process: its own pool, owners and logs; what its app handled. */

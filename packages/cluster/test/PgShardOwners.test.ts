@@ -10,6 +10,7 @@ import { SessionStore } from "@vigil/gateway"
 import { eventually } from "@vigil/testing/Eventually"
 import { Duration, Effect, Exit, Fiber, Layer, Option, Scope } from "effect"
 import { SqlClient } from "effect/sql"
+import type * as OwnerProbe from "../src/internal/OwnerProbe.ts"
 import * as TestDatabase from "./TestDatabase.ts"
 
 const key = [0, 1] as const
@@ -19,7 +20,35 @@ const timings: PgShardOwners.PgShardOwnersOptions = {
   shardLockExpiration: "6 seconds",
   fenceAfter: "5 seconds",
   renewInterval: "4 seconds",
+  gatewayDropAfter: "1 second",
 }
+
+// For takeovers from an owner that never reported its socket closed: the gateway drops a silent
+// socket within 3 s of the lease's end; the previous runner's process is alive (or gone).
+const dropTimings = (probe: OwnerProbe.Verdict): PgShardOwners.PgShardOwnersOptions => ({
+  shardLockExpiration: "3 seconds",
+  fenceAfter: "2 seconds",
+  renewInterval: "200 millis",
+  gatewayDropAfter: "3 seconds",
+  probe: () => Effect.succeed(probe),
+})
+
+/** The lease of the current epoch ends now, unreported: its runner went silent (cut, frozen). */
+const silenced = Effect.gen(function* () {
+  const sql = yield* SqlClient.SqlClient
+  yield* sql`UPDATE vigil_shard_owners SET lease_until = clock_timestamp()`
+  yield* sql`DELETE FROM vigil_closed_sockets`
+}).pipe(Effect.orDie)
+
+/** An owner whose runner can be killed: its pool gone, its lease over, nothing released or reported. */
+const killable = (options: PgShardOwners.PgShardOwnersOptions) =>
+  Effect.gen(function* () {
+    const scope = yield* Scope.make()
+    const owners = yield* runner(options).pipe(Scope.provide(scope))
+    const ownership = yield* owners.acquire(key).pipe(Scope.provide(scope))
+    // (Closing runs the graceful finalizers; `silenced` takes back what they said.)
+    return { ownership, kill: Scope.close(scope, Exit.void).pipe(Effect.andThen(silenced)) }
+  })
 
 /** The owners service of one runner: a pool of its own. */
 const runner = (options: PgShardOwners.PgShardOwnersOptions = timings) =>
@@ -119,6 +148,94 @@ describe("PgShardOwners", () => {
       assert.strictEqual(b.ownership.waitedMillis, 0)
       assert.isTrue(b.ownership.valid())
     }).pipe(Effect.provide(TestDatabase.layer)),
+  )
+
+  it.live(
+    "a takeover from an owner that may be alive and never reported its socket closed waits until the gateway dropped it; a runner address that refuses ends the wait",
+    () =>
+      Effect.gen(function* () {
+        const a = yield* killable(dropTimings("maybe-alive"))
+        yield* a.kill
+        const b = yield* killable(dropTimings("maybe-alive"))
+        assert.isAtLeast(b.ownership.waitedMillis, 2_800, "B connected while the gateway may hold A's socket")
+        assert.isAtMost(b.ownership.waitedMillis, 4_500)
+        // The same, but C finds B's runner address refusing connections: its process is gone.
+        yield* b.kill
+        const c = yield* acquire(yield* runner(dropTimings("gone")))
+        assert.isAtMost(c.ownership.waitedMillis, 500, "waited for a socket whose process is gone")
+      }).pipe(Effect.provide(TestDatabase.layer)),
+    30_000,
+  )
+
+  it.live(
+    "the previous owner reporting its socket closed ends the takeover's wait at once",
+    () =>
+      Effect.gen(function* () {
+        const a = yield* acquire(yield* runner(dropTimings("maybe-alive")))
+        yield* silenced
+        const b = yield* Effect.forkChild(
+          acquire(yield* runner({ ...dropTimings("maybe-alive"), gatewayDropAfter: "20 seconds" })),
+        )
+        yield* Effect.sleep("1 second")
+        yield* a.ownership.closed // A, back in touch, says its socket is closed
+        const { ownership } = yield* Fiber.join(b)
+        assert.isAtLeast(ownership.waitedMillis, 900)
+        assert.isAtMost(ownership.waitedMillis, 3_000, "the report did not end the wait")
+      }).pipe(Effect.provide(TestDatabase.layer)),
+    30_000,
+  )
+
+  it.live("after a takeover from a dead owner, a graceful leave hands over without any wait", () =>
+    Effect.gen(function* () {
+      const a = yield* killable(dropTimings("maybe-alive"))
+      yield* a.kill
+      // B finds A's process gone: no wait, and nothing of A's to pass on.
+      const b = yield* acquire(yield* runner(dropTimings("gone")))
+      assert.isAtMost(b.ownership.waitedMillis, 500)
+      yield* b.leave
+      const c = yield* acquire(yield* runner(dropTimings("maybe-alive")))
+      assert.isAtMost(
+        c.ownership.waitedMillis,
+        500,
+        "the graceful leave passed on a wait for a dead owner's socket",
+      )
+    }).pipe(Effect.provide(TestDatabase.layer)),
+  )
+
+  it.live(
+    "an owner that dies while waiting passes the wait on to the next",
+    () =>
+      Effect.gen(function* () {
+        const a = yield* killable(dropTimings("maybe-alive"))
+        yield* a.kill
+        // B waits (up to 3 s), but its runner is killed after 1 s: it never connected.
+        const bScope = yield* Scope.make()
+        const owners = yield* runner(dropTimings("maybe-alive")).pipe(Scope.provide(bScope))
+        const b = yield* Effect.forkChild(owners.acquire(key).pipe(Scope.provide(bScope)))
+        yield* Effect.sleep("1 second")
+        yield* Fiber.interrupt(b)
+        yield* Scope.close(bScope, Exit.void)
+        // (A kill runs no finalizer: B's lease ends unreleased and unreported.)
+        yield* silenced
+        // C finds B's address refusing (gone): nothing to wait for B, but A's socket may be open.
+        const c = yield* acquire(yield* runner(dropTimings("gone")))
+        assert.isAtLeast(c.ownership.waitedMillis, 1_500, "the wait for A's socket was lost with B")
+        assert.isAtMost(c.ownership.waitedMillis, 3_000)
+      }).pipe(Effect.provide(TestDatabase.layer)),
+    30_000,
+  )
+  it.live(
+    "renewed again after a lapse, the owner unsays its closed socket before it reconnects",
+    () =>
+      Effect.gen(function* () {
+        const a = yield* acquire(yield* runner(dropTimings("maybe-alive")))
+        yield* a.ownership.closed
+        assert.isTrue(yield* a.ownership.recovered)
+        // A runs again; B takes over while A's lease runs: it must wait for the gateway, not trust the old report.
+        const b = yield* acquire(yield* runner(dropTimings("maybe-alive")))
+        assert.isAtLeast(b.ownership.waitedMillis, 4_000, "the old report of a closed socket was trusted")
+      }).pipe(Effect.provide(TestDatabase.layer)),
+    30_000,
   )
 
   it.live(

@@ -9,6 +9,9 @@
  * - the owner's database connection cut (TcpProxy): it closes its gateway socket before the
  *   lock expiry (3 s), and the other runner, which may take the lock at once (a reset
  *   connection frees it), resumes the shard only once the old one is gone;
+ * - the owner partitioned from the database and the gateway at once (both links stalled: open,
+ *   silent): it stops its shard but cannot say so; the other resumes it only once the gateway
+ *   has dropped the silent socket — the gateway never sees two;
  * - the owner frozen past the lock expiry (SIGSTOP): woken, it hands nothing more to its app.
  */
 import { type ChildProcess, spawn } from "node:child_process"
@@ -48,7 +51,7 @@ interface Runner {
 }
 
 /** A runner process, killed when the test's scope closes. */
-const runner = (url: Redacted.Redacted<string>, gatewayUrl: string, handleMillis = 0) =>
+const runner = (url: Redacted.Redacted<string>, gatewayUrl: string, handleMillis = 0, route = "") =>
   Effect.gen(function* () {
     const port = yield* freePort
     return yield* Effect.acquireRelease(
@@ -61,6 +64,7 @@ const runner = (url: Redacted.Redacted<string>, gatewayUrl: string, handleMillis
             RUNNER_PORT: String(port),
             TOKEN: token,
             HANDLE_MILLIS: String(handleMillis),
+            GATEWAY_ROUTE: route,
           },
           stdio: ["ignore", "pipe", "pipe"],
         })
@@ -171,11 +175,12 @@ const twoRunners = (
   gateway: FakeGateway.FakeGatewayService,
   urls: readonly [Redacted.Redacted<string>, Redacted.Redacted<string>],
   handleMillis = 0,
+  routes: readonly [string, string] = ["", ""],
 ) =>
   Effect.gen(function* () {
-    const first = yield* runner(urls[0], gateway.url, handleMillis)
+    const first = yield* runner(urls[0], gateway.url, handleMillis, routes[0])
     yield* eventually(first.started, "the shard started on the first runner", "30 seconds")
-    const second = yield* runner(urls[1], gateway.url, handleMillis)
+    const second = yield* runner(urls[1], gateway.url, handleMillis, routes[1])
     const sockets = yield* watchSockets(gateway)
     const starts = () => [first, second].map((r) => r.starts()).join()
     let placement = starts()
@@ -370,6 +375,69 @@ describe("ShardSingleton on two runner processes", () => {
         )
         assert.isAtMost(sockets.most(), 1, "two open sockets for one shard")
         yield* noSupersededConnection(gateway)
+      }).pipe(Effect.provide(TestDatabase.fresh)),
+    150_000,
+  )
+
+  it.live(
+    "the owner partitioned from the database and the gateway at once: it fences itself, the other resumes once the gateway dropped the old socket, never two sockets, nothing lost",
+    () =>
+      Effect.gen(function* () {
+        const gateway = yield* FakeGateway.make({ token, heartbeatInterval: 1_000 })
+        const { url } = yield* TestDatabase.TestDatabase
+        const server = new URL(Redacted.value(url))
+        const toDatabase = () =>
+          TcpProxy.make({ target: { port: Number(server.port || "5432"), host: server.hostname } })
+        const toGateway = () => TcpProxy.make({ target: { port: Number(new URL(gateway.url).port) } })
+        const links = [
+          { database: yield* toDatabase(), gateway: yield* toGateway() },
+          { database: yield* toDatabase(), gateway: yield* toGateway() },
+        ] as const
+        const { owner, other, ownerIndex, before, sockets } = yield* twoRunners(
+          gateway,
+          [through(url, links[0].database.port), through(url, links[1].database.port)],
+          0,
+          // Each runner reaches the gateway (its resume URL too) only through its own link.
+          [links[0].gateway.url, links[1].gateway.url],
+        )
+        const traffic = yield* Effect.forkScoped(gateway.emit({ shard: 0 }, { count: 200, perSecond: 50 }))
+        yield* Effect.sleep("1 second")
+
+        // A partition: both links stay open, no byte moves either way (a dead NAT entry).
+        const startsBefore = other.starts()
+        const linesAtCut = owner.lines.length
+        const partitioned = links[ownerIndex]!
+        yield* partitioned.database.stall
+        yield* partitioned.gateway.stall
+        yield* eventually(
+          () => stoppedSince(owner, linesAtCut),
+          "the partitioned owner stopped its shard",
+          "15 seconds",
+        )
+        yield* eventually(
+          () => other.starts() > startsBefore,
+          "the shard started on the other runner",
+          "30 seconds",
+        )
+        const sent = [...before, ...(yield* Fiber.join(traffic))]
+        yield* eventually(
+          () => other.seqs().includes(sent.at(-1)!),
+          "the other runner handled the rest",
+          "30 seconds",
+        )
+        yield* sockets.stop
+        const seen = new Set([...owner.seqs(), ...other.seqs()])
+        for (const seq of sent) assert.isTrue(seen.has(seq), `event ${seq} lost`)
+        assert.strictEqual(
+          (yield* gateway.sessions).length,
+          1,
+          "the new owner identified instead of resuming",
+        )
+        assert.isAtMost(sockets.most(), 1, "two open sockets for one shard")
+        assert.isTrue(
+          other.lines.some((line) => line.includes("may still hold it")),
+          "the takeover did not wait for the gateway to drop the silent socket",
+        )
       }).pipe(Effect.provide(TestDatabase.fresh)),
     150_000,
   )
