@@ -156,23 +156,35 @@ const runOwned = <E, R>(
     const drainTimeout = options.drainTimeout ?? Duration.seconds(5)
     // Runs before the health report's finalizer (registered earlier), after the registry's.
     yield* Effect.addFinalizer(() =>
-      lapsed
-        ? // Fenced: deliver nothing more, close the socket, and say so in the shard's status.
-          Fiber.interrupt(consumer).pipe(
-            Effect.andThen(Scope.close(shardScope, Exit.void)),
-            Effect.andThen(
-              SubscriptionRef.update(shard.status, (s) => ({
-                ...s,
-                state: { _tag: "Stopped" as const, reason: `fenced: ${describe(lapsed!)}` },
-              })),
-            ),
-          )
-        : // Leaving: close the socket, let the app finish what it was handed, save up to there.
-          Scope.close(shardScope, Exit.void).pipe(
-            Effect.andThen(Fiber.await(consumer).pipe(Effect.timeoutOption(drainTimeout))),
-            Effect.andThen(Fiber.interrupt(consumer)),
-            Effect.andThen(handled.flush),
-          ),
+      Effect.suspend(() =>
+        // Stopped by the engine after the ownership ran out (a runner woken from a freeze):
+        // fenced, not leaving — nothing it holds may be handed over or saved.
+        lapsed === undefined && !ownership.valid()
+          ? Effect.map(ownership.lapsed, (lapse) => {
+              lapsed = lapse
+            })
+          : Effect.void,
+      ).pipe(
+        Effect.andThen(() =>
+          lapsed
+            ? // Fenced: deliver nothing more, close the socket, and say so in the shard's status.
+              Fiber.interrupt(consumer).pipe(
+                Effect.andThen(Scope.close(shardScope, Exit.void)),
+                Effect.andThen(
+                  SubscriptionRef.update(shard.status, (s) => ({
+                    ...s,
+                    state: { _tag: "Stopped" as const, reason: `fenced: ${describe(lapsed!)}` },
+                  })),
+                ),
+              )
+            : // Leaving: close the socket, let the app finish what it was handed, save up to there.
+              Scope.close(shardScope, Exit.void).pipe(
+                Effect.andThen(Fiber.await(consumer).pipe(Effect.timeoutOption(drainTimeout))),
+                Effect.andThen(Fiber.interrupt(consumer)),
+                Effect.andThen(handled.flush),
+              ),
+        ),
+      ),
     )
     // Commands from other runners reach the shard through this registry (`ShardCommands`).
     // Registered last, so it is left first: a command that arrives while the shard drains or

@@ -478,7 +478,7 @@ describe("ShardSingleton on two runner processes", () => {
         yield* eventually(
           () => stoppedSince(owner, linesAtWake),
           "the woken owner stopped the shard",
-          "10 seconds",
+          "20 seconds",
         )
         // What the woken owner handled before any new start of the shard there: nothing more.
         const restart = owner.lines.findIndex((line, i) => line.startsWith("started") && i > 0)
