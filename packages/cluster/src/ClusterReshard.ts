@@ -132,6 +132,18 @@ const register = <E, R>(options: ClusterReshardOptions<E, R>, local: ShardComman
       Effect.gen(function* () {
         const [id, from] = key
         const row = { from, to, shard: id }
+        const joins = Array.from({ length: to / from }, (_, j) => id + j * from)
+        if ((yield* SubscriptionRef.get(state)).waves.get(id)?.state === "handed") {
+          // Its runner died after s logged out: the new sessions (saved from their READY) carry on.
+          const stored = yield* inSql(Generation.sessionsStored(to, joins))
+          if (stored < joins.length)
+            yield* Effect.logError(
+              `reshard wave ${id}/${from} → ${to}: s logged out but only ${stored} of ${joins.length} new sessions were saved`,
+            )
+          yield* inSql(Generation.setWave(row, ["handed"], "done"))
+          yield* Effect.logWarning(`reshard wave ${id}/${from} → ${to}: committed after its runner stopped`)
+          return
+        }
         if (!(yield* inSql(Generation.setWave(row, ["go", "running"], "running")))) return
         yield* Effect.logInfo(`reshard wave ${id}/${from} → ${to}: starting`)
         const result = yield* Wave.run(
@@ -141,7 +153,8 @@ const register = <E, R>(options: ClusterReshardOptions<E, R>, local: ShardComman
           options,
           { reshard: resharding.handover, drainTimeout: resharding.drainTimeout },
           local,
-          inSql(Generation.setWave(row, ["running"], "done")),
+          inSql(Generation.setWave(row, ["running"], "handed")),
+          inSql(Generation.setWave(row, ["running", "handed"], "done")),
         ).pipe(Effect.exit)
         if (Exit.isSuccess(result)) {
           yield* Effect.logInfo(`reshard wave ${id}/${from} → ${to}: done in ${result.value.tookMillis} ms`)
@@ -149,6 +162,7 @@ const register = <E, R>(options: ClusterReshardOptions<E, R>, local: ShardComman
         }
         const reason = Option.getOrElse(Exit.findErrorOption(result), () => Cause.pretty(result.cause))
         yield* Effect.logWarning(`reshard wave ${id}/${from} → ${to} failed: ${reason}`)
+        // (A handed wave is not failed: its old session is gone, its new ones carry its guilds.)
         yield* inSql(Generation.setWave(row, ["running"], "failed", reason))
       })
 
@@ -233,7 +247,9 @@ const coordinate = (resharding: ReshardingOptions, pollInterval: Duration.Durati
       }
       return
     }
-    const active = waves.filter(([, w]) => w.state === "go" || w.state === "running").length
+    const active = waves.filter(
+      ([, w]) => w.state === "go" || w.state === "running" || w.state === "handed",
+    ).length
     for (const [shard] of waves.filter(([, w]) => w.state === "pending").slice(0, parallel - active)) {
       yield* Generation.setWave({ from, to, shard }, ["pending"], "go")
     }

@@ -1,9 +1,14 @@
 /**
  * Resharding a cluster of runner processes (`fixtures/reshard-runner.ts`) 2 → 4 under traffic
- * on many guilds: every guild's events handled exactly once and in order across the runners,
- * identifies within the cluster-wide pacing (the fake gateway rejects any sooner), never two
- * sockets for one [id, count], the new shards RESUMEd where the cluster places them (one
- * identify each, ever), and a runner started afterwards runs the new count only.
+ * on many guilds:
+ * - completed: every guild's events handled exactly once and in order across the runners,
+ *   identifies within the cluster-wide pacing (the fake gateway rejects any sooner), never two
+ *   sockets for one [id, count], the new shards RESUMEd where the cluster places them (one
+ *   identify each, ever), and a runner started afterwards runs the new count only;
+ * - rolled back: the gateway refuses the new shards' identifies, each wave attempt is rolled
+ *   back, the reshard fails typed, the old count serves on, still exactly once;
+ * - a runner killed in the middle of a wave: the wave is carried out again on another runner
+ *   and the reshard completes; nothing lost (the killed runner's last events may come again).
  */
 
 import * as path from "node:path"
@@ -63,55 +68,104 @@ const handled = (runners: ReadonlyArray<RunnerProcess.RunnerProcess>) =>
       }),
   )
 
+/** The consumed events' keys, and per guild the numbers out of order (first handling of each, by when). */
+const check = (runners: ReadonlyArray<RunnerProcess.RunnerProcess>) => {
+  const all = handled(runners)
+  const keys = all.map(([g, n]) => `${g}/${n}`)
+  const outOfOrder: Array<string> = []
+  const byGuild = new Map<string, Array<readonly [number, number]>>()
+  const first = new Set<string>()
+  for (const [g, n, at] of all) {
+    if (first.has(`${g}/${n}`)) continue
+    first.add(`${g}/${n}`)
+    byGuild.set(g, [...(byGuild.get(g) ?? []), [n, at]])
+  }
+  for (const [g, events] of byGuild) {
+    // Across runners, by when each line came out (a moved guild's next owner starts after the last one drained).
+    const sorted = [...events].sort((x, y) => x[1] - y[1] || x[0] - y[0])
+    sorted.forEach(([n], i) => {
+      if (i > 0 && n < sorted[i - 1]![0]) outOfOrder.push(`${g}: #${n} after #${sorted[i - 1]![0]}`)
+    })
+  }
+  return { keys, twice: keys.filter((key, i) => keys.indexOf(key) !== i), outOfOrder }
+}
+
+interface Setup {
+  readonly runners: ReadonlyArray<string>
+  readonly env?: Record<string, string>
+  readonly sessionStartLimit?: { readonly total: number; readonly remaining: number }
+  /** Identify buckets (default 4: a wave's two new shards identify at once). */
+  readonly maxConcurrency?: number
+}
+
+const cluster = (setup: Setup) =>
+  Effect.gen(function* () {
+    // 300 ms less than the throttle's window: the gap a grant and its identify's arrival may lose.
+    const gateway = yield* FakeGateway.make({
+      token,
+      heartbeatInterval: 1_000,
+      guilds,
+      shards: 2,
+      maxConcurrency: setup.maxConcurrency ?? 4,
+      identifyWindow: "4700 millis",
+      sessionStartLimit: setup.sessionStartLimit,
+    })
+    const { url } = yield* TestDatabase.TestDatabase
+    const env = {
+      DATABASE_URL: Redacted.value(url),
+      GATEWAY_URL: gateway.url,
+      TOKEN: token,
+      SHARDS: "2",
+      MAX_CONCURRENCY: String(setup.maxConcurrency ?? 4),
+      HANDLE_MILLIS: "1",
+      ...setup.env,
+    }
+    const runners: Array<RunnerProcess.RunnerProcess> = []
+    const start = (name: string) =>
+      Effect.gen(function* () {
+        const runner = yield* RunnerProcess.start({ name, port: yield* RunnerProcess.freePort, env, program })
+        runners.push(runner)
+        yield* eventually(runner.joined, `runner ${name} joined`, "40 seconds")
+        return runner
+      })
+    for (const name of setup.runners) yield* start(name)
+    yield* eventually(exactlyCount(gateway, 2), "both shards of 2 up", "30 seconds")
+    // Placement settles (a late joiner pulls singletons over) before the reshard.
+    yield* Effect.sleep("3 seconds")
+    yield* eventually(exactlyCount(gateway, 2), "both shards of 2 up", "30 seconds")
+    const traffic = yield* GuildTraffic.start(gateway, { guilds, roundsPerSecond: 5 })
+    yield* Effect.sleep("1 second")
+
+    /** Stops the traffic and waits (a while) for every event it produced to be handled. */
+    const finish = Effect.gen(function* () {
+      const log = yield* traffic.stop
+      const produced = [...log.produced].flatMap(([guild, ns]) => ns.map((n) => `${guild}/${n}`))
+      yield* eventually(
+        () => {
+          const seen = new Set(handled(runners).map(([g, n]) => `${g}/${n}`))
+          return produced.every((key) => seen.has(key))
+        },
+        "every event handled",
+        "20 seconds",
+      ).pipe(Effect.ignoreCause)
+      const result = check(runners)
+      const seen = new Set(result.keys)
+      return { ...result, produced, lost: produced.filter((key) => !seen.has(key)) }
+    })
+    return { gateway, runners, start, finish }
+  })
+
+const lines = (runner: RunnerProcess.RunnerProcess) => runner.lines.map((line) => line.text).join("\n")
+
 describe("a cluster reshard", () => {
   it.live(
     "2 → 4 across runner processes under traffic: each guild's events once and in order, no second socket, the new shards resumed elsewhere",
     () =>
       Effect.gen(function* () {
-        const gateway = yield* FakeGateway.make({
-          token,
-          heartbeatInterval: 1_000,
-          guilds,
-          shards: 2,
-          maxConcurrency: 4,
-        })
-        const { url } = yield* TestDatabase.TestDatabase
-        const env = {
-          DATABASE_URL: Redacted.value(url),
-          GATEWAY_URL: gateway.url,
-          TOKEN: token,
-          SHARDS: "2",
-          MAX_CONCURRENCY: "4",
-          HANDLE_MILLIS: "1",
-        }
-        const runners: Array<RunnerProcess.RunnerProcess> = []
-        const start = (name: string) =>
-          Effect.gen(function* () {
-            const runner = yield* RunnerProcess.start({
-              name,
-              port: yield* RunnerProcess.freePort,
-              env,
-              program,
-            })
-            runners.push(runner)
-            yield* eventually(runner.joined, `runner ${name} joined`, "40 seconds")
-            return runner
-          })
-        const a = yield* start("a")
-        yield* start("b")
-        yield* eventually(exactlyCount(gateway, 2), "both shards of 2 up", "30 seconds")
-        // Placement settles (a late joiner pulls singletons over) before the reshard.
-        yield* Effect.sleep("3 seconds")
-        yield* eventually(exactlyCount(gateway, 2), "both shards of 2 up", "30 seconds")
-
-        const traffic = yield* GuildTraffic.start(gateway, { guilds, roundsPerSecond: 5 })
-        yield* Effect.sleep("1 second")
+        const { gateway, runners, start, finish } = yield* cluster({ runners: ["a", "b"] })
+        const a = runners[0]!
         const reply = yield* a.request("reshard", "4").pipe(Effect.timeout("120 seconds"))
-        assert.match(
-          reply,
-          /^ok 2 4 \d+$/,
-          `the reshard failed: ${reply}\n${a.lines.map((l) => l.text).join("\n")}`,
-        )
+        assert.match(reply, /^ok 2 4 \d+$/, `the reshard failed: ${reply}\n${lines(a)}`)
         const tookMillis = Number(reply.split(" ")[3])
         yield* eventually(exactlyCount(gateway, 4), "the four shards of 4 up, none of 2", "30 seconds")
 
@@ -120,47 +174,15 @@ describe("a cluster reshard", () => {
         yield* Effect.sleep("3 seconds")
         yield* eventually(exactlyCount(gateway, 4), "the four shards of 4 up after c joined", "30 seconds")
         yield* Effect.sleep("1 second")
-        const log = yield* traffic.stop
+        const result = yield* finish
 
-        const produced = [...log.produced].flatMap(([guild, ns]) => ns.map((n) => `${guild}/${n}`))
-        yield* eventually(
-          () => {
-            const seen = new Set(handled(runners).map(([g, n]) => `${g}/${n}`))
-            return produced.every((key) => seen.has(key))
-          },
-          "every event handled",
-          "20 seconds",
-        ).pipe(Effect.ignoreCause)
-        const all = handled(runners)
-        const keys = all.map(([g, n]) => `${g}/${n}`)
-        const seen = new Set(keys)
-        assert.isAbove(produced.length, 1000)
-        assert.deepStrictEqual(
-          produced.filter((key) => !seen.has(key)),
-          [],
-          "events lost",
-        )
-        assert.deepStrictEqual(
-          keys.filter((key, i) => keys.indexOf(key) !== i),
-          [],
-          "events handled twice",
-        )
-        // Per guild, in the order handled (across runners, by when each line came out).
-        const outOfOrder: Array<string> = []
-        const byGuild = new Map<string, Array<readonly [number, number]>>()
-        for (const [g, n, at] of all) byGuild.set(g, [...(byGuild.get(g) ?? []), [n, at]])
-        for (const [g, events] of byGuild) {
-          const sorted = [...events].sort((x, y) => x[1] - y[1] || x[0] - y[0])
-          sorted.forEach(([n], i) => {
-            if (i > 0 && n < sorted[i - 1]![0]) outOfOrder.push(`${g}: #${n} after #${sorted[i - 1]![0]}`)
-          })
-        }
-        assert.deepStrictEqual(outOfOrder.slice(0, 5), [], "events out of order")
-
+        assert.isAbove(result.produced.length, 1000)
+        assert.deepStrictEqual(result.lost, [], "events lost")
+        assert.deepStrictEqual(result.twice, [], "events handled twice")
+        assert.deepStrictEqual(result.outOfOrder.slice(0, 5), [], "events out of order")
         const entries = yield* gateway.entries
-        const perKey = maxOpenPerKey(entries)
         assert.deepStrictEqual(
-          [...perKey].filter(([, n]) => n > 1),
+          [...maxOpenPerKey(entries)].filter(([, n]) => n > 1),
           [],
           "two sockets for one [id, count]",
         )
@@ -177,13 +199,145 @@ describe("a cluster reshard", () => {
           c.lines.some((line) => /^started \d+\/2$/.test(line.text)),
           "the late runner started a shard of the old count",
         )
-        yield* Effect.logInfo(
-          `cluster reshard 2 → 4: ${tookMillis} ms, at most ${maxOpen} sockets open at once, ${produced.length} events`,
-        )
         console.log(
-          `cluster reshard 2 → 4: ${tookMillis} ms, at most ${maxOpen} sockets open at once (2 before, 4 after), ${produced.length} events over ${guilds.length} guilds`,
+          `cluster reshard 2 → 4: ${tookMillis} ms, at most ${maxOpen} sockets open at once (2 before, 4 after), ${result.produced.length} events over ${guilds.length} guilds`,
         )
       }).pipe(Effect.provide(TestDatabase.fresh)),
     180_000,
+  )
+
+  it.live(
+    "the new shards' identifies refused: every wave attempt rolled back, the reshard fails typed, the old count serves on, exactly once",
+    () =>
+      Effect.gen(function* () {
+        const { gateway, runners, finish } = yield* cluster({
+          runners: ["a", "b"],
+          // The two first identifies spend the day's budget: every new shard is refused.
+          sessionStartLimit: { total: 2, remaining: 2 },
+          env: { WAVE_TIMEOUT_MILLIS: "3000", WAVE_ATTEMPTS: "2" },
+        })
+        const a = runners[0]!
+        const reply = yield* a.request("reshard", "4").pipe(Effect.timeout("120 seconds"))
+        assert.match(reply, /^error ClusterReshardFailed .*rolled back$/, `${reply}\n${lines(a)}`)
+        const status = yield* a.request("status")
+        assert.include(status, `"count":2`)
+        assert.include(status, `"phase":"failed"`)
+        yield* eventually(exactlyCount(gateway, 2), "both shards of 2 serve again", "30 seconds")
+        yield* Effect.sleep("1 second")
+        const result = yield* finish
+
+        assert.isAbove(result.produced.length, 500)
+        assert.deepStrictEqual(result.lost, [], "events lost")
+        assert.deepStrictEqual(result.twice, [], "events handled twice")
+        assert.deepStrictEqual(result.outOfOrder.slice(0, 5), [], "events out of order")
+        const entries = yield* gateway.entries
+        assert.deepStrictEqual(
+          [...maxOpenPerKey(entries)].filter(([, n]) => n > 1),
+          [],
+          "two sockets for one [id, count]",
+        )
+        assert.strictEqual(Recording.identifyCount(entries), 2, "only the first two shards ever identified")
+        const attempts = runners
+          .flatMap((r) => r.lines)
+          .filter((l) => /reshard wave \d+\/2 → 4 failed/.test(l.text))
+        assert.strictEqual(attempts.length, 2, "one wave, tried twice")
+      }).pipe(Effect.provide(TestDatabase.fresh)),
+    180_000,
+  )
+
+  it.live(
+    "runners killed in the middle of waves (before and as the old shard logs out): each wave completes elsewhere; nothing lost",
+    () =>
+      Effect.gen(function* () {
+        const { gateway, runners, finish } = yield* cluster({
+          runners: ["a", "b", "c"],
+          // Two buckets: a wave's second new shard waits a 5 s window, long enough to kill its runner then.
+          maxConcurrency: 2,
+        })
+        const waveStarts = (r: RunnerProcess.RunnerProcess) =>
+          r.lines.flatMap((l) => /reshard wave (\d+)\/2 → 4: starting/.exec(l.text)?.[1] ?? [])
+        yield* Effect.sync(() => runners[0]!.child.stdin?.write("reshard 0 4\n"))
+
+        // 1. Before its old shard logs out: the wave is carried out anew on another runner.
+        let first: RunnerProcess.RunnerProcess | undefined
+        yield* eventually(
+          () => {
+            first = runners.find((r) => waveStarts(r).length > 0)
+            return first !== undefined
+          },
+          "a wave started",
+          "30 seconds",
+        )
+        const firstWave = Number(waveStarts(first!)[0])
+        yield* Effect.sleep("1500 millis")
+        first!.child.kill("SIGKILL")
+        yield* eventually(first!.exited, "the first runner died", "10 seconds")
+
+        // 2. As the other wave's old shard logs out (1000): its new sessions carry its guilds.
+        const otherWave = 1 - firstWave
+        let second: RunnerProcess.RunnerProcess | undefined
+        yield* eventually(
+          () => {
+            second = runners.find((r) => !r.exited() && waveStarts(r).includes(String(otherWave)))
+            return second !== undefined
+          },
+          "the other wave started",
+          "90 seconds",
+        )
+        yield* eventually(
+          Effect.map(gateway.entries, (entries) => {
+            const old = new Set(
+              entries.flatMap((e) =>
+                (e._tag === "Identified" || e._tag === "Resumed") &&
+                e.shard[0] === otherWave &&
+                e.shard[1] === 2
+                  ? [e.connection]
+                  : [],
+              ),
+            )
+            return entries.some((e) => e._tag === "Closed" && e.code === 1000 && old.has(e.connection))
+          }),
+          "the other wave's old shard logged out",
+          "60 seconds",
+        )
+        second!.child.kill("SIGKILL")
+        yield* eventually(second!.exited, "the second runner died", "10 seconds")
+        const landed = second!.lines.some((l) => l.text.includes(`wave ${otherWave}/2 → 4: done`))
+          ? "after its commit"
+          : "before its commit"
+
+        const witness = runners.find((r) => !r.exited())!
+        yield* eventually(
+          Effect.map(witness.request("status"), (s) => s.includes(`"count":4`)),
+          "the reshard completed",
+          "120 seconds",
+        )
+        yield* eventually(exactlyCount(gateway, 4), "the four shards of 4 up, none of 2", "30 seconds")
+        yield* Effect.sleep("1 second")
+        const result = yield* finish
+
+        assert.isAbove(result.produced.length, 1000)
+        assert.deepStrictEqual(result.lost, [], "events lost")
+        assert.deepStrictEqual(result.outOfOrder.slice(0, 5), [], "events out of order")
+        const entries = yield* gateway.entries
+        assert.deepStrictEqual(
+          [...maxOpenPerKey(entries)].filter(([, n]) => n > 1),
+          [],
+          "two sockets for one [id, count]",
+        )
+        assert.deepStrictEqual(
+          Recording.only(entries, "Rejected").map((r) => r.reason),
+          [],
+          "the gateway refused something (an identify too soon?)",
+        )
+        assert.isTrue(
+          runners.some((r) => r !== first && waveStarts(r).includes(String(firstWave))),
+          "the killed wave was not carried out again elsewhere",
+        )
+        console.log(
+          `killed mid-wave: the second kill landed ${landed}; ${result.twice.length} events handled twice (replayed after the kills), ${Recording.identifyCount(entries)} identifies`,
+        )
+      }).pipe(Effect.provide(TestDatabase.fresh)),
+    240_000,
   )
 })

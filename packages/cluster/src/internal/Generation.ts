@@ -1,7 +1,8 @@
 /**
  * The cluster's shard count and its reshard, in PostgreSQL: one row in `vigil_generation`
  * (the serving count; a reshard's target while one runs or stays partial) and one row per
- * old shard in `vigil_reshard_waves` (its wave: pending → go → running → done, or failed).
+ * old shard in `vigil_reshard_waves` (its wave: pending → go → running → handed → done, or
+ * failed; `handed`: the old shard logged out, its guilds are the new shards' from now on).
  * Every runner reads the row to know which singletons to register and what each one does
  * (`roleOf`); the coordinator and the waves write it.
  */
@@ -32,7 +33,7 @@ export const migrations = [
     )`,
 ]
 
-export type WaveState = "pending" | "go" | "running" | "done" | "failed"
+export type WaveState = "pending" | "go" | "running" | "handed" | "done" | "failed"
 
 export interface Wave {
   readonly state: WaveState
@@ -68,7 +69,7 @@ const GenerationRow = Schema.Struct({
 
 const WaveRow = Schema.Struct({
   shard: Schema.Number,
-  state: Schema.Literals(["pending", "go", "running", "done", "failed"]),
+  state: Schema.Literals(["pending", "go", "running", "handed", "done", "failed"]),
   attempts: Schema.Number,
   reason: Schema.NullOr(Schema.String),
 })
@@ -130,6 +131,8 @@ export const roleOf = (state: State, [id, count]: SessionStore.ShardKey): Role =
   if (count === state.count) {
     const wave = state.to === undefined ? undefined : state.waves.get(id)?.state
     if (wave === "done") return "retired"
+    // Handed: its session is gone; only the wave can finish (commit what the new shards saved).
+    if (wave === "handed") return "wave"
     if (state.phase === "running" && (wave === "go" || wave === "running")) return "wave"
     return "serve"
   }
@@ -221,6 +224,23 @@ export const setWave = (
     return rows.length > 0
   })
 
+/** How many of the shards `ids` of `count` have a stored session. */
+export const sessionsStored = (
+  count: number,
+  ids: ReadonlyArray<number>,
+): Effect.Effect<number, SqlError.SqlError | Schema.SchemaError, SqlClient.SqlClient> =>
+  Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    const [row] = yield* SqlSchema.findAll({
+      Request: Schema.Void,
+      Result: Schema.Struct({ stored: Schema.Number }),
+      execute: () => sql`
+        SELECT count(*)::float8 AS stored FROM vigil_sessions
+        WHERE shard_count = ${count} AND shard_id IN ${sql.in(ids)}`,
+    })(undefined)
+    return row?.stored ?? 0
+  })
+
 /** The reshard's end: `completed` makes `to` the serving count; otherwise it stops (partial, or rolled back). */
 export const finish = (
   from: number,
@@ -238,7 +258,11 @@ export const finish = (
       return
     }
     // Waves done stay done: their guilds are on the new count already (`partial`). None done:
-    // the old count serves every guild as before (rolled back).
+    // the old count serves every guild as before (rolled back). A handed wave's old session is
+    // gone: its new shards serve (from their saved sessions).
+    yield* sql`
+      UPDATE vigil_reshard_waves SET state = 'done'
+      WHERE from_count = ${from} AND to_count = ${to} AND state = 'handed'`
     yield* sql`
       UPDATE vigil_generation SET
         state = CASE WHEN EXISTS (SELECT FROM vigil_reshard_waves

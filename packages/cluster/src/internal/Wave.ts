@@ -11,11 +11,20 @@
  * at the start, the wave is marked done, and the ownerships end: the `[x, M]` singletons,
  * wherever the cluster places them, RESUME from exactly there (nothing lost, nothing twice).
  *
- * Until the commit, the stored session of s is left as it was before the wave (its saves go to
- * memory): a runner killed mid-wave has its s resumed elsewhere from there (events of the wave
- * handed to the app again, never lost) and the wave is carried out anew. A wave that fails
- * (the manager rolls it back: the new shards log out, s serves on) saves s's session as the
- * app has finished it, and the singleton serves s again.
+ * A runner killed mid-wave never loses an event:
+ * - Before s logs out, s's stored session is the one from before the wave (its saves go to
+ *   memory): s is resumed elsewhere from there (the wave's events handed to the app again) and
+ *   the wave carried out anew.
+ * - Once s logs out, its guilds exist only on the new sessions: each new session is stored
+ *   from its READY on (`sequence` 1, a new session's first dispatch) as soon as it has one,
+ *   and before s's close 1000 leaves (the wave's transport holds it back), the app finishes
+ *   every event the handover released (s's events from before the new sessions' READY among
+ *   them) and the wave is marked `handed` in the database. A wave found handed is only
+ *   committed: the new shards resume from those sessions (everything since their READY
+ *   handed to the app again).
+ *
+ * A wave that fails (the manager rolls it back: the new shards log out, s serves on) saves
+ * s's session as the app has finished it, and the singleton serves s again.
  */
 import {
   type IdentifyThrottle,
@@ -24,9 +33,20 @@ import {
   type Reshard,
   SessionStore,
   ShardManager,
-  type Transport,
 } from "@vigil/gateway"
-import { Clock, Deferred, Duration, Effect, Exit, Fiber, Option, Scope, Stream } from "effect"
+import { GatewayTransport, type TransportSocket } from "@vigil/gateway/Transport"
+import {
+  Clock,
+  Deferred,
+  Duration,
+  Effect,
+  Exit,
+  Fiber,
+  Option,
+  Scope,
+  Stream,
+  SubscriptionRef,
+} from "effect"
 import { FetchHttpClient } from "effect/http"
 import type * as EventKey from "../EventKey.ts"
 import type * as ShardCommands from "../ShardCommands.ts"
@@ -40,13 +60,25 @@ export interface WaveOptions {
   readonly drainTimeout?: Duration.Input | undefined
 }
 
-type Needs<R> =
-  | Transport.GatewayTransport
-  | ShardOwners
-  | IdentifyThrottle.IdentifyThrottle
-  | Exclude<R, Scope.Scope>
+type Needs<R> = GatewayTransport | ShardOwners | IdentifyThrottle.IdentifyThrottle | Exclude<R, Scope.Scope>
 
 const defaultGatewayUrl = "wss://gateway.discord.gg"
+
+/** A close code that keeps the session resumable (any but 1000 and 1001). */
+const resumableClose = 4900
+
+/** An outgoing payload's op and data, for telling Identify (2) and Resume (6) apart. */
+const parsed = (
+  text: string,
+):
+  | { readonly op?: unknown; readonly d?: { shard?: ReadonlyArray<unknown>; session_id?: unknown } }
+  | undefined => {
+  try {
+    return JSON.parse(text)
+  } catch {
+    return undefined
+  }
+}
 
 /** Carries out old shard `id`'s wave `from` → `to`; fails with a reason when it did not commit. */
 export const run = <E, R>(
@@ -56,6 +88,8 @@ export const run = <E, R>(
   options: ShardSingletonOptions<E, R>,
   wave: WaveOptions,
   local: ShardCommands.LocalShards,
+  /** s logged out: marks the wave handed in the database. */
+  handed: Effect.Effect<void, unknown>,
   /** Marks the wave done in the database (after the sessions are saved); false: it was not running. */
   commit: Effect.Effect<boolean, unknown>,
 ): Effect.Effect<{ readonly tookMillis: number }, string, Needs<R>> =>
@@ -72,12 +106,77 @@ export const run = <E, R>(
     for (const x of joins) news.set(x, yield* owners.acquire([x, to]))
     const valid = () => old.valid() && [...news.values()].every((o) => o.valid())
 
-    // Every save and clear stays in memory until the commit; only s's stored session is read.
+    // Saves and clears stay in memory until the commit; only s's stored session is read. Two
+    // exceptions keep a killed runner from losing events once s is gone (see the module doc).
     const memory = SessionStore.makeMemory()
+    const stored = new Map<number, string>()
     const store: SessionStore.SessionStoreService = {
       load: (key) => (key[1] === from ? old.store.load(key) : memory.load(key)),
-      save: memory.save,
+      save: (key, session) =>
+        Effect.andThen(
+          memory.save(key, session),
+          Effect.suspend(() => {
+            const ownership = key[1] === to ? news.get(key[0]) : undefined
+            if (ownership === undefined || stored.get(key[0]) === session.sessionId) return Effect.void
+            stored.set(key[0], session.sessionId)
+            return ownership.store.save(key, { ...session, sequence: 1 })
+          }),
+        ),
       clear: memory.clear,
+    }
+
+    // What the app has been handed and finished (one event per pull: a pull means the app is
+    // done with the one before), for the moment s logs out (`beforeLogout`).
+    let released = 0
+    let finished = 0
+    let inHand = false
+    let drainedFlag = false
+
+    /**
+     * Right before s's close 1000 leaves: the app finishes every event the handover has
+     * released (among them every event of s before the new sessions' READY: the only ones
+     * they cannot replay), then the wave is marked handed. False (the mark not written): s
+     * closes resumable instead, and a runner killed later redoes the wave from s's session.
+     */
+    const beforeLogout = Effect.gen(function* () {
+      const target = released
+      while (finished < target && !drainedFlag) yield* Effect.sleep(Duration.millis(10))
+      return yield* handed.pipe(
+        Effect.as(true),
+        Effect.catchCause((cause) =>
+          Effect.as(Effect.logError("the wave's hand-over mark was not written", cause), false),
+        ),
+      )
+    })
+
+    // The transport of the wave's manager: it knows s's sockets (identify as [s, N], or resume
+    // one of s's sessions) and runs `beforeLogout` before one closes with 1000.
+    const transport = yield* GatewayTransport
+    const oldSessions = new Set<string>()
+    const storedOld = yield* old.store.load(oldKey)
+    if (Option.isSome(storedOld)) oldSessions.add(storedOld.value.sessionId)
+    const watched: GatewayTransport["Service"] = {
+      connect: (url) =>
+        Effect.map(transport.connect(url), (socket): TransportSocket => {
+          let isOld = false
+          return {
+            receive: socket.receive,
+            send: (text) =>
+              Effect.suspend(() => {
+                const payload = parsed(text)
+                if (payload?.op === 2 && payload.d?.shard?.[0] === id && payload.d.shard[1] === from)
+                  isOld = true
+                if (payload?.op === 6 && oldSessions.has(String(payload.d?.session_id))) isOld = true
+                return socket.send(text)
+              }),
+            close: (code, reason) =>
+              isOld && code === 1000
+                ? Effect.flatMap(beforeLogout, (marked) =>
+                    socket.close(marked ? 1000 : resumableClose, reason),
+                  )
+                : socket.close(code, reason),
+          }
+        }),
     }
 
     const managerScope = yield* Scope.fork(yield* Effect.scope)
@@ -96,18 +195,48 @@ export const run = <E, R>(
     }).pipe(
       Scope.provide(managerScope),
       Effect.provideService(SessionStore.SessionStore, store),
+      Effect.provideService(GatewayTransport, watched),
       Effect.provide(FetchHttpClient.layer),
       Effect.mapError((error) => `the wave's shard manager did not start: ${error.message}`),
     )
     const oldShard = manager.shard(id)!
+    // s's session as it runs in the wave (a fresh one, if its resume failed).
+    yield* Effect.forkScoped(
+      Stream.runForEach(SubscriptionRef.changes(oldShard.status), (status) =>
+        Effect.sync(() => status.sessionId !== undefined && oldSessions.add(status.sessionId)),
+      ),
+    )
 
     // The app's stream: one event per pull (so the stream's end pulled means the app finished
     // the last one), nothing once an ownership lapsed.
     const drained = yield* Deferred.make<void>()
     const dispatches: Stream.Stream<ShardManager.ShardEvent> = manager.events.pipe(
+      Stream.mapArray((chunk) => {
+        released += chunk.length
+        return chunk
+      }),
       Stream.rechunk(1),
       Stream.takeWhile(valid),
-      Stream.onEnd(Deferred.succeed(drained, undefined)),
+      (events) =>
+        Stream.transformPull(events, (pull) =>
+          Effect.succeed(
+            Effect.suspend(() => {
+              if (inHand) finished++
+              inHand = false
+              return Effect.tap(pull, () =>
+                Effect.sync(() => {
+                  inHand = true
+                }),
+              )
+            }),
+          ),
+        ),
+      Stream.onEnd(
+        Effect.suspend(() => {
+          drainedFlag = true
+          return Deferred.succeed(drained, undefined)
+        }),
+      ),
     )
     const keyed: Stream.Stream<EventKey.KeyedEvent> = Stream.mapEffect(dispatches, (event) =>
       Effect.map(manager.statuses, (statuses) => ({
@@ -172,6 +301,7 @@ export const run = <E, R>(
       yield* news.get(x)!.store.save([x, to], session.value)
     }
     if (!valid()) return yield* Effect.fail("an ownership of the wave lapsed before the commit")
+    // s is gone (logged out): nobody resumes its session any more.
     yield* old.store.clear(oldKey)
     if (!(yield* Effect.orElseSucceed(commit, () => false)))
       return yield* Effect.fail("the wave could not be marked done")
