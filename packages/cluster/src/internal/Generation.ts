@@ -101,7 +101,7 @@ export const readIfAny = Effect.gen(function* () {
       Result: WaveRow,
       execute: () => sql`
           SELECT old_shard::float8 AS shard, state, attempts::float8 AS attempts, reason FROM vigil_reshard_waves
-          WHERE from_count = ${row!.count} AND to_count = ${row!.to}`,
+          WHERE from_count = ${row!.count} AND to_count = ${row!.to} ORDER BY old_shard`,
     })(undefined)
     for (const wave of rows)
       waves.set(wave.shard, { state: wave.state, attempts: wave.attempts, reason: wave.reason ?? undefined })
