@@ -155,6 +155,10 @@ const cluster = (setup: Setup) =>
     return { gateway, runners, start, finish }
   })
 
+/** The old shards whose wave started on `runner`, in order. */
+const waveStarts = (runner: RunnerProcess.RunnerProcess) =>
+  runner.lines.flatMap((l) => /reshard wave (\d+)\/2 → 4: starting/.exec(l.text)?.[1] ?? [])
+
 const lines = (runner: RunnerProcess.RunnerProcess) => runner.lines.map((line) => line.text).join("\n")
 
 describe("a cluster reshard", () => {
@@ -254,8 +258,6 @@ describe("a cluster reshard", () => {
           // Two buckets: a wave's second new shard waits a 5 s window, long enough to kill its runner then.
           maxConcurrency: 2,
         })
-        const waveStarts = (r: RunnerProcess.RunnerProcess) =>
-          r.lines.flatMap((l) => /reshard wave (\d+)\/2 → 4: starting/.exec(l.text)?.[1] ?? [])
         yield* Effect.sync(() => runners[0]!.child.stdin?.write("reshard 0 4\n"))
 
         // 1. Before its old shard logs out: the wave is carried out anew on another runner.
@@ -336,6 +338,69 @@ describe("a cluster reshard", () => {
         )
         console.log(
           `killed mid-wave: the second kill landed ${landed}; ${result.twice.length} events handled twice (replayed after the kills), ${Recording.identifyCount(entries)} identifies`,
+        )
+      }).pipe(Effect.provide(TestDatabase.fresh)),
+    240_000,
+  )
+
+  it.live(
+    "a runner stopped (SIGTERM) in the middle of a wave and started again: the wave runs again elsewhere; nothing lost",
+    () =>
+      Effect.gen(function* () {
+        const { gateway, runners, start, finish } = yield* cluster({
+          runners: ["a", "b", "c"],
+          maxConcurrency: 2,
+        })
+        yield* Effect.sync(() => runners[0]!.child.stdin?.write("reshard 0 4\n"))
+        let stopped: RunnerProcess.RunnerProcess | undefined
+        yield* eventually(
+          () => {
+            stopped = runners.find((r) => waveStarts(r).length > 0)
+            return stopped !== undefined
+          },
+          "a wave started",
+          "30 seconds",
+        )
+        const wave = waveStarts(stopped!)[0]!
+        yield* Effect.sleep("1500 millis")
+        stopped!.child.kill("SIGTERM")
+        yield* eventually(stopped!.exited, "the runner stopped", "20 seconds")
+        assert.isFalse(
+          stopped!.lines.some((l) => l.text.includes(`wave ${wave}/2 → 4: done`)),
+          "the wave was done before the stop",
+        )
+        // A deploy: the same runner back while the reshard runs.
+        yield* start(stopped!.name)
+        const witness = runners.find((r) => !r.exited())!
+        yield* eventually(
+          Effect.map(witness.request("status"), (s) => s.includes(`"count":4`)),
+          "the reshard completed",
+          "120 seconds",
+        )
+        yield* eventually(exactlyCount(gateway, 4), "the four shards of 4 up, none of 2", "30 seconds")
+        yield* Effect.sleep("1 second")
+        const result = yield* finish
+
+        assert.isAbove(result.produced.length, 1000)
+        assert.deepStrictEqual(result.lost, [], "events lost")
+        assert.deepStrictEqual(result.outOfOrder.slice(0, 5), [], "events out of order")
+        const entries = yield* gateway.entries
+        assert.deepStrictEqual(
+          [...maxOpenPerKey(entries)].filter(([, n]) => n > 1),
+          [],
+          "two sockets for one [id, count]",
+        )
+        assert.deepStrictEqual(
+          Recording.only(entries, "Rejected").map((r) => r.reason),
+          [],
+          "the gateway refused something (an identify too soon?)",
+        )
+        assert.isTrue(
+          runners.some((r) => r !== stopped && waveStarts(r).includes(wave)),
+          "the stopped wave was not carried out again",
+        )
+        console.log(
+          `stopped mid-wave: ${result.twice.length} events handled twice, ${Recording.identifyCount(entries)} identifies`,
         )
       }).pipe(Effect.provide(TestDatabase.fresh)),
     240_000,

@@ -23,8 +23,12 @@
  *   committed: the new shards resume from those sessions (everything since their READY
  *   handed to the app again).
  *
- * A wave that fails (the manager rolls it back: the new shards log out, s serves on) saves
- * s's session as the app has finished it, and the singleton serves s again.
+ * A wave that fails (the manager rolls it back: the new shards log out, s serves on), or whose
+ * singleton is stopped (SIGTERM, a rebalance) before s logs out, saves s's session as the app
+ * has finished it, and s serves again (there, or where the singleton moves). Nothing is lost;
+ * what may come again are the events the new shards delivered ahead of s's own stream (the
+ * manager's rollback matches s's copies for `quietMillis` more; a stop does not wait).
+ * Stopped after s logged out, the wave finishes first (commit included).
  */
 import {
   type IdentifyThrottle,
@@ -131,6 +135,8 @@ export const run = <E, R>(
     let finished = 0
     let inHand = false
     let drainedFlag = false
+    /** The wave is marked handed (s is logging out): it can only go forward now. */
+    let isHanded = false
 
     /**
      * Right before s's close 1000 leaves: the app finishes every event the handover has
@@ -142,6 +148,11 @@ export const run = <E, R>(
       const target = released
       while (finished < target && !drainedFlag) yield* Effect.sleep(Duration.millis(10))
       return yield* handed.pipe(
+        Effect.andThen(
+          Effect.sync(() => {
+            isHanded = true
+          }),
+        ),
         Effect.as(true),
         Effect.catchCause((cause) =>
           Effect.as(Effect.logError("the wave's hand-over mark was not written", cause), false),
@@ -278,32 +289,60 @@ export const run = <E, R>(
     const lapsed = Effect.raceAll([old.lapsed, ...[...news.values()].map((o) => o.lapsed)]).pipe(
       Effect.map((lapse) => `an ownership of the wave lapsed (${lapse._tag})`),
     )
-    const outcome = yield* Effect.raceFirst(
-      manager.reshard(to).pipe(
-        Effect.mapError((error) => error.message),
-        Effect.exit,
+    // Forked: a stop of the singleton (SIGTERM, a rebalance) in the middle decides how it ends.
+    const reshard = yield* Effect.forkScoped(
+      Effect.raceFirst(
+        manager.reshard(to).pipe(
+          Effect.mapError((error) => error.message),
+          Effect.exit,
+        ),
+        Effect.map(lapsed, (reason) => Exit.fail(reason)),
       ),
-      Effect.map(lapsed, (reason) => Exit.fail(reason)),
     )
-    if (Exit.isFailure(outcome)) {
-      // The manager rolled the wave back: s serves again; its session as the app finished it.
+
+    /** The app's last events done, the sessions saved so the next owner resumes after them. */
+    const keepOld = Effect.gen(function* () {
       yield* closeAndDrain
       const kept = yield* memory.load(oldKey)
       if (Option.isSome(kept) && old.valid()) yield* old.store.save(oldKey, kept.value)
-      return yield* Effect.fail(Option.getOrElse(Exit.findErrorOption(outcome), () => "interrupted"))
-    }
+    })
+    const commitNew = Effect.gen(function* () {
+      for (const x of joins) yield* manager.stop(x)
+      yield* closeAndDrain
+      for (const x of joins) {
+        const session = yield* memory.load([x, to])
+        if (Option.isNone(session)) return yield* Effect.fail(`shard ${x}/${to} has no session to hand on`)
+        yield* news.get(x)!.store.save([x, to], session.value)
+      }
+      if (!valid()) return yield* Effect.fail("an ownership of the wave lapsed before the commit")
+      // s is gone (logged out): nobody resumes its session any more.
+      yield* old.store.clear(oldKey)
+      if (!(yield* Effect.orElseSucceed(commit, () => false)))
+        return yield* Effect.fail("the wave could not be marked done")
+      return { tookMillis: clock.currentTimeMillisUnsafe() - started }
+    })
 
-    for (const x of joins) yield* manager.stop(x)
-    yield* closeAndDrain
-    for (const x of joins) {
-      const session = yield* memory.load([x, to])
-      if (Option.isNone(session)) return yield* Effect.fail(`shard ${x}/${to} has no session to hand on`)
-      yield* news.get(x)!.store.save([x, to], session.value)
-    }
-    if (!valid()) return yield* Effect.fail("an ownership of the wave lapsed before the commit")
-    // s is gone (logged out): nobody resumes its session any more.
-    yield* old.store.clear(oldKey)
-    if (!(yield* Effect.orElseSucceed(commit, () => false)))
-      return yield* Effect.fail("the wave could not be marked done")
-    return { tookMillis: clock.currentTimeMillisUnsafe() - started }
+    return yield* Fiber.join(reshard).pipe(
+      Effect.flatMap((outcome) =>
+        Exit.isSuccess(outcome)
+          ? commitNew
+          : // The manager rolled the wave back: s serves again; its session as the app finished it.
+            Effect.andThen(
+              keepOld,
+              Effect.fail(Option.getOrElse(Exit.findErrorOption(outcome), () => "interrupted")),
+            ),
+      ),
+      Effect.onInterrupt(() =>
+        isHanded
+          ? // Past s's logout its guilds are only on the new sessions: the wave goes forward.
+            Fiber.await(reshard).pipe(
+              Effect.andThen(commitNew),
+              Effect.catchCause((cause) =>
+                Effect.logWarning("the wave stopped after its old shard logged out", cause),
+              ),
+            )
+          : // Before it: the new shards log out, s's session is kept as the app finished it.
+            Effect.andThen(Fiber.interrupt(reshard), keepOld),
+      ),
+    )
   }).pipe(Effect.scoped)
