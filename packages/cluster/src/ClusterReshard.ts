@@ -111,14 +111,13 @@ const register = <E, R>(options: ClusterReshardOptions<E, R>, local: ShardComman
     const pollInterval = Duration.fromInputUnsafe(resharding.pollInterval ?? Duration.millis(500))
     const initial = options.shards[0]?.[1] ?? 1
     yield* migrate(Generation.migrations)
-    const read = Generation.read(initial).pipe(Effect.provideService(SqlClient.SqlClient, sql))
-    const state = yield* SubscriptionRef.make(yield* read)
-    const refresh = read.pipe(
-      Effect.flatMap((next) => SubscriptionRef.set(state, next)),
-      Effect.catch((error) => Effect.logWarning(`cannot read the cluster's shard count: ${error.message}`)),
-    )
     const inSql = <A, E2>(effect: Effect.Effect<A, E2, SqlClient.SqlClient>) =>
       Effect.provideService(effect, SqlClient.SqlClient, sql)
+    const state = yield* SubscriptionRef.make(yield* inSql(Generation.read(initial)))
+    const refresh = inSql(Generation.readIfAny).pipe(
+      Effect.flatMap((next) => (next === undefined ? Effect.void : SubscriptionRef.set(state, next))),
+      Effect.catch((error) => Effect.logWarning(`cannot read the cluster's shard count: ${error.message}`)),
+    )
 
     /** Until the shard's role under the state is no longer `role`. */
     const whileRole = (key: SessionStore.ShardKey, role: Generation.Role) =>
@@ -216,17 +215,17 @@ const register = <E, R>(options: ClusterReshardOptions<E, R>, local: ShardComman
     )
     yield* sharding.registerSingleton(
       coordinatorName,
-      coordinate(resharding, pollInterval, initial).pipe(Effect.provideService(SqlClient.SqlClient, sql)),
+      coordinate(resharding, pollInterval).pipe(Effect.provideService(SqlClient.SqlClient, sql)),
     )
   })
 
 /** Drives a running reshard's waves (one singleton in the cluster); never ends. */
-const coordinate = (resharding: ReshardingOptions, pollInterval: Duration.Duration, initial: number) => {
+const coordinate = (resharding: ReshardingOptions, pollInterval: Duration.Duration) => {
   const parallel = Math.max(1, resharding.parallelWaves ?? 1)
   const attempts = Math.max(1, resharding.waveAttempts ?? 3)
   const step = Effect.gen(function* () {
-    const now = yield* Generation.read(initial)
-    if (now.phase !== "running" || now.to === undefined) return
+    const now = yield* Generation.readIfAny
+    if (now === undefined || now.phase !== "running" || now.to === undefined) return
     const from = now.count
     const to = now.to
     const waves = [...now.waves].sort(([a], [b]) => a - b)

@@ -147,6 +147,8 @@ export const run = <E, R>(
     const beforeLogout = Effect.gen(function* () {
       const target = released
       while (finished < target && !drainedFlag) yield* Effect.sleep(Duration.millis(10))
+      // Fenced meanwhile: another runner owns the wave now; this one marks nothing.
+      if (!valid() || finished < target) return false
       return yield* handed.pipe(
         Effect.andThen(
           Effect.sync(() => {
@@ -275,15 +277,23 @@ export const run = <E, R>(
       Effect.sync(() => local.get(nameOf(oldKey)) === view && local.delete(nameOf(oldKey))),
     )
 
-    /** Closes the manager (its shards close resumable, their final sessions in memory) and waits for the app. */
+    /**
+     * Closes the manager (its shards close resumable, their final sessions in memory) and waits
+     * for the app to finish what they queued: false when it did not in time (then the final
+     * sessions are not saved: the next owner replays from the earlier rows, never past an
+     * event the app has not finished).
+     */
     const closeAndDrain = Effect.gen(function* () {
       yield* Scope.close(managerScope, Exit.void)
       const finished = yield* Deferred.await(drained).pipe(
         Effect.timeoutOption(wave.drainTimeout ?? Duration.seconds(30)),
       )
       yield* Fiber.interrupt(consumer)
-      if (Option.isNone(finished))
-        yield* Effect.logWarning("the app did not finish the wave's events in time")
+      if (Option.isSome(finished)) return true
+      yield* Effect.logWarning(
+        "the app did not finish the wave's events in time: they will be handed to it again",
+      )
+      return false
     })
 
     const lapsed = Effect.raceAll([old.lapsed, ...[...news.values()].map((o) => o.lapsed)]).pipe(
@@ -302,17 +312,18 @@ export const run = <E, R>(
 
     /** The app's last events done, the sessions saved so the next owner resumes after them. */
     const keepOld = Effect.gen(function* () {
-      yield* closeAndDrain
+      if (!(yield* closeAndDrain)) return
       const kept = yield* memory.load(oldKey)
       if (Option.isSome(kept) && old.valid()) yield* old.store.save(oldKey, kept.value)
     })
     const commitNew = Effect.gen(function* () {
       for (const x of joins) yield* manager.stop(x)
-      yield* closeAndDrain
+      const drainedInTime = yield* closeAndDrain
       for (const x of joins) {
         const session = yield* memory.load([x, to])
         if (Option.isNone(session)) return yield* Effect.fail(`shard ${x}/${to} has no session to hand on`)
-        yield* news.get(x)!.store.save([x, to], session.value)
+        // Not drained: the rows stay at the sessions' READY (everything handed again, nothing lost).
+        if (drainedInTime) yield* news.get(x)!.store.save([x, to], session.value)
       }
       if (!valid()) return yield* Effect.fail("an ownership of the wave lapsed before the commit")
       // s is gone (logged out): nobody resumes its session any more.
