@@ -218,6 +218,9 @@ describe("a cluster reshard", () => {
           ["R", "R", "R", "R"],
           "a new shard serves on an identify of its own",
         )
+        // And no identify but the waves': two new shards per wave started (2 waves, more if one began again).
+        const waves = runners.flatMap(waveStarts).length
+        assert.strictEqual(Recording.identifyCount(entries), 2 + 2 * waves, "an identify outside the waves")
         const maxOpen = Recording.maxOpen(entries)
         assert.isAtMost(maxOpen, 5, "more connections than the waves plan (M + 1)")
         assert.isFalse(
