@@ -211,7 +211,12 @@ const register = <E, R>(options: ClusterReshardOptions<E, R>, local: ShardComman
     })
     yield* follow
     yield* Effect.forkScoped(
-      Effect.repeat(Effect.andThen(refresh, follow), Schedule.spaced(pollInterval)).pipe(Effect.asVoid),
+      Effect.repeat(
+        Effect.andThen(refresh, follow).pipe(
+          Effect.catchCause((cause) => Effect.logError("following the cluster's shard count failed", cause)),
+        ),
+        Schedule.spaced(pollInterval),
+      ).pipe(Effect.asVoid),
     )
     yield* sharding.registerSingleton(
       coordinatorName,
@@ -256,7 +261,8 @@ const coordinate = (resharding: ReshardingOptions, pollInterval: Duration.Durati
   return Effect.forever(
     Effect.andThen(
       Effect.sleep(pollInterval),
-      step.pipe(Effect.catch((error) => Effect.logWarning(`reshard coordinator: ${error.message}`))),
+      // A singleton whose effect ends is never restarted: nothing may end this one.
+      step.pipe(Effect.catchCause((cause) => Effect.logWarning("reshard coordinator step failed", cause))),
     ),
   ).pipe(Effect.annotateLogs({ package: "@vigil/cluster", singleton: coordinatorName }))
 }
