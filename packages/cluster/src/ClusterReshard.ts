@@ -29,7 +29,7 @@
  * `reshard(M)` continues it.
  */
 import type { IdentifyThrottle, Reshard, SessionStore, Transport } from "@vigil/gateway"
-import { IdentifyThrottle as IdentifyThrottleTag } from "@vigil/gateway"
+import { GatewayInfo, IdentifyThrottle as IdentifyThrottleTag } from "@vigil/gateway"
 import {
   Cause,
   Clock,
@@ -45,6 +45,7 @@ import {
   SubscriptionRef,
 } from "effect"
 import { Sharding } from "effect/cluster"
+import { FetchHttpClient } from "effect/http"
 import { SqlClient, type SqlError } from "effect/sql"
 import { ClusterReshardFailed, ClusterReshardRefused } from "./ClusterError.ts"
 import * as Generation from "./internal/Generation.ts"
@@ -68,6 +69,12 @@ export interface ReshardingOptions {
   readonly handover?: Reshard.ReshardOptions | undefined
   /** How long the app may take to finish the events a wave handed it. Default 30 s. */
   readonly drainTimeout?: Duration.Input | undefined
+  /**
+   * A serving shard closed with 4011 (sharding required) reshards the cluster: to what
+   * `GET /gateway/bot` recommends (at `apiBaseUrl`, default Discord's), rounded up to a
+   * multiple of the count, and at least twice the count. Default off.
+   */
+  readonly autoReshard?: boolean | { readonly apiBaseUrl?: string | undefined } | undefined
 }
 
 export interface ClusterReshardOptions<E, R> extends ShardSingleton.ShardSingletonOptions<E, R> {
@@ -118,6 +125,49 @@ const register = <E, R>(options: ClusterReshardOptions<E, R>, local: ShardComman
       Effect.flatMap((next) => (next === undefined ? Effect.void : SubscriptionRef.set(state, next))),
       Effect.catch((error) => Effect.logWarning(`cannot read the cluster's shard count: ${error.message}`)),
     )
+
+    // A 4011 of a serving shard: Discord asks for more shards (once per reshard: the others are refused as in progress).
+    const throttle = yield* IdentifyThrottleTag.IdentifyThrottle
+    const apiBaseUrl =
+      typeof resharding.autoReshard === "object" ? resharding.autoReshard.apiBaseUrl : undefined
+    const onShardingRequired = Effect.gen(function* () {
+      const now = yield* SubscriptionRef.get(state)
+      if (now.phase === "running") return
+      const from = now.count
+      const recommended = yield* GatewayInfo.fetchGatewayBot({
+        token: options.config.token,
+        apiBaseUrl,
+      }).pipe(
+        Effect.map((bot) => bot.shards),
+        Effect.provide(FetchHttpClient.layer),
+        Effect.catchCause((cause) =>
+          Effect.as(Effect.logWarning("GET /gateway/bot failed: resharding to twice the count", cause), 0),
+        ),
+      )
+      const to = Math.max(2 * from, Math.ceil(recommended / from) * from)
+      yield* Effect.logWarning(
+        `a shard closed with 4011 (sharding required): resharding the cluster ${from} → ${to}`,
+      )
+      yield* reshard(to).pipe(
+        Effect.provideService(SqlClient.SqlClient, sql),
+        Effect.provideService(IdentifyThrottleTag.IdentifyThrottle, throttle),
+        Effect.catchCause((cause) => Effect.logWarning("the 4011-triggered reshard did not complete", cause)),
+      )
+    })
+    const layerScope = yield* Effect.scope
+    const serving: ShardSingleton.ShardSingletonOptions<E, R> =
+      resharding.autoReshard === undefined || resharding.autoReshard === false
+        ? options
+        : {
+            ...options,
+            onStoppedForGood: (error) =>
+              Effect.andThen(
+                error._tag === "ShardingRequired"
+                  ? Effect.forkIn(onShardingRequired, layerScope)
+                  : Effect.void,
+                options.onStoppedForGood?.(error) ?? Effect.void,
+              ),
+          }
 
     /** Until the shard's role under the state is no longer `role`. */
     const whileRole = (key: SessionStore.ShardKey, role: Generation.Role) =>
@@ -173,7 +223,7 @@ const register = <E, R>(options: ClusterReshardOptions<E, R>, local: ShardComman
           const role = Generation.roleOf(now, key)
           if (role === "serve") {
             // Left gracefully when the role changes: the session saved up to what the app handled.
-            yield* Effect.raceFirst(ShardSingleton.runShard(key, options, local), whileRole(key, role))
+            yield* Effect.raceFirst(ShardSingleton.runShard(key, serving, local), whileRole(key, role))
           } else if (role === "wave") {
             yield* wave(key, now.to!)
             yield* refresh
@@ -188,7 +238,6 @@ const register = <E, R>(options: ClusterReshardOptions<E, R>, local: ShardComman
       ).pipe(Effect.annotateLogs({ package: "@vigil/cluster", shard: nameOf(key) }))
 
     // Per count, the scope its singletons are registered in.
-    const layerScope = yield* Effect.scope
     const registered = new Map<number, Scope.Closeable>()
     const follow = Effect.gen(function* () {
       const now = yield* SubscriptionRef.get(state)

@@ -7,8 +7,11 @@
  *   identify each, ever), and a runner started afterwards runs the new count only;
  * - rolled back: the gateway refuses the new shards' identifies, each wave attempt is rolled
  *   back, the reshard fails typed, the old count serves on, still exactly once;
- * - a runner killed in the middle of a wave: the wave is carried out again on another runner
- *   and the reshard completes; nothing lost (the killed runner's last events may come again).
+ * - runners killed, or stopped and started again, in the middle of a wave: the wave is carried
+ *   out again (or committed) on another runner and the reshard completes; nothing lost (what a
+ *   killed runner's app had handled may come again);
+ * - a 4011 (the gateway closes both shards: too many guilds) reshards the cluster by itself to
+ *   the recommended count, and the guilds come back on the new shards, each event once.
  */
 
 import * as path from "node:path"
@@ -125,6 +128,7 @@ const cluster = (setup: Setup) =>
     const env = {
       DATABASE_URL: Redacted.value(url),
       GATEWAY_URL: gateway.url,
+      API_BASE_URL: gateway.httpUrl,
       TOKEN: token,
       SHARDS: "2",
       MAX_CONCURRENCY: String(setup.maxConcurrency ?? 4),
@@ -428,5 +432,47 @@ describe("a cluster reshard", () => {
         )
       }).pipe(Effect.provide(TestDatabase.fresh)),
     240_000,
+  )
+
+  it.live(
+    "a 4011 on the serving shards reshards the cluster to the recommended count; every event sent reaches the app once",
+    () =>
+      Effect.gen(function* () {
+        const { gateway, runners, finish } = yield* cluster({
+          runners: ["a", "b"],
+          env: { AUTO_RESHARD: "1" },
+        })
+        yield* gateway.setRecommendedShards(4)
+        // The bot grew: 20 guilds per shard is over the limit, both sessions end with 4011.
+        const closedAt = Date.now()
+        const closed = yield* gateway.setMaxGuildsPerShard(15, { enforce: true })
+        assert.strictEqual(closed.length, 2)
+        yield* eventually(
+          Effect.map(runners[0]!.request("status"), (s) => s.includes(`"count":4`)),
+          "the cluster resharded to 4",
+          "120 seconds",
+        )
+        yield* eventually(exactlyCount(gateway, 4), "the four shards of 4 up, none of 2", "30 seconds")
+        const offlineMillis = Date.now() - closedAt
+        yield* Effect.sleep("1 second")
+        const result = yield* finish
+
+        assert.isAbove(result.produced.length, 500)
+        assert.deepStrictEqual(result.lost, [], "events lost")
+        assert.deepStrictEqual(result.twice, [], "events handled twice")
+        assert.deepStrictEqual(result.outOfOrder.slice(0, 5), [], "events out of order")
+        const entries = yield* gateway.entries
+        assert.deepStrictEqual(
+          [...maxOpenPerKey(entries)].filter(([, n]) => n > 1),
+          [],
+          "two sockets for one [id, count]",
+        )
+        const triggered = runners.flatMap((r) => r.lines).filter((l) => l.text.includes("closed with 4011"))
+        assert.isAtLeast(triggered.length, 1, "no 4011-triggered reshard logged")
+        console.log(
+          `4011: resharded 2 → 4, the four new shards serving ${offlineMillis} ms after the 4011s, ${result.produced.length} events`,
+        )
+      }).pipe(Effect.provide(TestDatabase.fresh)),
+    180_000,
   )
 })

@@ -299,6 +299,30 @@ export const run = <E, R>(
     const lapsed = Effect.raceAll([old.lapsed, ...[...news.values()].map((o) => o.lapsed)]).pipe(
       Effect.map((lapse) => `an ownership of the wave lapsed (${lapse._tag})`),
     )
+    // s first streams (or is found dead: a 4011), so the handover begins only for a live s.
+    const oldState = yield* SubscriptionRef.changes(oldShard.status).pipe(
+      Stream.map((status) => status.state._tag),
+      Stream.filter((tag) => tag === "Ready" || tag === "Stopped"),
+      Stream.runHead,
+      Effect.timeoutOption(wave.reshard?.waveTimeout ?? Duration.minutes(2)),
+      Effect.map(Option.flatten),
+    )
+    if (Option.isNone(oldState)) return yield* Effect.fail(`shard ${id}/${from} did not come up for its wave`)
+    if (oldState.value === "Stopped") {
+      // Dead: the new sessions carry its guilds from their READY on, with no other copy; once
+      // each is stored the wave is handed (a runner killed later commits, never redoes it).
+      yield* Effect.forkScoped(
+        Effect.gen(function* () {
+          while (stored.size < joins.length) yield* Effect.sleep(Duration.millis(10))
+          if (!valid()) return
+          yield* handed
+          isHanded = true
+        }).pipe(
+          Effect.catchCause((cause) => Effect.logError("the wave's hand-over mark was not written", cause)),
+        ),
+      )
+    }
+
     // Forked: a stop of the singleton (SIGTERM, a rebalance) in the middle decides how it ends.
     const reshard = yield* Effect.forkScoped(
       Effect.raceFirst(
