@@ -15,8 +15,10 @@
  * singleton, on whatever runner holds it (`internal/Wave.ts`: the gateway's per-guild
  * handover, then the new sessions saved under `[x, M]` for their own singletons to RESUME).
  * A coordinator (one more singleton) lets `parallelWaves` waves run at once (k extra
- * connections each), retries a failed wave (`waveAttempts`; a runner killed mid-wave is one)
- * and, once every wave is done, makes M the serving count; the `[*, N]` singletons then end.
+ * connections each), retries a failed wave (`waveAttempts`) and, once every wave is done,
+ * makes M the serving count; the `[*, N]` singletons then end. A wave whose runner stops or
+ * dies is carried out again (or, past its old shard's logout, committed) where the cluster
+ * moves its singleton. Triggers: `reshard(M)` from any runner, and with `autoReshard` a 4011.
  *
  * Any other M (3 → 5, or fewer shards) is refused with `ClusterReshardRefused`
  * ("not-a-multiple"): a new shard's guilds would come from several old shards, on several
