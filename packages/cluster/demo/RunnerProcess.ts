@@ -48,10 +48,12 @@ export const start = (options: {
   readonly name: string
   readonly port: number
   readonly env: Record<string, string>
+  /** Another runner program (a test's fixture). Default `runner.ts`. */
+  readonly program?: string | undefined
 }) =>
   Effect.acquireRelease(
     Effect.sync((): RunnerProcess => {
-      const child = spawn(process.execPath, ["--conditions=@vigil/source", program], {
+      const child = spawn(process.execPath, ["--conditions=@vigil/source", options.program ?? program], {
         env: { ...process.env, ...options.env, RUNNER_PORT: String(options.port) },
         stdio: ["pipe", "pipe", "pipe"],
       })

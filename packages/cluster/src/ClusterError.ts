@@ -61,3 +61,35 @@ export class RunnerAddressInUse extends Schema.TaggedError<RunnerAddressInUse>()
     return `the runner address ${this.address} cannot be listened on: ${this.reason}`
   }
 }
+
+/** A cluster reshard that was not started (see `ClusterReshard.reshard`). */
+export class ClusterReshardRefused extends Schema.TaggedError<ClusterReshardRefused>()(
+  "ClusterReshardRefused",
+  {
+    reason: Schema.Literals(["in-progress", "same-count", "not-a-multiple", "budget", "no-cluster"]),
+    detail: Schema.String,
+  },
+) {
+  override get message() {
+    return `cluster reshard refused (${this.reason}): ${this.detail}`
+  }
+}
+
+/** A cluster reshard that stopped before its end. */
+export class ClusterReshardFailed extends Schema.TaggedError<ClusterReshardFailed>()("ClusterReshardFailed", {
+  from: Schema.Int,
+  to: Schema.Int,
+  reason: Schema.String,
+  /**
+   * True: no wave was done, the old count serves every guild as before. False: some old
+   * shards' guilds moved to the new count already (each guild on one shard); `reshard(to)`
+   * continues with the rest.
+   */
+  rolledBack: Schema.Boolean,
+}) {
+  override get message() {
+    return `cluster reshard ${this.from} → ${this.to} failed (${this.reason}); ${
+      this.rolledBack ? "rolled back" : "stopped partway: both counts serve, each guild on one shard"
+    }`
+  }
+}

@@ -20,6 +20,7 @@ import {
   RunnerAddressInUse,
 } from "./ClusterError.ts"
 import * as ClusterHealth from "./ClusterHealth.ts"
+import * as ClusterReshard from "./ClusterReshard.ts"
 import * as PgDatabase from "./PgDatabase.ts"
 import * as PgIdentifyThrottle from "./PgIdentifyThrottle.ts"
 import * as PgShardOwners from "./PgShardOwners.ts"
@@ -83,6 +84,11 @@ export interface ClusterRunnerOptions<E, R> extends ShardSingleton.ShardSingleto
   readonly timings?: Partial<Timings> | undefined
   /** How often each shard reports to `ClusterHealth`. Default 2 s. */
   readonly healthInterval?: Duration.Input | undefined
+  /**
+   * Given (even `{}`): the shard count is the cluster's, in PostgreSQL, and `ClusterReshard.reshard`
+   * changes it under traffic (see `ClusterReshard`); `shards` only gives the first count.
+   */
+  readonly resharding?: ClusterReshard.ReshardingOptions | undefined
 }
 
 export type ClusterRunnerError =
@@ -100,7 +106,8 @@ export const addressOf = (address: { readonly host: string; readonly port: numbe
 
 /**
  * The runner: joins the cluster and runs the shards the cluster places here. Provides
- * `Sharding` (for `ShardCommands.client`) and `ClusterHealth` (to read the cluster's health).
+ * `Sharding` (for `ShardCommands.client`), `ClusterHealth` (to read the cluster's health), and
+ * the `SqlClient` and `IdentifyThrottle` that `ClusterReshard.reshard` needs.
  */
 export const layer = <E, R>(options: ClusterRunnerOptions<E, R>) => {
   const timings = { ...defaultTimings, ...options.timings }
@@ -142,10 +149,11 @@ export const layer = <E, R>(options: ClusterRunnerOptions<E, R>) => {
     PgIdentifyThrottle.layer({ maxConcurrency: options.maxConcurrency }),
     ClusterHealth.layer({ owner, interval: options.healthInterval }),
   )
-  const shards = ShardSingleton.layer(options)
+  const shards = options.resharding ? ClusterReshard.layer(options) : ShardSingleton.layer(options)
   return shards.pipe(
     Layer.provideMerge(Layer.mergeAll(cluster, services)),
-    Layer.provide(PgDatabase.layer(options.database)),
+    // Also provided: `ClusterReshard.reshard` (and an app's own queries) use the runner's pool.
+    Layer.provideMerge(PgDatabase.layer(options.database)),
     Layer.satisfiesErrorType<ClusterRunnerError>(),
   )
 }

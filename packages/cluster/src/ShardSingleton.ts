@@ -73,7 +73,12 @@ export interface ShardSingletonOptions<E, R> {
    * its stream (their sequence is saved: the next owner resumes after them). Default 5 s.
    */
   readonly drainTimeout?: Duration.Input | undefined
+  /** Told when the shard stops for good here (after the log): e.g. a 4011 starts a reshard (`ClusterReshard`). */
+  readonly onStoppedForGood?: ((error: Stop) => Effect.Effect<void>) | undefined
 }
+
+/** Why a shard stops for good. */
+type Stop = Effect.Error<Shard.Shard["await"]>
 
 /** The shard where it runs, as the app's `run` gets it beside the shard itself. */
 export interface Running {
@@ -193,7 +198,12 @@ const runOwned = <E, R>(
     local.set(name, guarded)
     yield* Effect.addFinalizer(() => Effect.sync(() => local.get(name) === guarded && local.delete(name)))
     const stoppedForGood = shard.await.pipe(
-      Effect.catch((error) => Effect.logError(`shard stopped for good: ${error.message}`)),
+      Effect.catch((error) =>
+        Effect.andThen(
+          Effect.logError(`shard stopped for good: ${error.message}`),
+          options.onStoppedForGood?.(error) ?? Effect.void,
+        ),
+      ),
       Effect.andThen(Effect.never),
     )
     const lapse = yield* Effect.raceFirst(

@@ -1,0 +1,393 @@
+/**
+ * Resharding a cluster N → M under traffic, with no downtime: every guild's events exactly
+ * once and in order (delivered to the app on whichever runner), identifies paced cluster-wide,
+ * and every runner agreeing on the count, also one that starts or restarts during or after it.
+ *
+ * The count is a row in PostgreSQL (`internal/Generation.ts`). Each runner reads it every
+ * `pollInterval` and registers one singleton per shard of the serving count, and of the
+ * target count while a reshard runs (dynamic singletons: a count no longer used is
+ * unregistered). What a singleton does follows the row (`Generation.roleOf`): serve its shard
+ * (as `ShardSingleton` does), wait (a new shard whose guilds have not moved yet), carry out
+ * its wave (an old shard), or nothing (retired).
+ *
+ * A reshard needs M to be a multiple of N (what Discord requires of large bots): old shard s
+ * is replaced by new shards s, s + N, …, s + (k − 1)N in a wave carried out inside s's
+ * singleton, on whatever runner holds it (`internal/Wave.ts`: the gateway's per-guild
+ * handover, then the new sessions saved under `[x, M]` for their own singletons to RESUME).
+ * A coordinator (one more singleton) lets `parallelWaves` waves run at once (k extra
+ * connections each), retries a failed wave (`waveAttempts`) and, once every wave is done,
+ * makes M the serving count; the `[*, N]` singletons then end. A wave whose runner stops or
+ * dies is carried out again (or, past its old shard's logout, committed) where the cluster
+ * moves its singleton. Triggers: `reshard(M)` from any runner, and with `autoReshard` a 4011.
+ *
+ * Any other M (3 → 5, or fewer shards) is refused with `ClusterReshardRefused`
+ * ("not-a-multiple"): a new shard's guilds would come from several old shards, on several
+ * runners, and the handover needs both copies of an event in one process. (One process:
+ * `ShardManager.reshard` runs the whole new set beside the old.)
+ *
+ * A reshard that fails (its waves' attempts spent) is rolled back when no wave was done yet
+ * (the old count serves, as before); otherwise it stops partway: the done waves' guilds are
+ * served by the new count, the others by the old (each guild by exactly one shard), and
+ * `reshard(M)` continues it.
+ */
+import type { IdentifyThrottle, Reshard, SessionStore, Transport } from "@vigil/gateway"
+import { GatewayInfo, IdentifyThrottle as IdentifyThrottleTag } from "@vigil/gateway"
+import {
+  Cause,
+  Clock,
+  Duration,
+  Effect,
+  Exit,
+  Layer,
+  Option,
+  Schedule,
+  type Schema,
+  Scope,
+  Stream,
+  SubscriptionRef,
+} from "effect"
+import { Sharding } from "effect/cluster"
+import { FetchHttpClient } from "effect/http"
+import { SqlClient, type SqlError } from "effect/sql"
+import { ClusterReshardFailed, ClusterReshardRefused } from "./ClusterError.ts"
+import * as Generation from "./internal/Generation.ts"
+import { migrate } from "./internal/migrate.ts"
+import { nameOf } from "./internal/names.ts"
+import * as Wave from "./internal/Wave.ts"
+import * as ShardCommands from "./ShardCommands.ts"
+import type { ShardOwners } from "./ShardOwners.ts"
+import * as ShardSingleton from "./ShardSingleton.ts"
+
+export type { State as ReshardState } from "./internal/Generation.ts"
+
+export interface ReshardingOptions {
+  /** How often each runner reads the cluster's count and reshard. Default 500 ms. */
+  readonly pollInterval?: Duration.Input | undefined
+  /** Waves under way at once (each k = M / N extra connections). Default 1. */
+  readonly parallelWaves?: number | undefined
+  /** Attempts of one wave before the reshard stops. Default 3. */
+  readonly waveAttempts?: number | undefined
+  /** The per-guild handover inside a wave (`ShardManager`'s `reshardOptions`). */
+  readonly handover?: Reshard.ReshardOptions | undefined
+  /** How long the app may take to finish the events a wave handed it. Default 30 s. */
+  readonly drainTimeout?: Duration.Input | undefined
+  /**
+   * A serving shard closed with 4011 (sharding required) reshards the cluster: to what
+   * `GET /gateway/bot` recommends (at `apiBaseUrl`, default Discord's), rounded up to a
+   * multiple of the count, and at least twice the count. Default off.
+   */
+  readonly autoReshard?: boolean | { readonly apiBaseUrl?: string | undefined } | undefined
+}
+
+export interface ClusterReshardOptions<E, R> extends ShardSingleton.ShardSingletonOptions<E, R> {
+  readonly resharding?: ReshardingOptions | undefined
+}
+
+type Needs<R> =
+  | Transport.GatewayTransport
+  | ShardOwners
+  | IdentifyThrottle.IdentifyThrottle
+  | Exclude<R, Scope.Scope>
+
+/** The coordinator's singleton name. */
+export const coordinatorName = "vigil-reshard-coordinator"
+
+/**
+ * The shards of the cluster's count, as singletons whose set follows the count (see the
+ * module doc), the reshard coordinator, and `ShardCommands`. The count starts as that of
+ * `options.shards` when the cluster has none yet (a runner runs every shard of it, wherever
+ * the cluster places them; the list itself is not used).
+ */
+export const layer = <E, R>(
+  options: ClusterReshardOptions<E, R>,
+): Layer.Layer<never, SqlError.SqlError, Sharding.Sharding | SqlClient.SqlClient | Needs<R>> =>
+  Layer.unwrap(
+    Effect.sync(() => {
+      const local: ShardCommands.LocalShards = new Map()
+      return Layer.merge(
+        ShardCommands.layer(local),
+        // A row that is not a count (written by something else) is a defect, not a start-up error.
+        Layer.effectDiscard(register(options, local).pipe(Effect.catchTag("SchemaError", Effect.die))),
+      )
+    }),
+  )
+
+const register = <E, R>(options: ClusterReshardOptions<E, R>, local: ShardCommands.LocalShards) =>
+  Effect.gen(function* () {
+    const sharding = yield* Sharding.Sharding
+    const sql = yield* SqlClient.SqlClient
+    const resharding = options.resharding ?? {}
+    const pollInterval = Duration.fromInputUnsafe(resharding.pollInterval ?? Duration.millis(500))
+    const initial = options.shards[0]?.[1] ?? 1
+    yield* migrate(Generation.migrations)
+    const inSql = <A, E2>(effect: Effect.Effect<A, E2, SqlClient.SqlClient>) =>
+      Effect.provideService(effect, SqlClient.SqlClient, sql)
+    const state = yield* SubscriptionRef.make(yield* inSql(Generation.read(initial)))
+    const refresh = inSql(Generation.readIfAny).pipe(
+      Effect.flatMap((next) => (next === undefined ? Effect.void : SubscriptionRef.set(state, next))),
+      Effect.catch((error) => Effect.logWarning(`cannot read the cluster's shard count: ${error.message}`)),
+    )
+
+    // A 4011 of a serving shard: Discord asks for more shards (once per reshard: the others are refused as in progress).
+    const throttle = yield* IdentifyThrottleTag.IdentifyThrottle
+    const apiBaseUrl =
+      typeof resharding.autoReshard === "object" ? resharding.autoReshard.apiBaseUrl : undefined
+    const onShardingRequired = Effect.gen(function* () {
+      const now = yield* SubscriptionRef.get(state)
+      if (now.phase === "running") return
+      const from = now.count
+      const recommended = yield* GatewayInfo.fetchGatewayBot({
+        token: options.config.token,
+        apiBaseUrl,
+      }).pipe(
+        Effect.map((bot) => bot.shards),
+        Effect.provide(FetchHttpClient.layer),
+        Effect.catchCause((cause) =>
+          Effect.as(Effect.logWarning("GET /gateway/bot failed: resharding to twice the count", cause), 0),
+        ),
+      )
+      const to = Math.max(2 * from, Math.ceil(recommended / from) * from)
+      yield* Effect.logWarning(
+        `a shard closed with 4011 (sharding required): resharding the cluster ${from} → ${to}`,
+      )
+      yield* reshard(to).pipe(
+        Effect.provideService(SqlClient.SqlClient, sql),
+        Effect.provideService(IdentifyThrottleTag.IdentifyThrottle, throttle),
+        Effect.catchCause((cause) => Effect.logWarning("the 4011-triggered reshard did not complete", cause)),
+      )
+    })
+    const layerScope = yield* Effect.scope
+    const serving: ShardSingleton.ShardSingletonOptions<E, R> =
+      resharding.autoReshard === undefined || resharding.autoReshard === false
+        ? options
+        : {
+            ...options,
+            onStoppedForGood: (error) =>
+              Effect.andThen(
+                error._tag === "ShardingRequired"
+                  ? Effect.forkIn(onShardingRequired, layerScope)
+                  : Effect.void,
+                options.onStoppedForGood?.(error) ?? Effect.void,
+              ),
+          }
+
+    /** Until the shard's role under the state is no longer `role`. */
+    const whileRole = (key: SessionStore.ShardKey, role: Generation.Role) =>
+      SubscriptionRef.changes(state).pipe(
+        Stream.filter((s) => Generation.roleOf(s, key) !== role),
+        Stream.runHead,
+        Effect.asVoid,
+      )
+
+    const wave = (key: SessionStore.ShardKey, to: number) =>
+      Effect.gen(function* () {
+        const [id, from] = key
+        const row = { from, to, shard: id }
+        const joins = Array.from({ length: to / from }, (_, j) => id + j * from)
+        if ((yield* SubscriptionRef.get(state)).waves.get(id)?.state === "handed") {
+          // Its runner died after s logged out: the new sessions (saved from their READY) carry on.
+          const stored = yield* inSql(Generation.sessionsStored(to, joins))
+          if (stored < joins.length)
+            yield* Effect.logError(
+              `reshard wave ${id}/${from} → ${to}: s logged out but only ${stored} of ${joins.length} new sessions were saved`,
+            )
+          yield* inSql(Generation.setWave(row, ["handed"], "done"))
+          yield* Effect.logWarning(`reshard wave ${id}/${from} → ${to}: committed after its runner stopped`)
+          return
+        }
+        if (!(yield* inSql(Generation.setWave(row, ["go", "running"], "running")))) return
+        yield* Effect.logInfo(`reshard wave ${id}/${from} → ${to}: starting`)
+        const result = yield* Wave.run(
+          id,
+          from,
+          to,
+          options,
+          { reshard: resharding.handover, drainTimeout: resharding.drainTimeout },
+          local,
+          inSql(Generation.setWave(row, ["running"], "handed")),
+          inSql(Generation.setWave(row, ["running", "handed"], "done")),
+        ).pipe(Effect.exit)
+        if (Exit.isSuccess(result)) {
+          yield* Effect.logInfo(`reshard wave ${id}/${from} → ${to}: done in ${result.value.tookMillis} ms`)
+          return
+        }
+        const reason = Option.getOrElse(Exit.findErrorOption(result), () => Cause.pretty(result.cause))
+        yield* Effect.logWarning(`reshard wave ${id}/${from} → ${to} failed: ${reason}`)
+        // (A handed wave is not failed: its old session is gone, its new ones carry its guilds.)
+        yield* inSql(Generation.setWave(row, ["running"], "failed", reason))
+      })
+
+    /** One shard's singleton: follows its role (a singleton's effect must never end). */
+    const shardLoop = (key: SessionStore.ShardKey): Effect.Effect<never, never, Needs<R>> =>
+      Effect.forever(
+        Effect.gen(function* () {
+          const now = yield* SubscriptionRef.get(state)
+          const role = Generation.roleOf(now, key)
+          if (role === "serve") {
+            // Left gracefully when the role changes: the session saved up to what the app handled.
+            yield* Effect.raceFirst(ShardSingleton.runShard(key, serving, local), whileRole(key, role))
+          } else if (role === "wave") {
+            yield* wave(key, now.to!)
+            yield* refresh
+          } else {
+            yield* whileRole(key, role)
+          }
+        }).pipe(
+          Effect.catchCause((cause) =>
+            Effect.logError("a reshard step failed", cause).pipe(Effect.andThen(Effect.sleep(pollInterval))),
+          ),
+        ),
+      ).pipe(Effect.annotateLogs({ package: "@vigil/cluster", shard: nameOf(key) }))
+
+    // Per count, the scope its singletons are registered in.
+    const registered = new Map<number, Scope.Closeable>()
+    const follow = Effect.gen(function* () {
+      const now = yield* SubscriptionRef.get(state)
+      const wanted = new Set([now.count, ...(now.to === undefined ? [] : [now.to])])
+      for (const count of wanted) {
+        if (registered.has(count)) continue
+        const scope = yield* Scope.fork(layerScope)
+        registered.set(count, scope)
+        for (let id = 0; id < count; id++) {
+          yield* sharding
+            .registerSingleton(nameOf([id, count]), shardLoop([id, count]))
+            .pipe(Scope.provide(scope))
+        }
+      }
+      for (const [count, scope] of registered) {
+        if (wanted.has(count)) continue
+        registered.delete(count)
+        yield* Scope.close(scope, Exit.void)
+      }
+    })
+    yield* follow
+    yield* Effect.forkScoped(
+      Effect.repeat(
+        Effect.andThen(refresh, follow).pipe(
+          Effect.catchCause((cause) => Effect.logError("following the cluster's shard count failed", cause)),
+        ),
+        Schedule.spaced(pollInterval),
+      ).pipe(Effect.asVoid),
+    )
+    yield* sharding.registerSingleton(
+      coordinatorName,
+      coordinate(resharding, pollInterval).pipe(Effect.provideService(SqlClient.SqlClient, sql)),
+    )
+  })
+
+/** Drives a running reshard's waves (one singleton in the cluster); never ends. */
+const coordinate = (resharding: ReshardingOptions, pollInterval: Duration.Duration) => {
+  const parallel = Math.max(1, resharding.parallelWaves ?? 1)
+  const attempts = Math.max(1, resharding.waveAttempts ?? 3)
+  const step = Effect.gen(function* () {
+    const now = yield* Generation.readIfAny
+    if (now === undefined || now.phase !== "running" || now.to === undefined) return
+    const from = now.count
+    const to = now.to
+    const waves = [...now.waves].sort(([a], [b]) => a - b)
+    if (waves.length > 0 && waves.every(([, w]) => w.state === "done")) {
+      yield* Generation.finish(from, to, "completed")
+      yield* Effect.logInfo(`resharded ${from} → ${to}`)
+      return
+    }
+    const failed = waves.find(([, w]) => w.state === "failed")
+    if (failed !== undefined) {
+      const [shard, w] = failed
+      if (w.attempts >= attempts) {
+        const reason = `wave ${shard}/${from} failed ${w.attempts} time(s): ${w.reason ?? "unknown"}`
+        yield* Generation.finish(from, to, "failed", reason)
+        yield* Effect.logWarning(`reshard ${from} → ${to} stopped: ${reason}`)
+      } else {
+        yield* Generation.setWave({ from, to, shard }, ["failed"], "go")
+      }
+      return
+    }
+    const active = waves.filter(
+      ([, w]) => w.state === "go" || w.state === "running" || w.state === "handed",
+    ).length
+    for (const [shard] of waves.filter(([, w]) => w.state === "pending").slice(0, parallel - active)) {
+      yield* Generation.setWave({ from, to, shard }, ["pending"], "go")
+    }
+  })
+  return Effect.forever(
+    Effect.andThen(
+      Effect.sleep(pollInterval),
+      // A singleton whose effect ends is never restarted: nothing may end this one.
+      step.pipe(Effect.catchCause((cause) => Effect.logWarning("reshard coordinator step failed", cause))),
+    ),
+  ).pipe(Effect.annotateLogs({ package: "@vigil/cluster", singleton: coordinatorName }))
+}
+
+export interface ReshardOutcome {
+  readonly from: number
+  readonly to: number
+  /** From the reshard's start to the new count serving, as the database measured it. */
+  readonly tookMillis: number
+}
+
+/**
+ * Reshards the cluster to `to` (from any runner, or any process on the database): refused
+ * (typed) when one runs, `to` is not a multiple of the serving count, or the cluster's daily
+ * identify budget lacks the new shards plus `safetyMargin` (default: the serving count). Waits
+ * for the end: the outcome, or `ClusterReshardFailed`.
+ */
+export const reshard = (
+  to: number,
+  options: {
+    readonly safetyMargin?: number | undefined
+    readonly pollInterval?: Duration.Input | undefined
+  } = {},
+): Effect.Effect<
+  ReshardOutcome,
+  ClusterReshardRefused | ClusterReshardFailed | SqlError.SqlError | Schema.SchemaError,
+  SqlClient.SqlClient | IdentifyThrottle.IdentifyThrottle
+> =>
+  Effect.gen(function* () {
+    yield* migrate(Generation.migrations)
+    const before = yield* Generation.readIfAny
+    if (before === undefined) {
+      return yield* new ClusterReshardRefused({
+        reason: "no-cluster",
+        detail: "no runner has started the cluster yet",
+      })
+    }
+    const from = before.count
+    const throttle = yield* IdentifyThrottleTag.IdentifyThrottle
+    const remaining = yield* throttle.remaining
+    const needed = Math.max(0, to - from)
+    const margin = options.safetyMargin ?? from
+    if (before.phase !== "running" && remaining < needed + margin) {
+      return yield* new ClusterReshardRefused({
+        reason: "budget",
+        detail: `${remaining} identifies left today; ${needed} new shards need ${needed + margin} (safety margin ${margin})`,
+      })
+    }
+    const begun = yield* Generation.begin(to)
+    if (begun._tag !== "started")
+      return yield* new ClusterReshardRefused({ reason: begun._tag, detail: begun.detail })
+    yield* Effect.logInfo(`resharding the cluster ${from} → ${to}`)
+    const poll = Duration.fromInputUnsafe(options.pollInterval ?? Duration.millis(200))
+    const clock = yield* Clock.Clock
+    const started = clock.currentTimeMillisUnsafe()
+    while (true) {
+      yield* Effect.sleep(poll)
+      const now = (yield* Generation.readIfAny)!
+      if (now.phase === "running") continue
+      if (now.phase === "idle" && now.count === to) {
+        return { from, to, tookMillis: now.tookMillis ?? clock.currentTimeMillisUnsafe() - started }
+      }
+      return yield* new ClusterReshardFailed({
+        from,
+        to,
+        reason: now.reason ?? "stopped",
+        rolledBack: now.phase !== "partial",
+      })
+    }
+  })
+
+/** The cluster's count and the reshard under way (or the last one's end). */
+export const status: Effect.Effect<
+  Generation.State | undefined,
+  SqlError.SqlError | Schema.SchemaError,
+  SqlClient.SqlClient
+> = Effect.andThen(migrate(Generation.migrations), Generation.readIfAny)

@@ -1,0 +1,383 @@
+/**
+ * One wave of a cluster reshard N → M (M = kN), carried out inside old shard s's singleton
+ * on whatever runner holds it, with the gateway's own machinery: a one-shard `ShardManager`
+ * resumes s's session and `reshard(M)` runs the wave there (new shards s, s + N, …,
+ * s + (k − 1)N beside it, through the cluster's identify throttle; each guild handed over
+ * once its new shard streams it, every event delivered once and in the guild's order; then
+ * s logs out). Both streams meet in one process, so the dedup sees both copies.
+ *
+ * Then the new shards close resumable and the app finishes every event they queued; their
+ * sessions are saved under `[x, M]` through ownerships (fencing epochs) taken for those keys
+ * at the start, the wave is marked done, and the ownerships end: the `[x, M]` singletons,
+ * wherever the cluster places them, RESUME from exactly there (nothing lost, nothing twice).
+ *
+ * A runner killed mid-wave never loses an event:
+ * - Before s logs out, s's stored session is the one from before the wave (its saves go to
+ *   memory): s is resumed elsewhere from there (the wave's events handed to the app again) and
+ *   the wave carried out anew.
+ * - Once s logs out, its guilds exist only on the new sessions: each new session is stored
+ *   from its READY on (`sequence` 1, a new session's first dispatch) as soon as it has one,
+ *   and before s's close 1000 leaves (the wave's transport holds it back), the app finishes
+ *   every event the handover released (s's events from before the new sessions' READY among
+ *   them) and the wave is marked `handed` in the database. A wave found handed is only
+ *   committed: the new shards resume from those sessions (everything since their READY
+ *   handed to the app again).
+ *
+ * A wave that fails (the manager rolls it back: the new shards log out, s serves on), or whose
+ * singleton is stopped (SIGTERM, a rebalance) before s logs out, saves s's session as the app
+ * has finished it, and s serves again (there, or where the singleton moves). Nothing is lost;
+ * what may come again are the events the new shards delivered ahead of s's own stream (the
+ * manager's rollback matches s's copies for `quietMillis` more; a stop does not wait).
+ * Stopped after s logged out, the wave finishes first (commit included).
+ */
+import {
+  type IdentifyThrottle,
+  IdentifyThrottle as IdentifyThrottleTag,
+  type Protocol,
+  type Reshard,
+  SessionStore,
+  ShardManager,
+} from "@vigil/gateway"
+import { GatewayTransport, type TransportSocket } from "@vigil/gateway/Transport"
+import {
+  Clock,
+  Deferred,
+  Duration,
+  Effect,
+  Exit,
+  Fiber,
+  Option,
+  Scope,
+  Stream,
+  SubscriptionRef,
+} from "effect"
+import { FetchHttpClient } from "effect/http"
+import type * as EventKey from "../EventKey.ts"
+import type * as ShardCommands from "../ShardCommands.ts"
+import { type Ownership, ShardOwners } from "../ShardOwners.ts"
+import type { ShardSingletonOptions } from "../ShardSingleton.ts"
+import { nameOf } from "./names.ts"
+
+export interface WaveOptions {
+  readonly reshard?: Reshard.ReshardOptions | undefined
+  /** How long the app may take to finish the events the wave handed it. Default 30 s. */
+  readonly drainTimeout?: Duration.Input | undefined
+}
+
+type Needs<R> = GatewayTransport | ShardOwners | IdentifyThrottle.IdentifyThrottle | Exclude<R, Scope.Scope>
+
+const defaultGatewayUrl = "wss://gateway.discord.gg"
+
+/** A close code that keeps the session resumable (any but 1000 and 1001). */
+const resumableClose = 4900
+
+/** An outgoing payload's op and data, for telling Identify (2) and Resume (6) apart. */
+const parsed = (
+  text: string,
+):
+  | { readonly op?: unknown; readonly d?: { shard?: ReadonlyArray<unknown>; session_id?: unknown } }
+  | undefined => {
+  try {
+    return JSON.parse(text)
+  } catch {
+    return undefined
+  }
+}
+
+/** Carries out old shard `id`'s wave `from` → `to`; fails with a reason when it did not commit. */
+export const run = <E, R>(
+  id: number,
+  from: number,
+  to: number,
+  options: ShardSingletonOptions<E, R>,
+  wave: WaveOptions,
+  local: ShardCommands.LocalShards,
+  /** s logged out: marks the wave handed in the database. */
+  handed: Effect.Effect<void, unknown>,
+  /** Marks the wave done in the database (after the sessions are saved); false: it was not running. */
+  commit: Effect.Effect<boolean, unknown>,
+): Effect.Effect<{ readonly tookMillis: number }, string, Needs<R>> =>
+  Effect.gen(function* () {
+    const owners = yield* ShardOwners
+    const throttle = yield* IdentifyThrottleTag.IdentifyThrottle
+    const clock = yield* Clock.Clock
+    const started = clock.currentTimeMillisUnsafe()
+    const oldKey = [id, from] as const
+    const joins = Array.from({ length: to / from }, (_, j) => id + j * from)
+    // The epochs first: nobody else may write these sessions, nor run these shards, meanwhile.
+    const old = yield* owners.acquire(oldKey)
+    const news = new Map<number, Ownership>()
+    for (const x of joins) news.set(x, yield* owners.acquire([x, to]))
+    const valid = () => old.valid() && [...news.values()].every((o) => o.valid())
+
+    // Saves and clears stay in memory until the commit; only s's stored session is read. Two
+    // exceptions keep a killed runner from losing events once s is gone (see the module doc).
+    const memory = SessionStore.makeMemory()
+    const stored = new Map<number, string>()
+    const store: SessionStore.SessionStoreService = {
+      load: (key) => (key[1] === from ? old.store.load(key) : memory.load(key)),
+      save: (key, session) =>
+        Effect.andThen(
+          memory.save(key, session),
+          Effect.suspend(() => {
+            const ownership = key[1] === to ? news.get(key[0]) : undefined
+            if (ownership === undefined || stored.get(key[0]) === session.sessionId) return Effect.void
+            stored.set(key[0], session.sessionId)
+            return ownership.store.save(key, { ...session, sequence: 1 })
+          }),
+        ),
+      clear: memory.clear,
+    }
+
+    // What the app has been handed and finished (one event per pull: a pull means the app is
+    // done with the one before), for the moment s logs out (`beforeLogout`).
+    let released = 0
+    let finished = 0
+    let inHand = false
+    let drainedFlag = false
+    /** The wave is marked handed (s is logging out): it can only go forward now. */
+    let isHanded = false
+
+    /**
+     * Right before s's close 1000 leaves: the app finishes every event the handover has
+     * released (among them every event of s before the new sessions' READY: the only ones
+     * they cannot replay), then the wave is marked handed. False (the mark not written): s
+     * closes resumable instead, and a runner killed later redoes the wave from s's session.
+     */
+    const beforeLogout = Effect.gen(function* () {
+      const target = released
+      while (finished < target && !drainedFlag) yield* Effect.sleep(Duration.millis(10))
+      // Fenced meanwhile: another runner owns the wave now; this one marks nothing.
+      if (!valid() || finished < target) return false
+      return yield* handed.pipe(
+        Effect.andThen(
+          Effect.sync(() => {
+            isHanded = true
+          }),
+        ),
+        Effect.as(true),
+        Effect.catchCause((cause) =>
+          Effect.as(Effect.logError("the wave's hand-over mark was not written", cause), false),
+        ),
+      )
+    })
+
+    // The transport of the wave's manager: it knows s's sockets (identify as [s, N], or resume
+    // one of s's sessions) and runs `beforeLogout` before one closes with 1000.
+    const transport = yield* GatewayTransport
+    const oldSessions = new Set<string>()
+    const storedOld = yield* old.store.load(oldKey)
+    if (Option.isSome(storedOld)) oldSessions.add(storedOld.value.sessionId)
+    const watched: GatewayTransport["Service"] = {
+      connect: (url) =>
+        Effect.map(transport.connect(url), (socket): TransportSocket => {
+          let isOld = false
+          return {
+            receive: socket.receive,
+            send: (text) =>
+              Effect.suspend(() => {
+                const payload = parsed(text)
+                if (payload?.op === 2 && payload.d?.shard?.[0] === id && payload.d.shard[1] === from)
+                  isOld = true
+                if (payload?.op === 6 && oldSessions.has(String(payload.d?.session_id))) isOld = true
+                return socket.send(text)
+              }),
+            close: (code, reason) =>
+              isOld && code === 1000
+                ? Effect.flatMap(beforeLogout, (marked) =>
+                    socket.close(marked ? 1000 : resumableClose, reason),
+                  )
+                : socket.close(code, reason),
+          }
+        }),
+    }
+
+    const managerScope = yield* Scope.fork(yield* Effect.scope)
+    const manager = yield* ShardManager.make({
+      ...options.config,
+      shardCount: from,
+      shards: [id],
+      gatewayBot: {
+        url: options.config.gatewayUrl ?? defaultGatewayUrl,
+        shards: from,
+        // Unused: the cluster's throttle (below) paces identifies and holds the budget.
+        session_start_limit: { total: 1, remaining: 1, reset_after: 0, max_concurrency: 1 },
+      },
+      identifyThrottle: throttle,
+      reshardOptions: wave.reshard,
+    }).pipe(
+      Scope.provide(managerScope),
+      Effect.provideService(SessionStore.SessionStore, store),
+      Effect.provideService(GatewayTransport, watched),
+      Effect.provide(FetchHttpClient.layer),
+      Effect.mapError((error) => `the wave's shard manager did not start: ${error.message}`),
+    )
+    const oldShard = manager.shard(id)!
+    // s's session as it runs in the wave (a fresh one, if its resume failed).
+    yield* Effect.forkScoped(
+      Stream.runForEach(SubscriptionRef.changes(oldShard.status), (status) =>
+        Effect.sync(() => status.sessionId !== undefined && oldSessions.add(status.sessionId)),
+      ),
+    )
+
+    // The app's stream: one event per pull (so the stream's end pulled means the app finished
+    // the last one), nothing once an ownership lapsed.
+    const drained = yield* Deferred.make<void>()
+    const dispatches: Stream.Stream<ShardManager.ShardEvent> = manager.events.pipe(
+      Stream.mapArray((chunk) => {
+        released += chunk.length
+        return chunk
+      }),
+      Stream.rechunk(1),
+      Stream.takeWhile(valid),
+      (events) =>
+        Stream.transformPull(events, (pull) =>
+          Effect.succeed(
+            Effect.suspend(() => {
+              if (inHand) finished++
+              inHand = false
+              return Effect.tap(pull, () =>
+                Effect.sync(() => {
+                  inHand = true
+                }),
+              )
+            }),
+          ),
+        ),
+      Stream.onEnd(
+        Effect.suspend(() => {
+          drainedFlag = true
+          return Deferred.succeed(drained, undefined)
+        }),
+      ),
+    )
+    const keyed: Stream.Stream<EventKey.KeyedEvent> = Stream.mapEffect(dispatches, (event) =>
+      Effect.map(manager.statuses, (statuses) => ({
+        shardId: event.shardId,
+        sessionId:
+          statuses.find((s) => s.shard[0] === event.shardId && s.shard[1] === event.shardCount)?.sessionId ??
+          "",
+        seq: event.dispatch.seq,
+        dispatch: event.dispatch,
+      })),
+    )
+    const view = {
+      ...oldShard,
+      events: Stream.map(dispatches, (event): Protocol.Dispatch => event.dispatch),
+    }
+    const consumer = yield* options.run(view, { events: keyed }).pipe(
+      Effect.catchCause((cause) =>
+        Effect.logError("the shard's consumer failed during a reshard wave", cause),
+      ),
+      Effect.forkScoped,
+    )
+    // Commands for s reach the wave's manager until s logs out.
+    local.set(nameOf(oldKey), view)
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => local.get(nameOf(oldKey)) === view && local.delete(nameOf(oldKey))),
+    )
+
+    /**
+     * Closes the manager (its shards close resumable, their final sessions in memory) and waits
+     * for the app to finish what they queued: false when it did not in time (then the final
+     * sessions are not saved: the next owner replays from the earlier rows, never past an
+     * event the app has not finished).
+     */
+    const closeAndDrain = Effect.gen(function* () {
+      yield* Scope.close(managerScope, Exit.void)
+      const finished = yield* Deferred.await(drained).pipe(
+        Effect.timeoutOption(wave.drainTimeout ?? Duration.seconds(30)),
+      )
+      yield* Fiber.interrupt(consumer)
+      if (Option.isSome(finished)) return true
+      yield* Effect.logWarning(
+        "the app did not finish the wave's events in time: they will be handed to it again",
+      )
+      return false
+    })
+
+    const lapsed = Effect.raceAll([old.lapsed, ...[...news.values()].map((o) => o.lapsed)]).pipe(
+      Effect.map((lapse) => `an ownership of the wave lapsed (${lapse._tag})`),
+    )
+    // s first streams (or is found dead: a 4011), so the handover begins only for a live s.
+    const oldState = yield* SubscriptionRef.changes(oldShard.status).pipe(
+      Stream.map((status) => status.state._tag),
+      Stream.filter((tag) => tag === "Ready" || tag === "Stopped"),
+      Stream.runHead,
+      Effect.timeoutOption(wave.reshard?.waveTimeout ?? Duration.minutes(2)),
+      Effect.map(Option.flatten),
+    )
+    if (Option.isNone(oldState)) return yield* Effect.fail(`shard ${id}/${from} did not come up for its wave`)
+    if (oldState.value === "Stopped") {
+      // Dead: the new sessions carry its guilds from their READY on, with no other copy; once
+      // each is stored the wave is handed (a runner killed later commits, never redoes it).
+      yield* Effect.forkScoped(
+        Effect.gen(function* () {
+          while (stored.size < joins.length) yield* Effect.sleep(Duration.millis(10))
+          if (!valid()) return
+          yield* handed
+          isHanded = true
+        }).pipe(
+          Effect.catchCause((cause) => Effect.logError("the wave's hand-over mark was not written", cause)),
+        ),
+      )
+    }
+
+    // Forked: a stop of the singleton (SIGTERM, a rebalance) in the middle decides how it ends.
+    const reshard = yield* Effect.forkScoped(
+      Effect.raceFirst(
+        manager.reshard(to).pipe(
+          Effect.mapError((error) => error.message),
+          Effect.exit,
+        ),
+        Effect.map(lapsed, (reason) => Exit.fail(reason)),
+      ),
+    )
+
+    /** The app's last events done, the sessions saved so the next owner resumes after them. */
+    const keepOld = Effect.gen(function* () {
+      if (!(yield* closeAndDrain)) return
+      const kept = yield* memory.load(oldKey)
+      if (Option.isSome(kept) && old.valid()) yield* old.store.save(oldKey, kept.value)
+    })
+    const commitNew = Effect.gen(function* () {
+      for (const x of joins) yield* manager.stop(x)
+      const drainedInTime = yield* closeAndDrain
+      for (const x of joins) {
+        const session = yield* memory.load([x, to])
+        if (Option.isNone(session)) return yield* Effect.fail(`shard ${x}/${to} has no session to hand on`)
+        // Not drained: the rows stay at the sessions' READY (everything handed again, nothing lost).
+        if (drainedInTime) yield* news.get(x)!.store.save([x, to], session.value)
+      }
+      if (!valid()) return yield* Effect.fail("an ownership of the wave lapsed before the commit")
+      // s is gone (logged out): nobody resumes its session any more.
+      yield* old.store.clear(oldKey)
+      if (!(yield* Effect.orElseSucceed(commit, () => false)))
+        return yield* Effect.fail("the wave could not be marked done")
+      return { tookMillis: clock.currentTimeMillisUnsafe() - started }
+    })
+
+    return yield* Fiber.join(reshard).pipe(
+      Effect.flatMap((outcome) =>
+        Exit.isSuccess(outcome)
+          ? commitNew
+          : // The manager rolled the wave back: s serves again; its session as the app finished it.
+            Effect.andThen(
+              keepOld,
+              Effect.fail(Option.getOrElse(Exit.findErrorOption(outcome), () => "interrupted")),
+            ),
+      ),
+      Effect.onInterrupt(() =>
+        isHanded
+          ? // Past s's logout its guilds are only on the new sessions: the wave goes forward.
+            Fiber.await(reshard).pipe(
+              Effect.andThen(commitNew),
+              Effect.catchCause((cause) =>
+                Effect.logWarning("the wave stopped after its old shard logged out", cause),
+              ),
+            )
+          : // Before it: the new shards log out, s's session is kept as the app finished it.
+            Effect.andThen(Fiber.interrupt(reshard), keepOld),
+      ),
+    )
+  }).pipe(Effect.scoped)
