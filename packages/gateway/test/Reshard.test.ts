@@ -147,6 +147,59 @@ describe("Handover", () => {
     assert.strictEqual(handover.size(), 0)
   })
 
+  it("the new stream lagging behind an overlapped guild when the old shard retires: its late copies are still dropped", () => {
+    // The interleaving of issue 13: the guild overlapped (so it counted as handed over), the
+    // old shard delivered #1 and #2 and retired, and only then did the new shard's copies of
+    // them reach the consumer. Dropping the guild's state at the retire delivered them twice.
+    const { feed, delivered, handover } = setup()
+    feed(ready(0, [g0]), guildCreate(0, g0), oldShard(message(g0, 0)), newShard(0, message(g0, 0)))
+    feed(oldShard(message(g0, 1)), oldShard(message(g0, 2)))
+    assert.strictEqual(handover.progress([0], 1000, 60_000).waiting, 0, "handed over by the overlap")
+    assert.deepStrictEqual(handover.retire([0], [0, 2]), [])
+    handover.close()
+    assert.isFalse(handover.finished(), "g0's new stream has not passed the old one's end")
+    feed(newShard(0, message(g0, 1)), newShard(0, message(g0, 2)))
+    assert.isTrue(handover.finished(), "the old tail (#2) matched: the guild drained")
+    feed(newShard(0, message(g0, 3)))
+    assert.deepStrictEqual(delivered, ["old:0", "old:1", "old:2", "new:3"])
+    assert.strictEqual(handover.stats().drained, 1)
+    assert.strictEqual(handover.size(), 0)
+  })
+
+  it("a guild handed over by the quiet rule before its new stream showed anything: the time decides no copy", () => {
+    const { feed, delivered, handover, tick } = setup()
+    feed(ready(0, [g0]), guildCreate(0, g0), oldShard(message(g0, 0)), oldShard(message(g0, 1)))
+    tick(1000)
+    assert.strictEqual(handover.progress([0], 1000, 60_000).waiting, 0, "quiet for 1 s: handed over")
+    assert.deepStrictEqual(handover.retire([0], [0, 2]), [])
+    // The new shard was more than the quiet time behind: its copies come only now.
+    feed(newShard(0, message(g0, 0)), newShard(0, message(g0, 1)), newShard(0, message(g0, 2)))
+    assert.deepStrictEqual(delivered, ["old:0", "old:1", "new:2"])
+    assert.strictEqual(handover.size(), 0)
+  })
+
+  it("draining ends at the first event the old shard never had (its last one came before the new session)", () => {
+    const { feed, delivered, handover } = setup()
+    feed(oldShard(message(g0, 0)), ready(0, [g0]), guildCreate(0, g0))
+    handover.retire([0], [0, 2])
+    handover.close()
+    assert.isFalse(handover.finished())
+    feed(newShard(0, message(g0, 1)))
+    assert.isTrue(handover.finished())
+    assert.deepStrictEqual(delivered, ["old:0", "new:1"])
+  })
+
+  it("a guild whose new stream already matched the old tail is dropped at the retire; READY after it passes", () => {
+    const { feed, delivered, handover } = setup()
+    feed(ready(0, [g0]), guildCreate(0, g0), oldShard(message(g0, 0)), newShard(0, message(g0, 0)))
+    handover.retire([0], [0, 2])
+    handover.close()
+    assert.isTrue(handover.finished())
+    assert.strictEqual(handover.size(), 0)
+    feed(ready(0, [g0])) // a new session of the new shard, later: the consumer's to see
+    assert.deepStrictEqual(delivered, ["old:0", "new:READY"])
+  })
+
   it("abort: pending new copies are dropped and their old copies still delivered; delivered ones stay matched", () => {
     const { feed, delivered, handover } = setup()
     feed(ready(0, [g0]), guildCreate(0, g0), oldShard(message(g0, 0)), newShard(0, message(g0, 0)))

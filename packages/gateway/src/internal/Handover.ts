@@ -12,8 +12,18 @@
  *   Before it, the old stream is behind or level, so delivering new copies could jump ahead.
  * - `new`: after the overlap both streams carry the same sequence; each event is delivered on
  *   its first arrival, from either side, and its second copy dropped.
- * When the old shard is retired (closed, and every event it queued processed), the guild's
- * pending copies are delivered in order (the old shard never had them) and its state dropped.
+ * When the old shard is retired (closed, and every event it queued processed), the old stream
+ * is complete, and what happens to a guild follows from what the two streams showed, never
+ * from how long anything took:
+ * - pending copies (no overlap: the old stream never reached the new one's first event) are
+ *   delivered in order, and the guild's state dropped;
+ * - otherwise the new stream may still lag behind the old one (the scheduler read the old
+ *   socket first, the machine is loaded): the guild *drains*. Its new copies are still matched
+ *   against the old ones (a copy the old shard delivered is dropped) until the new stream
+ *   passes the old one's end: it delivers the copy of the old shard's last event, or an event
+ *   the old shard never had (both streams carry one order, so everything after is new too).
+ *   Then the state is dropped. A guild whose old tail the new stream already matched drops
+ *   it at once. The handover leaves the consumer's filter once closed and every guild drained.
  *
  * "The same event" on two sessions (sequence numbers differ per session): MESSAGE_CREATE,
  * MESSAGE_DELETE and INTERACTION_CREATE by id; MESSAGE_UPDATE by id, `edited_timestamp` and a
@@ -53,6 +63,10 @@ interface GuildState {
   readonly oldShard: number
   joinedAt: number | undefined
   lastOldAt: number | undefined
+  /** The fingerprint of the old shard's last copy: the new stream has caught up once it matched it. */
+  lastOld: string | undefined
+  /** The old shard retired: only the new stream's lagging copies are left to match. */
+  retired: boolean
   pending: Array<Tagged>
   readonly seen: Map<string, Seen>
   readonly order: Array<string>
@@ -76,6 +90,8 @@ export interface HandoverStats {
   readonly overlaps: number
   /** Pending copies delivered without an overlap (old shard retired, or the pending limit). */
   readonly flushed: number
+  /** Guilds whose new stream still lagged behind the old one when the old shard retired. */
+  readonly drained: number
 }
 
 export const make = (from: number, to: number, options: HandoverOptions) => {
@@ -92,6 +108,11 @@ export const make = (from: number, to: number, options: HandoverOptions) => {
   let absorbed = 0
   let overlaps = 0
   let flushed = 0
+  let drained = 0
+  /** Guilds of retired old shards whose new stream has not passed the old one's end yet. */
+  let draining = 0
+  /** No more waves: once nothing drains, the filter is finished. */
+  let closed = false
 
   const stateOf = (key: string): GuildState => {
     let state = guilds.get(key)
@@ -101,6 +122,8 @@ export const make = (from: number, to: number, options: HandoverOptions) => {
         oldShard: key === "" ? 0 : shardOf(key, from),
         joinedAt: undefined,
         lastOldAt: undefined,
+        lastOld: undefined,
+        retired: false,
         pending: [],
         seen: new Map(),
         order: [],
@@ -126,6 +149,7 @@ export const make = (from: number, to: number, options: HandoverOptions) => {
   const fromOld = (state: GuildState, event: Tagged, out: Array<Tagged>) => {
     state.lastOldAt = options.now()
     const fp = fingerprint(event.dispatch)
+    state.lastOld = fp
     const first = count(state, fp, "old")
     if (state.phase === "joined" && !first) {
       // The overlap: a pending new copy is this event. Deliver the pending ones in order
@@ -142,7 +166,7 @@ export const make = (from: number, to: number, options: HandoverOptions) => {
 
   const fromNew = (key: string, event: Tagged, out: Array<Tagged>) => {
     const type = event.dispatch.type as string
-    if (type === "READY") {
+    if (type === "READY" && joining.has(event.shardId)) {
       absorbed++
       const listed = (event.dispatch.data as { guilds?: ReadonlyArray<{ id: string }> } | null)?.guilds ?? []
       announced.set(event.shardId, new Set(listed.map((g) => g.id)))
@@ -155,6 +179,10 @@ export const make = (from: number, to: number, options: HandoverOptions) => {
       return
     }
     const state = stateOf(key)
+    if (state.retired) {
+      drain(key, state, event, out)
+      return
+    }
     if (type === "GUILD_CREATE" && state.phase === "old" && announced.get(event.shardId)?.has(key)) {
       // The new shard's snapshot of a guild the consumer already has from the old shard.
       absorbed++
@@ -186,6 +214,38 @@ export const make = (from: number, to: number, options: HandoverOptions) => {
     if (state.pending.length > pendingLimit) flush(state, out)
   }
 
+  /** The old stream is complete: is the new one past its end (the old tail matched, or nothing to match)? */
+  const caughtUp = (state: GuildState): boolean => {
+    const tail = state.lastOld === undefined ? undefined : state.seen.get(state.lastOld)
+    // A tail out of the window: the new stream added `window` fingerprints since, it is ahead.
+    return tail === undefined || tail.new >= tail.old
+  }
+
+  const forget = (key: string, state: GuildState) => {
+    if (state.retired) draining--
+    guilds.delete(key)
+  }
+
+  /** A new copy of a guild whose old shard retired (see the module doc). */
+  const drain = (key: string, state: GuildState, event: Tagged, out: Array<Tagged>) => {
+    if (event.dispatch.type === "GUILD_CREATE" && state.phase === "old") {
+      // The new shard's GUILD_CREATE came after the old shard retired (the guild was taken as
+      // unavailable): passed on as without a handover; its events still match the old ones.
+      state.phase = "new"
+      out.push(event)
+      return
+    }
+    state.phase = "new"
+    if (count(state, fingerprint(event.dispatch), "new")) {
+      // The old shard never had it: the new stream is past the old one's end.
+      out.push(event)
+      forget(key, state)
+      return
+    }
+    duplicates++
+    if (caughtUp(state)) forget(key, state)
+  }
+
   const flush = (state: GuildState, out: Array<Tagged>) => {
     flushed += state.pending.length
     out.push(...state.pending)
@@ -213,12 +273,32 @@ export const make = (from: number, to: number, options: HandoverOptions) => {
         readyAt.delete(id)
       }
       for (const [key, state] of guilds) {
-        if (retiring.has(state.oldShard)) continue
-        flush(state, out)
-        guilds.delete(key)
+        if (retiring.has(state.oldShard) || state.retired) continue
+        if (state.pending.length > 0 || caughtUp(state)) {
+          flush(state, out)
+          guilds.delete(key)
+          continue
+        }
+        // The new stream lags behind the old one: its copies of what was delivered are still to come.
+        state.retired = true
+        draining++
+        drained++
       }
       return out
     },
+    /** No more waves (the reshard committed): the filter finishes once no guild drains. */
+    close: (): void => {
+      closed = true
+    },
+    /**
+     * Ends every drain at once (a rollback hands the new shards' guilds back: the reverse
+     * handover matches their events from now on).
+     */
+    stopDraining: (): void => {
+      for (const [key, state] of guilds) if (state.retired) forget(key, state)
+    },
+    /** Closed, and nothing left to match: the consumer's filter can drop it. */
+    finished: (): boolean => closed && retiring.size === 0 && draining === 0,
     /**
      * The joining shards `join` were closed before taking over (a rollback): their pending
      * copies are dropped (the old shards, still running, carry those events) and what they
@@ -243,7 +323,7 @@ export const make = (from: number, to: number, options: HandoverOptions) => {
     },
     /** Whether the manager must route this event through `process`. */
     involves: (event: Tagged): boolean =>
-      event.shardCount === to ? joining.has(event.shardId) : retiring.has(event.shardId),
+      event.shardCount === to ? joining.has(event.shardId) || draining > 0 : retiring.has(event.shardId),
     /** The events to deliver for this one (none, it, or it with pending ones). */
     process: (event: Tagged, out: Array<Tagged>): void => {
       const key = guildOf(event.dispatch)
@@ -263,7 +343,9 @@ export const make = (from: number, to: number, options: HandoverOptions) => {
     /**
      * How far the joining shards are: a guild is handed over once it overlapped, or joined
      * with nothing pending and `quietMillis` passed since it joined and since its old shard
-     * last sent it anything (the old stream has caught up past the new shard's GUILD_CREATE).
+     * last sent it anything (the old stream has likely caught up past the new shard's
+     * GUILD_CREATE). This only says when the old shard may close: which copy is delivered is
+     * decided by the streams alone (a lagging new stream drains after the retire).
      * A guild with no GUILD_CREATE `unavailableMillis` after its shard's READY is unavailable
      * (a Discord outage): not waited for; its GUILD_CREATE, when it comes, reaches the consumer.
      */
@@ -298,7 +380,7 @@ export const make = (from: number, to: number, options: HandoverOptions) => {
     },
     /** Whether every joining shard in `shards` sent READY. */
     announced: (shards: ReadonlyArray<number>): boolean => shards.every((id) => announced.has(id)),
-    stats: (): HandoverStats => ({ duplicates, absorbed, overlaps, flushed }),
+    stats: (): HandoverStats => ({ duplicates, absorbed, overlaps, flushed, drained }),
     /** Guild states held (bounded: the guilds of the shards in handover). */
     size: () => guilds.size,
   }

@@ -31,7 +31,10 @@ export const make = Effect.fnUntraced(function* (options: {
     capacity: options.capacity,
     strategy: Delivery.queueStrategy(options.strategy),
   })
-  /** The handovers whose filter the consumer applies (a rollback runs a reverse one beside). */
+  /**
+   * The handovers whose filter the consumer applies, newest first (a rollback runs a reverse
+   * one beside; a committed one stays while its guilds drain, see `Handover.finished`).
+   */
   const handovers: Array<Handover.Handover> = []
   let markers = 0
 
@@ -62,6 +65,8 @@ export const make = Effect.fnUntraced(function* (options: {
       if (handover === undefined) out.push(item)
       else handover.process(item, out)
     }
+    // A committed reshard's filter stays until its guilds' new streams caught up (Handover.finished).
+    for (let i = handovers.length - 1; i >= 0; i--) if (handovers[i]!.finished()) handovers.splice(i, 1)
     return out as ReadonlyArray<ShardEvent>
   }
   const pullFiltered = <E>(

@@ -291,7 +291,7 @@ export const make = (deps: Deps) => {
         now: () => clock.currentTimeMillisUnsafe(),
         window: options.window,
       })
-      merged.handovers.push(handover)
+      merged.handovers.unshift(handover)
       yield* Effect.logInfo(
         `resharding ${from} → ${count} (${trigger}; ${thePlan.mode}, ${thePlan.waves.length} wave(s), at most ${thePlan.extraConnections} extra connection(s))`,
       )
@@ -320,7 +320,8 @@ export const make = (deps: Deps) => {
         nextGen.provisional = false
         nextGen.onFatal = onServingFatal
         fleet.commit(nextGen)
-        merged.handovers.splice(merged.handovers.indexOf(handover), 1)
+        // The filter leaves the consumer once every guild's new stream passed the old one's end.
+        handover.close()
         reshardState = { _tag: "Idle" }
         yield* finish(trigger, from, count, startedAt, "completed", undefined)
         yield* Effect.logInfo(
@@ -355,7 +356,9 @@ export const make = (deps: Deps) => {
         now: () => clock.currentTimeMillisUnsafe(),
         window: options.window,
       })
-      merged.handovers.push(reverse)
+      // Completed waves' guilds go back: the reverse handover matches their new shards' events.
+      forward.stopDraining()
+      merged.handovers.unshift(reverse)
       const back = yield* Effect.exit(
         restore(
           Effect.forEach(
