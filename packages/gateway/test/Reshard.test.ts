@@ -5,9 +5,10 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Protocol, Reshard } from "@vigil/gateway"
-import { Effect, Fiber } from "effect"
+import { Effect, Fiber, Queue, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import * as Handover from "../src/internal/Handover.ts"
+import * as Merged from "../src/internal/Merged.ts"
 
 /** A guild on `shard` of `count` (and, as 2 and 4 go, on `shard` or `shard + 2` of 4). */
 const guildOn = (n: number) => String(BigInt(n) << 22n)
@@ -264,6 +265,35 @@ describe("Handover", () => {
     assert.strictEqual(run(256), 100)
     assert.strictEqual(run(8), 101, "#50 was past the window: delivered again (the documented limit)")
   })
+})
+
+describe("Merged", () => {
+  it.effect("sliding: a marker the full buffer evicted still runs, before the events offered after it", () =>
+    Effect.gen(function* () {
+      const merged = yield* Merged.make({ capacity: 2, strategy: "sliding" })
+      const offer = (n: number) =>
+        Queue.offerUnsafe(
+          merged.queue,
+          merged.stamp(
+            oldShard(Protocol.makeDispatch(n, "MESSAGE_CREATE", { id: String(n), nonce: String(n) })),
+          ),
+        )
+      offer(1)
+      offer(2)
+      const marked = yield* Effect.forkChild(
+        merged.mark(() => [oldShard(Protocol.makeDispatch(0, "RETIRED", { nonce: "marker" }))]),
+      )
+      yield* Effect.yieldNow // the marker is in: #1 evicted
+      offer(3)
+      offer(4) // #2 evicted, then the marker
+      const got = yield* merged.events.pipe(Stream.take(3), Stream.runCollect)
+      assert.deepStrictEqual(
+        got.map((e) => (e.dispatch.data as { nonce: string }).nonce),
+        ["marker", "3", "4"],
+      )
+      yield* Fiber.join(marked) // the reshard waiting on it goes on
+    }),
+  )
 })
 
 describe("Reshard.watchRecommendation", () => {
