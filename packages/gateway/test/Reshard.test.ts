@@ -212,6 +212,31 @@ describe("Handover", () => {
     assert.deepStrictEqual(delivered, ["old:0", "new:1", "old:5"])
   })
 
+  it("rollback: the old stream lagging behind what the aborted new shard delivered drains, whatever the time", () => {
+    // Before, a rollback matched the old copies for `quietMillis` more, then let them pass:
+    // an old stream more than that behind delivered them twice.
+    const { feed, delivered, handover } = setup()
+    feed(ready(0, [g0]), guildCreate(0, g0), newShard(0, message(g0, 0)), newShard(0, message(g0, 1)))
+    feed(oldShard(message(g0, 0)), newShard(0, message(g0, 2)))
+    assert.deepStrictEqual(delivered, ["new:0", "new:1", "new:2"])
+    handover.abort([0], [0, 2]) // the new shards closed, all they sent processed
+    handover.release() // the rollback ended
+    assert.isFalse(handover.finished(), "old #1 and #2 are still to come")
+    feed(oldShard(message(g0, 1)), oldShard(message(g0, 2)))
+    assert.isTrue(handover.finished(), "the new shard's last copy (#2) matched")
+    feed(oldShard(message(g0, 3)))
+    assert.deepStrictEqual(delivered, ["new:0", "new:1", "new:2", "old:3"])
+  })
+
+  it("draining is per shard: another filter still gets the events of every other shard", () => {
+    const { feed, handover } = setup()
+    feed(ready(0, [g0]), guildCreate(0, g0), oldShard(message(g0, 0)), oldShard(message(g0, 1)))
+    feed(newShard(0, message(g0, 0)))
+    handover.retire([0], [0, 2])
+    assert.isTrue(handover.involves(newShard(0, message(g0, 1))), "g0 drains on new shard 0")
+    assert.isFalse(handover.involves(newShard(2, message(g2, 1))), "nothing drains on new shard 2")
+  })
+
   it("a guild whose old shard is not in handover (it died) passes straight from the new shard", () => {
     let now = 0
     const handover = Handover.make(2, 4, { now: () => now++ })

@@ -61,12 +61,18 @@ interface GuildState {
   phase: Phase
   /** The retiring shard (of the old count) the guild is on. */
   readonly oldShard: number
+  /** Its shard of the new count. */
+  readonly newShard: number
   joinedAt: number | undefined
   lastOldAt: number | undefined
   /** The fingerprint of the old shard's last copy: the new stream has caught up once it matched it. */
   lastOld: string | undefined
   /** The old shard retired: only the new stream's lagging copies are left to match. */
   retired: boolean
+  /** The fingerprint of the new shard's last copy: for a rollback, the mirror of `lastOld`. */
+  lastNew: string | undefined
+  /** The new shard was closed (a rollback) after delivering copies the old stream has still to send. */
+  abandoned: boolean
   pending: Array<Tagged>
   readonly seen: Map<string, Seen>
   readonly order: Array<string>
@@ -109,8 +115,14 @@ export const make = (from: number, to: number, options: HandoverOptions) => {
   let overlaps = 0
   let flushed = 0
   let drained = 0
-  /** Guilds of retired old shards whose new stream has not passed the old one's end yet. */
-  let draining = 0
+  /**
+   * Per new shard, its guilds whose old shard retired before the new stream passed the old
+   * one's end; per old shard, its guilds whose new shard closed (a rollback) before the old
+   * stream passed the new one's end. Per shard, so that another handover's filter (a
+   * rollback's reverse one) still gets every other shard's events.
+   */
+  const draining = new Map<number, number>()
+  const abandoning = new Map<number, number>()
   /** No more waves: once nothing drains, the filter is finished. */
   let closed = false
 
@@ -120,10 +132,13 @@ export const make = (from: number, to: number, options: HandoverOptions) => {
       state = {
         phase: "old",
         oldShard: key === "" ? 0 : shardOf(key, from),
+        newShard: key === "" ? 0 : shardOf(key, to),
         joinedAt: undefined,
         lastOldAt: undefined,
         lastOld: undefined,
         retired: false,
+        lastNew: undefined,
+        abandoned: false,
         pending: [],
         seen: new Map(),
         order: [],
@@ -146,7 +161,11 @@ export const make = (from: number, to: number, options: HandoverOptions) => {
     return side === "old" ? seen.old > seen.new : seen.new > seen.old
   }
 
-  const fromOld = (state: GuildState, event: Tagged, out: Array<Tagged>) => {
+  const fromOld = (key: string, state: GuildState, event: Tagged, out: Array<Tagged>) => {
+    if (state.abandoned) {
+      abandonedCopy(key, state, event, out)
+      return
+    }
     state.lastOldAt = options.now()
     const fp = fingerprint(event.dispatch)
     state.lastOld = fp
@@ -195,6 +214,7 @@ export const make = (from: number, to: number, options: HandoverOptions) => {
       state.joinedAt = options.now()
     }
     const fp = fingerprint(event.dispatch)
+    state.lastNew = fp
     const first = count(state, fp, "new")
     if (state.phase === "new") {
       if (first) out.push(event)
@@ -221,9 +241,27 @@ export const make = (from: number, to: number, options: HandoverOptions) => {
     return tail === undefined || tail.new >= tail.old
   }
 
+  /** The new stream is complete (its shard closed in a rollback): is the old one past its end? */
+  const oldCaughtUp = (state: GuildState): boolean => {
+    const tail = state.lastNew === undefined ? undefined : state.seen.get(state.lastNew)
+    return tail === undefined || tail.old >= tail.new
+  }
+
   const forget = (key: string, state: GuildState) => {
-    if (state.retired) draining--
+    if (state.retired) bump(draining, state.newShard, -1)
+    if (state.abandoned) bump(abandoning, state.oldShard, -1)
     guilds.delete(key)
+  }
+
+  /** An old copy of a guild whose new shard was closed in a rollback: `drain`'s mirror. */
+  const abandonedCopy = (key: string, state: GuildState, event: Tagged, out: Array<Tagged>) => {
+    if (count(state, fingerprint(event.dispatch), "old")) {
+      out.push(event)
+      forget(key, state)
+      return
+    }
+    duplicates++
+    if (oldCaughtUp(state)) forget(key, state)
   }
 
   /** A new copy of a guild whose old shard retired (see the module doc). */
@@ -281,7 +319,7 @@ export const make = (from: number, to: number, options: HandoverOptions) => {
         }
         // The new stream lags behind the old one: its copies of what was delivered are still to come.
         state.retired = true
-        draining++
+        bump(draining, state.newShard, 1)
         drained++
       }
       return out
@@ -291,6 +329,18 @@ export const make = (from: number, to: number, options: HandoverOptions) => {
       closed = true
     },
     /**
+     * No more waves, and the shards of both counts that still run serve on as they are (a
+     * rollback ended): only the guilds still draining either way are kept, until they drained.
+     */
+    release: (): void => {
+      closed = true
+      retiring.clear()
+      joining.clear()
+      announced.clear()
+      readyAt.clear()
+      for (const [key, state] of guilds) if (!state.retired && !state.abandoned) guilds.delete(key)
+    },
+    /**
      * Ends every drain at once (a rollback hands the new shards' guilds back: the reverse
      * handover matches their events from now on).
      */
@@ -298,11 +348,13 @@ export const make = (from: number, to: number, options: HandoverOptions) => {
       for (const [key, state] of guilds) if (state.retired) forget(key, state)
     },
     /** Closed, and nothing left to match: the consumer's filter can drop it. */
-    finished: (): boolean => closed && retiring.size === 0 && draining === 0,
+    finished: (): boolean => closed && retiring.size === 0 && draining.size === 0 && abandoning.size === 0,
     /**
-     * The joining shards `join` were closed before taking over (a rollback): their pending
-     * copies are dropped (the old shards, still running, carry those events) and what they
-     * delivered is still matched against the old copies until `retire` clears the guilds.
+     * The joining shards `join` were closed before taking over (a rollback) and every event
+     * they queued was processed: their pending copies are dropped (the old shards, still
+     * running, carry those events). A guild whose new shard delivered copies the old stream
+     * has not sent yet stays until the old stream passes the new one's end (`drain`'s mirror:
+     * it matches the new shard's last copy, or sends one the new shard never had).
      */
     abort: (retire: ReadonlyArray<number>, join: ReadonlyArray<number>): void => {
       for (const id of join) {
@@ -318,12 +370,20 @@ export const make = (from: number, to: number, options: HandoverOptions) => {
           if (seen !== undefined) seen.new--
         }
         state.pending = []
+        // Only after an overlap (or a flush) did the new shard deliver anything.
+        const delivered = state.phase === "new"
         if (state.phase === "joined") state.phase = "new"
+        if (delivered && !state.abandoned && !oldCaughtUp(state)) {
+          state.abandoned = true
+          bump(abandoning, state.oldShard, 1)
+        }
       }
     },
     /** Whether the manager must route this event through `process`. */
     involves: (event: Tagged): boolean =>
-      event.shardCount === to ? joining.has(event.shardId) || draining > 0 : retiring.has(event.shardId),
+      event.shardCount === to
+        ? joining.has(event.shardId) || draining.has(event.shardId)
+        : retiring.has(event.shardId) || abandoning.has(event.shardId),
     /** The events to deliver for this one (none, it, or it with pending ones). */
     process: (event: Tagged, out: Array<Tagged>): void => {
       const key = guildOf(event.dispatch)
@@ -338,7 +398,7 @@ export const make = (from: number, to: number, options: HandoverOptions) => {
         out.push(event)
         return
       }
-      fromOld(state ?? stateOf(key), event, out)
+      fromOld(key, state ?? stateOf(key), event, out)
     },
     /**
      * How far the joining shards are: a guild is handed over once it overlapped, or joined
@@ -387,6 +447,13 @@ export const make = (from: number, to: number, options: HandoverOptions) => {
 }
 
 export type Handover = ReturnType<typeof make>
+
+/** Counts per shard; a shard with none is not in the map. */
+const bump = (counts: Map<number, number>, shard: number, by: number) => {
+  const n = (counts.get(shard) ?? 0) + by
+  if (n > 0) counts.set(shard, n)
+  else counts.delete(shard)
+}
 
 const shardOf = (guildId: string, count: number): number => {
   try {

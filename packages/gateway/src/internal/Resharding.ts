@@ -376,10 +376,16 @@ export const make = (deps: Deps) => {
       if (Exit.isFailure(back) && Cause.hasInterrupts(back.cause)) {
         return yield* abandon(nextGen, trigger, from, startedAt)
       }
-      // What the new shards delivered is matched against the old copies a little longer.
-      yield* restore(Effect.sleep(quietMillis)).pipe(Effect.ignore)
-      yield* bounded(merged.mark(() => forward.retire([...Array(from).keys()], [])))
-      merged.handovers.length = 0
+      // What the new shards delivered is matched against the old copies until each guild's old
+      // stream passed their end (`Handover.abort`), the reversed waves' likewise; then both
+      // filters leave the consumer. A marker: behind the aborts' markers, whenever they run.
+      yield* bounded(
+        merged.mark(() => {
+          forward.release()
+          reverse.release()
+          return []
+        }),
+      )
       const rolledBack = Exit.isSuccess(back)
       if (rolledBack) {
         fleet.setNext(undefined)
