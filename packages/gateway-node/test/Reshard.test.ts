@@ -32,7 +32,7 @@ interface Setup {
   readonly quietMillis?: number
   /** Where the manager lives (default: the test's scope). */
   readonly scope?: Scope.Scope
-  /** Sockets opened once `lagging` is switched on read this much later than their frames came. */
+  /** Sockets opened once `lag` is switched on read this much later than their frames came. */
   readonly lagMillis?: number
 }
 
