@@ -273,6 +273,24 @@ describe("Handover", () => {
     assert.strictEqual(Handover.guildOf(Protocol.makeDispatch(1, "MESSAGE_CREATE", { id: "1" })), "")
   })
 
+  it("pending copies keep their fingerprints past the window: the overlap is still seen", () => {
+    let now = 0
+    const handover = Handover.make(2, 4, { now: () => now++, window: 8 })
+    handover.begin([0], [0, 2])
+    const out: Array<Handover.Tagged> = []
+    handover.process(ready(0, [g0]), out)
+    handover.process(guildCreate(0, g0), out)
+    // the new stream 10 events ahead of the old one: more than the window
+    for (let i = 10; i < 16; i++) handover.process(newShard(0, message(g0, i)), out)
+    for (let i = 0; i < 16; i++) handover.process(oldShard(message(g0, i)), out)
+    const label = (e: Handover.Tagged) =>
+      `${e.shardCount === 2 ? "old" : "new"}:${(e.dispatch.data as { nonce: string }).nonce}`
+    assert.deepStrictEqual(out.map(label), [
+      ...Array.from({ length: 10 }, (_, i) => `old:${i}`),
+      ...Array.from({ length: 6 }, (_, i) => `new:${10 + i}`),
+    ])
+  })
+
   it("memory is bounded: a guild keeps its last `window` fingerprints, and matches only within them", () => {
     const run = (window: number) => {
       let now = 0

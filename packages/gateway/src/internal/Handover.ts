@@ -31,8 +31,9 @@
  * a 53-bit hash of the payload's JSON (both copies are the server's serialisation of one
  * event). Copies are matched by occurrence (the k-th copy of a fingerprint on one side is the
  * k-th on the other), so two genuinely identical events are both kept. Each guild remembers
- * its last `window` fingerprints: the bounded memory; a side lagging more than `window` of
- * one guild's events behind the other is past what it can match (documented limit).
+ * its last `window` fingerprints, and those of its pending copies (at most `pendingLimit`):
+ * the bounded memory; a side lagging more than `window` of one guild's events behind the
+ * other after the overlap is past what it can match (documented limit).
  */
 import type * as Protocol from "../Protocol.ts"
 
@@ -155,7 +156,15 @@ export const make = (from: number, to: number, options: HandoverOptions) => {
       seen = { old: 0, new: 0 }
       state.seen.set(fp, seen)
       state.order.push(fp)
-      if (state.order.length > window) state.seen.delete(state.order.shift()!)
+      if (state.order.length > window) {
+        const oldest = state.order.shift()!
+        const held = state.seen.get(oldest)!
+        // A pending copy's fingerprint stays until the overlap (pending copies are bounded by
+        // `pendingLimit`): forgotten, its old copy would not be recognised as the overlap, and
+        // the pending ones would go out after the old stream delivered them.
+        if (state.phase === "joined" && held.new > held.old) state.order.push(oldest)
+        else state.seen.delete(oldest)
+      }
     }
     seen[side]++
     return side === "old" ? seen.old > seen.new : seen.new > seen.old
