@@ -164,6 +164,7 @@ describe("Handover", () => {
     feed(newShard(0, message(g0, 3)))
     assert.deepStrictEqual(delivered, ["old:0", "old:1", "old:2", "new:3"])
     assert.strictEqual(handover.stats().drained, 1)
+    assert.strictEqual(handover.stats().late, 2)
     assert.strictEqual(handover.size(), 0)
   })
 

@@ -99,6 +99,8 @@ export interface HandoverStats {
   readonly flushed: number
   /** Guilds whose new stream still lagged behind the old one when the old shard retired. */
   readonly drained: number
+  /** Second copies that came after their old (or, in a rollback, new) shard closed: dropped by a drain. */
+  readonly late: number
 }
 
 export const make = (from: number, to: number, options: HandoverOptions) => {
@@ -116,6 +118,7 @@ export const make = (from: number, to: number, options: HandoverOptions) => {
   let overlaps = 0
   let flushed = 0
   let drained = 0
+  let late = 0
   /**
    * Per new shard, its guilds whose old shard retired before the new stream passed the old
    * one's end; per old shard, its guilds whose new shard closed (a rollback) before the old
@@ -270,6 +273,7 @@ export const make = (from: number, to: number, options: HandoverOptions) => {
       return
     }
     duplicates++
+    late++
     if (oldCaughtUp(state)) forget(key, state)
   }
 
@@ -290,6 +294,7 @@ export const make = (from: number, to: number, options: HandoverOptions) => {
       return
     }
     duplicates++
+    late++
     if (caughtUp(state)) forget(key, state)
   }
 
@@ -449,7 +454,7 @@ export const make = (from: number, to: number, options: HandoverOptions) => {
     },
     /** Whether every joining shard in `shards` sent READY. */
     announced: (shards: ReadonlyArray<number>): boolean => shards.every((id) => announced.has(id)),
-    stats: (): HandoverStats => ({ duplicates, absorbed, overlaps, flushed, drained }),
+    stats: (): HandoverStats => ({ duplicates, absorbed, overlaps, flushed, drained, late }),
     /** Guild states held (bounded: the guilds of the shards in handover). */
     size: () => guilds.size,
   }
