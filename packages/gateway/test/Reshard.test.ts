@@ -338,6 +338,24 @@ describe("Merged", () => {
       yield* Fiber.join(marked) // the reshard waiting on it goes on
     }),
   )
+
+  it.effect("sliding: a marker evicted by the next one still runs first", () =>
+    Effect.gen(function* () {
+      const merged = yield* Merged.make({ capacity: 1, strategy: "sliding" })
+      const marker = (nonce: string) => () => [oldShard(Protocol.makeDispatch(0, "MARK", { nonce }))]
+      const first = yield* Effect.forkChild(merged.mark(marker("first")))
+      yield* Effect.yieldNow
+      const second = yield* Effect.forkChild(merged.mark(marker("second"))) // evicts the first
+      yield* Effect.yieldNow
+      const got = yield* merged.events.pipe(Stream.take(2), Stream.runCollect)
+      assert.deepStrictEqual(
+        got.map((e) => (e.dispatch.data as { nonce: string }).nonce),
+        ["first", "second"],
+      )
+      yield* Fiber.join(first)
+      yield* Fiber.join(second)
+    }),
+  )
 })
 
 describe("Reshard.watchRecommendation", () => {

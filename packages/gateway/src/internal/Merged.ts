@@ -85,7 +85,9 @@ export const make = Effect.fnUntraced(function* (options: {
     const out: Array<Handover.Tagged> = []
     for (const item of chunk) {
       if (item instanceof Marker) {
-        runMarker(item, out)
+        // Older markers first: evicted, or (refused by a full `dropping` buffer) not in yet.
+        // Here is after everything queued before them too.
+        while (!item.ran) runMarker(markers[0]!, out)
         continue
       }
       if (sliding && markers.length > 0) {
