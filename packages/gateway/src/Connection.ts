@@ -73,7 +73,7 @@ export interface ConnectionOptions<E = never> {
  * heartbeats and commands stop (a write after it would tear the socket down), and the
  * reader goes on delivering until the socket ends: the server's close frame, which follows
  * every event it sent before it saw ours, or the transport's bound on the close handshake
- * (1 s on Node). At most `retireGrace` in all. A reshard retires its old shards this way.
+ * (1 s on Node); at most `retireGrace` after the close. A reshard retires its old shards so.
  */
 export type StopMode = "logout" | "disconnect" | "retire"
 
@@ -96,7 +96,7 @@ const defaultHelloTimeout = Duration.seconds(20)
 const defaultHandshakeTimeout = Duration.seconds(30)
 /** How long a failed write waits for the reader to learn why the socket closed. */
 const closeGrace = Duration.seconds(1)
-/** How long a retiring connection reads on after its close frame, at most. */
+/** How long a retiring connection reads on after its close, at most. */
 const retireGrace = Duration.seconds(5)
 
 const noEvent = () => Effect.void
@@ -126,7 +126,10 @@ export const run = <E = never>(
       // Runs before the transport's own release: a resumable code unless logging out, and
       // the transport tears the socket down without waiting for the peer's answer.
       let closeCode: number = Protocol.ResumableCloseCode
-      yield* Effect.addFinalizer(() => socket.close(closeCode))
+      // A retire sent its close frame already (a transport's close may do more than send it:
+      // the cluster's waits for the app there); the transport's release tears the socket down.
+      let closeSent = false
+      yield* Effect.addFinalizer(() => (closeSent ? Effect.void : socket.close(closeCode)))
 
       // The session's sequence is the caller's; a connection run alone keeps its own here.
       const own = options.sequence
@@ -335,9 +338,12 @@ export const run = <E = never>(
         const drained = yield* Deferred.make<void>()
         retiring = drained
         yield* Fiber.interruptAll(writers)
+        closeSent = true
         yield* socket.close(1000)
-        yield* Deferred.await(drained)
-      }).pipe(Effect.timeoutOrElse({ duration: retireGrace, orElse: () => Effect.void }))
+        yield* Deferred.await(drained).pipe(
+          Effect.timeoutOrElse({ duration: retireGrace, orElse: () => Effect.void }),
+        )
+      })
 
       // The connection's parts run side by side, each a fiber of this scope, and the first
       // to end decides how the connection ends: a failure of any part, or `stop`. The rest
