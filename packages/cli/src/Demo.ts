@@ -2,8 +2,8 @@
  * `vigil demo`: the embedded FakeGateway (on 127.0.0.1, behind a TCP proxy that can break
  * the link) and the provider (`DiscordProvider`, the way an app runs Vigil) against it,
  * through a scripted storm — zombie, network flap, op 7, Invalid Session, server restart, a
- * burst, and with `reshardTo` a reshard under load (e.g. 2 → 4: a new shard set beside the old,
- * each guild handed over) — with a live status view, then a report. Its exit code is 0 only if
+ * burst, then a reshard under load (2 → 4 by default: a new shard set beside the old, each
+ * guild handed over) — with a live status view, then a report. Its exit code is 0 only if
  * every invariant held: nothing lost, nothing twice, in order (per session, and per guild
  * across the reshard).
  */
@@ -25,11 +25,11 @@ export interface DemoOptions {
   readonly heartbeatMillis: number
   /** Events in the final burst. */
   readonly burst: number
-  /** The count of a last step's reshard under load; 0 (the default) skips it. */
+  /** The count of the last step's reshard under load; 0 skips it. Default: twice `shards`. */
   readonly reshardTo?: number | undefined
 }
 
-export const defaults: DemoOptions = { shards: 2, heartbeatMillis: 1_000, burst: 5_000, reshardTo: 0 }
+export const defaults: DemoOptions = { shards: 2, heartbeatMillis: 1_000, burst: 5_000 }
 
 // A fake token for a fake gateway: it only has to match between the two.
 const token = "vigil-demo-token-not-a-real-secret"
@@ -42,7 +42,7 @@ export const run = (options: DemoOptions = defaults, output: Screen.Output = Scr
       const say = (text: string) => screen.log(text)
       const step = (title: string) => say(`\n${s.bold(s.cyan("▸"))} ${s.bold(title)}`)
 
-      const reshardTo = options.reshardTo ?? 0
+      const reshardTo = options.reshardTo ?? 2 * options.shards
       const guilds = Traffic.guildIds(4 * Math.max(options.shards, reshardTo), options.shards)
       const gateway = yield* FakeGateway.make({
         token,

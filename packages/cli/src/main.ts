@@ -66,7 +66,9 @@ const demo = Command.make(
       Flag.withDefault(Demo.defaults.burst),
     ),
     reshardTo: Flag.Int("reshard-to").pipe(
-      Flag.withDescription("The shard count of a last step's reshard under load, e.g. 4 (default 0: none)"),
+      Flag.withDescription(
+        "The shard count of the last step's reshard under load (default twice --shards; 0: none)",
+      ),
       Flag.optional,
     ),
     ...observabilityFlags,
@@ -79,7 +81,7 @@ const demo = Command.make(
     ),
 ).pipe(
   Command.withDescription(
-    "Run the embedded fake gateway through a storm (zombie, network flap, op 7, Invalid Session, restart, burst; with --reshard-to, a reshard under load) and check that nothing was lost or repeated. Exits 0 only if every invariant held.",
+    "Run the embedded fake gateway through a storm (zombie, network flap, op 7, Invalid Session, restart, burst, then a reshard under load) and check that nothing was lost or repeated. Exits 0 only if every invariant held.",
   ),
 )
 

@@ -65,6 +65,14 @@ describe("vigil demo", () => {
       assert.isAtLeast(summary.identifies, 3, "2 shards + the invalid session")
       assert.include(text, "ZombieDetected")
       assert.include(text, "every invariant held")
+      // the last step, on by default: 2 → 4 under load, per guild exactly once and in order
+      assert.isTrue(summary.reshard?.completed, text)
+      assert.deepStrictEqual(
+        [summary.reshard?.lost, summary.reshard?.duplicated, summary.reshard?.outOfOrder],
+        [0, 0, 0],
+      )
+      assert.isAbove(summary.reshard?.sentTwice ?? 0, 0, "events went to both sessions during the handover")
+      assert.include(text, "reshard 2 → 4")
       assert.notInclude(text, "\x1b[", "no escape codes when piped")
     }),
   )

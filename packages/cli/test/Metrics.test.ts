@@ -91,7 +91,9 @@ describe("vigil demo --metrics-port", () => {
         // The provider's verdict with its snapshot: up once every shard was ready.
         assert.isTrue(healthAnswers.has(200), [...healthAnswers].join())
         assert.strictEqual(firstUp?.shards?.length, 2)
-        assert.strictEqual(upBody?.shards?.length, 2)
+        // the last step reshards 2 → 4
+        assert.strictEqual(upBody?.shards?.length, 4)
+        assert.isAtLeast(series(last, "vigil_reshards_total{"), 1, last)
         assert.isAtLeast(series(last, "vigil_zombies_total"), 1, last)
         assert.isAtLeast(series(last, "vigil_resumes_total"), 3, last)
         assert.isAtLeast(series(last, "vigil_identifies_total"), 2, last)

@@ -34,6 +34,10 @@ interface Setup {
   readonly scope?: Scope.Scope
   /** Sockets opened once `lag` is switched on read this much later than their frames came. */
   readonly lagMillis?: number
+  /** Sockets opened before `hold` is switched on hold their next read this long. */
+  readonly holdMillis?: number
+  /** The fake's heartbeat interval (ms). Default 1000. */
+  readonly heartbeatInterval?: number
 }
 
 /**
@@ -55,12 +59,44 @@ const lagging = (inner: Transport.GatewayTransport["Service"], lagMillis: number
   }
 }
 
+/**
+ * A transport whose sockets opened before `on()` hold their next read after it for
+ * `holdMillis`, once (a reader held up by a loaded scheduler or a slow consumer): the frames
+ * of that read, and those behind it, are still unread when a reshard retires the shard.
+ */
+const holding = (inner: Transport.GatewayTransport["Service"], holdMillis: number) => {
+  let opened = 0
+  let holdBefore = 0
+  return {
+    on: () => {
+      holdBefore = opened
+    },
+    transport: {
+      connect: (url: string) =>
+        Effect.map(inner.connect(url), (socket) => {
+          const index = opened++
+          let held = false
+          return {
+            ...socket,
+            receive: Effect.tap(socket.receive, () =>
+              Effect.suspend(() => {
+                if (held || index >= holdBefore) return Effect.void
+                held = true
+                return Effect.sleep(holdMillis)
+              }),
+            ),
+          }
+        }),
+    } satisfies Transport.GatewayTransport["Service"],
+  }
+}
+
 const setup = (options: Setup) =>
   Effect.gen(function* () {
     const maxConcurrency = options.maxConcurrency ?? 2
     const gateway = yield* FakeGateway.make({
       token,
-      heartbeatInterval: 1000,
+      heartbeatInterval: options.heartbeatInterval ?? 1000,
       guilds,
       shards: options.shards,
       maxConcurrency,
@@ -68,7 +104,8 @@ const setup = (options: Setup) =>
       maxGuildsPerShard: options.maxGuildsPerShard,
       sessionStartLimit: { total: 1000, remaining: options.fakeRemaining ?? options.remaining ?? 1000 },
     })
-    const lag = lagging(NodeTransport.make(), options.lagMillis ?? 0)
+    const hold = holding(NodeTransport.make(), options.holdMillis ?? 0)
+    const lag = lagging(hold.transport, options.lagMillis ?? 0)
     const sockets = Invariants.countSockets(lag.transport)
     const limit = { ...(yield* gateway.sessionStartLimit), remaining: options.remaining ?? 1000 }
     const manager = yield* ShardManager.make({
@@ -116,7 +153,7 @@ const setup = (options: Setup) =>
       "the first shards READY",
       "10 seconds",
     )
-    return { gateway, manager, sockets, consumed, counts, throttle: manager.identifyThrottle, lag }
+    return { gateway, manager, sockets, consumed, counts, throttle: manager.identifyThrottle, lag, hold }
   })
 
 /** Waits until every produced guild event was consumed (or the report stops changing), then reports. */
@@ -222,6 +259,43 @@ describe("ShardManager.reshard under traffic", () => {
         assert.strictEqual(report.lost + report.duplicated + report.outOfOrder, 0)
         assert.strictEqual(manager.shardCount, 4)
         assert.isAbove(log.copies, log.sent, "some events went to both sessions")
+      }),
+    60_000,
+  )
+
+  it.live(
+    "2 → 4 with the old shards' events still unread when their guilds go quiet: the retired shards deliver them",
+    () =>
+      Effect.gen(function* () {
+        // Issue 13: a guild is handed over by the quiet rule while its old shard has events
+        // unread (sent before the new session's GUILD_CREATE, so on no other stream). A
+        // logout tore the socket down with them; a retire reads on to the server's close frame.
+        const { gateway, manager, consumed, hold } = yield* setup({
+          shards: 2,
+          holdMillis: 1500,
+          quietMillis: 300,
+          // the held read must not look like a zombie
+          heartbeatInterval: 10_000,
+        })
+        yield* Effect.sleep(100)
+        hold.on()
+        const traffic = yield* GuildTraffic.start(gateway, { guilds, rounds: 3 })
+        const log = yield* traffic.done
+        assert.strictEqual(log.copies, log.sent, "only the old sessions had the guilds")
+        yield* manager.reshard(4)
+        const report = yield* settle(log, consumed)
+        const status = yield* manager.reshardStatus
+        yield* Effect.logInfo(
+          `held 2→4: ${log.sent} events; lost ${report.lost}, duplicated ${report.duplicated}, out of order ${report.outOfOrder}; took ${status.last?.tookMillis} ms`,
+        )
+        assert.deepStrictEqual(report.violations, [])
+        assert.strictEqual(report.lost + report.duplicated + report.outOfOrder, 0)
+        assert.strictEqual(status.last?.outcome, "completed")
+        assert.deepStrictEqual(
+          (yield* sessionsOf(gateway, 2)).map((s) => s.resumable),
+          [false, false],
+          "the old sessions still ended (1000)",
+        )
       }),
     60_000,
   )

@@ -4,7 +4,7 @@
  * connection owns (socket, reader, heartbeat, writer) is tied to that scope, so nothing of
  * it can outlive the connection. Deciding what to do next is the Shard's business.
  */
-import { Clock, Deferred, Duration, Effect, type Redacted, Schema, type Scope } from "effect"
+import { Clock, Deferred, Duration, Effect, Fiber, type Redacted, Schema, type Scope } from "effect"
 import { type Decompressor, defaultMaxMessageBytes, GatewayCompression } from "./Compression.ts"
 import {
   type ConnectionError,
@@ -62,12 +62,20 @@ export interface ConnectionOptions<E = never> {
   readonly sendRecorder?: SendLimiter.SendRecorder | undefined
   /**
    * Completes when the caller wants this connection to end: `"logout"` closes with 1000
-   * (the session ends), `"disconnect"` with a resumable code. `run` then succeeds.
+   * (the session ends), `"disconnect"` with a resumable code, `"retire"` logs out after
+   * reading to the server's close frame (see `StopMode`). `run` then succeeds.
    */
   readonly stop?: Effect.Effect<StopMode> | undefined
 }
 
-export type StopMode = "logout" | "disconnect"
+/**
+ * `"retire"`: a logout that loses nothing the server sent. The close frame (1000) goes out,
+ * heartbeats and commands stop (a write after it would tear the socket down), and the
+ * reader goes on delivering until the socket ends: the server's close frame, which follows
+ * every event it sent before it saw ours, or the transport's bound on the close handshake
+ * (1 s on Node); at most `retireGrace` after the close. A reshard retires its old shards so.
+ */
+export type StopMode = "logout" | "disconnect" | "retire"
 
 export type ConnectionEvent =
   | { readonly _tag: "Hello"; readonly intervalMillis: number }
@@ -88,6 +96,8 @@ const defaultHelloTimeout = Duration.seconds(20)
 const defaultHandshakeTimeout = Duration.seconds(30)
 /** How long a failed write waits for the reader to learn why the socket closed. */
 const closeGrace = Duration.seconds(1)
+/** How long a retiring connection reads on after its close, at most. */
+const retireGrace = Duration.seconds(5)
 
 const noEvent = () => Effect.void
 
@@ -116,7 +126,10 @@ export const run = <E = never>(
       // Runs before the transport's own release: a resumable code unless logging out, and
       // the transport tears the socket down without waiting for the peer's answer.
       let closeCode: number = Protocol.ResumableCloseCode
-      yield* Effect.addFinalizer(() => socket.close(closeCode))
+      // A retire sent its close frame already (a transport's close may do more than send it:
+      // the cluster's waits for the app there); the transport's release tears the socket down.
+      let closeSent = false
+      yield* Effect.addFinalizer(() => (closeSent ? Effect.void : socket.close(closeCode)))
 
       // The session's sequence is the caller's; a connection run alone keeps its own here.
       const own = options.sequence
@@ -130,6 +143,10 @@ export const run = <E = never>(
       let stalled = false // the reader waits on the consumer
       let progressAt = 0 // clock millis of the handshake's last progress (a dispatch)
       let handshakeComplete = false
+      /** Set by a retire: completed when the reader reached the socket's end. */
+      let retiring: Deferred.Deferred<void> | undefined
+      /** Writers to stop before a retire's close frame: the heartbeat, the outbox's drain. */
+      const writers: Array<Fiber.Fiber<unknown, unknown>> = []
 
       const warn = (error: DecodeError | ServerMisbehaviour) =>
         Effect.logWarning("gateway: the server sent something unexpected", error.message).pipe(
@@ -161,6 +178,8 @@ export const run = <E = never>(
       })
 
       const handle = (envelope: Protocol.Envelope, bytes: number): Effect.Effect<void, ConnectionError> => {
+        // Retiring: only the dispatches still matter (no answer to a heartbeat request, no op 7).
+        if (retiring !== undefined && envelope.op !== Protocol.Op.Dispatch) return Effect.void
         switch (envelope.op) {
           case Protocol.Op.Dispatch:
             return handshakeDispatch(envelope as Protocol.Envelope & { s: number; t: string }, bytes)
@@ -303,12 +322,28 @@ export const run = <E = never>(
 
           if (options.outbox) {
             const outbox = options.outbox
-            yield* part(closeAware(outbox.drain(admitted.acquire, (payload) => write(admitted, payload))))
+            writers.push(
+              yield* part(closeAware(outbox.drain(admitted.acquire, (payload) => write(admitted, payload)))),
+            )
           }
           // `stop` is the only way this part ends well: a logout or a disconnect asked for.
           if (!options.stop) return yield* Effect.never
-          if ((yield* options.stop) === "logout") closeCode = 1000
+          const mode = yield* options.stop
+          if (mode !== "disconnect") closeCode = 1000
+          if (mode === "retire") yield* retire
         })
+
+      /** See `StopMode`: the close frame, then the reader's last deliveries. */
+      const retire = Effect.gen(function* () {
+        const drained = yield* Deferred.make<void>()
+        retiring = drained
+        yield* Fiber.interruptAll(writers)
+        closeSent = true
+        yield* socket.close(1000)
+        yield* Deferred.await(drained).pipe(
+          Effect.timeoutOrElse({ duration: retireGrace, orElse: () => Effect.void }),
+        )
+      })
 
       // The connection's parts run side by side, each a fiber of this scope, and the first
       // to end decides how the connection ends: a failure of any part, or `stop`. The rest
@@ -353,11 +388,18 @@ export const run = <E = never>(
         limiter = admitted
         // A missed ACK ends the connection from Hello on: during the identify wait and the
         // handshake too, not only once READY came.
-        yield* part(closeAware(heartbeat.run(intervalMillis)))
+        writers.push(yield* part(closeAware(heartbeat.run(intervalMillis))))
         yield* session(admitted)
       })
 
-      yield* part(reader)
+      // Retiring, the socket's end is what the reader waits for, not a failure.
+      yield* part(
+        Effect.catch(reader, (error) =>
+          retiring === undefined
+            ? Effect.fail(error)
+            : Effect.andThen(Deferred.succeed(retiring, undefined), Effect.never),
+        ),
+      )
       yield* Effect.forkScoped(
         Effect.matchCauseEffect(closeAware(lifecycle), {
           onFailure: (cause) => Deferred.failCause(ended, cause),

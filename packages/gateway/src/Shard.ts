@@ -175,6 +175,12 @@ export interface Shard {
   ) => Effect.Effect<Members.GuildMembersResult, Members.GuildMembersError | PayloadTooLarge | ShardStopped>
   /** Ends the session: closes with 1000 (the bot shows offline) and stops the shard. */
   readonly logout: Effect.Effect<void>
+  /**
+   * A logout that first delivers every event the server sent before it saw the close (the
+   * reader runs on to the server's close frame, bounded: `Connection.StopMode`). A reshard
+   * retires its old shards so: what they still had unread reaches the handover.
+   */
+  readonly retire: Effect.Effect<void>
   /** Waits until the shard stops: succeeds after logout, fails with a fatal error. */
   readonly await: Effect.Effect<void, FatalGatewayError | SessionStartLimitExhausted>
 }
@@ -313,6 +319,7 @@ export const make = Effect.fnUntraced(function* (
     requestSoundboardSounds: (request) => soundboard.request(request, outbox.send),
     requestGuildMembers: (request) => members.request(request, outbox.send),
     logout: Deferred.succeed(stop, "logout").pipe(Effect.andThen(Fiber.await(fiber)), Effect.asVoid),
+    retire: Deferred.succeed(stop, "retire").pipe(Effect.andThen(Fiber.await(fiber)), Effect.asVoid),
     await: Fiber.join(fiber),
   } satisfies Shard
 })
@@ -320,7 +327,7 @@ export const make = Effect.fnUntraced(function* (
 interface Supervision {
   /** Where a new session connects (and a resume whose URL is unusable). */
   readonly gatewayUrl: string
-  /** Completed by `logout`. */
+  /** Completed by `logout` or `retire`. */
   readonly stop: Deferred.Deferred<Connection.StopMode>
   /** The presence a new session identifies with. */
   readonly presence: () => GatewayPresenceUpdateData | undefined

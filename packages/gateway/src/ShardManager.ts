@@ -8,7 +8,8 @@
  * beside the old one (in waves when the new count is a multiple of the old, see `Reshard.ts`),
  * identifying through the same throttle; each guild is handed over once its new shard streams
  * it, its events delivered once and in order across both sessions (`internal/Handover.ts`,
- * applied in `events` as the consumer reads); then the old shard logs out (1000). A failure
+ * applied in `events` as the consumer reads); then the old shard logs out (1000), reading on
+ * to the server's close frame so nothing it had unread is lost (`Shard.retire`). A failure
  * rolls back to the old count. Triggers: the call, a 4011 (`autoReshard`), or a periodic
  * check of `/gateway/bot` (`reshardCheckInterval`).
  *
@@ -226,8 +227,11 @@ export const make = Effect.fnUntraced(function* (
       })
 
   /** Logs a shard out (close 1000, session ended), bounded: a wedged socket does not hold a reshard. */
-  const logoutWithin = (shard: Shard.Shard) =>
-    Effect.timeoutOrElse(shard.logout, { duration: "10 seconds", orElse: () => Effect.void })
+  const logoutWithin = (shard: Shard.Shard, retire = false) =>
+    Effect.timeoutOrElse(retire ? shard.retire : shard.logout, {
+      duration: "10 seconds",
+      orElse: () => Effect.void,
+    })
 
   const startIn = (gen: Resharding.Generation, id: number): Effect.Effect<void> =>
     Effect.gen(function* () {
@@ -261,18 +265,18 @@ export const make = Effect.fnUntraced(function* (
       )
     })
 
-  /** Closes a shard: `logout` ends its session (1000), otherwise it stays resumable. */
-  const closeIn = (gen: Resharding.Generation, id: number, logout: boolean): Effect.Effect<void> =>
+  /** Closes a shard: see `Resharding.Ending`. */
+  const closeIn = (gen: Resharding.Generation, id: number, ending: Resharding.Ending): Effect.Effect<void> =>
     Effect.suspend(() => {
       const entry = gen.shards.get(id)
       if (!entry) return Effect.void
       gen.shards.delete(id)
-      const ended = logout ? logoutWithin(entry.shard) : Effect.void
+      const ended = ending === "resumable" ? Effect.void : logoutWithin(entry.shard, ending === "retire")
       return Effect.andThen(ended, Scope.close(entry.scope, Exit.void))
     }).pipe(Effect.uninterruptible)
 
   const start = serialized((id) => startIn(current, id))
-  const stop = serialized((id) => closeIn(current, id, false))
+  const stop = serialized((id) => closeIn(current, id, "resumable"))
 
   // In id order, so each identify bucket is served lowest shard first.
   for (const id of shardIds) yield* start(id)
@@ -430,7 +434,7 @@ export const make = Effect.fnUntraced(function* (
       }),
     start,
     stop,
-    restart: serialized((id) => Effect.andThen(closeIn(current, id, false), startIn(current, id))),
+    restart: serialized((id) => Effect.andThen(closeIn(current, id, "resumable"), startIn(current, id))),
     reshard: (count) => resharding.reshard(count, "explicit"),
     reshardStatus: resharding.status,
     await: Deferred.await(stopped),

@@ -24,7 +24,8 @@ export interface TransportSocket {
    * Sends a close frame with `code`, then tears the socket down at once: a half-open peer
    * may never answer, and nothing waits for it. A logout (1000) may wait briefly (bounded)
    * for the close handshake, so the server surely sees the session end. Safe to call more
-   * than once.
+   * than once. After it, `receive` still hands over the frames that arrived before the
+   * socket ended, then fails: a retiring connection reads them (`Connection.StopMode`).
    */
   readonly close: (code: number, reason?: string) => Effect.Effect<void>
 }

@@ -196,6 +196,68 @@ describe("Connection: the session's sequence", () => {
   )
 })
 
+describe("Connection: retire (a logout that reads to the server's close)", () => {
+  it.effect(
+    "the close frame (1000) goes out first; the dispatches the server sent before it are still delivered",
+    () =>
+      Effect.gen(function* () {
+        const stop = yield* Deferred.make<Connection.StopMode>()
+        const gate = yield* Deferred.make<void>()
+        const seqs: Array<number> = []
+        const { fiber, peer } = yield* start({
+          stop: Deferred.await(stop),
+          onEvent: (e) =>
+            e._tag === "Dispatches"
+              ? Effect.andThen(
+                  e.dispatches[0]!.seq > 1 ? Deferred.await(gate) : Effect.void,
+                  Effect.sync(() => {
+                    for (const d of e.dispatches) seqs.push(d.seq)
+                  }),
+                )
+              : Effect.void,
+        })
+        yield* peer.send(Payloads.hello(interval))
+        yield* peer.send(Payloads.ready(1))
+        yield* Settle.settle
+        // the reader holds 2 (its consumer is slow); 3 and 4 wait unread behind it
+        for (const seq of [2, 3, 4]) yield* peer.send(Payloads.dispatch(seq, "MESSAGE_CREATE", { n: seq }))
+        yield* Settle.settle
+        yield* Deferred.succeed(stop, "retire")
+        yield* Settle.settle
+        assert.strictEqual(peer.clientCloseCode(), 1000, "the session ends: the server stops sending")
+        assert.isUndefined(fiber.pollUnsafe(), "still reading")
+        yield* Deferred.succeed(gate, undefined)
+        yield* Settle.settle
+        assert.deepStrictEqual(seqs, [1, 2, 3, 4])
+        assert.isTrue(Exit.isSuccess(yield* Fiber.await(fiber)))
+      }).pipe(Effect.provide(env)),
+  )
+
+  it.effect("a reader held past 5 s ends it all the same; no heartbeat follows the close frame", () =>
+    Effect.gen(function* () {
+      const stop = yield* Deferred.make<Connection.StopMode>()
+      const { fiber, peer } = yield* start({
+        stop: Deferred.await(stop),
+        onEvent: (e) => (e._tag === "Dispatches" && e.dispatches[0]!.seq > 1 ? Effect.never : Effect.void),
+      })
+      yield* peer.send(Payloads.hello(interval))
+      yield* peer.send(Payloads.ready(1))
+      yield* Settle.settle
+      // the first beat is due at half the interval (jitter 0.5): within the retire's 5 s
+      yield* TestClock.adjust(interval * 0.5 - 2_000)
+      yield* peer.send(Payloads.dispatch(2, "MESSAGE_CREATE", {}))
+      yield* Deferred.succeed(stop, "retire")
+      yield* Settle.settle
+      yield* TestClock.adjust(4_999)
+      assert.isUndefined(fiber.pollUnsafe())
+      assert.deepStrictEqual(peer.lateSends, [], "the heartbeat stopped before the close frame")
+      yield* TestClock.adjust(1)
+      assert.isTrue(Exit.isSuccess(yield* Fiber.await(fiber)))
+      assert.strictEqual(peer.clientCloseCode(), 1000)
+    }).pipe(Effect.provide(env)),
+  )
+})
+
 describe("Connection: bad input gets a typed error and nothing else breaks", () => {
   it.effect("malformed JSON: DecodeError without the frame's content, resumable close", () =>
     Effect.gen(function* () {

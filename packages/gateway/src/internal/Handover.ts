@@ -12,8 +12,8 @@
  *   Before it, the old stream is behind or level, so delivering new copies could jump ahead.
  * - `new`: after the overlap both streams carry the same sequence; each event is delivered on
  *   its first arrival, from either side, and its second copy dropped.
- * When the old shard is retired (closed, and every event it queued processed), the old stream
- * is complete, and what happens to a guild follows from what the two streams showed, never
+ * When the old shard is retired (it read on to the server's close frame, and every event it
+ * queued was processed: `Connection.StopMode`), the old stream is complete, and what happens to a guild follows from what the two streams showed, never
  * from how long anything took:
  * - pending copies (no overlap: the old stream never reached the new one's first event) are
  *   delivered in order, and the guild's state dropped;

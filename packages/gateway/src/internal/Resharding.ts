@@ -61,6 +61,13 @@ export const generation = (
   provisional: false,
 })
 
+/**
+ * How a shard is closed: `resumable` keeps its session; `logout` ends it (1000); `retire`
+ * ends it once the reader reached the server's close frame (`Connection.StopMode`), so that
+ * everything the server sent the shard before it saw the close reaches the handover.
+ */
+export type Ending = "resumable" | "logout" | "retire"
+
 export interface Deps {
   readonly fleet: {
     /** The serving generation. */
@@ -72,8 +79,7 @@ export interface Deps {
     readonly commit: (gen: Generation) => void
   }
   readonly startIn: (gen: Generation, id: number) => Effect.Effect<void>
-  /** `logout`: the session ends (1000); otherwise it stays resumable. */
-  readonly closeIn: (gen: Generation, id: number, logout: boolean) => Effect.Effect<void>
+  readonly closeIn: (gen: Generation, id: number, ending: Ending) => Effect.Effect<void>
   /** Where a serving shard's fatal stop goes (the manager's own handling). */
   readonly onServingFatal: (id: number, error: ManagerStop) => Effect.Effect<void>
   readonly merged: Merged
@@ -150,14 +156,16 @@ export const make = (deps: Deps) => {
           }),
         ),
       )
-      for (const id of wave.retire) yield* closeIn(from, id, true)
+      // Retired, not logged out: a guild handed over by the quiet rule may still have events
+      // unread on this socket (sent before the new session's snapshot, so on no other stream).
+      for (const id of wave.retire) yield* closeIn(from, id, "retire")
       if (live.length > 0) yield* merged.mark(() => handover.retire(live, wave.join))
     })
 
   /** Closes a wave's new shards before they took over; the old ones serve on. */
   const abortWave = (handover: Handover.Handover, to: Generation, wave: Reshard.Wave) =>
     Effect.gen(function* () {
-      for (const id of wave.join) yield* closeIn(to, id, true)
+      for (const id of wave.join) yield* closeIn(to, id, "logout")
       // Bounded: when the manager is shutting down, no consumer may be left to reach it.
       yield* bounded(
         merged.mark(() => {
@@ -412,7 +420,7 @@ export const make = (deps: Deps) => {
    */
   const abandon = (nextGen: Generation, trigger: Reshard.Trigger, from: number, startedAt: number) =>
     Effect.gen(function* () {
-      for (const id of [...nextGen.shards.keys()]) yield* closeIn(nextGen, id, true)
+      for (const id of [...nextGen.shards.keys()]) yield* closeIn(nextGen, id, "logout")
       fleet.setNext(undefined)
       merged.handovers.length = 0
       reshardState = { _tag: "Idle" }
