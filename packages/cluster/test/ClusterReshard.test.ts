@@ -114,14 +114,14 @@ interface Setup {
 
 const cluster = (setup: Setup) =>
   Effect.gen(function* () {
-    // 300 ms less than the throttle's window: the gap a grant and its identify's arrival may lose.
+    // Discord's window, counted from arrival: the throttle's 250 ms margin covers the trip's jitter.
     const gateway = yield* FakeGateway.make({
       token,
       heartbeatInterval: 1_000,
       guilds,
       shards: 2,
       maxConcurrency: setup.maxConcurrency ?? 4,
-      identifyWindow: "4700 millis",
+      identifyWindow: "5000 millis",
       sessionStartLimit: setup.sessionStartLimit,
     })
     const { url } = yield* TestDatabase.TestDatabase
