@@ -10,20 +10,24 @@
  * (as `ShardSingleton` does), wait (a new shard whose guilds have not moved yet), carry out
  * its wave (an old shard), or nothing (retired).
  *
- * A reshard needs M to be a multiple of N (what Discord requires of large bots): old shard s
- * is replaced by new shards s, s + N, …, s + (k − 1)N in a wave carried out inside s's
- * singleton, on whatever runner holds it (`internal/Wave.ts`: the gateway's per-guild
- * handover, then the new sessions saved under `[x, M]` for their own singletons to RESUME).
+ * When M is a multiple of N (what Discord requires of large bots), old shard s is replaced by
+ * new shards s, s + N, …, s + (k − 1)N in a wave carried out inside s's singleton, on
+ * whatever runner holds it (`internal/Wave.ts`: the gateway's per-guild handover, then the
+ * new sessions saved under `[x, M]` for their own singletons to RESUME).
  * A coordinator (one more singleton) lets `parallelWaves` waves run at once (k extra
  * connections each), retries a failed wave (`waveAttempts`) and, once every wave is done,
  * makes M the serving count; the `[*, N]` singletons then end. A wave whose runner stops or
  * dies is carried out again (or, past its old shard's logout, committed) where the cluster
  * moves its singleton. Triggers: `reshard(M)` from any runner, and with `autoReshard` a 4011.
  *
- * Any other M (3 → 5, or fewer shards) is refused with `ClusterReshardRefused`
- * ("not-a-multiple"): a new shard's guilds would come from several old shards, on several
- * runners, and the handover needs both copies of an event in one process. (One process:
- * `ShardManager.reshard` runs the whole new set beside the old.)
+ * Any other M (3 → 5, or fewer shards) is one whole-set wave: a new shard's guilds come from
+ * several old shards, and the handover needs both copies of an event in one process. So old
+ * shard 0's singleton carries it out (`ShardManager.reshard`'s whole-set path) with every old
+ * shard resumed beside every new one in its process, once the other old shards' singletons
+ * have stood aside (left gracefully, their sessions saved); then the new sessions go on to
+ * their `[x, M]` singletons as in a wave. The cost: N + M connections and all the bot's
+ * traffic in that one runner while it runs (seconds: the new shards' identifies, paced by
+ * the cluster's throttle, and the handover), so that runner must have room for it.
  *
  * A reshard that fails (its waves' attempts spent) is rolled back when no wave was done yet
  * (the old count serves, as before); otherwise it stops partway: the done waves' guilds are
@@ -179,40 +183,64 @@ const register = <E, R>(options: ClusterReshardOptions<E, R>, local: ShardComman
         Effect.asVoid,
       )
 
+    /** Until no runner holds the old shards `ids` (each left, or its lease ran out); fails after the wave timeout. */
+    const standAside = (from: number, ids: ReadonlyArray<number>) =>
+      Effect.gen(function* () {
+        while ((yield* inSql(Generation.held(from, ids))) > 0) yield* Effect.sleep(pollInterval)
+      }).pipe(
+        Effect.mapError((error) => `cannot read the old shards' owners: ${error.message}`),
+        Effect.timeoutOrElse({
+          duration: resharding.handover?.waveTimeout ?? Duration.minutes(2),
+          orElse: () => Effect.fail(`the old shards of ${from} did not stand aside for the whole-set wave`),
+        }),
+      )
+
     const wave = (key: SessionStore.ShardKey, to: number) =>
       Effect.gen(function* () {
         const [id, from] = key
         const row = { from, to, shard: id }
-        const joins = Array.from({ length: to / from }, (_, j) => id + j * from)
+        const whole = Generation.wholeSet(from, to)
+        const retire = whole ? Array.from({ length: from }, (_, s) => s) : [id]
+        const joins = whole
+          ? Array.from({ length: to }, (_, x) => x)
+          : Array.from({ length: to / from }, (_, j) => id + j * from)
+        const name = whole ? `reshard wave (whole set) ${from} → ${to}` : `reshard wave ${id}/${from} → ${to}`
         if ((yield* SubscriptionRef.get(state)).waves.get(id)?.state === "handed") {
           // Its runner died after s logged out: the new sessions (saved from their READY) carry on.
           const stored = yield* inSql(Generation.sessionsStored(to, joins))
           if (stored < joins.length)
             yield* Effect.logError(
-              `reshard wave ${id}/${from} → ${to}: s logged out but only ${stored} of ${joins.length} new sessions were saved`,
+              `${name}: s logged out but only ${stored} of ${joins.length} new sessions were saved`,
             )
           yield* inSql(Generation.setWave(row, ["handed"], "done"))
-          yield* Effect.logWarning(`reshard wave ${id}/${from} → ${to}: committed after its runner stopped`)
+          yield* Effect.logWarning(`${name}: committed after its runner stopped`)
           return
         }
         if (!(yield* inSql(Generation.setWave(row, ["go", "running"], "running")))) return
-        yield* Effect.logInfo(`reshard wave ${id}/${from} → ${to}: starting`)
-        const result = yield* Wave.run(
-          id,
-          from,
-          to,
-          options,
-          { reshard: resharding.handover, drainTimeout: resharding.drainTimeout },
-          local,
-          inSql(Generation.setWave(row, ["running"], "handed")),
-          inSql(Generation.setWave(row, ["running", "handed"], "done")),
+        yield* Effect.logInfo(`${name}: starting`)
+        const others = retire.filter((s) => s !== id)
+        const result = yield* Effect.andThen(
+          // The other old shards' singletons stand aside: each leaves gracefully (its session
+          // saved as the app finished it) before the wave takes it, so nothing comes twice.
+          standAside(from, others),
+          Wave.run(
+            retire,
+            joins,
+            from,
+            to,
+            options,
+            { reshard: resharding.handover, drainTimeout: resharding.drainTimeout },
+            local,
+            inSql(Generation.setWave(row, ["running"], "handed")),
+            inSql(Generation.setWave(row, ["running", "handed"], "done")),
+          ),
         ).pipe(Effect.exit)
         if (Exit.isSuccess(result)) {
-          yield* Effect.logInfo(`reshard wave ${id}/${from} → ${to}: done in ${result.value.tookMillis} ms`)
+          yield* Effect.logInfo(`${name}: done in ${result.value.tookMillis} ms`)
           return
         }
         const reason = Option.getOrElse(Exit.findErrorOption(result), () => Cause.pretty(result.cause))
-        yield* Effect.logWarning(`reshard wave ${id}/${from} → ${to} failed: ${reason}`)
+        yield* Effect.logWarning(`${name} failed: ${reason}`)
         // (A handed wave is not failed: its old session is gone, its new ones carry its guilds.)
         yield* inSql(Generation.setWave(row, ["running"], "failed", reason))
       })
@@ -221,6 +249,9 @@ const register = <E, R>(options: ClusterReshardOptions<E, R>, local: ShardComman
     const shardLoop = (key: SessionStore.ShardKey): Effect.Effect<never, never, Needs<R>> =>
       Effect.forever(
         Effect.gen(function* () {
+          // Fresh from the database: a singleton that moved mid-change must not serve a shard
+          // whose whole-set wave has begun (it would take it from the wave).
+          yield* refresh
           const now = yield* SubscriptionRef.get(state)
           const role = Generation.roleOf(now, key)
           if (role === "serve") {
@@ -326,8 +357,9 @@ export interface ReshardOutcome {
 }
 
 /**
- * Reshards the cluster to `to` (from any runner, or any process on the database): refused
- * (typed) when one runs, `to` is not a multiple of the serving count, or the cluster's daily
+ * Reshards the cluster to `to` (from any runner, or any process on the database): in waves
+ * when `to` is a multiple of the serving count, else as one whole-set wave (see the module
+ * doc). Refused (typed) when one runs, `to` is the serving count, or the cluster's daily
  * identify budget lacks the new shards plus `safetyMargin` (default: the serving count). Waits
  * for the end: the outcome, or `ClusterReshardFailed`.
  */
@@ -354,7 +386,8 @@ export const reshard = (
     const from = before.count
     const throttle = yield* IdentifyThrottleTag.IdentifyThrottle
     const remaining = yield* throttle.remaining
-    const needed = Math.max(0, to - from)
+    // Every new shard identifies once (in waves or the whole set).
+    const needed = to
     const margin = options.safetyMargin ?? from
     if (before.phase !== "running" && remaining < needed + margin) {
       return yield* new ClusterReshardRefused({

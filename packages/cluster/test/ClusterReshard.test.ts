@@ -106,6 +106,8 @@ const check = (runners: ReadonlyArray<RunnerProcess.RunnerProcess>) => {
 
 interface Setup {
   readonly runners: ReadonlyArray<string>
+  /** The cluster's first count. Default 2. */
+  readonly shards?: number
   readonly env?: Record<string, string>
   readonly sessionStartLimit?: { readonly total: number; readonly remaining: number }
   /** Identify buckets (default 4: a wave's two new shards identify at once). */
@@ -119,7 +121,7 @@ const cluster = (setup: Setup) =>
       token,
       heartbeatInterval: 1_000,
       guilds,
-      shards: 2,
+      shards: setup.shards ?? 2,
       maxConcurrency: setup.maxConcurrency ?? 4,
       identifyWindow: "5000 millis",
       sessionStartLimit: setup.sessionStartLimit,
@@ -130,7 +132,7 @@ const cluster = (setup: Setup) =>
       GATEWAY_URL: gateway.url,
       API_BASE_URL: gateway.httpUrl,
       TOKEN: token,
-      SHARDS: "2",
+      SHARDS: String(setup.shards ?? 2),
       MAX_CONCURRENCY: String(setup.maxConcurrency ?? 4),
       HANDLE_MILLIS: "1",
       ...setup.env,
@@ -144,10 +146,11 @@ const cluster = (setup: Setup) =>
         return runner
       })
     for (const name of setup.runners) yield* start(name)
-    yield* eventually(exactlyCount(gateway, 2), "both shards of 2 up", "30 seconds")
+    const first = setup.shards ?? 2
+    yield* eventually(exactlyCount(gateway, first), "every shard of the first count up", "30 seconds")
     // Placement settles (a late joiner pulls singletons over) before the reshard.
     yield* Effect.sleep("3 seconds")
-    yield* eventually(exactlyCount(gateway, 2), "both shards of 2 up", "30 seconds")
+    yield* eventually(exactlyCount(gateway, first), "every shard of the first count up", "30 seconds")
     const traffic = yield* GuildTraffic.start(gateway, { guilds, roundsPerSecond: 5 })
     yield* Effect.sleep("1 second")
 
@@ -432,6 +435,59 @@ describe("a cluster reshard", () => {
         )
       }).pipe(Effect.provide(TestDatabase.fresh)),
     240_000,
+  )
+
+  it.live(
+    "3 → 5 (not a multiple) across runner processes under traffic: one whole-set wave in one runner, each guild's events once and in order",
+    () =>
+      Effect.gen(function* () {
+        const { gateway, runners, finish } = yield* cluster({ runners: ["a", "b"], shards: 3 })
+        const reply = yield* runners[0]!.request("reshard", "5").pipe(Effect.timeout("120 seconds"))
+        assert.match(reply, /^ok 3 5 \d+$/, `the reshard failed: ${reply}\n${runners.map(lines).join("\n")}`)
+        yield* eventually(exactlyCount(gateway, 5), "the five shards of 5 up, none of 3", "30 seconds")
+        yield* Effect.sleep("1 second")
+        const result = yield* finish
+
+        assert.isAbove(result.produced.length, 500)
+        assert.deepStrictEqual(result.lost, [], "events lost")
+        assert.deepStrictEqual(result.twice, [], "events handled twice")
+        assert.deepStrictEqual(result.outOfOrder.slice(0, 5), [], "events out of order")
+        const entries = yield* gateway.entries
+        assert.deepStrictEqual(
+          [...maxOpenPerKey(entries)].filter(([, n]) => n > 1),
+          [],
+          "two sockets for one [id, count]",
+        )
+        assert.deepStrictEqual(
+          Recording.only(entries, "Rejected").map((r) => r.reason),
+          [],
+          "the gateway refused something (an identify too soon?)",
+        )
+        const waves = runners.flatMap((r) =>
+          r.lines
+            .filter((l) => l.text.includes("reshard wave (whole set) 3 → 5: starting"))
+            .map(() => r.name),
+        )
+        assert.strictEqual(waves.length, 1, "one whole-set wave, in one runner")
+        const began = starts(entries)
+        assert.deepStrictEqual(
+          ["0/3", "1/3", "2/3"].map((key) => began.get(key)?.lastIndexOf("I")),
+          [0, 0, 0],
+          "an old shard identified again",
+        )
+        assert.deepStrictEqual(
+          ["0/5", "1/5", "2/5", "3/5", "4/5"].map((key) => began.get(key)?.at(-1)),
+          ["R", "R", "R", "R", "R"],
+          "a new shard serves on an identify of its own",
+        )
+        assert.strictEqual(Recording.identifyCount(entries), 3 + 5, "an identify outside the wave")
+        const maxOpen = Recording.maxOpen(entries)
+        assert.isAtMost(maxOpen, 8, "more connections than the whole set (N + M)")
+        console.log(
+          `cluster reshard 3 → 5 (whole set): ${reply.split(" ")[3]} ms, at most ${maxOpen} sockets open at once, ${result.produced.length} events over ${guilds.length} guilds`,
+        )
+      }).pipe(Effect.provide(TestDatabase.fresh)),
+    180_000,
   )
 
   it.live(
