@@ -43,6 +43,7 @@ import {
   Effect,
   Exit,
   Layer,
+  Metric,
   Option,
   Schedule,
   type Schema,
@@ -54,6 +55,8 @@ import { Sharding } from "effect/cluster"
 import { FetchHttpClient } from "effect/http"
 import { SqlClient, type SqlError } from "effect/sql"
 import { ClusterReshardFailed, ClusterReshardRefused } from "./ClusterError.ts"
+import * as ClusterMetrics from "./ClusterMetrics.ts"
+import * as Coordinator from "./internal/Coordinator.ts"
 import * as Generation from "./internal/Generation.ts"
 import { migrate } from "./internal/migrate.ts"
 import { nameOf } from "./internal/names.ts"
@@ -81,6 +84,14 @@ export interface ReshardingOptions {
    * multiple of the count, and at least twice the count. Default off.
    */
   readonly autoReshard?: boolean | { readonly apiBaseUrl?: string | undefined } | undefined
+  /**
+   * Every this long (8 hours, say), the coordinator's runner (one in the cluster) asks
+   * `GET /gateway/bot`; when the recommendation is above the serving count and no reshard is
+   * under way, it reshards as a 4011 would (a multiple, at least twice). Default: never.
+   */
+  readonly checkEvery?: Duration.Input | undefined
+  /** Where `GET /gateway/bot` is asked (`autoReshard`, `checkEvery`). Default Discord's API. */
+  readonly apiBaseUrl?: string | undefined
 }
 
 export interface ClusterReshardOptions<E, R> extends ShardSingleton.ShardSingletonOptions<E, R> {
@@ -126,31 +137,38 @@ const register = <E, R>(options: ClusterReshardOptions<E, R>, local: ShardComman
     yield* migrate(Generation.migrations)
     const inSql = <A, E2>(effect: Effect.Effect<A, E2, SqlClient.SqlClient>) =>
       Effect.provideService(effect, SqlClient.SqlClient, sql)
-    const state = yield* SubscriptionRef.make(yield* inSql(Generation.read(initial)))
+    const report = ClusterMetrics.report
+    const first = yield* inSql(Generation.read(initial))
+    yield* report(first)
+    const state = yield* SubscriptionRef.make(first)
     const refresh = inSql(Generation.readIfAny).pipe(
-      Effect.flatMap((next) => (next === undefined ? Effect.void : SubscriptionRef.set(state, next))),
+      Effect.flatMap((next) =>
+        next === undefined ? Effect.void : Effect.andThen(SubscriptionRef.set(state, next), report(next)),
+      ),
       Effect.catch((error) => Effect.logWarning(`cannot read the cluster's shard count: ${error.message}`)),
     )
 
     // A 4011 of a serving shard: Discord asks for more shards (once per reshard: the others are refused as in progress).
     const throttle = yield* IdentifyThrottleTag.IdentifyThrottle
     const apiBaseUrl =
-      typeof resharding.autoReshard === "object" ? resharding.autoReshard.apiBaseUrl : undefined
+      (typeof resharding.autoReshard === "object" ? resharding.autoReshard.apiBaseUrl : undefined) ??
+      resharding.apiBaseUrl
+    const recommended = GatewayInfo.fetchGatewayBot({ token: options.config.token, apiBaseUrl }).pipe(
+      Effect.map((bot) => bot.shards),
+      Effect.provide(FetchHttpClient.layer),
+    )
     const onShardingRequired = Effect.gen(function* () {
       const now = yield* SubscriptionRef.get(state)
       if (now.phase === "running") return
       const from = now.count
-      const recommended = yield* GatewayInfo.fetchGatewayBot({
-        token: options.config.token,
-        apiBaseUrl,
-      }).pipe(
-        Effect.map((bot) => bot.shards),
-        Effect.provide(FetchHttpClient.layer),
-        Effect.catchCause((cause) =>
-          Effect.as(Effect.logWarning("GET /gateway/bot failed: resharding to twice the count", cause), 0),
+      const to = Coordinator.targetFor(
+        from,
+        yield* recommended.pipe(
+          Effect.catchCause((cause) =>
+            Effect.as(Effect.logWarning("GET /gateway/bot failed: resharding to twice the count", cause), 0),
+          ),
         ),
       )
-      const to = Math.max(2 * from, Math.ceil(recommended / from) * from)
       yield* Effect.logWarning(
         `a shard closed with 4011 (sharding required): resharding the cluster ${from} → ${to}`,
       )
@@ -302,51 +320,47 @@ const register = <E, R>(options: ClusterReshardOptions<E, R>, local: ShardComman
     )
     yield* sharding.registerSingleton(
       coordinatorName,
-      coordinate(resharding, pollInterval).pipe(Effect.provideService(SqlClient.SqlClient, sql)),
+      coordinate(resharding, pollInterval, recommended).pipe(
+        Effect.provideService(SqlClient.SqlClient, sql),
+        Effect.provideService(IdentifyThrottleTag.IdentifyThrottle, throttle),
+      ),
     )
   })
 
-/** Drives a running reshard's waves (one singleton in the cluster); never ends. */
-const coordinate = (resharding: ReshardingOptions, pollInterval: Duration.Duration) => {
-  const parallel = Math.max(1, resharding.parallelWaves ?? 1)
-  const attempts = Math.max(1, resharding.waveAttempts ?? 3)
-  const step = Effect.gen(function* () {
-    const now = yield* Generation.readIfAny
-    if (now === undefined || now.phase !== "running" || now.to === undefined) return
-    const from = now.count
-    const to = now.to
-    const waves = [...now.waves].sort(([a], [b]) => a - b)
-    if (waves.length > 0 && waves.every(([, w]) => w.state === "done")) {
-      yield* Generation.finish(from, to, "completed")
-      yield* Effect.logInfo(`resharded ${from} → ${to}`)
-      return
-    }
-    const failed = waves.find(([, w]) => w.state === "failed")
-    if (failed !== undefined) {
-      const [shard, w] = failed
-      if (w.attempts >= attempts) {
-        const reason = `wave ${shard}/${from} failed ${w.attempts} time(s): ${w.reason ?? "unknown"}`
-        yield* Generation.finish(from, to, "failed", reason)
-        yield* Effect.logWarning(`reshard ${from} → ${to} stopped: ${reason}`)
-      } else {
-        yield* Generation.setWave({ from, to, shard }, ["failed"], "go")
-      }
-      return
-    }
-    const active = waves.filter(
-      ([, w]) => w.state === "go" || w.state === "running" || w.state === "handed",
-    ).length
-    for (const [shard] of waves.filter(([, w]) => w.state === "pending").slice(0, parallel - active)) {
-      yield* Generation.setWave({ from, to, shard }, ["pending"], "go")
-    }
-  })
-  return Effect.forever(
+/**
+ * The coordinator singleton: drives a running reshard's waves, and with `checkEvery` checks
+ * the recommended count. Never ends (a singleton that ends is never restarted).
+ */
+const coordinate = (
+  resharding: ReshardingOptions,
+  pollInterval: Duration.Duration,
+  recommended: Effect.Effect<number, unknown>,
+) => {
+  const options = {
+    parallelWaves: Math.max(1, resharding.parallelWaves ?? 1),
+    waveAttempts: Math.max(1, resharding.waveAttempts ?? 3),
+  }
+  const steps = Effect.forever(
     Effect.andThen(
       Effect.sleep(pollInterval),
-      // A singleton whose effect ends is never restarted: nothing may end this one.
-      step.pipe(Effect.catchCause((cause) => Effect.logWarning("reshard coordinator step failed", cause))),
+      Coordinator.step(options).pipe(
+        Effect.catchCause((cause) => Effect.logWarning("reshard coordinator step failed", cause)),
+      ),
     ),
-  ).pipe(Effect.annotateLogs({ package: "@vigil/cluster", singleton: coordinatorName }))
+  )
+  const checks =
+    resharding.checkEvery === undefined
+      ? Effect.never
+      : Coordinator.watch({
+          interval: resharding.checkEvery,
+          state: Generation.readIfAny,
+          recommended,
+          reshard: (to) => reshard(to),
+        })
+  return Effect.all([steps, checks], { concurrency: 2, discard: true }).pipe(
+    Effect.andThen(Effect.never),
+    Effect.annotateLogs({ package: "@vigil/cluster", singleton: coordinatorName }),
+  )
 }
 
 export interface ReshardOutcome {
@@ -378,6 +392,7 @@ export const reshard = (
     yield* migrate(Generation.migrations)
     const before = yield* Generation.readIfAny
     if (before === undefined) {
+      yield* Metric.update(ClusterMetrics.reshards("refused"), 1)
       return yield* new ClusterReshardRefused({
         reason: "no-cluster",
         detail: "no runner has started the cluster yet",
@@ -390,14 +405,17 @@ export const reshard = (
     const needed = to
     const margin = options.safetyMargin ?? from
     if (before.phase !== "running" && remaining < needed + margin) {
+      yield* Metric.update(ClusterMetrics.reshards("refused"), 1)
       return yield* new ClusterReshardRefused({
         reason: "budget",
         detail: `${remaining} identifies left today; ${needed} new shards need ${needed + margin} (safety margin ${margin})`,
       })
     }
     const begun = yield* Generation.begin(to)
-    if (begun._tag !== "started")
+    if (begun._tag !== "started") {
+      yield* Metric.update(ClusterMetrics.reshards("refused"), 1)
       return yield* new ClusterReshardRefused({ reason: begun._tag, detail: begun.detail })
+    }
     yield* Effect.logInfo(`resharding the cluster ${from} → ${to}`)
     const poll = Duration.fromInputUnsafe(options.pollInterval ?? Duration.millis(200))
     const clock = yield* Clock.Clock
