@@ -30,6 +30,7 @@ const idle = (count: number): Generation.State => ({
   count,
   to: undefined,
   phase: "idle",
+  mode: undefined,
   waves: new Map(),
   reason: undefined,
   tookMillis: undefined,
@@ -59,7 +60,7 @@ describe("the periodic check", () => {
         assert.deepStrictEqual(asked, [], "before the interval")
         yield* TestClock.adjust("1 hour")
         assert.deepStrictEqual(asked, [6], "4 recommended over 3: the next multiple, 6")
-        state = { ...idle(3), to: 6, phase: "running" }
+        state = { ...idle(3), to: 6, phase: "running", mode: "waves" }
         yield* TestClock.adjust("8 hours")
         assert.deepStrictEqual(asked, [6], "a reshard is under way")
         state = idle(6)

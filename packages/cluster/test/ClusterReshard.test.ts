@@ -1,19 +1,20 @@
 /**
- * Resharding a cluster of runner processes (`fixtures/reshard-runner.ts`) 2 → 4 under traffic
- * on many guilds:
- * - completed: every guild's events handled exactly once and in order across the runners,
- *   identifies within the cluster-wide pacing (the fake gateway rejects any sooner), never two
- *   sockets for one [id, count], the new shards RESUMEd where the cluster places them (one
- *   identify each, ever), and a runner started afterwards runs the new count only;
+ * Resharding a cluster of runner processes (`fixtures/reshard-runner.ts`) under traffic on
+ * many guilds:
+ * - 2 → 4 completed, with the runner of a wave stopped (SIGTERM) mid-wave and started again:
+ *   every guild's events handled exactly once and in order across the runners, identifies
+ *   within the cluster-wide pacing (the fake gateway rejects any sooner), never two sockets
+ *   for one [id, count], the stopped wave carried out again, the new shards RESUMEd where the
+ *   cluster places them, and a runner started afterwards runs the new count only;
  * - rolled back: the gateway refuses the new shards' identifies, each wave attempt is rolled
  *   back, the reshard fails typed, the old count serves on, still exactly once;
- * - runners killed, or stopped and started again, in the middle of a wave: the wave is carried
- *   out again (or committed) on another runner and the reshard completes; nothing lost (what a
- *   killed runner's app had handled may come again);
+ * - runners killed in the middle of waves: each wave is carried out again (or committed) on
+ *   another runner and the reshard completes; nothing lost (what a killed runner's app had
+ *   handled may come again);
+ * - 3 → 5, not a multiple: one whole-set wave in one runner, exactly once and in order;
  * - a 4011 (the gateway closes both shards: too many guilds) reshards the cluster by itself to
  *   the recommended count, and the guilds come back on the new shards, each event once.
  */
-
 import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { eventually } from "@vigil/testing/Eventually"
@@ -181,21 +182,51 @@ const lines = (runner: RunnerProcess.RunnerProcess) => runner.lines.map((line) =
 
 describe("a cluster reshard", () => {
   it.live(
-    "2 → 4 across runner processes under traffic: each guild's events once and in order, no second socket, the new shards resumed elsewhere",
+    "2 → 4 across runner processes under traffic, a runner stopped (SIGTERM) mid-wave and started again: each guild's events once and in order, no second socket, the new shards resumed elsewhere",
     () =>
       Effect.gen(function* () {
-        const { gateway, runners, start, finish } = yield* cluster({ runners: ["a", "b"] })
-        const a = runners[0]!
-        const reply = yield* a.request("reshard", "4").pipe(Effect.timeout("120 seconds"))
-        assert.match(reply, /^ok 2 4 \d+$/, `the reshard failed: ${reply}\n${lines(a)}`)
-        const tookMillis = Number(reply.split(" ")[3])
+        const { gateway, runners, start, finish } = yield* cluster({
+          runners: ["a", "b", "c"],
+          // Two buckets: a wave's second new shard waits a 5 s window, long enough to stop its runner then.
+          maxConcurrency: 2,
+        })
+        yield* Effect.sync(() => runners[0]!.child.stdin?.write("reshard 0 4\n"))
+        let stopped: RunnerProcess.RunnerProcess | undefined
+        yield* eventually(
+          () => {
+            stopped = runners.find((r) => waveStarts(r).length > 0)
+            return stopped !== undefined
+          },
+          "a wave started",
+          "30 seconds",
+        )
+        const wave = waveStarts(stopped!)[0]!
+        yield* Effect.sleep("1500 millis")
+        stopped!.child.kill("SIGTERM")
+        yield* eventually(stopped!.exited, "the runner stopped", "20 seconds")
+        assert.isFalse(
+          stopped!.lines.some((l) => l.text.includes(`wave ${wave}/2 → 4: done`)),
+          "the wave was done before the stop",
+        )
+        // A deploy: the same runner back while the reshard runs.
+        yield* start(stopped!.name)
+        const witness = runners.find((r) => !r.exited())!
+        let status = ""
+        yield* eventually(
+          Effect.map(witness.request("status"), (s) => {
+            status = s
+            return s.includes(`"count":4`)
+          }),
+          "the reshard completed",
+          "120 seconds",
+        )
+        const tookMillis = Math.round(Number(/"tookMillis":([\d.]+)/.exec(status)?.[1]))
         yield* eventually(exactlyCount(gateway, 4), "the four shards of 4 up, none of 2", "30 seconds")
 
         // A runner that joins afterwards runs the new count only.
-        const c = yield* start("c")
-        yield* Effect.sleep("3 seconds")
-        yield* eventually(exactlyCount(gateway, 4), "the four shards of 4 up after c joined", "30 seconds")
-        yield* Effect.sleep("1 second")
+        const late = yield* start("d")
+        yield* Effect.sleep("2 seconds")
+        yield* eventually(exactlyCount(gateway, 4), "the four shards of 4 up after d joined", "30 seconds")
         const result = yield* finish
 
         assert.isAbove(result.produced.length, 1000)
@@ -213,6 +244,10 @@ describe("a cluster reshard", () => {
           [],
           "the gateway refused something (an identify too soon?)",
         )
+        assert.isTrue(
+          runners.some((r) => r !== stopped && waveStarts(r).includes(wave)),
+          "the stopped wave was not carried out again",
+        )
         // The old shards identified once, ever; each new shard serves on a RESUME of what its wave began.
         const began = starts(entries)
         assert.deepStrictEqual(
@@ -225,17 +260,17 @@ describe("a cluster reshard", () => {
           ["R", "R", "R", "R"],
           "a new shard serves on an identify of its own",
         )
-        // And no identify but the waves': two new shards per wave started (2 waves, more if one began again).
+        // And no identify but the waves': at most two new shards per wave started (the stopped one may have had one).
         const waves = runners.flatMap(waveStarts).length
-        assert.strictEqual(Recording.identifyCount(entries), 2 + 2 * waves, "an identify outside the waves")
+        assert.isAtMost(Recording.identifyCount(entries), 2 + 2 * waves, "an identify outside the waves")
         const maxOpen = Recording.maxOpen(entries)
         assert.isAtMost(maxOpen, 5, "more connections than the waves plan (M + 1)")
         assert.isFalse(
-          c.lines.some((line) => /^started \d+\/2$/.test(line.text)),
+          late.lines.some((line) => /^started \d+\/2$/.test(line.text)),
           "the late runner started a shard of the old count",
         )
         console.log(
-          `cluster reshard 2 → 4: ${tookMillis} ms, at most ${maxOpen} sockets open at once (2 before, 4 after), ${result.produced.length} events over ${guilds.length} guilds`,
+          `cluster reshard 2 → 4: ${tookMillis} ms with a runner stopped mid-wave (${waves} wave starts), at most ${maxOpen} sockets open at once (2 before, 4 after), ${result.produced.length} events over ${guilds.length} guilds`,
         )
       }).pipe(Effect.provide(TestDatabase.fresh)),
     180_000,
@@ -369,69 +404,6 @@ describe("a cluster reshard", () => {
         )
         console.log(
           `killed mid-wave: the second kill landed ${landed}; ${result.twice.length} events handled twice (replayed after the kills), ${Recording.identifyCount(entries)} identifies`,
-        )
-      }).pipe(Effect.provide(TestDatabase.fresh)),
-    240_000,
-  )
-
-  it.live(
-    "a runner stopped (SIGTERM) in the middle of a wave and started again: the wave runs again elsewhere; nothing lost",
-    () =>
-      Effect.gen(function* () {
-        const { gateway, runners, start, finish } = yield* cluster({
-          runners: ["a", "b", "c"],
-          maxConcurrency: 2,
-        })
-        yield* Effect.sync(() => runners[0]!.child.stdin?.write("reshard 0 4\n"))
-        let stopped: RunnerProcess.RunnerProcess | undefined
-        yield* eventually(
-          () => {
-            stopped = runners.find((r) => waveStarts(r).length > 0)
-            return stopped !== undefined
-          },
-          "a wave started",
-          "30 seconds",
-        )
-        const wave = waveStarts(stopped!)[0]!
-        yield* Effect.sleep("1500 millis")
-        stopped!.child.kill("SIGTERM")
-        yield* eventually(stopped!.exited, "the runner stopped", "20 seconds")
-        assert.isFalse(
-          stopped!.lines.some((l) => l.text.includes(`wave ${wave}/2 → 4: done`)),
-          "the wave was done before the stop",
-        )
-        // A deploy: the same runner back while the reshard runs.
-        yield* start(stopped!.name)
-        const witness = runners.find((r) => !r.exited())!
-        yield* eventually(
-          Effect.map(witness.request("status"), (s) => s.includes(`"count":4`)),
-          "the reshard completed",
-          "120 seconds",
-        )
-        yield* eventually(exactlyCount(gateway, 4), "the four shards of 4 up, none of 2", "30 seconds")
-        yield* Effect.sleep("1 second")
-        const result = yield* finish
-
-        assert.isAbove(result.produced.length, 1000)
-        assert.deepStrictEqual(result.lost, [], "events lost")
-        assert.deepStrictEqual(result.outOfOrder.slice(0, 5), [], "events out of order")
-        const entries = yield* gateway.entries
-        assert.deepStrictEqual(
-          [...maxOpenPerKey(entries)].filter(([, n]) => n > 1),
-          [],
-          "two sockets for one [id, count]",
-        )
-        assert.deepStrictEqual(
-          Recording.only(entries, "Rejected").map((r) => r.reason),
-          [],
-          "the gateway refused something (an identify too soon?)",
-        )
-        assert.isTrue(
-          runners.some((r) => r !== stopped && waveStarts(r).includes(wave)),
-          "the stopped wave was not carried out again",
-        )
-        console.log(
-          `stopped mid-wave: ${result.twice.length} events handled twice, ${Recording.identifyCount(entries)} identifies`,
         )
       }).pipe(Effect.provide(TestDatabase.fresh)),
     240_000,

@@ -46,7 +46,7 @@ describe("the cluster's count", () => {
       const begun = yield* Generation.begin(4)
       assert.strictEqual(begun._tag, "started")
       let state = yield* Generation.read(2)
-      assert.strictEqual(state.phase, "running")
+      assert.deepStrictEqual([state.phase, state.mode], ["running", "waves"])
       assert.deepStrictEqual(
         [
           [0, 2],
@@ -106,7 +106,7 @@ describe("the cluster's count", () => {
       yield* cluster(3)
       assert.strictEqual((yield* Generation.begin(5))._tag, "started")
       let state = yield* Generation.read(3)
-      assert.deepStrictEqual([...state.waves.keys()], [0], "one wave")
+      assert.deepStrictEqual([state.mode, [...state.waves.keys()]], ["whole-set", [0]], "one wave")
       const roles = (keys: ReadonlyArray<readonly [number, number]>) =>
         keys.map((key) => Generation.roleOf(state, key))
       const all = [

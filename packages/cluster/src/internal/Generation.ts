@@ -57,6 +57,8 @@ export interface State {
   readonly count: number
   readonly to: number | undefined
   readonly phase: "idle" | "running" | "partial" | "failed"
+  /** How `count` → `to` is carried out (while `to` is set): a wave per old shard, or the whole set at once. */
+  readonly mode: "waves" | "whole-set" | undefined
   /** Per old shard, its wave's state (while `to` is set). */
   readonly waves: ReadonlyMap<number, Wave>
   readonly reason: string | undefined
@@ -114,6 +116,7 @@ export const readIfAny = Effect.gen(function* () {
     count: row!.count,
     to: row!.to ?? undefined,
     phase: row!.state,
+    mode: row!.to === null ? undefined : wholeSet(row!.count, row!.to) ? "whole-set" : "waves",
     waves,
     reason: row!.reason ?? undefined,
     tookMillis: row!.tookMillis ?? undefined,
