@@ -410,17 +410,22 @@ describe("a cluster reshard", () => {
   )
 
   it.live(
-    "3 → 5 (not a multiple) across runner processes under traffic: one whole-set wave in one runner, each guild's events once and in order",
+    "3 → 5 and back to 3 (neither a multiple) across runner processes under traffic: each a whole-set wave in one runner, each guild's events once and in order",
     () =>
       Effect.gen(function* () {
         const { gateway, runners, finish } = yield* cluster({ runners: ["a", "b"], shards: 3 })
-        const reply = yield* runners[0]!.request("reshard", "5").pipe(Effect.timeout("120 seconds"))
-        assert.match(reply, /^ok 3 5 \d+$/, `the reshard failed: ${reply}\n${runners.map(lines).join("\n")}`)
+        const all = () => runners.map(lines).join("\n")
+        const grown = yield* runners[0]!.request("reshard", "5").pipe(Effect.timeout("120 seconds"))
+        assert.match(grown, /^ok 3 5 \d+$/, `the reshard failed: ${grown}\n${all()}`)
         yield* eventually(exactlyCount(gateway, 5), "the five shards of 5 up, none of 3", "30 seconds")
+        // Fewer shards the same way (the new [x, 3] are the old keys again, under new epochs).
+        const shrunk = yield* runners[1]!.request("reshard", "3").pipe(Effect.timeout("120 seconds"))
+        assert.match(shrunk, /^ok 5 3 \d+$/, `the shrink failed: ${shrunk}\n${all()}`)
+        yield* eventually(exactlyCount(gateway, 3), "the three shards of 3 up, none of 5", "30 seconds")
         yield* Effect.sleep("1 second")
         const result = yield* finish
 
-        assert.isAbove(result.produced.length, 500)
+        assert.isAbove(result.produced.length, 1000)
         assert.deepStrictEqual(result.lost, [], "events lost")
         assert.deepStrictEqual(result.twice, [], "events handled twice")
         assert.deepStrictEqual(result.outOfOrder.slice(0, 5), [], "events out of order")
@@ -436,27 +441,26 @@ describe("a cluster reshard", () => {
           "the gateway refused something (an identify too soon?)",
         )
         const waves = runners.flatMap((r) =>
-          r.lines
-            .filter((l) => l.text.includes("reshard wave (whole set) 3 → 5: starting"))
-            .map(() => r.name),
+          r.lines.filter((l) => /reshard wave \(whole set\) (3 → 5|5 → 3): starting/.test(l.text)),
         )
-        assert.strictEqual(waves.length, 1, "one whole-set wave, in one runner")
+        assert.strictEqual(waves.length, 2, "one whole-set wave per reshard")
+        // Each shard's sockets, in order: the first 3 identified once, then resumed into the
+        // wave; each of 5 identified in the wave, then resumed by its singleton; and again to 3.
         const began = starts(entries)
         assert.deepStrictEqual(
-          ["0/3", "1/3", "2/3"].map((key) => began.get(key)?.lastIndexOf("I")),
-          [0, 0, 0],
-          "an old shard identified again",
+          ["0/5", "1/5", "2/5", "3/5", "4/5"].map((key) => began.get(key)?.[0]),
+          ["I", "I", "I", "I", "I"],
         )
         assert.deepStrictEqual(
-          ["0/5", "1/5", "2/5", "3/5", "4/5"].map((key) => began.get(key)?.at(-1)),
-          ["R", "R", "R", "R", "R"],
-          "a new shard serves on an identify of its own",
+          ["0/3", "1/3", "2/3", "0/5", "1/5", "2/5", "3/5", "4/5"].map((key) => began.get(key)?.at(-1)),
+          ["R", "R", "R", "R", "R", "R", "R", "R"],
+          "a shard serves on an identify of its own",
         )
-        assert.strictEqual(Recording.identifyCount(entries), 3 + 5, "an identify outside the wave")
+        assert.strictEqual(Recording.identifyCount(entries), 3 + 5 + 3, "an identify outside the waves")
         const maxOpen = Recording.maxOpen(entries)
         assert.isAtMost(maxOpen, 8, "more connections than the whole set (N + M)")
         console.log(
-          `cluster reshard 3 → 5 (whole set): ${reply.split(" ")[3]} ms, at most ${maxOpen} sockets open at once, ${result.produced.length} events over ${guilds.length} guilds`,
+          `cluster reshard 3 → 5 → 3 (whole set): ${grown.split(" ")[3]} ms and ${shrunk.split(" ")[3]} ms, at most ${maxOpen} sockets open at once, ${result.produced.length} events over ${guilds.length} guilds`,
         )
       }).pipe(Effect.provide(TestDatabase.fresh)),
     180_000,
