@@ -18,7 +18,9 @@
  * connections each), retries a failed wave (`waveAttempts`) and, once every wave is done,
  * makes M the serving count; the `[*, N]` singletons then end. A wave whose runner stops or
  * dies is carried out again (or, past its old shard's logout, committed) where the cluster
- * moves its singleton. Triggers: `reshard(M)` from any runner, and with `autoReshard` a 4011.
+ * moves its singleton. Triggers: `reshard(M)` from any runner, with `autoReshard` a 4011,
+ * and with `checkEvery` the coordinator's periodic look at `/gateway/bot` (both to a
+ * multiple). `ClusterMetrics` counts how reshards end and shows the count.
  *
  * Any other M (3 → 5, or fewer shards) is one whole-set wave: a new shard's guilds come from
  * several old shards, and the handover needs both copies of an event in one process. So old
@@ -28,6 +30,12 @@
  * their `[x, M]` singletons as in a wave. The cost: N + M connections and all the bot's
  * traffic in that one runner while it runs (seconds: the new shards' identifies, paced by
  * the cluster's throttle, and the handover), so that runner must have room for it.
+ *
+ * A whole-set wave stopped or killed before its first old shard logged out runs again where
+ * old shard 0's singleton moves (the old shards resumed from what the app had finished, or,
+ * killed, from before the wave); a runner that dies holding stood-aside shards' leases delays
+ * it by the lease (and, if its process is not provably gone, the gateway's socket timeout:
+ * `PgShardOwners`).
  *
  * A reshard that fails (its waves' attempts spent) is rolled back when no wave was done yet
  * (the old count serves, as before); otherwise it stops partway: the done waves' guilds are

@@ -139,14 +139,18 @@ const cluster = (setup: Setup) =>
       ...setup.env,
     }
     const runners: Array<RunnerProcess.RunnerProcess> = []
-    const start = (name: string) =>
+    const launch = (name: string) =>
       Effect.gen(function* () {
         const runner = yield* RunnerProcess.start({ name, port: yield* RunnerProcess.freePort, env, program })
         runners.push(runner)
-        yield* eventually(runner.joined, `runner ${name} joined`, "40 seconds")
         return runner
       })
-    for (const name of setup.runners) yield* start(name)
+    const joined = (runner: RunnerProcess.RunnerProcess) =>
+      eventually(runner.joined, `runner ${runner.name} joined`, "40 seconds")
+    const start = (name: string) => Effect.tap(launch(name), joined)
+    // All at once (the placement settles below either way).
+    const launched = yield* Effect.forEach(setup.runners, launch)
+    yield* Effect.forEach(launched, joined, { concurrency: "unbounded", discard: true })
     const first = setup.shards ?? 2
     yield* eventually(exactlyCount(gateway, first), "every shard of the first count up", "30 seconds")
     // Placement settles (a late joiner pulls singletons over) before the reshard.
