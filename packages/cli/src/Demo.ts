@@ -25,10 +25,7 @@ export interface DemoOptions {
   readonly heartbeatMillis: number
   /** Events in the final burst. */
   readonly burst: number
-  /**
-   * The count of a last step's reshard under load; 0 (the default) skips it. Opt-in: one run
-   * of it delivered 8 of 676 double-sent events twice (issue 13 has it).
-   */
+  /** The count of a last step's reshard under load; 0 (the default) skips it. */
   readonly reshardTo?: number | undefined
 }
 

@@ -165,6 +165,7 @@ const watchSockets = (gateway: FakeGateway.FakeGatewayService) =>
     )
     return { most: () => most, stop: Fiber.interrupt(fiber) }
   })
+type Sockets = Effect.Success<ReturnType<typeof watchSockets>>
 
 /**
  * Two runners (their database URLs given) with the placement settled: one open socket and no
@@ -211,6 +212,29 @@ const twoRunners = (
   })
 
 /**
+ * After the shard moved from `owner` to `other`: the other handled the last event sent, none
+ * was lost, the session was resumed (never identified again), and the gateway never held two
+ * open sockets at once.
+ */
+const handedOver = (
+  gateway: FakeGateway.FakeGatewayService,
+  { owner, other, sockets }: { readonly owner: Runner; readonly other: Runner; readonly sockets: Sockets },
+  sent: ReadonlyArray<number>,
+) =>
+  Effect.gen(function* () {
+    yield* eventually(
+      () => other.seqs().includes(sent.at(-1)!),
+      "the other runner handled the rest",
+      "30 seconds",
+    )
+    yield* sockets.stop
+    const seen = new Set([...owner.seqs(), ...other.seqs()])
+    for (const seq of sent) assert.isTrue(seen.has(seq), `event ${seq} lost`)
+    assert.strictEqual((yield* gateway.sessions).length, 1, "the new owner identified instead of resuming")
+    assert.isAtMost(sockets.most(), 1, "two open sockets for one shard")
+  })
+
+/**
  * Whether the runner stopped its shard after its `from`th output line: fenced by its lease, or
  * stopped first by the cluster engine, which finds its lock gone (the app's part ended).
  */
@@ -251,23 +275,11 @@ describe("ShardSingleton on two runner processes", () => {
           "30 seconds",
         )
         const failover = Date.now() - killedAt
-        const during = yield* Fiber.join(traffic)
-        yield* eventually(
-          () => other.seqs().includes(during.at(-1)!),
-          "the other runner handled the rest",
-          "30 seconds",
-        )
+        yield* handedOver(gateway, { owner, other, sockets }, [...before, ...(yield* Fiber.join(traffic))])
         // Lock expiry 3 s (the fixture's tuning): measured ~3.4 s from the kill to the shard
         // running on the other runner.
         assert.isBelow(failover, 10_000, "the failover took too long")
-        yield* sockets.stop
-
-        const sessions = yield* gateway.sessions
-        assert.strictEqual(sessions.length, 1, "the new owner identified instead of resuming")
-        assert.isAtMost(sockets.most(), 1, "two open sockets for one shard")
         yield* noSupersededConnection(gateway)
-        const seen = new Set([...owner.seqs(), ...other.seqs()])
-        for (const seq of [...before, ...during]) assert.isTrue(seen.has(seq), `event ${seq} lost`)
       }).pipe(Effect.provide(TestDatabase.fresh)),
     150_000,
   )
@@ -359,21 +371,7 @@ describe("ShardSingleton on two runner processes", () => {
         // the engine: Fencing.test.ts.)
         assert.isBelow(closedAfter, 3_000, "the cut owner kept its socket past the lock expiry")
 
-        const sent = [...before, ...(yield* Fiber.join(traffic))]
-        yield* eventually(
-          () => other.seqs().includes(sent.at(-1)!),
-          "the other runner handled the rest",
-          "30 seconds",
-        )
-        yield* sockets.stop
-        const seen = new Set([...owner.seqs(), ...other.seqs()])
-        for (const seq of sent) assert.isTrue(seen.has(seq), `event ${seq} lost`)
-        assert.strictEqual(
-          (yield* gateway.sessions).length,
-          1,
-          "the new owner identified instead of resuming",
-        )
-        assert.isAtMost(sockets.most(), 1, "two open sockets for one shard")
+        yield* handedOver(gateway, { owner, other, sockets }, [...before, ...(yield* Fiber.join(traffic))])
         yield* noSupersededConnection(gateway)
       }).pipe(Effect.provide(TestDatabase.fresh)),
     150_000,
@@ -419,21 +417,7 @@ describe("ShardSingleton on two runner processes", () => {
           "the shard started on the other runner",
           "30 seconds",
         )
-        const sent = [...before, ...(yield* Fiber.join(traffic))]
-        yield* eventually(
-          () => other.seqs().includes(sent.at(-1)!),
-          "the other runner handled the rest",
-          "30 seconds",
-        )
-        yield* sockets.stop
-        const seen = new Set([...owner.seqs(), ...other.seqs()])
-        for (const seq of sent) assert.isTrue(seen.has(seq), `event ${seq} lost`)
-        assert.strictEqual(
-          (yield* gateway.sessions).length,
-          1,
-          "the new owner identified instead of resuming",
-        )
-        assert.isAtMost(sockets.most(), 1, "two open sockets for one shard")
+        yield* handedOver(gateway, { owner, other, sockets }, [...before, ...(yield* Fiber.join(traffic))])
         assert.isTrue(
           other.lines.some((line) => line.includes("may still hold it")),
           "the takeover did not wait for the gateway to drop the silent socket",

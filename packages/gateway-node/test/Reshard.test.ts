@@ -5,7 +5,7 @@
  * their pacing, and no more connections open than the plan allows.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { IdentifyThrottle, type Protocol, SessionStore, ShardManager } from "@vigil/gateway"
+import { IdentifyThrottle, type Protocol, SessionStore, ShardManager, type Transport } from "@vigil/gateway"
 import { NodeTransport } from "@vigil/gateway-node"
 import { eventually } from "@vigil/testing/Eventually"
 import * as FakeGateway from "@vigil/testing/FakeGateway"
@@ -32,6 +32,27 @@ interface Setup {
   readonly quietMillis?: number
   /** Where the manager lives (default: the test's scope). */
   readonly scope?: Scope.Scope
+  /** Sockets opened once `lag` is switched on read this much later than their frames came. */
+  readonly lagMillis?: number
+}
+
+/**
+ * A transport whose sockets opened after `on()` hand each read over `lagMillis` late: the new
+ * shards of a reshard stream behind the old ones, as a loaded scheduler may make them.
+ */
+const lagging = (inner: Transport.GatewayTransport["Service"], lagMillis: number) => {
+  let lag = false
+  return {
+    on: () => {
+      lag = true
+    },
+    transport: {
+      connect: (url: string) =>
+        Effect.map(inner.connect(url), (socket) =>
+          lag ? { ...socket, receive: Effect.tap(socket.receive, () => Effect.sleep(lagMillis)) } : socket,
+        ),
+    } satisfies Transport.GatewayTransport["Service"],
+  }
 }
 
 const setup = (options: Setup) =>
@@ -47,7 +68,8 @@ const setup = (options: Setup) =>
       maxGuildsPerShard: options.maxGuildsPerShard,
       sessionStartLimit: { total: 1000, remaining: options.fakeRemaining ?? options.remaining ?? 1000 },
     })
-    const sockets = Invariants.countSockets(NodeTransport.make())
+    const lag = lagging(NodeTransport.make(), options.lagMillis ?? 0)
+    const sockets = Invariants.countSockets(lag.transport)
     const limit = { ...(yield* gateway.sessionStartLimit), remaining: options.remaining ?? 1000 }
     const manager = yield* ShardManager.make({
       token: Redacted.make(token),
@@ -94,7 +116,7 @@ const setup = (options: Setup) =>
       "the first shards READY",
       "10 seconds",
     )
-    return { gateway, manager, sockets, consumed, counts, throttle: manager.identifyThrottle }
+    return { gateway, manager, sockets, consumed, counts, throttle: manager.identifyThrottle, lag }
   })
 
 /** Waits until every produced guild event was consumed (or the report stops changing), then reports. */
@@ -174,6 +196,32 @@ describe("ShardManager.reshard under traffic", () => {
         yield* Effect.logInfo(
           `2→4: ${report.consumed} guild events, ${log.copies - log.sent} sent twice, took ${status.last?.tookMillis} ms`,
         )
+      }),
+    60_000,
+  )
+
+  it.live(
+    "2 → 4 with the new shards streaming 250 ms behind the old ones: their late copies are not delivered again",
+    () =>
+      Effect.gen(function* () {
+        // Issue 13: a guild counted as handed over once its streams overlapped (or after the
+        // quiet time), its old shard closed, and the new shard's copies of the old one's last
+        // events, still on their way, passed straight through. With the lag, every run has them.
+        const { gateway, manager, consumed, lag } = yield* setup({ shards: 2, lagMillis: 250 })
+        const traffic = yield* GuildTraffic.start(gateway, { guilds, roundsPerSecond: 25 })
+        yield* Effect.sleep(200)
+        lag.on()
+        yield* manager.reshard(4)
+        yield* Effect.sleep(800)
+        const log = yield* traffic.stop
+        const report = yield* settle(log, consumed)
+        yield* Effect.logInfo(
+          `lagging 2→4: ${log.copies - log.sent} sent twice; lost ${report.lost}, duplicated ${report.duplicated}, out of order ${report.outOfOrder}`,
+        )
+        assert.deepStrictEqual(report.violations, [])
+        assert.strictEqual(report.lost + report.duplicated + report.outOfOrder, 0)
+        assert.strictEqual(manager.shardCount, 4)
+        assert.isAbove(log.copies, log.sent, "some events went to both sessions")
       }),
     60_000,
   )

@@ -56,7 +56,8 @@ export interface ReshardOptions {
   /**
    * A joined guild with nothing in between is handed over once this long passed since its new
    * shard's GUILD_CREATE and its old shard's last event for it (the old stream has caught
-   * up). Default 1 s.
+   * up). Default 1 s. It decides when the old shard closes, never which copy of an event is
+   * delivered (a new stream still behind then is matched on, see `internal/Handover.ts`).
    */
   readonly quietMillis?: number | undefined
   /**

@@ -239,7 +239,7 @@ export const make = Effect.fnUntraced(function* (
         { ...config, shard: [id, count], gatewayUrl: gatewayBot.url },
         {
           queue: merged.queue,
-          wrap: (dispatch): ShardEvent => ({ shardId: id, shardCount: count, dispatch }),
+          wrap: (dispatch) => merged.stamp({ shardId: id, shardCount: count, dispatch }),
         },
       ).pipe(Scope.provide(scope), Effect.provideContext(context))
       gen.shards.set(id, { shard, scope })

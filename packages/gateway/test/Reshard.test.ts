@@ -5,9 +5,10 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Protocol, Reshard } from "@vigil/gateway"
-import { Effect, Fiber } from "effect"
+import { Effect, Fiber, Queue, Stream } from "effect"
 import { TestClock } from "effect/testing"
 import * as Handover from "../src/internal/Handover.ts"
+import * as Merged from "../src/internal/Merged.ts"
 
 /** A guild on `shard` of `count` (and, as 2 and 4 go, on `shard` or `shard + 2` of 4). */
 const guildOn = (n: number) => String(BigInt(n) << 22n)
@@ -147,6 +148,60 @@ describe("Handover", () => {
     assert.strictEqual(handover.size(), 0)
   })
 
+  it("the new stream lagging behind an overlapped guild when the old shard retires: its late copies are still dropped", () => {
+    // The interleaving of issue 13: the guild overlapped (so it counted as handed over), the
+    // old shard delivered #1 and #2 and retired, and only then did the new shard's copies of
+    // them reach the consumer. Dropping the guild's state at the retire delivered them twice.
+    const { feed, delivered, handover } = setup()
+    feed(ready(0, [g0]), guildCreate(0, g0), oldShard(message(g0, 0)), newShard(0, message(g0, 0)))
+    feed(oldShard(message(g0, 1)), oldShard(message(g0, 2)))
+    assert.strictEqual(handover.progress([0], 1000, 60_000).waiting, 0, "handed over by the overlap")
+    assert.deepStrictEqual(handover.retire([0], [0, 2]), [])
+    handover.close()
+    assert.isFalse(handover.finished(), "g0's new stream has not passed the old one's end")
+    feed(newShard(0, message(g0, 1)), newShard(0, message(g0, 2)))
+    assert.isTrue(handover.finished(), "the old tail (#2) matched: the guild drained")
+    feed(newShard(0, message(g0, 3)))
+    assert.deepStrictEqual(delivered, ["old:0", "old:1", "old:2", "new:3"])
+    assert.strictEqual(handover.stats().drained, 1)
+    assert.strictEqual(handover.stats().late, 2)
+    assert.strictEqual(handover.size(), 0)
+  })
+
+  it("a guild handed over by the quiet rule before its new stream showed anything: the time decides no copy", () => {
+    const { feed, delivered, handover, tick } = setup()
+    feed(ready(0, [g0]), guildCreate(0, g0), oldShard(message(g0, 0)), oldShard(message(g0, 1)))
+    tick(1000)
+    assert.strictEqual(handover.progress([0], 1000, 60_000).waiting, 0, "quiet for 1 s: handed over")
+    assert.deepStrictEqual(handover.retire([0], [0, 2]), [])
+    // The new shard was more than the quiet time behind: its copies come only now.
+    feed(newShard(0, message(g0, 0)), newShard(0, message(g0, 1)), newShard(0, message(g0, 2)))
+    assert.deepStrictEqual(delivered, ["old:0", "old:1", "new:2"])
+    assert.strictEqual(handover.size(), 0)
+  })
+
+  it("draining ends at the first event the old shard never had (its last one came before the new session)", () => {
+    const { feed, delivered, handover } = setup()
+    feed(oldShard(message(g0, 0)), ready(0, [g0]), guildCreate(0, g0))
+    handover.retire([0], [0, 2])
+    handover.close()
+    assert.isFalse(handover.finished())
+    feed(newShard(0, message(g0, 1)))
+    assert.isTrue(handover.finished())
+    assert.deepStrictEqual(delivered, ["old:0", "new:1"])
+  })
+
+  it("a guild whose new stream already matched the old tail is dropped at the retire; READY after it passes", () => {
+    const { feed, delivered, handover } = setup()
+    feed(ready(0, [g0]), guildCreate(0, g0), oldShard(message(g0, 0)), newShard(0, message(g0, 0)))
+    handover.retire([0], [0, 2])
+    handover.close()
+    assert.isTrue(handover.finished())
+    assert.strictEqual(handover.size(), 0)
+    feed(ready(0, [g0])) // a new session of the new shard, later: the consumer's to see
+    assert.deepStrictEqual(delivered, ["old:0", "new:READY"])
+  })
+
   it("abort: pending new copies are dropped and their old copies still delivered; delivered ones stay matched", () => {
     const { feed, delivered, handover } = setup()
     feed(ready(0, [g0]), guildCreate(0, g0), oldShard(message(g0, 0)), newShard(0, message(g0, 0)))
@@ -156,6 +211,31 @@ describe("Handover", () => {
     feed(oldShard(message(g0, 1)), oldShard(message(g2, 5)))
     // g0 #1: delivered from the new side, its late old copy dropped; g2 #5: from the old side
     assert.deepStrictEqual(delivered, ["old:0", "new:1", "old:5"])
+  })
+
+  it("rollback: the old stream lagging behind what the aborted new shard delivered drains, whatever the time", () => {
+    // Before, a rollback matched the old copies for `quietMillis` more, then let them pass:
+    // an old stream more than that behind delivered them twice.
+    const { feed, delivered, handover } = setup()
+    feed(ready(0, [g0]), guildCreate(0, g0), newShard(0, message(g0, 0)), newShard(0, message(g0, 1)))
+    feed(oldShard(message(g0, 0)), newShard(0, message(g0, 2)))
+    assert.deepStrictEqual(delivered, ["new:0", "new:1", "new:2"])
+    handover.abort([0], [0, 2]) // the new shards closed, all they sent processed
+    handover.release() // the rollback ended
+    assert.isFalse(handover.finished(), "old #1 and #2 are still to come")
+    feed(oldShard(message(g0, 1)), oldShard(message(g0, 2)))
+    assert.isTrue(handover.finished(), "the new shard's last copy (#2) matched")
+    feed(oldShard(message(g0, 3)))
+    assert.deepStrictEqual(delivered, ["new:0", "new:1", "new:2", "old:3"])
+  })
+
+  it("draining is per shard: another filter still gets the events of every other shard", () => {
+    const { feed, handover } = setup()
+    feed(ready(0, [g0]), guildCreate(0, g0), oldShard(message(g0, 0)), oldShard(message(g0, 1)))
+    feed(newShard(0, message(g0, 0)))
+    handover.retire([0], [0, 2])
+    assert.isTrue(handover.involves(newShard(0, message(g0, 1))), "g0 drains on new shard 0")
+    assert.isFalse(handover.involves(newShard(2, message(g2, 1))), "nothing drains on new shard 2")
   })
 
   it("a guild whose old shard is not in handover (it died) passes straight from the new shard", () => {
@@ -194,6 +274,24 @@ describe("Handover", () => {
     assert.strictEqual(Handover.guildOf(Protocol.makeDispatch(1, "MESSAGE_CREATE", { id: "1" })), "")
   })
 
+  it("pending copies keep their fingerprints past the window: the overlap is still seen", () => {
+    let now = 0
+    const handover = Handover.make(2, 4, { now: () => now++, window: 8 })
+    handover.begin([0], [0, 2])
+    const out: Array<Handover.Tagged> = []
+    handover.process(ready(0, [g0]), out)
+    handover.process(guildCreate(0, g0), out)
+    // the new stream 10 events ahead of the old one: more than the window
+    for (let i = 10; i < 16; i++) handover.process(newShard(0, message(g0, i)), out)
+    for (let i = 0; i < 16; i++) handover.process(oldShard(message(g0, i)), out)
+    const label = (e: Handover.Tagged) =>
+      `${e.shardCount === 2 ? "old" : "new"}:${(e.dispatch.data as { nonce: string }).nonce}`
+    assert.deepStrictEqual(out.map(label), [
+      ...Array.from({ length: 10 }, (_, i) => `old:${i}`),
+      ...Array.from({ length: 6 }, (_, i) => `new:${10 + i}`),
+    ])
+  })
+
   it("memory is bounded: a guild keeps its last `window` fingerprints, and matches only within them", () => {
     const run = (window: number) => {
       let now = 0
@@ -211,6 +309,53 @@ describe("Handover", () => {
     assert.strictEqual(run(256), 100)
     assert.strictEqual(run(8), 101, "#50 was past the window: delivered again (the documented limit)")
   })
+})
+
+describe("Merged", () => {
+  it.effect("sliding: a marker the full buffer evicted still runs, before the events offered after it", () =>
+    Effect.gen(function* () {
+      const merged = yield* Merged.make({ capacity: 2, strategy: "sliding" })
+      const offer = (n: number) =>
+        Queue.offerUnsafe(
+          merged.queue,
+          merged.stamp(
+            oldShard(Protocol.makeDispatch(n, "MESSAGE_CREATE", { id: String(n), nonce: String(n) })),
+          ),
+        )
+      offer(1)
+      offer(2)
+      const marked = yield* Effect.forkChild(
+        merged.mark(() => [oldShard(Protocol.makeDispatch(0, "RETIRED", { nonce: "marker" }))]),
+      )
+      yield* Effect.yieldNow // the marker is in: #1 evicted
+      offer(3)
+      offer(4) // #2 evicted, then the marker
+      const got = yield* merged.events.pipe(Stream.take(3), Stream.runCollect)
+      assert.deepStrictEqual(
+        got.map((e) => (e.dispatch.data as { nonce: string }).nonce),
+        ["marker", "3", "4"],
+      )
+      yield* Fiber.join(marked) // the reshard waiting on it goes on
+    }),
+  )
+
+  it.effect("sliding: a marker evicted by the next one still runs first", () =>
+    Effect.gen(function* () {
+      const merged = yield* Merged.make({ capacity: 1, strategy: "sliding" })
+      const marker = (nonce: string) => () => [oldShard(Protocol.makeDispatch(0, "MARK", { nonce }))]
+      const first = yield* Effect.forkChild(merged.mark(marker("first")))
+      yield* Effect.yieldNow
+      const second = yield* Effect.forkChild(merged.mark(marker("second"))) // evicts the first
+      yield* Effect.yieldNow
+      const got = yield* merged.events.pipe(Stream.take(2), Stream.runCollect)
+      assert.deepStrictEqual(
+        got.map((e) => (e.dispatch.data as { nonce: string }).nonce),
+        ["first", "second"],
+      )
+      yield* Fiber.join(first)
+      yield* Fiber.join(second)
+    }),
+  )
 })
 
 describe("Reshard.watchRecommendation", () => {

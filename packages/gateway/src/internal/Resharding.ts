@@ -291,7 +291,7 @@ export const make = (deps: Deps) => {
         now: () => clock.currentTimeMillisUnsafe(),
         window: options.window,
       })
-      merged.handovers.push(handover)
+      merged.handovers.unshift(handover)
       yield* Effect.logInfo(
         `resharding ${from} → ${count} (${trigger}; ${thePlan.mode}, ${thePlan.waves.length} wave(s), at most ${thePlan.extraConnections} extra connection(s))`,
       )
@@ -320,7 +320,8 @@ export const make = (deps: Deps) => {
         nextGen.provisional = false
         nextGen.onFatal = onServingFatal
         fleet.commit(nextGen)
-        merged.handovers.splice(merged.handovers.indexOf(handover), 1)
+        // The filter leaves the consumer once every guild's new stream passed the old one's end.
+        handover.close()
         reshardState = { _tag: "Idle" }
         yield* finish(trigger, from, count, startedAt, "completed", undefined)
         yield* Effect.logInfo(
@@ -355,7 +356,9 @@ export const make = (deps: Deps) => {
         now: () => clock.currentTimeMillisUnsafe(),
         window: options.window,
       })
-      merged.handovers.push(reverse)
+      // Completed waves' guilds go back: the reverse handover matches their new shards' events.
+      forward.stopDraining()
+      merged.handovers.unshift(reverse)
       const back = yield* Effect.exit(
         restore(
           Effect.forEach(
@@ -373,10 +376,16 @@ export const make = (deps: Deps) => {
       if (Exit.isFailure(back) && Cause.hasInterrupts(back.cause)) {
         return yield* abandon(nextGen, trigger, from, startedAt)
       }
-      // What the new shards delivered is matched against the old copies a little longer.
-      yield* restore(Effect.sleep(quietMillis)).pipe(Effect.ignore)
-      yield* bounded(merged.mark(() => forward.retire([...Array(from).keys()], [])))
-      merged.handovers.length = 0
+      // What the new shards delivered is matched against the old copies until each guild's old
+      // stream passed their end (`Handover.abort`), the reversed waves' likewise; then both
+      // filters leave the consumer. A marker: behind the aborts' markers, whenever they run.
+      yield* bounded(
+        merged.mark(() => {
+          forward.release()
+          reverse.release()
+          return []
+        }),
+      )
       const rolledBack = Exit.isSuccess(back)
       if (rolledBack) {
         fleet.setNext(undefined)
