@@ -66,7 +66,7 @@ export class RunnerAddressInUse extends Schema.TaggedError<RunnerAddressInUse>()
 export class ClusterReshardRefused extends Schema.TaggedError<ClusterReshardRefused>()(
   "ClusterReshardRefused",
   {
-    reason: Schema.Literals(["in-progress", "same-count", "not-a-multiple", "budget", "no-cluster"]),
+    reason: Schema.Literals(["in-progress", "same-count", "budget", "no-cluster"]),
     detail: Schema.String,
   },
 ) {

@@ -10,20 +10,32 @@
  * (as `ShardSingleton` does), wait (a new shard whose guilds have not moved yet), carry out
  * its wave (an old shard), or nothing (retired).
  *
- * A reshard needs M to be a multiple of N (what Discord requires of large bots): old shard s
- * is replaced by new shards s, s + N, …, s + (k − 1)N in a wave carried out inside s's
- * singleton, on whatever runner holds it (`internal/Wave.ts`: the gateway's per-guild
- * handover, then the new sessions saved under `[x, M]` for their own singletons to RESUME).
+ * When M is a multiple of N (what Discord requires of large bots), old shard s is replaced by
+ * new shards s, s + N, …, s + (k − 1)N in a wave carried out inside s's singleton, on
+ * whatever runner holds it (`internal/Wave.ts`: the gateway's per-guild handover, then the
+ * new sessions saved under `[x, M]` for their own singletons to RESUME).
  * A coordinator (one more singleton) lets `parallelWaves` waves run at once (k extra
  * connections each), retries a failed wave (`waveAttempts`) and, once every wave is done,
  * makes M the serving count; the `[*, N]` singletons then end. A wave whose runner stops or
  * dies is carried out again (or, past its old shard's logout, committed) where the cluster
- * moves its singleton. Triggers: `reshard(M)` from any runner, and with `autoReshard` a 4011.
+ * moves its singleton. Triggers: `reshard(M)` from any runner, with `autoReshard` a 4011,
+ * and with `checkEvery` the coordinator's periodic look at `/gateway/bot` (both to a
+ * multiple). `ClusterMetrics` counts how reshards end and shows the count.
  *
- * Any other M (3 → 5, or fewer shards) is refused with `ClusterReshardRefused`
- * ("not-a-multiple"): a new shard's guilds would come from several old shards, on several
- * runners, and the handover needs both copies of an event in one process. (One process:
- * `ShardManager.reshard` runs the whole new set beside the old.)
+ * Any other M (3 → 5, or fewer shards) is one whole-set wave: a new shard's guilds come from
+ * several old shards, and the handover needs both copies of an event in one process. So old
+ * shard 0's singleton carries it out (`ShardManager.reshard`'s whole-set path) with every old
+ * shard resumed beside every new one in its process, once the other old shards' singletons
+ * have stood aside (left gracefully, their sessions saved); then the new sessions go on to
+ * their `[x, M]` singletons as in a wave. The cost: N + M connections and all the bot's
+ * traffic in that one runner while it runs (seconds: the new shards' identifies, paced by
+ * the cluster's throttle, and the handover), so that runner must have room for it.
+ *
+ * A whole-set wave stopped or killed before its first old shard logged out runs again where
+ * old shard 0's singleton moves (the old shards resumed from what the app had finished, or,
+ * killed, from before the wave); a runner that dies holding stood-aside shards' leases delays
+ * it by the lease (and, if its process is not provably gone, the gateway's socket timeout:
+ * `PgShardOwners`).
  *
  * A reshard that fails (its waves' attempts spent) is rolled back when no wave was done yet
  * (the old count serves, as before); otherwise it stops partway: the done waves' guilds are
@@ -39,6 +51,7 @@ import {
   Effect,
   Exit,
   Layer,
+  Metric,
   Option,
   Schedule,
   type Schema,
@@ -50,6 +63,8 @@ import { Sharding } from "effect/cluster"
 import { FetchHttpClient } from "effect/http"
 import { SqlClient, type SqlError } from "effect/sql"
 import { ClusterReshardFailed, ClusterReshardRefused } from "./ClusterError.ts"
+import * as ClusterMetrics from "./ClusterMetrics.ts"
+import * as Coordinator from "./internal/Coordinator.ts"
 import * as Generation from "./internal/Generation.ts"
 import { migrate } from "./internal/migrate.ts"
 import { nameOf } from "./internal/names.ts"
@@ -77,6 +92,14 @@ export interface ReshardingOptions {
    * multiple of the count, and at least twice the count. Default off.
    */
   readonly autoReshard?: boolean | { readonly apiBaseUrl?: string | undefined } | undefined
+  /**
+   * Every this long (8 hours, say), the coordinator's runner (one in the cluster) asks
+   * `GET /gateway/bot`; when the recommendation is above the serving count and no reshard is
+   * under way, it reshards as a 4011 would (a multiple, at least twice). Default: never.
+   */
+  readonly checkEvery?: Duration.Input | undefined
+  /** Where `GET /gateway/bot` is asked (`autoReshard`, `checkEvery`). Default Discord's API. */
+  readonly apiBaseUrl?: string | undefined
 }
 
 export interface ClusterReshardOptions<E, R> extends ShardSingleton.ShardSingletonOptions<E, R> {
@@ -122,31 +145,38 @@ const register = <E, R>(options: ClusterReshardOptions<E, R>, local: ShardComman
     yield* migrate(Generation.migrations)
     const inSql = <A, E2>(effect: Effect.Effect<A, E2, SqlClient.SqlClient>) =>
       Effect.provideService(effect, SqlClient.SqlClient, sql)
-    const state = yield* SubscriptionRef.make(yield* inSql(Generation.read(initial)))
+    const report = ClusterMetrics.report
+    const first = yield* inSql(Generation.read(initial))
+    yield* report(first)
+    const state = yield* SubscriptionRef.make(first)
     const refresh = inSql(Generation.readIfAny).pipe(
-      Effect.flatMap((next) => (next === undefined ? Effect.void : SubscriptionRef.set(state, next))),
+      Effect.flatMap((next) =>
+        next === undefined ? Effect.void : Effect.andThen(SubscriptionRef.set(state, next), report(next)),
+      ),
       Effect.catch((error) => Effect.logWarning(`cannot read the cluster's shard count: ${error.message}`)),
     )
 
     // A 4011 of a serving shard: Discord asks for more shards (once per reshard: the others are refused as in progress).
     const throttle = yield* IdentifyThrottleTag.IdentifyThrottle
     const apiBaseUrl =
-      typeof resharding.autoReshard === "object" ? resharding.autoReshard.apiBaseUrl : undefined
+      (typeof resharding.autoReshard === "object" ? resharding.autoReshard.apiBaseUrl : undefined) ??
+      resharding.apiBaseUrl
+    const recommended = GatewayInfo.fetchGatewayBot({ token: options.config.token, apiBaseUrl }).pipe(
+      Effect.map((bot) => bot.shards),
+      Effect.provide(FetchHttpClient.layer),
+    )
     const onShardingRequired = Effect.gen(function* () {
       const now = yield* SubscriptionRef.get(state)
       if (now.phase === "running") return
       const from = now.count
-      const recommended = yield* GatewayInfo.fetchGatewayBot({
-        token: options.config.token,
-        apiBaseUrl,
-      }).pipe(
-        Effect.map((bot) => bot.shards),
-        Effect.provide(FetchHttpClient.layer),
-        Effect.catchCause((cause) =>
-          Effect.as(Effect.logWarning("GET /gateway/bot failed: resharding to twice the count", cause), 0),
+      const to = Coordinator.targetFor(
+        from,
+        yield* recommended.pipe(
+          Effect.catchCause((cause) =>
+            Effect.as(Effect.logWarning("GET /gateway/bot failed: resharding to twice the count", cause), 0),
+          ),
         ),
       )
-      const to = Math.max(2 * from, Math.ceil(recommended / from) * from)
       yield* Effect.logWarning(
         `a shard closed with 4011 (sharding required): resharding the cluster ${from} → ${to}`,
       )
@@ -179,40 +209,64 @@ const register = <E, R>(options: ClusterReshardOptions<E, R>, local: ShardComman
         Effect.asVoid,
       )
 
+    /** Until no runner holds the old shards `ids` (each left, or its lease ran out); fails after the wave timeout. */
+    const standAside = (from: number, ids: ReadonlyArray<number>) =>
+      Effect.gen(function* () {
+        while ((yield* inSql(Generation.held(from, ids))) > 0) yield* Effect.sleep(pollInterval)
+      }).pipe(
+        Effect.mapError((error) => `cannot read the old shards' owners: ${error.message}`),
+        Effect.timeoutOrElse({
+          duration: resharding.handover?.waveTimeout ?? Duration.minutes(2),
+          orElse: () => Effect.fail(`the old shards of ${from} did not stand aside for the whole-set wave`),
+        }),
+      )
+
     const wave = (key: SessionStore.ShardKey, to: number) =>
       Effect.gen(function* () {
         const [id, from] = key
         const row = { from, to, shard: id }
-        const joins = Array.from({ length: to / from }, (_, j) => id + j * from)
+        const whole = Generation.wholeSet(from, to)
+        const retire = whole ? Array.from({ length: from }, (_, s) => s) : [id]
+        const joins = whole
+          ? Array.from({ length: to }, (_, x) => x)
+          : Array.from({ length: to / from }, (_, j) => id + j * from)
+        const name = whole ? `reshard wave (whole set) ${from} → ${to}` : `reshard wave ${id}/${from} → ${to}`
         if ((yield* SubscriptionRef.get(state)).waves.get(id)?.state === "handed") {
           // Its runner died after s logged out: the new sessions (saved from their READY) carry on.
           const stored = yield* inSql(Generation.sessionsStored(to, joins))
           if (stored < joins.length)
             yield* Effect.logError(
-              `reshard wave ${id}/${from} → ${to}: s logged out but only ${stored} of ${joins.length} new sessions were saved`,
+              `${name}: s logged out but only ${stored} of ${joins.length} new sessions were saved`,
             )
           yield* inSql(Generation.setWave(row, ["handed"], "done"))
-          yield* Effect.logWarning(`reshard wave ${id}/${from} → ${to}: committed after its runner stopped`)
+          yield* Effect.logWarning(`${name}: committed after its runner stopped`)
           return
         }
         if (!(yield* inSql(Generation.setWave(row, ["go", "running"], "running")))) return
-        yield* Effect.logInfo(`reshard wave ${id}/${from} → ${to}: starting`)
-        const result = yield* Wave.run(
-          id,
-          from,
-          to,
-          options,
-          { reshard: resharding.handover, drainTimeout: resharding.drainTimeout },
-          local,
-          inSql(Generation.setWave(row, ["running"], "handed")),
-          inSql(Generation.setWave(row, ["running", "handed"], "done")),
+        yield* Effect.logInfo(`${name}: starting`)
+        const others = retire.filter((s) => s !== id)
+        const result = yield* Effect.andThen(
+          // The other old shards' singletons stand aside: each leaves gracefully (its session
+          // saved as the app finished it) before the wave takes it, so nothing comes twice.
+          standAside(from, others),
+          Wave.run(
+            retire,
+            joins,
+            from,
+            to,
+            options,
+            { reshard: resharding.handover, drainTimeout: resharding.drainTimeout },
+            local,
+            inSql(Generation.setWave(row, ["running"], "handed")),
+            inSql(Generation.setWave(row, ["running", "handed"], "done")),
+          ),
         ).pipe(Effect.exit)
         if (Exit.isSuccess(result)) {
-          yield* Effect.logInfo(`reshard wave ${id}/${from} → ${to}: done in ${result.value.tookMillis} ms`)
+          yield* Effect.logInfo(`${name}: done in ${result.value.tookMillis} ms`)
           return
         }
         const reason = Option.getOrElse(Exit.findErrorOption(result), () => Cause.pretty(result.cause))
-        yield* Effect.logWarning(`reshard wave ${id}/${from} → ${to} failed: ${reason}`)
+        yield* Effect.logWarning(`${name} failed: ${reason}`)
         // (A handed wave is not failed: its old session is gone, its new ones carry its guilds.)
         yield* inSql(Generation.setWave(row, ["running"], "failed", reason))
       })
@@ -221,6 +275,9 @@ const register = <E, R>(options: ClusterReshardOptions<E, R>, local: ShardComman
     const shardLoop = (key: SessionStore.ShardKey): Effect.Effect<never, never, Needs<R>> =>
       Effect.forever(
         Effect.gen(function* () {
+          // Fresh from the database: a singleton that moved mid-change must not serve a shard
+          // whose whole-set wave has begun (it would take it from the wave).
+          yield* refresh
           const now = yield* SubscriptionRef.get(state)
           const role = Generation.roleOf(now, key)
           if (role === "serve") {
@@ -271,51 +328,47 @@ const register = <E, R>(options: ClusterReshardOptions<E, R>, local: ShardComman
     )
     yield* sharding.registerSingleton(
       coordinatorName,
-      coordinate(resharding, pollInterval).pipe(Effect.provideService(SqlClient.SqlClient, sql)),
+      coordinate(resharding, pollInterval, recommended).pipe(
+        Effect.provideService(SqlClient.SqlClient, sql),
+        Effect.provideService(IdentifyThrottleTag.IdentifyThrottle, throttle),
+      ),
     )
   })
 
-/** Drives a running reshard's waves (one singleton in the cluster); never ends. */
-const coordinate = (resharding: ReshardingOptions, pollInterval: Duration.Duration) => {
-  const parallel = Math.max(1, resharding.parallelWaves ?? 1)
-  const attempts = Math.max(1, resharding.waveAttempts ?? 3)
-  const step = Effect.gen(function* () {
-    const now = yield* Generation.readIfAny
-    if (now === undefined || now.phase !== "running" || now.to === undefined) return
-    const from = now.count
-    const to = now.to
-    const waves = [...now.waves].sort(([a], [b]) => a - b)
-    if (waves.length > 0 && waves.every(([, w]) => w.state === "done")) {
-      yield* Generation.finish(from, to, "completed")
-      yield* Effect.logInfo(`resharded ${from} → ${to}`)
-      return
-    }
-    const failed = waves.find(([, w]) => w.state === "failed")
-    if (failed !== undefined) {
-      const [shard, w] = failed
-      if (w.attempts >= attempts) {
-        const reason = `wave ${shard}/${from} failed ${w.attempts} time(s): ${w.reason ?? "unknown"}`
-        yield* Generation.finish(from, to, "failed", reason)
-        yield* Effect.logWarning(`reshard ${from} → ${to} stopped: ${reason}`)
-      } else {
-        yield* Generation.setWave({ from, to, shard }, ["failed"], "go")
-      }
-      return
-    }
-    const active = waves.filter(
-      ([, w]) => w.state === "go" || w.state === "running" || w.state === "handed",
-    ).length
-    for (const [shard] of waves.filter(([, w]) => w.state === "pending").slice(0, parallel - active)) {
-      yield* Generation.setWave({ from, to, shard }, ["pending"], "go")
-    }
-  })
-  return Effect.forever(
+/**
+ * The coordinator singleton: drives a running reshard's waves, and with `checkEvery` checks
+ * the recommended count. Never ends (a singleton that ends is never restarted).
+ */
+const coordinate = (
+  resharding: ReshardingOptions,
+  pollInterval: Duration.Duration,
+  recommended: Effect.Effect<number, unknown>,
+) => {
+  const options = {
+    parallelWaves: Math.max(1, resharding.parallelWaves ?? 1),
+    waveAttempts: Math.max(1, resharding.waveAttempts ?? 3),
+  }
+  const steps = Effect.forever(
     Effect.andThen(
       Effect.sleep(pollInterval),
-      // A singleton whose effect ends is never restarted: nothing may end this one.
-      step.pipe(Effect.catchCause((cause) => Effect.logWarning("reshard coordinator step failed", cause))),
+      Coordinator.step(options).pipe(
+        Effect.catchCause((cause) => Effect.logWarning("reshard coordinator step failed", cause)),
+      ),
     ),
-  ).pipe(Effect.annotateLogs({ package: "@vigil/cluster", singleton: coordinatorName }))
+  )
+  const checks =
+    resharding.checkEvery === undefined
+      ? Effect.never
+      : Coordinator.watch({
+          interval: resharding.checkEvery,
+          state: Generation.readIfAny,
+          recommended,
+          reshard: (to) => reshard(to),
+        })
+  return Effect.all([steps, checks], { concurrency: 2, discard: true }).pipe(
+    Effect.andThen(Effect.never),
+    Effect.annotateLogs({ package: "@vigil/cluster", singleton: coordinatorName }),
+  )
 }
 
 export interface ReshardOutcome {
@@ -326,8 +379,9 @@ export interface ReshardOutcome {
 }
 
 /**
- * Reshards the cluster to `to` (from any runner, or any process on the database): refused
- * (typed) when one runs, `to` is not a multiple of the serving count, or the cluster's daily
+ * Reshards the cluster to `to` (from any runner, or any process on the database): in waves
+ * when `to` is a multiple of the serving count, else as one whole-set wave (see the module
+ * doc). Refused (typed) when one runs, `to` is the serving count, or the cluster's daily
  * identify budget lacks the new shards plus `safetyMargin` (default: the serving count). Waits
  * for the end: the outcome, or `ClusterReshardFailed`.
  */
@@ -346,6 +400,7 @@ export const reshard = (
     yield* migrate(Generation.migrations)
     const before = yield* Generation.readIfAny
     if (before === undefined) {
+      yield* Metric.update(ClusterMetrics.reshards("refused"), 1)
       return yield* new ClusterReshardRefused({
         reason: "no-cluster",
         detail: "no runner has started the cluster yet",
@@ -354,17 +409,21 @@ export const reshard = (
     const from = before.count
     const throttle = yield* IdentifyThrottleTag.IdentifyThrottle
     const remaining = yield* throttle.remaining
-    const needed = Math.max(0, to - from)
+    // Every new shard identifies once (in waves or the whole set).
+    const needed = to
     const margin = options.safetyMargin ?? from
     if (before.phase !== "running" && remaining < needed + margin) {
+      yield* Metric.update(ClusterMetrics.reshards("refused"), 1)
       return yield* new ClusterReshardRefused({
         reason: "budget",
         detail: `${remaining} identifies left today; ${needed} new shards need ${needed + margin} (safety margin ${margin})`,
       })
     }
     const begun = yield* Generation.begin(to)
-    if (begun._tag !== "started")
+    if (begun._tag !== "started") {
+      yield* Metric.update(ClusterMetrics.reshards("refused"), 1)
       return yield* new ClusterReshardRefused({ reason: begun._tag, detail: begun.detail })
+    }
     yield* Effect.logInfo(`resharding the cluster ${from} → ${to}`)
     const poll = Duration.fromInputUnsafe(options.pollInterval ?? Duration.millis(200))
     const clock = yield* Clock.Clock

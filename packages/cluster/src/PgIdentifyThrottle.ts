@@ -3,6 +3,10 @@
  * `shard_id % max_concurrency` bucket per window (5 s), and the daily `session_start_limit`
  * as one budget, whichever process or machine the shards run on.
  *
+ * Turns of a bucket are `windowMillis + marginMillis` apart (5 s + 250 ms): the gateway counts
+ * the window from each identify's arrival, so a later identify with a quicker trip (another
+ * process, another network path) must not arrive inside it.
+ *
  * Turns are granted on the database's clock (`clock_timestamp()`), never a machine's: one row
  * per bucket holds the instant its next turn opens, and a turn is taken by one atomic
  * `UPDATE … WHERE next_at <= clock_timestamp()`, in the same transaction as the budget's guarded
@@ -59,7 +63,9 @@ export const make = Effect.fnUntraced(function* (options: PgIdentifyThrottleOpti
   const sql = yield* SqlClient.SqlClient
   const name = options.name ?? "default"
   const maxConcurrency = Math.max(1, options.maxConcurrency)
-  const windowMillis = options.windowMillis ?? 5_000
+  const spacingMillis =
+    (options.windowMillis ?? 5_000) +
+    Math.max(0, options.marginMillis ?? IdentifyThrottle.defaultMarginMillis)
   const retryInterval = Duration.fromInputUnsafe(options.retryInterval ?? Duration.seconds(1))
   const limit = options.sessionStartLimit
   yield* migrate(migrations)
@@ -99,7 +105,7 @@ export const make = Effect.fnUntraced(function* (options: PgIdentifyThrottleOpti
       execute: () => sql`
         WITH taken AS (
           UPDATE vigil_identify_buckets
-          SET next_at = clock_timestamp() + ${windowMillis} * interval '1 millisecond'
+          SET next_at = clock_timestamp() + ${spacingMillis} * interval '1 millisecond'
           WHERE name = ${name} AND max_concurrency = ${maxConcurrency} AND bucket = ${bucket}
             AND next_at <= clock_timestamp()
           RETURNING true AS taken, 0::float8 AS value

@@ -1,5 +1,6 @@
 export * as ClusterError from "./ClusterError.ts"
 export * as ClusterHealth from "./ClusterHealth.ts"
+export * as ClusterMetrics from "./ClusterMetrics.ts"
 export * as ClusterReshard from "./ClusterReshard.ts"
 export * as ClusterRunner from "./ClusterRunner.ts"
 export * as EventKey from "./EventKey.ts"

@@ -46,7 +46,7 @@ describe("the cluster's count", () => {
       const begun = yield* Generation.begin(4)
       assert.strictEqual(begun._tag, "started")
       let state = yield* Generation.read(2)
-      assert.strictEqual(state.phase, "running")
+      assert.deepStrictEqual([state.phase, state.mode], ["running", "waves"])
       assert.deepStrictEqual(
         [
           [0, 2],
@@ -101,25 +101,73 @@ describe("the cluster's count", () => {
     }).pipe(Effect.provide(TestDatabase.layer)),
   )
 
-  it.live(
-    "refused, typed: not a multiple (3, 5, fewer), the same count, one under way, the budget short",
-    () =>
-      Effect.gen(function* () {
-        assert.strictEqual((yield* refusal(ClusterReshard.reshard(4)))?._tag, "ClusterReshardRefused")
-        yield* cluster(2)
-        const reasons = []
-        for (const to of [3, 5, 1, 2]) {
-          const error = yield* refusal(ClusterReshard.reshard(to))
-          reasons.push(error?._tag === "ClusterReshardRefused" ? error.reason : error?._tag)
-        }
-        assert.deepStrictEqual(reasons, ["not-a-multiple", "not-a-multiple", "not-a-multiple", "same-count"])
-        // 2 new shards + a margin of 2 (the serving count) need 4 identifies.
-        const short = yield* refusal(ClusterReshard.reshard(4).pipe(Effect.provide(throttle(3))))
-        assert.strictEqual(short?._tag === "ClusterReshardRefused" ? short.reason : undefined, "budget")
-        yield* Generation.begin(4)
-        const busy = yield* refusal(ClusterReshard.reshard(8))
-        assert.strictEqual(busy?._tag === "ClusterReshardRefused" ? busy.reason : undefined, "in-progress")
-      }).pipe(Effect.provide(Layer.merge(TestDatabase.layer, throttle(1000)))),
+  it.live("a count that is not a multiple (3 → 5, 3 → 2): one whole-set wave, carried by old shard 0", () =>
+    Effect.gen(function* () {
+      yield* cluster(3)
+      assert.strictEqual((yield* Generation.begin(5))._tag, "started")
+      let state = yield* Generation.read(3)
+      assert.deepStrictEqual([state.mode, [...state.waves.keys()]], ["whole-set", [0]], "one wave")
+      const roles = (keys: ReadonlyArray<readonly [number, number]>) =>
+        keys.map((key) => Generation.roleOf(state, key))
+      const all = [
+        [0, 3],
+        [1, 3],
+        [2, 3],
+        [0, 5],
+        [3, 5],
+        [4, 5],
+      ] as const
+      assert.deepStrictEqual(roles(all), ["serve", "serve", "serve", "wait", "wait", "wait"])
+      // Under way: old shard 0 carries it; the other old ones stand aside (their sessions saved).
+      yield* Generation.setWave({ from: 3, to: 5, shard: 0 }, ["pending"], "go")
+      state = yield* Generation.read(3)
+      assert.deepStrictEqual(roles(all), ["wave", "wait", "wait", "wait", "wait", "wait"])
+      yield* Generation.setWave({ from: 3, to: 5, shard: 0 }, ["go"], "running")
+      state = yield* Generation.read(3)
+      assert.deepStrictEqual(roles(all), ["wave", "wait", "wait", "wait", "wait", "wait"])
+      // Failed before old shard 0 logged out: every old shard serves again.
+      yield* Generation.finish(3, 5, "failed", "identify refused")
+      state = yield* Generation.read(3)
+      assert.deepStrictEqual(roles(all), ["serve", "serve", "serve", "retired", "retired", "retired"])
+      // Handed (the first old shard logged out): only the wave may finish; the others stay aside.
+      yield* Generation.begin(5)
+      yield* Generation.setWave({ from: 3, to: 5, shard: 0 }, ["pending"], "running")
+      yield* Generation.setWave({ from: 3, to: 5, shard: 0 }, ["running"], "handed")
+      state = yield* Generation.read(3)
+      assert.deepStrictEqual(roles(all), ["wave", "wait", "wait", "wait", "wait", "wait"])
+      // Done: every new shard serves, every old one is retired. And fewer shards the same way.
+      yield* Generation.setWave({ from: 3, to: 5, shard: 0 }, ["handed"], "done")
+      state = yield* Generation.read(3)
+      assert.deepStrictEqual(roles(all), ["retired", "retired", "retired", "serve", "serve", "serve"])
+      yield* Generation.finish(3, 5, "completed")
+      assert.strictEqual((yield* Generation.begin(2))._tag, "started")
+      state = yield* Generation.read(3)
+      assert.deepStrictEqual([state.count, state.to, [...state.waves.keys()]], [5, 2, [0]])
+      assert.deepStrictEqual(
+        roles([
+          [0, 5],
+          [4, 5],
+          [0, 2],
+          [1, 2],
+        ]),
+        ["serve", "serve", "wait", "wait"],
+      )
+    }).pipe(Effect.provide(TestDatabase.layer)),
+  )
+
+  it.live("refused, typed: the same count, one under way, the budget short", () =>
+    Effect.gen(function* () {
+      assert.strictEqual((yield* refusal(ClusterReshard.reshard(4)))?._tag, "ClusterReshardRefused")
+      yield* cluster(2)
+      const same = yield* refusal(ClusterReshard.reshard(2))
+      assert.strictEqual(same?._tag === "ClusterReshardRefused" ? same.reason : undefined, "same-count")
+      // 4 new shards + a margin of 2 (the serving count) need 6 identifies.
+      const short = yield* refusal(ClusterReshard.reshard(4).pipe(Effect.provide(throttle(5))))
+      assert.strictEqual(short?._tag === "ClusterReshardRefused" ? short.reason : undefined, "budget")
+      yield* Generation.begin(4)
+      const busy = yield* refusal(ClusterReshard.reshard(8))
+      assert.strictEqual(busy?._tag === "ClusterReshardRefused" ? busy.reason : undefined, "in-progress")
+    }).pipe(Effect.provide(Layer.merge(TestDatabase.layer, throttle(1000)))),
   )
 
   it.live(

@@ -1,7 +1,10 @@
 /**
  * Every Identify — the first one and each re-identify after a lost session — waits its
  * turn here: at most one per `windowMillis` (5 s) in each bucket `shard_id % max_concurrency`,
- * turns granted first come, first served. It also keeps the daily `session_start_limit`:
+ * turns granted first come, first served, each `marginMillis` (250 ms) more than the window
+ * apart: Discord counts the window from when an identify arrives, and a later identify whose
+ * trip is quicker than the one before would otherwise arrive inside it. It also keeps the
+ * daily `session_start_limit`:
  * when no identify is left, it either fails typed or waits for the reset, by configuration.
  */
 import { Clock, Context, Duration, Effect, Layer, Metric, Semaphore } from "effect"
@@ -18,6 +21,11 @@ export interface IdentifyThrottleOptions {
   readonly maxConcurrency: number
   /** Default 5000 ms, Discord's identify window. */
   readonly windowMillis?: number | undefined
+  /**
+   * Added to the window between two turns of a bucket: room for the second identify's trip to
+   * be that much quicker than the first's (the gateway counts from arrival). Default 250 ms.
+   */
+  readonly marginMillis?: number | undefined
   /** From `GET /gateway/bot`; without it, no daily budget is kept. */
   readonly sessionStartLimit?: SessionStartLimit | undefined
   /** What to do when the budget is spent: fail (default) or wait for the reset. */
@@ -33,9 +41,13 @@ export interface IdentifyThrottleService {
 
 const day = 24 * 60 * 60 * 1000
 
+/** The default `marginMillis`: latency jitter a second identify may gain on the first. */
+export const defaultMarginMillis = 250
+
 export const make = Effect.fnUntraced(function* (options: IdentifyThrottleOptions) {
   const maxConcurrency = Math.max(1, options.maxConcurrency)
-  const windowMillis = options.windowMillis ?? 5_000
+  const spacingMillis =
+    (options.windowMillis ?? 5_000) + Math.max(0, options.marginMillis ?? defaultMarginMillis)
   const buckets = Array.from({ length: maxConcurrency }, () => ({
     lock: Semaphore.makeUnsafe(1),
     nextAt: Number.NEGATIVE_INFINITY,
@@ -78,7 +90,7 @@ export const make = Effect.fnUntraced(function* (options: IdentifyThrottleOption
         const now = yield* Clock.currentTimeMillis
         if (now < bucket.nextAt) yield* Effect.sleep(bucket.nextAt - now)
         yield* takeBudget
-        bucket.nextAt = (yield* Clock.currentTimeMillis) + windowMillis
+        bucket.nextAt = (yield* Clock.currentTimeMillis) + spacingMillis
       }),
     ).pipe(
       // From asking to the turn: the bucket's queue and window, and any wait for the budget.

@@ -150,11 +150,11 @@ describe("Shard", () => {
       const { server, seen } = yield* started()
       yield* server.emitMessages(2)
       yield* server.close(4007)
-      yield* advance(5_000) // the next identify waits for the 5 s identify window
+      yield* advance(5_250) // the next identify waits for the 5 s identify window (and its 250 ms margin)
       assert.strictEqual(server.identifies().length, 2)
       yield* server.emitMessages(1)
       yield* server.close(4009)
-      yield* advance(5_000)
+      yield* advance(5_250)
       assert.strictEqual(server.identifies().length, 3)
       assert.strictEqual(server.resumes(), 0)
       assertExactlyOnce(seen, server.produced())
@@ -370,9 +370,9 @@ describe("Shard", () => {
         )
         yield* settle
         assert.strictEqual(memory.openCount(), 2, "both sockets are open")
-        // max_concurrency 1: shard 1 waits for shard 0's 5 s identify window.
+        // max_concurrency 1: shard 1 waits for shard 0's 5 s identify window (and its 250 ms margin).
         assert.deepStrictEqual(states, ["Connecting", "WaitingForIdentify"])
-        yield* advance(5_000)
+        yield* advance(5_250)
         assert.deepStrictEqual(states, ["Connecting", "WaitingForIdentify", "Identifying", "Ready"])
       }).pipe(Effect.provide(env())),
   )

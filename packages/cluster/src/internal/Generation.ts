@@ -5,6 +5,10 @@
  * failed; `handed`: the old shard logged out, its guilds are the new shards' from now on).
  * Every runner reads the row to know which singletons to register and what each one does
  * (`roleOf`); the coordinator and the waves write it.
+ *
+ * A count that is not a multiple of the serving one (3 → 5, or fewer) is one whole-set wave,
+ * row `old_shard = 0` (`wholeSet`): old shard 0's singleton carries it out with every old and
+ * new shard in its process; the other old shards stand aside (`wait`) meanwhile.
  */
 import type { SessionStore } from "@vigil/gateway"
 import { Effect, Schema } from "effect"
@@ -53,6 +57,8 @@ export interface State {
   readonly count: number
   readonly to: number | undefined
   readonly phase: "idle" | "running" | "partial" | "failed"
+  /** How `count` → `to` is carried out (while `to` is set): a wave per old shard, or the whole set at once. */
+  readonly mode: "waves" | "whole-set" | undefined
   /** Per old shard, its wave's state (while `to` is set). */
   readonly waves: ReadonlyMap<number, Wave>
   readonly reason: string | undefined
@@ -110,11 +116,18 @@ export const readIfAny = Effect.gen(function* () {
     count: row!.count,
     to: row!.to ?? undefined,
     phase: row!.state,
+    mode: row!.to === null ? undefined : wholeSet(row!.count, row!.to) ? "whole-set" : "waves",
     waves,
     reason: row!.reason ?? undefined,
     tookMillis: row!.tookMillis ?? undefined,
   } satisfies State
 })
+
+/** Whether `from` → `to` is one whole-set wave (not a multiple: the new set runs beside the whole old one). */
+export const wholeSet = (from: number, to: number): boolean => !(to > from && to % from === 0)
+
+/** The old shard whose singleton carries the whole-set wave out (the one wave row). */
+export const wholeSetLead = 0
 
 /** What a shard's singleton does under a state. */
 export type Role =
@@ -122,32 +135,35 @@ export type Role =
   | "serve"
   /** Carries its wave out (an old shard whose wave is due). */
   | "wave"
-  /** Runs nothing yet: a new shard whose wave is not done. */
+  /** Runs nothing yet: a new shard whose wave is not done (or an old one beside a whole-set wave). */
   | "wait"
   /** Runs nothing any more: an old shard whose wave is done, or a count no longer used. */
   | "retired"
 
 export const roleOf = (state: State, [id, count]: SessionStore.ShardKey): Role => {
+  const whole = state.to !== undefined && wholeSet(state.count, state.to)
   if (count === state.count) {
-    const wave = state.to === undefined ? undefined : state.waves.get(id)?.state
+    const wave = state.to === undefined ? undefined : state.waves.get(whole ? wholeSetLead : id)?.state
     if (wave === "done") return "retired"
+    // The whole-set wave runs in the lead's singleton; the others leave it their sessions.
+    const carrier = !whole || id === wholeSetLead
     // Handed: its session is gone; only the wave can finish (commit what the new shards saved).
-    if (wave === "handed") return "wave"
-    if (state.phase === "running" && (wave === "go" || wave === "running")) return "wave"
+    if (wave === "handed") return carrier ? "wave" : "wait"
+    if (state.phase === "running" && (wave === "go" || wave === "running")) return carrier ? "wave" : "wait"
     return "serve"
   }
-  if (count === state.to) return state.waves.get(id % state.count)?.state === "done" ? "serve" : "wait"
+  if (count === state.to)
+    return state.waves.get(whole ? wholeSetLead : id % state.count)?.state === "done" ? "serve" : "wait"
   return "retired"
 }
 
 export type StartError =
   | { readonly _tag: "in-progress"; readonly detail: string }
   | { readonly _tag: "same-count"; readonly detail: string }
-  | { readonly _tag: "not-a-multiple"; readonly detail: string }
 
 /**
  * Starts (or continues, when `partial` with the same target) a reshard to `to`, in one
- * transaction: its waves pending, the row `running`.
+ * transaction: its waves pending (one per old shard, or the whole-set one), the row `running`.
  */
 export const begin = (to: number) =>
   Effect.gen(function* () {
@@ -181,15 +197,11 @@ export const begin = (to: number) =>
             detail: `${to} is not a new shard count (serving ${from})`,
           } as StartError
         }
-        if (to < from || to % from !== 0) {
-          return {
-            _tag: "not-a-multiple",
-            detail: `${from} → ${to}: across the cluster only a multiple of the serving count is reached (in waves)`,
-          } as StartError
-        }
+        // One wave per old shard, or the one whole-set wave.
+        const lastWave = wholeSet(from, to) ? wholeSetLead : from - 1
         yield* sql`
           INSERT INTO vigil_reshard_waves (from_count, to_count, old_shard, state)
-          SELECT ${from}, ${to}, s, 'pending' FROM generate_series(0, ${from - 1}) AS s
+          SELECT ${from}, ${to}, s, 'pending' FROM generate_series(0, ${lastWave}) AS s
           ON CONFLICT (from_count, to_count, old_shard) DO UPDATE SET
             state = CASE WHEN vigil_reshard_waves.state = 'done' THEN 'done' ELSE 'pending' END,
             attempts = 0, reason = NULL`
@@ -274,4 +286,31 @@ export const finish = (
     yield* sql`
       UPDATE vigil_reshard_waves SET state = 'failed'
       WHERE from_count = ${from} AND to_count = ${to} AND state IN ('pending', 'go', 'running')`
+  })
+
+/**
+ * How many of the shards `ids` of `count` a runner still holds (a lease not ended: serving, or
+ * not yet noticed dead). None when no owner table exists (no fencing: nothing to wait for).
+ */
+export const held = (
+  count: number,
+  ids: ReadonlyArray<number>,
+): Effect.Effect<number, SqlError.SqlError | Schema.SchemaError, SqlClient.SqlClient> =>
+  Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    if (ids.length === 0) return 0
+    const [table] = yield* SqlSchema.findAll({
+      Request: Schema.Void,
+      Result: Schema.Struct({ present: Schema.Boolean }),
+      execute: () => sql`SELECT to_regclass('vigil_shard_owners') IS NOT NULL AS present`,
+    })(undefined)
+    if (table?.present !== true) return 0
+    const [row] = yield* SqlSchema.findAll({
+      Request: Schema.Void,
+      Result: Schema.Struct({ held: Schema.Number }),
+      execute: () => sql`
+        SELECT count(*)::float8 AS held FROM vigil_shard_owners
+        WHERE shard_count = ${count} AND shard_id IN ${sql.in(ids)} AND lease_until > clock_timestamp()`,
+    })(undefined)
+    return row?.held ?? 0
   })

@@ -29,6 +29,12 @@
  * what may come again are the events the new shards delivered ahead of s's own stream (the
  * manager's rollback matches s's copies for `quietMillis` more; a stop does not wait).
  * Stopped after s logged out, the wave finishes first (commit included).
+ *
+ * The whole-set wave (M not a multiple of N: 3 → 5, or fewer) is the same with every old shard
+ * as s: the manager runs all N old sessions (resumed here, their singletons having stood
+ * aside) and all M new ones in this one process, the gateway's whole-set path. It costs N + M
+ * connections and every guild's traffic in one runner while it runs. "s logs out" is the first
+ * old shard's logout: from then on it is handed, as above.
  */
 import {
   type IdentifyThrottle,
@@ -84,9 +90,13 @@ const parsed = (
   }
 }
 
-/** Carries out old shard `id`'s wave `from` → `to`; fails with a reason when it did not commit. */
+/**
+ * Carries out the wave `from` → `to` that replaces the old shards `retire` (one, or all of
+ * them: the whole set) with the new shards `joins`; fails with a reason when it did not commit.
+ */
 export const run = <E, R>(
-  id: number,
+  retire: ReadonlyArray<number>,
+  joins: ReadonlyArray<number>,
   from: number,
   to: number,
   options: ShardSingletonOptions<E, R>,
@@ -102,20 +112,20 @@ export const run = <E, R>(
     const throttle = yield* IdentifyThrottleTag.IdentifyThrottle
     const clock = yield* Clock.Clock
     const started = clock.currentTimeMillisUnsafe()
-    const oldKey = [id, from] as const
-    const joins = Array.from({ length: to / from }, (_, j) => id + j * from)
     // The epochs first: nobody else may write these sessions, nor run these shards, meanwhile.
-    const old = yield* owners.acquire(oldKey)
+    const olds = new Map<number, Ownership>()
+    for (const id of retire) olds.set(id, yield* owners.acquire([id, from]))
     const news = new Map<number, Ownership>()
     for (const x of joins) news.set(x, yield* owners.acquire([x, to]))
-    const valid = () => old.valid() && [...news.values()].every((o) => o.valid())
+    const all = [...olds.values(), ...news.values()]
+    const valid = () => all.every((o) => o.valid())
 
     // Saves and clears stay in memory until the commit; only s's stored session is read. Two
     // exceptions keep a killed runner from losing events once s is gone (see the module doc).
     const memory = SessionStore.makeMemory()
     const stored = new Map<number, string>()
     const store: SessionStore.SessionStoreService = {
-      load: (key) => (key[1] === from ? old.store.load(key) : memory.load(key)),
+      load: (key) => (key[1] === from ? olds.get(key[0])!.store.load(key) : memory.load(key)),
       save: (key, session) =>
         Effect.andThen(
           memory.save(key, session),
@@ -166,8 +176,10 @@ export const run = <E, R>(
     // one of s's sessions) and runs `beforeLogout` before one closes with 1000.
     const transport = yield* GatewayTransport
     const oldSessions = new Set<string>()
-    const storedOld = yield* old.store.load(oldKey)
-    if (Option.isSome(storedOld)) oldSessions.add(storedOld.value.sessionId)
+    for (const [id, ownership] of olds) {
+      const storedOld = yield* ownership.store.load([id, from])
+      if (Option.isSome(storedOld)) oldSessions.add(storedOld.value.sessionId)
+    }
     const watched: GatewayTransport["Service"] = {
       connect: (url) =>
         Effect.map(transport.connect(url), (socket): TransportSocket => {
@@ -177,8 +189,8 @@ export const run = <E, R>(
             send: (text) =>
               Effect.suspend(() => {
                 const payload = parsed(text)
-                if (payload?.op === 2 && payload.d?.shard?.[0] === id && payload.d.shard[1] === from)
-                  isOld = true
+                const shard = payload?.d?.shard
+                if (payload?.op === 2 && shard?.[1] === from && olds.has(Number(shard[0]))) isOld = true
                 if (payload?.op === 6 && oldSessions.has(String(payload.d?.session_id))) isOld = true
                 return socket.send(text)
               }),
@@ -196,7 +208,7 @@ export const run = <E, R>(
     const manager = yield* ShardManager.make({
       ...options.config,
       shardCount: from,
-      shards: [id],
+      shards: [...retire],
       gatewayBot: {
         url: options.config.gatewayUrl ?? defaultGatewayUrl,
         shards: from,
@@ -212,13 +224,15 @@ export const run = <E, R>(
       Effect.provide(FetchHttpClient.layer),
       Effect.mapError((error) => `the wave's shard manager did not start: ${error.message}`),
     )
-    const oldShard = manager.shard(id)!
-    // s's session as it runs in the wave (a fresh one, if its resume failed).
-    yield* Effect.forkScoped(
-      Stream.runForEach(SubscriptionRef.changes(oldShard.status), (status) =>
-        Effect.sync(() => status.sessionId !== undefined && oldSessions.add(status.sessionId)),
-      ),
-    )
+    const oldShards = retire.map((id) => manager.shard(id)!)
+    // Each old session as it runs in the wave (a fresh one, if its resume failed).
+    for (const oldShard of oldShards) {
+      yield* Effect.forkScoped(
+        Stream.runForEach(SubscriptionRef.changes(oldShard.status), (status) =>
+          Effect.sync(() => status.sessionId !== undefined && oldSessions.add(status.sessionId)),
+        ),
+      )
+    }
 
     // The app's stream: one event per pull (so the stream's end pulled means the app finished
     // the last one), nothing once an ownership lapsed.
@@ -261,21 +275,21 @@ export const run = <E, R>(
         dispatch: event.dispatch,
       })),
     )
-    const view = {
-      ...oldShard,
-      events: Stream.map(dispatches, (event): Protocol.Dispatch => event.dispatch),
-    }
-    const consumer = yield* options.run(view, { events: keyed }).pipe(
+    // The app sees one shard (the first old one) carrying every event of the wave.
+    const events = Stream.map(dispatches, (event): Protocol.Dispatch => event.dispatch)
+    const views = oldShards.map((oldShard) => ({ ...oldShard, events }))
+    const consumer = yield* options.run(views[0]!, { events: keyed }).pipe(
       Effect.catchCause((cause) =>
         Effect.logError("the shard's consumer failed during a reshard wave", cause),
       ),
       Effect.forkScoped,
     )
     // Commands for s reach the wave's manager until s logs out.
-    local.set(nameOf(oldKey), view)
-    yield* Effect.addFinalizer(() =>
-      Effect.sync(() => local.get(nameOf(oldKey)) === view && local.delete(nameOf(oldKey))),
-    )
+    for (const view of views) {
+      const name = nameOf([view.id, from])
+      local.set(name, view)
+      yield* Effect.addFinalizer(() => Effect.sync(() => local.get(name) === view && local.delete(name)))
+    }
 
     /**
      * Closes the manager (its shards close resumable, their final sessions in memory) and waits
@@ -296,19 +310,24 @@ export const run = <E, R>(
       return false
     })
 
-    const lapsed = Effect.raceAll([old.lapsed, ...[...news.values()].map((o) => o.lapsed)]).pipe(
+    const lapsed = Effect.raceAll(all.map((o) => o.lapsed)).pipe(
       Effect.map((lapse) => `an ownership of the wave lapsed (${lapse._tag})`),
     )
     // s first streams (or is found dead: a 4011), so the handover begins only for a live s.
-    const oldState = yield* SubscriptionRef.changes(oldShard.status).pipe(
-      Stream.map((status) => status.state._tag),
-      Stream.filter((tag) => tag === "Ready" || tag === "Stopped"),
-      Stream.runHead,
-      Effect.timeoutOption(wave.reshard?.waveTimeout ?? Duration.minutes(2)),
-      Effect.map(Option.flatten),
-    )
-    if (Option.isNone(oldState)) return yield* Effect.fail(`shard ${id}/${from} did not come up for its wave`)
-    if (oldState.value === "Stopped") {
+    let dead = false
+    for (const oldShard of oldShards) {
+      const oldState = yield* SubscriptionRef.changes(oldShard.status).pipe(
+        Stream.map((status) => status.state._tag),
+        Stream.filter((tag) => tag === "Ready" || tag === "Stopped"),
+        Stream.runHead,
+        Effect.timeoutOption(wave.reshard?.waveTimeout ?? Duration.minutes(2)),
+        Effect.map(Option.flatten),
+      )
+      if (Option.isNone(oldState))
+        return yield* Effect.fail(`shard ${oldShard.id}/${from} did not come up for its wave`)
+      if (oldState.value === "Stopped") dead = true
+    }
+    if (dead) {
       // Dead: the new sessions carry its guilds from their READY on, with no other copy; once
       // each is stored the wave is handed (a runner killed later commits, never redoes it).
       yield* Effect.forkScoped(
@@ -337,8 +356,10 @@ export const run = <E, R>(
     /** The app's last events done, the sessions saved so the next owner resumes after them. */
     const keepOld = Effect.gen(function* () {
       if (!(yield* closeAndDrain)) return
-      const kept = yield* memory.load(oldKey)
-      if (Option.isSome(kept) && old.valid()) yield* old.store.save(oldKey, kept.value)
+      for (const [id, ownership] of olds) {
+        const kept = yield* memory.load([id, from])
+        if (Option.isSome(kept) && ownership.valid()) yield* ownership.store.save([id, from], kept.value)
+      }
     })
     const commitNew = Effect.gen(function* () {
       for (const x of joins) yield* manager.stop(x)
@@ -351,7 +372,7 @@ export const run = <E, R>(
       }
       if (!valid()) return yield* Effect.fail("an ownership of the wave lapsed before the commit")
       // s is gone (logged out): nobody resumes its session any more.
-      yield* old.store.clear(oldKey)
+      for (const [id, ownership] of olds) yield* ownership.store.clear([id, from])
       if (!(yield* Effect.orElseSucceed(commit, () => false)))
         return yield* Effect.fail("the wave could not be marked done")
       return { tookMillis: clock.currentTimeMillisUnsafe() - started }
