@@ -136,12 +136,25 @@ export const run = <E = never>(
           Effect.andThen(onEvent({ _tag: "Warning", error })),
         )
 
-      /** Writes a send the limiter admitted, and dates it once written. */
+      const clock = yield* Clock.Clock
+      /**
+       * Writes a send the limiter admitted, and dates it once written (or failed). Not
+       * `ensuring`: an interrupted write ends the connection, and its limiter with it.
+       */
       const write = (admitted: SendLimiter.SendLimiter, payload: string) =>
-        Effect.ensuring(socket.send(payload), admitted.written)
+        Effect.flatMap(Effect.exit(socket.send(payload)), (exit) => {
+          admitted.writtenAt(clock.currentTimeMillisUnsafe())
+          return exit
+        })
       // Heartbeats and the handshake never wait; the limiter keeps room for them.
-      const send = (payload: string): Effect.Effect<void, TransportError> =>
-        limiter ? Effect.andThen(limiter.record, write(limiter, payload)) : socket.send(payload)
+      const send = (payload: string): Effect.Effect<void, TransportError> => {
+        const admitted = limiter
+        if (!admitted) return socket.send(payload)
+        return Effect.suspend(() => {
+          admitted.recordAt(clock.currentTimeMillisUnsafe())
+          return write(admitted, payload)
+        })
+      }
 
       const heartbeat = yield* Heartbeat.make({
         shard: options.shard,
@@ -229,9 +242,10 @@ export const run = <E = never>(
         })
 
       const decode = makeDecoder(maxMessageBytes)
+      const receive = socket.receive.pipe(Effect.mapError((e) => closedToError(e, options.token)))
       const reader: Effect.Effect<never, ConnectionError> = Effect.gen(function* () {
         while (true) {
-          const frames = yield* socket.receive.pipe(Effect.mapError((e) => closedToError(e, options.token)))
+          const frames = yield* receive
           const messages = decompressor ? yield* decompressAll(decompressor, frames) : frames
           // Ordinary dispatches are gathered and handed over once per batch; anything else
           // (ACK, op 7, READY, …) first flushes what came before it, so order holds.

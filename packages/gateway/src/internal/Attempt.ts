@@ -170,9 +170,11 @@ const observer = (
           status.update((s) => ({ ...s, state: { _tag: "Ready", since: now }, resumes: s.resumes + 1 })),
         ).pipe(Effect.andThen(session.save)) // the replay is delivered: store where it ended
       case "Latency":
-        if (progress.readyAt !== undefined) progress.ackedAfterReady = true
-        metrics.latency(event.millis)
-        return status.update((s) => ({ ...s, latency: event.millis }))
+        return Effect.sync(() => {
+          if (progress.readyAt !== undefined) progress.ackedAfterReady = true
+          metrics.latency(event.millis)
+          status.updateUnsafe((s) => ({ ...s, latency: event.millis }))
+        })
       case "Warning":
         metrics.warning(event.error)
         return Effect.void
