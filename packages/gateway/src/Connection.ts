@@ -4,7 +4,7 @@
  * connection owns (socket, reader, heartbeat, writer) is tied to that scope, so nothing of
  * it can outlive the connection. Deciding what to do next is the Shard's business.
  */
-import { Clock, Deferred, Duration, Effect, type Redacted, Schema, type Scope } from "effect"
+import { Clock, Deferred, Duration, Effect, Exit, type Redacted, Schema, type Scope } from "effect"
 import { type Decompressor, defaultMaxMessageBytes, GatewayCompression } from "./Compression.ts"
 import {
   type ConnectionError,
@@ -64,10 +64,47 @@ export interface ConnectionOptions<E = never> {
    * Completes when the caller wants this connection to end: `"logout"` closes with 1000
    * (the session ends), `"disconnect"` with a resumable code. `run` then succeeds.
    */
-  readonly stop?: Effect.Effect<StopMode> | undefined
+  readonly stop?: Effect.Effect<StopMode> | StopSignal | undefined
 }
 
 export type StopMode = "logout" | "disconnect"
+
+/**
+ * `stop` as a plain signal: the connection reacts to it in the requester's call, so no
+ * fiber of the connection sits waiting for it (a Shard's idle connection holds one less).
+ * Like the effect, it takes effect once the handshake is done.
+ */
+export interface StopSignal {
+  readonly _tag: "StopSignal"
+  /** Asks for a stop; the first request counts. */
+  readonly request: (mode: StopMode) => void
+  readonly requested: () => StopMode | undefined
+  /** The running connection's reaction; returns its removal. */
+  readonly listen: (onStop: (mode: StopMode) => void) => () => void
+}
+
+const isStopSignal = (stop: Effect.Effect<StopMode> | StopSignal): stop is StopSignal =>
+  (stop as { readonly _tag?: unknown })._tag === "StopSignal"
+
+export const makeStopSignal = (): StopSignal => {
+  let mode: StopMode | undefined
+  let listener: ((mode: StopMode) => void) | undefined
+  return {
+    _tag: "StopSignal",
+    request: (asked) => {
+      if (mode !== undefined) return
+      mode = asked
+      listener?.(asked)
+    },
+    requested: () => mode,
+    listen: (onStop) => {
+      listener = onStop
+      return () => {
+        if (listener === onStop) listener = undefined
+      }
+    },
+  }
+}
 
 export type ConnectionEvent =
   | { readonly _tag: "Hello"; readonly intervalMillis: number }
@@ -315,13 +352,26 @@ export const run = <E = never>(
           }
           yield* awaitHandshake(handshake._tag)
 
-          if (options.outbox) {
-            const outbox = options.outbox
-            yield* part(closeAware(outbox.drain(admitted.acquire, (payload) => write(admitted, payload))))
+          const stop = options.stop
+          const writer = options.outbox
+            ? closeAware(options.outbox.drain(admitted.acquire, (payload) => write(admitted, payload)))
+            : Effect.never
+          // `stop` is the only way the connection ends well: a logout or a disconnect asked for.
+          if (stop === undefined) return yield* writer
+          if (isStopSignal(stop)) {
+            // The signal ends the connection from the requester's call; this fiber is the writer.
+            const stopWith = (mode: StopMode) => {
+              if (mode === "logout") closeCode = 1000
+              Deferred.doneUnsafe(ended, Exit.void)
+            }
+            const asked = stop.requested()
+            if (asked !== undefined) return stopWith(asked)
+            const unlisten = stop.listen(stopWith)
+            yield* Effect.addFinalizer(() => Effect.sync(unlisten))
+            return yield* writer
           }
-          // `stop` is the only way this part ends well: a logout or a disconnect asked for.
-          if (!options.stop) return yield* Effect.never
-          if ((yield* options.stop) === "logout") closeCode = 1000
+          if (options.outbox) yield* part(writer)
+          if ((yield* stop) === "logout") closeCode = 1000
         })
 
       // The connection's parts run side by side, each a fiber of this scope, and the first

@@ -25,7 +25,7 @@ import {
   type Stream,
   type SubscriptionRef,
 } from "effect"
-import type * as Connection from "./Connection.ts"
+import * as Connection from "./Connection.ts"
 import {
   type FatalGatewayError,
   type PayloadTooLarge,
@@ -227,6 +227,8 @@ export const make = Effect.fnUntraced(function* (
   const status = yield* Status.make(config.shard, session.current()?.sessionId, metrics, config.onStatus)
 
   const stop = yield* Deferred.make<Connection.StopMode>()
+  // What the running connection sees of `stop`, at once and without a fiber waiting for it.
+  const stopSignal = Connection.makeStopSignal()
   const attributes = { "vigil.shard.id": id, "vigil.shard.count": count }
   // The last presence set: a new session (Identify) starts with it, as the old one ended.
   let presence = config.presence
@@ -255,7 +257,7 @@ export const make = Effect.fnUntraced(function* (
       sequence: Effect.sync(session.sequence),
       outbox,
       sendRecorder: metrics,
-      stop: Deferred.await(stop),
+      stop: stopSignal,
     },
     session,
     delivery,
@@ -312,7 +314,11 @@ export const make = Effect.fnUntraced(function* (
     updateVoiceState: (state) => outbox.send(Protocol.Op.VoiceStateUpdate, state),
     requestSoundboardSounds: (request) => soundboard.request(request, outbox.send),
     requestGuildMembers: (request) => members.request(request, outbox.send),
-    logout: Deferred.succeed(stop, "logout").pipe(Effect.andThen(Fiber.await(fiber)), Effect.asVoid),
+    logout: Deferred.succeed(stop, "logout").pipe(
+      Effect.andThen(Effect.sync(() => stopSignal.request("logout"))),
+      Effect.andThen(Fiber.await(fiber)),
+      Effect.asVoid,
+    ),
     await: Fiber.join(fiber),
   } satisfies Shard
 })
