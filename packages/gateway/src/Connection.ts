@@ -279,33 +279,42 @@ export const run = <E = never>(
         })
 
       const decode = makeDecoder(maxMessageBytes)
-      const receive = socket.receive.pipe(Effect.mapError((e) => closedToError(e, options.token)))
-      const reader: Effect.Effect<never, ConnectionError> = Effect.gen(function* () {
-        while (true) {
-          const frames = yield* receive
-          const messages = decompressor ? yield* decompressAll(decompressor, frames) : frames
-          // Ordinary dispatches are gathered and handed over once per batch; anything else
-          // (ACK, op 7, READY, …) first flushes what came before it, so order holds.
-          let batch: Array<Protocol.Dispatch> = []
-          for (const message of messages) {
-            const decoded = decode(message)
-            if (decoded instanceof DecodeError) {
-              if (batch.length > 0) yield* deliver(batch)
-              return yield* decoded
-            }
-            if (decoded.op === Protocol.Op.Dispatch && decoded.t !== "READY" && decoded.t !== "RESUMED") {
-              batch.push(Protocol.makeDispatch(decoded.s!, decoded.t!, decoded.d))
-              continue
-            }
-            if (batch.length > 0) {
-              yield* deliver(batch)
-              batch = []
-            }
-            yield* handle(decoded, byteLength(message))
+      // Ordinary dispatches are gathered and handed over once per batch; anything else
+      // (ACK, op 7, READY, …) first flushes what came before it, so order holds. Plain
+      // recursion over the read, not a generator: a waiting reader holds no generator frame.
+      const process = (
+        messages: ReadonlyArray<Frame>,
+        from: number,
+        batch: Array<Protocol.Dispatch>,
+      ): Effect.Effect<void, ConnectionError> => {
+        for (let i = from; i < messages.length; i++) {
+          const message = messages[i]!
+          const decoded = decode(message)
+          if (decoded instanceof DecodeError) {
+            return batch.length > 0
+              ? Effect.andThen(deliver(batch), Effect.fail(decoded))
+              : Effect.fail(decoded)
           }
-          if (batch.length > 0) yield* deliver(batch)
+          if (decoded.op === Protocol.Op.Dispatch && decoded.t !== "READY" && decoded.t !== "RESUMED") {
+            batch.push(Protocol.makeDispatch(decoded.s!, decoded.t!, decoded.d))
+            continue
+          }
+          const rest = Effect.suspend(() =>
+            Effect.andThen(handle(decoded, byteLength(message)), process(messages, i + 1, [])),
+          )
+          return batch.length > 0 ? Effect.andThen(deliver(batch), rest) : rest
         }
-      })
+        return batch.length > 0 ? deliver(batch) : Effect.void
+      }
+      const receive = socket.receive.pipe(Effect.mapError((e) => closedToError(e, options.token)))
+      const reader: Effect.Effect<never, ConnectionError> = Effect.forever(
+        Effect.flatMap(receive, (frames) =>
+          decompressor
+            ? Effect.flatMap(decompressAll(decompressor, frames), (messages) => process(messages, 0, []))
+            : process(frames, 0, []),
+        ),
+        { disableYield: true },
+      )
 
       // The handshake times out when it stalls: no progress for the whole timeout while the
       // reader is free. A long replay before RESUMED, or a slow consumer, is progress; ACKs
@@ -352,12 +361,13 @@ export const run = <E = never>(
           }
           yield* awaitHandshake(handshake._tag)
 
+          // What follows is returned, not run here: the waiting fiber keeps no generator frame.
           const stop = options.stop
           const writer = options.outbox
             ? closeAware(options.outbox.drain(admitted.acquire, (payload) => write(admitted, payload)))
             : Effect.never
           // `stop` is the only way the connection ends well: a logout or a disconnect asked for.
-          if (stop === undefined) return yield* writer
+          if (stop === undefined) return writer
           if (isStopSignal(stop)) {
             // The signal ends the connection from the requester's call; this fiber is the writer.
             const stopWith = (mode: StopMode) => {
@@ -365,14 +375,19 @@ export const run = <E = never>(
               Deferred.doneUnsafe(ended, Exit.void)
             }
             const asked = stop.requested()
-            if (asked !== undefined) return stopWith(asked)
+            if (asked !== undefined) {
+              stopWith(asked)
+              return Effect.void
+            }
             const unlisten = stop.listen(stopWith)
             yield* Effect.addFinalizer(() => Effect.sync(unlisten))
-            return yield* writer
+            return writer
           }
           if (options.outbox) yield* part(writer)
-          if ((yield* stop) === "logout") closeCode = 1000
-        })
+          return Effect.map(stop, (mode) => {
+            if (mode === "logout") closeCode = 1000
+          })
+        }).pipe(Effect.flatten)
 
       // The connection's parts run side by side, each a fiber of this scope, and the first
       // to end decides how the connection ends: a failure of any part, or `stop`. The rest
@@ -418,8 +433,8 @@ export const run = <E = never>(
         // A missed ACK ends the connection from Hello on: during the identify wait and the
         // handshake too, not only once READY came.
         yield* part(closeAware(heartbeat.run(intervalMillis)))
-        yield* session(admitted)
-      })
+        return session(admitted)
+      }).pipe(Effect.flatten)
 
       yield* part(reader)
       yield* Effect.forkScoped(
@@ -428,8 +443,8 @@ export const run = <E = never>(
           onSuccess: () => Deferred.succeed(ended, undefined),
         }),
       )
-      yield* Deferred.await(ended)
-    }),
+      return Deferred.await(ended)
+    }).pipe(Effect.flatten),
   )
 
 const payloadError = (detail: string, bytes: number) => new DecodeError({ stage: "payload", detail, bytes })

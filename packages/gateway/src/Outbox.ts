@@ -58,24 +58,27 @@ export const make: Effect.Effect<Outbox> = Effect.sync(() => {
     acquire: Effect.Effect<void>,
     write: (payload: string) => Effect.Effect<void, TransportError>,
   ) =>
-    Effect.gen(function* () {
-      while (true) {
+    // A loop of effects rather than a generator: the waiting writer holds no generator frame.
+    Effect.forever(
+      Effect.suspend(() => {
         const head = queue[0]
         if (head === undefined) {
           wake = Deferred.makeUnsafe()
-          yield* Deferred.await(wake)
-          continue
+          return Deferred.await(wake)
         }
-        yield* acquire
         // Write and dequeue together: an interruption lands before or after, never between.
-        yield* Effect.uninterruptible(
-          Effect.tap(write(head.payload), () => {
-            queue.shift()
-            return Deferred.succeed(head.written, undefined)
-          }),
+        return Effect.andThen(
+          acquire,
+          Effect.uninterruptible(
+            Effect.tap(write(head.payload), () => {
+              queue.shift()
+              return Deferred.succeed(head.written, undefined)
+            }),
+          ),
         )
-      }
-    })
+      }),
+      { disableYield: true },
+    )
 
   const close = (error: ShardStopped) =>
     Effect.sync(() => {
