@@ -306,14 +306,16 @@ export const run = <E = never>(
         }
         return batch.length > 0 ? deliver(batch) : Effect.void
       }
-      const receive = socket.receive.pipe(Effect.mapError((e) => closedToError(e, options.token)))
+      // The socket's close becomes its error once, around the whole loop, not per read.
       const reader: Effect.Effect<never, ConnectionError> = Effect.forever(
-        Effect.flatMap(receive, (frames) =>
+        Effect.flatMap(socket.receive, (frames) =>
           decompressor
             ? Effect.flatMap(decompressAll(decompressor, frames), (messages) => process(messages, 0, []))
             : process(frames, 0, []),
         ),
         { disableYield: true },
+      ).pipe(
+        Effect.catchTag("TransportClosed", (closed) => Effect.fail(closedToError(closed, options.token))),
       )
 
       // The handshake times out when it stalls: no progress for the whole timeout while the

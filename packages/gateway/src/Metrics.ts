@@ -124,7 +124,7 @@ class ShardRecorder implements ShardMetrics {
   private stateSeries: Registration
   private readonly registrations: Array<Registration>
   private made: Map<string, Map<string, unknown>> | undefined // series by name, then label value
-  private rtt: Metric.Histogram<number> | undefined
+  private rtt: Histogram | undefined // recorded on every heartbeat ACK: no registry look-up
   private sendWait: Metric.Histogram<number> | undefined
 
   private readonly shard: string
@@ -238,8 +238,22 @@ class ShardRecorder implements ShardMetrics {
     this.stateSeries = this.registerState(tag)
   }
   latency(millis: number): void {
-    this.rtt ??= this.histogram("heartbeatRtt", "heartbeat round trip")
-    this.rtt.updateUnsafe(millis / 1000, this.context)
+    if (this.rtt === undefined) {
+      const rtt = new Histogram(secondsBoundaries)
+      this.rtt = rtt
+      this.registrations.push(
+        Metric.registerUnsafe(
+          Metric.histogram(names.heartbeatRtt, {
+            description: "heartbeat round trip",
+            attributes: { shard: this.shard },
+            boundaries: secondsBoundaries,
+          }),
+          this.context,
+          { get: () => rtt.state(), update: () => {}, modify: () => {} },
+        ),
+      )
+    }
+    this.rtt.record(millis / 1000)
   }
   dispatched(batch: ReadonlyArray<Protocol.Dispatch>): void {
     for (const dispatch of batch) this.events(Protocol.eventName(dispatch)).value++
@@ -270,6 +284,45 @@ class ShardRecorder implements ShardMetrics {
   warning(error: DecodeError | ServerMisbehaviour): void {
     if (error._tag === "DecodeError") this.bump("decodeErrors", "stage", error.stage)
     else this.bump("serverMisbehaviour", "kind", error.kind)
+  }
+}
+
+/**
+ * A histogram of one series, read by the registry when metrics are read (as `Metric.histogram`
+ * reports it: cumulative buckets): recording is a few comparisons, with no look-up of the
+ * series per value.
+ */
+class Histogram {
+  private readonly boundaries: ReadonlyArray<number>
+  private readonly counts: Uint32Array
+  private count = 0
+  private sum = 0
+  private min = Number.MAX_VALUE
+  private max = -Number.MAX_VALUE
+
+  constructor(boundaries: ReadonlyArray<number>) {
+    this.boundaries = boundaries
+    this.counts = new Uint32Array(boundaries.length)
+  }
+
+  record(value: number): void {
+    const boundaries = this.boundaries
+    let i = 0
+    while (i < boundaries.length && value > boundaries[i]!) i++
+    if (i < boundaries.length) this.counts[i]!++
+    this.count++
+    this.sum += value
+    if (value < this.min) this.min = value
+    if (value > this.max) this.max = value
+  }
+
+  state(): Metric.HistogramState {
+    let cumulated = 0
+    const buckets = this.boundaries.map((boundary, i): [number, number] => {
+      cumulated += this.counts[i]!
+      return [boundary, cumulated]
+    })
+    return { buckets, count: this.count, min: this.min, max: this.max, sum: this.sum }
   }
 }
 
