@@ -20,7 +20,7 @@ import {
 } from "./GatewayError.ts"
 import * as Heartbeat from "./Heartbeat.ts"
 import type * as Intents from "./Intents.ts"
-import type { Outbox } from "./Outbox.ts"
+import type * as Outbox from "./Outbox.ts"
 import * as Protocol from "./Protocol.ts"
 import * as SendLimiter from "./SendLimiter.ts"
 import { type Frame, GatewayTransport, type TransportClosed } from "./Transport.ts"
@@ -57,7 +57,7 @@ export interface ConnectionOptions<E = never> {
   /** Everything the connection observes, in order. Runs on the reader fiber. */
   readonly onEvent?: ((event: ConnectionEvent) => Effect.Effect<void>) | undefined
   /** Commands to send after READY/RESUMED, through this connection's rate limiter. */
-  readonly outbox?: Outbox | undefined
+  readonly outbox?: Outbox.Outbox | undefined
   /** Told of the rate limiter's waits and refusals (the shard's metrics). */
   readonly sendRecorder?: SendLimiter.SendRecorder | undefined
   /**
@@ -363,15 +363,34 @@ export const run = <E = never>(
           }
           yield* awaitHandshake(handshake._tag)
 
-          // What follows is returned, not run here: the waiting fiber keeps no generator frame.
+          if (options.outbox) {
+            // Commands are written by a fiber started when they wait, which ends once they
+            // are written: an idle connection holds none.
+            const outbox = options.outbox
+            const writer: Outbox.Writer = {
+              acquire: admitted.acquire,
+              write: (payload) => write(admitted, payload),
+              // Started from the sender's fiber: on this connection's scope and context.
+              start: (writing) =>
+                Effect.asVoid(
+                  Effect.forkIn(
+                    Effect.provideContext(
+                      Effect.catchCause(closeAware(writing), (cause) => Deferred.failCause(ended, cause)),
+                      context,
+                    ),
+                    scope,
+                  ),
+                ),
+            }
+            yield* Effect.addFinalizer(() => Effect.sync(() => outbox.detach(writer)))
+            yield* outbox.attach(writer)
+          }
+          // `stop` is the only way the connection ends well: a logout or a disconnect asked
+          // for. Otherwise this part is done, and the connection runs on (reader, heartbeat).
           const stop = options.stop
-          const writer = options.outbox
-            ? closeAware(options.outbox.drain(admitted.acquire, (payload) => write(admitted, payload)))
-            : Effect.never
-          // `stop` is the only way the connection ends well: a logout or a disconnect asked for.
-          if (stop === undefined) return writer
+          if (stop === undefined) return Effect.void
           if (isStopSignal(stop)) {
-            // The signal ends the connection from the requester's call; this fiber is the writer.
+            // The signal ends the connection from the requester's call: no fiber waits for it.
             const stopWith = (mode: StopMode) => {
               if (mode === "logout") closeCode = 1000
               Deferred.doneUnsafe(ended, Exit.void)
@@ -383,19 +402,23 @@ export const run = <E = never>(
             }
             const unlisten = stop.listen(stopWith)
             yield* Effect.addFinalizer(() => Effect.sync(unlisten))
-            return writer
+            return Effect.void
           }
-          if (options.outbox) yield* part(writer)
-          return Effect.map(stop, (mode) => {
+          // Returned, not run here: the waiting fiber keeps no generator frame.
+          return Effect.flatMap(stop, (mode) => {
             if (mode === "logout") closeCode = 1000
+            return Deferred.succeed(ended, undefined)
           })
         }).pipe(Effect.flatten)
 
       // The connection's parts run side by side, each a fiber of this scope, and the first
       // to end decides how the connection ends: a failure of any part, or `stop`. The rest
-      // is interrupted when the scope closes. (One Deferred rather than nested races: a
-      // READY connection holds four fibers, reader, heartbeat, writer and `stop`.)
+      // is interrupted when the scope closes. (One Deferred rather than nested races: an idle
+      // READY connection holds two fibers, reader and heartbeat, besides the one running it;
+      // a writer while commands wait, and one waiting for `stop` if it is an effect.)
       const ended = yield* Deferred.make<void, ConnectionError | E>()
+      const scope = yield* Effect.scope
+      const context = yield* Effect.context<never>()
       // A write that failed because the socket was already closing gives way to the close
       // code, which the reader reports within `closeGrace`.
       const closeAware = <A, E2, R>(effect: Effect.Effect<A, E2 | TransportError, R>) =>
@@ -440,10 +463,7 @@ export const run = <E = never>(
 
       yield* part(reader)
       yield* Effect.forkScoped(
-        Effect.matchCauseEffect(closeAware(lifecycle), {
-          onFailure: (cause) => Deferred.failCause(ended, cause),
-          onSuccess: () => Deferred.succeed(ended, undefined),
-        }),
+        Effect.catchCause(closeAware(lifecycle), (cause) => Deferred.failCause(ended, cause)),
       )
       return Deferred.await(ended)
     }).pipe(Effect.flatten),
