@@ -4,7 +4,7 @@
  * connection owns (socket, reader, heartbeat, writer) is tied to that scope, so nothing of
  * it can outlive the connection. Deciding what to do next is the Shard's business.
  */
-import { Clock, Deferred, Duration, Effect, Exit, type Redacted, Schema, type Scope } from "effect"
+import { Clock, Deferred, Duration, Effect, Exit, type Redacted, Schema, Scope } from "effect"
 import { type Decompressor, defaultMaxMessageBytes, GatewayCompression } from "./Compression.ts"
 import {
   type ConnectionError,
@@ -153,7 +153,11 @@ export const run = <E = never>(
       // Runs before the transport's own release: a resumable code unless logging out, and
       // the transport tears the socket down without waiting for the peer's answer.
       let closeCode: number = Protocol.ResumableCloseCode
-      yield* Effect.addFinalizer(() => socket.close(closeCode))
+      const scope = yield* Effect.scope
+      yield* Scope.addFinalizer(
+        scope,
+        Effect.suspend(() => socket.close(closeCode)),
+      )
 
       // The session's sequence is the caller's; a connection run alone keeps its own here.
       const own = options.sequence
@@ -382,7 +386,10 @@ export const run = <E = never>(
                   ),
                 ),
             }
-            yield* Effect.addFinalizer(() => Effect.sync(() => outbox.detach(writer)))
+            yield* Scope.addFinalizer(
+              scope,
+              Effect.sync(() => outbox.detach(writer)),
+            )
             yield* outbox.attach(writer)
           }
           // `stop` is the only way the connection ends well: a logout or a disconnect asked
@@ -401,7 +408,7 @@ export const run = <E = never>(
               return Effect.void
             }
             const unlisten = stop.listen(stopWith)
-            yield* Effect.addFinalizer(() => Effect.sync(unlisten))
+            yield* Scope.addFinalizer(scope, Effect.sync(unlisten))
             return Effect.void
           }
           // Returned, not run here: the waiting fiber keeps no generator frame.
@@ -417,7 +424,6 @@ export const run = <E = never>(
       // READY connection holds two fibers, reader and heartbeat, besides the one running it;
       // a writer while commands wait, and one waiting for `stop` if it is an effect.)
       const ended = yield* Deferred.make<void, ConnectionError | E>()
-      const scope = yield* Effect.scope
       const context = yield* Effect.context<never>()
       // A write that failed because the socket was already closing gives way to the close
       // code, which the reader reports within `closeGrace`.

@@ -5,7 +5,7 @@
  * against a context captured once), so the hot path costs a few map look-ups per batch of
  * dispatches, never an effect per event.
  */
-import { Context, Effect, Metric, type Scope } from "effect"
+import { Context, Effect, Metric, Scope } from "effect"
 import type { ConnectionError, DecodeError, ServerMisbehaviour } from "./GatewayError.ts"
 import * as Protocol from "./Protocol.ts"
 import type { SendRecorder } from "./SendLimiter.ts"
@@ -105,8 +105,12 @@ const disabled: ShardMetrics = {
  */
 export const forShard = Effect.fnUntraced(function* (shardId: number, gauges: ShardGauges) {
   if (!(yield* Enabled)) return disabled
-  const recorder = new ShardRecorder(String(shardId), yield* Effect.context<Scope.Scope>(), gauges)
-  yield* Effect.addFinalizer(() => Effect.sync(() => recorder.remove()))
+  const context = yield* Effect.context<Scope.Scope>()
+  const recorder = new ShardRecorder(String(shardId), context, gauges)
+  yield* Scope.addFinalizer(
+    Context.get(context, Scope.Scope),
+    Effect.sync(() => recorder.remove()),
+  )
   return recorder as ShardMetrics
 })
 

@@ -22,7 +22,7 @@ import {
   Option,
   Random,
   type Redacted,
-  type Scope,
+  Scope,
   type Stream,
   type SubscriptionRef,
 } from "effect"
@@ -305,7 +305,7 @@ export const make = Effect.fnUntraced(function* (
     ),
   )
   // Also when the scope closes before the loop ever ran.
-  yield* Effect.addFinalizer(() => stopped("shut down"))
+  yield* Scope.addFinalizer(yield* Effect.scope, stopped("shut down"))
 
   return {
     id,

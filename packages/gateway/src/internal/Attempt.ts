@@ -188,7 +188,10 @@ const observer = (
         return Effect.sync(() => {
           if (progress.readyAt !== undefined) progress.ackedAfterReady = true
           metrics.latency(event.millis)
-          status.updateUnsafe((s) => ({ ...s, latency: event.millis }))
+          // Published when it changed: the same round trip again tells a subscriber nothing.
+          if (status.ref.value.latency !== event.millis) {
+            status.updateUnsafe((s) => ({ ...s, latency: event.millis }))
+          }
         })
       case "Warning":
         metrics.warning(event.error)
