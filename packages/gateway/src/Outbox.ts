@@ -96,13 +96,18 @@ export const make: Effect.Effect<Outbox> = Effect.sync(() => {
       return Effect.andThen(startIfWaiting(), Deferred.await(pending.written))
     })
 
+  // A connection's writer ends with its scope, before the next connection attaches: a writer
+  // that never ran (its scope closing as it was started) cannot leave `writing` set.
   const attach = (writer: Writer) =>
     Effect.suspend(() => {
       attached = writer
+      writing = false
       return startIfWaiting()
     })
   const detach = (writer: Writer) => {
-    if (attached === writer) attached = undefined
+    if (attached !== writer) return
+    attached = undefined
+    writing = false
   }
 
   const close = (error: ShardStopped) =>
