@@ -303,9 +303,13 @@ export const run = <E = never>(
             batch.push(Protocol.makeDispatch(decoded.s!, decoded.t!, decoded.d))
             continue
           }
-          const rest = Effect.suspend(() =>
-            Effect.andThen(handle(decoded, byteLength(message)), process(messages, i + 1, [])),
-          )
+          // The read's last frame (a heartbeat ACK usually comes alone) needs nothing after it.
+          const rest =
+            i === messages.length - 1 && batch.length === 0
+              ? handle(decoded, byteLength(message))
+              : Effect.suspend(() =>
+                  Effect.andThen(handle(decoded, byteLength(message)), process(messages, i + 1, [])),
+                )
           return batch.length > 0 ? Effect.andThen(deliver(batch), rest) : rest
         }
         return batch.length > 0 ? deliver(batch) : Effect.void
