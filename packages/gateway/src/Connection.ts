@@ -197,9 +197,21 @@ export const run = <E = never>(
         })
       }
 
+      const socketSendUnsafe = socket.sendUnsafe
       const heartbeat = yield* Heartbeat.make({
         shard: options.shard,
         send,
+        // `send`, in plain calls: recorded, written and dated by the limiter (when there is one).
+        sendUnsafe:
+          socketSendUnsafe &&
+          ((payload) => {
+            const admitted = limiter
+            if (admitted === undefined) return socketSendUnsafe(payload)
+            admitted.recordAt(clock.currentTimeMillisUnsafe())
+            const error = socketSendUnsafe(payload)
+            admitted.writtenAt(clock.currentTimeMillisUnsafe())
+            return error
+          }),
         // A requested beat is optional: it never takes the last places of the budget.
         sendRequested: (payload) => {
           const admitted = limiter

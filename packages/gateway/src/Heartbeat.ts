@@ -28,6 +28,8 @@ export interface HeartbeatOptions {
   readonly shard: readonly [number, number]
   /** Writes a scheduled beat on this connection's socket. */
   readonly send: (payload: string) => Effect.Effect<void, TransportError>
+  /** `send` as a plain call, when the socket has one: a beat is then one step. */
+  readonly sendUnsafe?: ((payload: string) => TransportError | undefined) | undefined
   /**
    * Writes a beat the server asked for, if the connection's send budget has room right
    * now: false when it was not sent.
@@ -111,7 +113,9 @@ export const make = (options: HeartbeatOptions): Effect.Effect<Heartbeat> =>
           lastScheduledAt = now
           counted(now)
           dueBy = sentCount
-          return options.send(Protocol.heartbeat(seq))
+          if (options.sendUnsafe === undefined) return options.send(Protocol.heartbeat(seq))
+          const error = options.sendUnsafe(Protocol.heartbeat(seq))
+          return error === undefined ? Effect.void : Effect.fail(error)
         })
 
       const run = (intervalMillis: number): Effect.Effect<never, ZombieDetected | TransportError> =>
