@@ -30,12 +30,6 @@ export interface SendLimiter {
   readonly tryAcquire: Effect.Effect<boolean>
   /** Dates an admitted send: its write completed (or failed) now. */
   readonly written: Effect.Effect<void>
-  /**
-   * `record` and `written` at a time the caller read from its clock: plain calls, for a
-   * heartbeat's send, which then costs no effect of its own.
-   */
-  readonly recordAt: (now: number) => void
-  readonly writtenAt: (now: number) => void
   /** How many commands the window admits. */
   readonly commandBudget: number
 }
@@ -112,16 +106,10 @@ export const make = (options: {
     return pending
   }
 
-  const recordAt = (now: number) => {
+  const record = Effect.map(Clock.currentTimeMillis, (now) => {
     prune(now)
     admit(false)
-  }
-  const writtenAt = (now: number) => {
-    if (firstPending >= sent.length) return
-    sent[firstPending]!.at = now
-    firstPending++
-  }
-  const record = Effect.map(Clock.currentTimeMillis, recordAt)
+  })
   const acquire: Effect.Effect<void> = Effect.gen(function* () {
     const askedAt = yield* Clock.currentTimeMillis
     while (true) {
@@ -143,6 +131,10 @@ export const make = (options: {
     admit(true)
     return true
   })
-  const written = Effect.map(Clock.currentTimeMillis, writtenAt)
-  return { record, acquire, tryAcquire, written, recordAt, writtenAt, commandBudget }
+  const written = Effect.map(Clock.currentTimeMillis, (now) => {
+    if (firstPending >= sent.length) return
+    sent[firstPending]!.at = now
+    firstPending++
+  })
+  return { record, acquire, tryAcquire, written, commandBudget }
 }
