@@ -3,6 +3,7 @@
  * count on the TestClock, and how a reshard's end shows in `ClusterMetrics` (against
  * PostgreSQL, on a registry of the test's own).
  */
+import { readFileSync } from "node:fs"
 import { assert, describe, it } from "@effect/vitest"
 import { ClusterMetrics, ClusterReshard } from "@vigil/cluster"
 import { IdentifyThrottle } from "@vigil/gateway"
@@ -140,4 +141,13 @@ describe("the cluster's reshard metrics", () => {
         assert.strictEqual(yield* counted("refused"), 1)
       }).pipe(Effect.provide(Layer.mergeAll(TestDatabase.layer, throttle, registry))),
   )
+})
+
+describe("the README's metric table", () => {
+  it("lists exactly the metrics @vigil/cluster exports", () => {
+    const readme = readFileSync(new URL("../../../README.md", import.meta.url), "utf8")
+    const rows = readme.split("\n").filter((line) => line.startsWith("| `vigil_cluster_"))
+    const listed = new Set(rows.flatMap((row) => row.split(" | ")[0]!.match(/vigil_[a-z_]+/g) ?? []))
+    assert.deepStrictEqual([...listed].sort(), Object.values(ClusterMetrics.names).sort())
+  })
 })
