@@ -26,10 +26,13 @@ const closeTimeoutMillis = 1_000
  * A logout (1000) must reach the server, or the session stays resumable there. Torn down at
  * once, a socket with unread data from the server is reset (RST) and the server may drop the
  * close frame unread; so the close handshake runs to its end here (reading resumed so the
- * server's close frame is seen), bounded by `closeTimeoutMillis`, then the link goes.
+ * server's close frame is seen), bounded by `closeTimeoutMillis`, then the link goes. Asked
+ * for (`handshake`), a resumable close does the same: every frame before the server's close
+ * frame is read.
  */
 const closeGracefully = (
   ws: WebSocket,
+  code: number,
   reason: string | undefined,
   resume: () => void,
 ): Effect.Effect<void> =>
@@ -37,7 +40,7 @@ const closeGracefully = (
     const onClose = () => done(Effect.void)
     ws.once("close", onClose)
     resume()
-    ws.close(1000, reason)
+    ws.close(code, reason)
     return Effect.sync(() => ws.off("close", onClose))
   }).pipe(
     Effect.timeoutOrElse({ duration: closeTimeoutMillis, orElse: () => Effect.void }),
@@ -160,9 +163,9 @@ export const make = (options: NodeTransportOptions = {}): Transport.GatewayTrans
             ws.send(text)
             return Effect.void
           }),
-        close: (code, reason) =>
-          code === 1000 && ws.readyState === OPEN
-            ? closeGracefully(ws, reason, () => {
+        close: (code, reason, options) =>
+          (code === 1000 || options?.handshake === true) && ws.readyState === OPEN
+            ? closeGracefully(ws, code, reason, () => {
                 if (paused) {
                   paused = false
                   ws.resume()

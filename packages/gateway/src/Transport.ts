@@ -26,8 +26,14 @@ export interface TransportSocket {
    * for the close handshake, so the server surely sees the session end. Safe to call more
    * than once. After it, `receive` still hands over the frames that arrived before the
    * socket ended, then fails: a retiring connection reads them (`Connection.StopMode`).
+   * `handshake`: wait for the close handshake as a logout does, whatever the code (a cluster
+   * reshard wave retires its old shard resumable and reads to the server's close frame).
    */
-  readonly close: (code: number, reason?: string) => Effect.Effect<void>
+  readonly close: (
+    code: number,
+    reason?: string,
+    options?: { readonly handshake?: boolean | undefined },
+  ) => Effect.Effect<void>
 }
 
 export class GatewayTransport extends Context.Service<

@@ -12,29 +12,36 @@
  * wherever the cluster places them, RESUME from exactly there (nothing lost, nothing twice).
  *
  * A runner killed mid-wave never loses an event:
- * - Before s logs out, s's stored session is the one from before the wave (its saves go to
- *   memory): s is resumed elsewhere from there (the wave's events handed to the app again) and
- *   the wave carried out anew.
- * - Once s logs out, its guilds exist only on the new sessions: each new session is stored
- *   from its READY on (`sequence` 1, a new session's first dispatch) as soon as it has one,
- *   and before s's close 1000 leaves (the wave's transport holds it back), the app finishes
- *   every event the handover released (s's events from before the new sessions' READY among
- *   them) and the wave is marked `handed` in the database. A wave found handed is only
- *   committed: the new shards resume from those sessions (everything since their READY
- *   handed to the app again).
+ * - Until the wave is marked `handed`, s's session stays resumable at the gateway and s's
+ *   stored session is the one from before the wave (its saves go to memory): s is resumed
+ *   elsewhere from there (the wave's events, and everything its guilds had since, handed to
+ *   the app again) and the wave carried out anew. So s does not log out: where the manager
+ *   retires it, the wave's transport closes it with a resumable code instead of 1000, and
+ *   still reads on to the server's close frame (the tail: events sent before the server saw
+ *   the close, on no other session for a guild handed over by the quiet rule).
+ * - The mark is written only when the app has finished everything the wave's manager
+ *   delivered, to the end of its stream (the tail, and s's events still in the merged buffer,
+ *   among them) and each s socket it retired ended with the server's close frame. From there
+ *   s's guilds are the new sessions': each is stored from its READY on (`sequence` 1, a new
+ *   session's first dispatch) as soon as it has one, then as the app finished it. A wave found
+ *   handed is only committed: the new shards resume from those sessions. s's session is left
+ *   to expire at the gateway (ending it would take a connection that resumes it only to close
+ *   1000; nothing resumes it any more: its row is cleared).
  *
  * A wave that fails (the manager rolls it back: the new shards log out, s serves on), or whose
  * singleton is stopped (SIGTERM, a rebalance) before s logs out, saves s's session as the app
- * has finished it, and s serves again (there, or where the singleton moves). Nothing is lost;
- * what may come again are the events the new shards delivered ahead of s's own stream (the
- * manager's rollback matches s's copies for `quietMillis` more; a stop does not wait).
- * Stopped after s logged out, the wave finishes first (commit included).
+ * has finished it, and s serves again (there, or where the singleton moves; s resumable, a
+ * retired s too). Nothing is lost; what may come again are the events the new shards
+ * delivered ahead of s's own stream (the manager's rollback matches s's copies for
+ * `quietMillis` more; a stop does not wait). Stopped once marked, the wave finishes first
+ * (commit included). The app not done in time, or a retired s cut short (no close frame),
+ * the wave fails unmarked: s serves again from its session as it was before the wave.
  *
  * The whole-set wave (M not a multiple of N: 3 → 5, or fewer) is the same with every old shard
  * as s: the manager runs all N old sessions (resumed here, their singletons having stood
  * aside) and all M new ones in this one process, the gateway's whole-set path. It costs N + M
- * connections and every guild's traffic in one runner while it runs. "s logs out" is the first
- * old shard's logout: from then on it is handed, as above.
+ * connections and every guild's traffic in one runner while it runs. Every old shard is
+ * retired resumable, and the wave marked once all of them ended, as above.
  */
 import {
   type IdentifyThrottle,
@@ -139,41 +146,14 @@ export const run = <E, R>(
       clear: memory.clear,
     }
 
-    // What the app has been handed and finished (one event per pull: a pull means the app is
-    // done with the one before), for the moment s logs out (`beforeLogout`).
-    let released = 0
-    let finished = 0
-    let inHand = false
-    let drainedFlag = false
-    /** The wave is marked handed (s is logging out): it can only go forward now. */
+    /** The wave is marked handed (s's session no longer needed): it can only go forward now. */
     let isHanded = false
-
-    /**
-     * Right before s's close 1000 leaves: the app finishes every event the handover has
-     * released (among them every event of s before the new sessions' READY: the only ones
-     * they cannot replay), then the wave is marked handed. False (the mark not written): s
-     * closes resumable instead, and a runner killed later redoes the wave from s's session.
-     */
-    const beforeLogout = Effect.gen(function* () {
-      const target = released
-      while (finished < target && !drainedFlag) yield* Effect.sleep(Duration.millis(10))
-      // Fenced meanwhile: another runner owns the wave now; this one marks nothing.
-      if (!valid() || finished < target) return false
-      return yield* handed.pipe(
-        Effect.andThen(
-          Effect.sync(() => {
-            isHanded = true
-          }),
-        ),
-        Effect.as(true),
-        Effect.catchCause((cause) =>
-          Effect.as(Effect.logError("the wave's hand-over mark was not written", cause), false),
-        ),
-      )
-    })
+    /** s's sockets retired (see below): each true once it ended with the server's close frame. */
+    const retiredSockets: Array<{ ended: boolean }> = []
 
     // The transport of the wave's manager: it knows s's sockets (identify as [s, N], or resume
-    // one of s's sessions) and runs `beforeLogout` before one closes with 1000.
+    // one of s's sessions). A 1000 on one (the manager retiring s) leaves as a resumable close
+    // that still waits for the server's close frame: s stays resumable until the mark.
     const transport = yield* GatewayTransport
     const oldSessions = new Set<string>()
     for (const [id, ownership] of olds) {
@@ -184,8 +164,15 @@ export const run = <E, R>(
       connect: (url) =>
         Effect.map(transport.connect(url), (socket): TransportSocket => {
           let isOld = false
+          let retired: { ended: boolean } | undefined
           return {
-            receive: socket.receive,
+            receive: Effect.tapError(socket.receive, (error) =>
+              Effect.sync(() => {
+                // 1006: no close frame came (the link broke, or the close handshake was cut).
+                if (retired !== undefined && error._tag === "TransportClosed" && error.code !== 1006)
+                  retired.ended = true
+              }),
+            ),
             send: (text) =>
               Effect.suspend(() => {
                 const payload = parsed(text)
@@ -194,12 +181,14 @@ export const run = <E, R>(
                 if (payload?.op === 6 && oldSessions.has(String(payload.d?.session_id))) isOld = true
                 return socket.send(text)
               }),
-            close: (code, reason) =>
-              isOld && code === 1000
-                ? Effect.flatMap(beforeLogout, (marked) =>
-                    socket.close(marked ? 1000 : resumableClose, reason),
-                  )
-                : socket.close(code, reason),
+            close: (code, reason, options) =>
+              Effect.suspend(() => {
+                if (!isOld || code !== 1000 || retired !== undefined)
+                  return socket.close(code, reason, options)
+                retired = { ended: false }
+                retiredSockets.push(retired)
+                return socket.close(resumableClose, reason, { handshake: true })
+              }),
           }
         }),
     }
@@ -238,32 +227,9 @@ export const run = <E, R>(
     // the last one), nothing once an ownership lapsed.
     const drained = yield* Deferred.make<void>()
     const dispatches: Stream.Stream<ShardManager.ShardEvent> = manager.events.pipe(
-      Stream.mapArray((chunk) => {
-        released += chunk.length
-        return chunk
-      }),
       Stream.rechunk(1),
       Stream.takeWhile(valid),
-      (events) =>
-        Stream.transformPull(events, (pull) =>
-          Effect.succeed(
-            Effect.suspend(() => {
-              if (inHand) finished++
-              inHand = false
-              return Effect.tap(pull, () =>
-                Effect.sync(() => {
-                  inHand = true
-                }),
-              )
-            }),
-          ),
-        ),
-      Stream.onEnd(
-        Effect.suspend(() => {
-          drainedFlag = true
-          return Deferred.succeed(drained, undefined)
-        }),
-      ),
+      Stream.onEnd(Deferred.succeed(drained, undefined)),
     )
     const keyed: Stream.Stream<EventKey.KeyedEvent> = Stream.mapEffect(dispatches, (event) =>
       Effect.map(manager.statuses, (statuses) => ({
@@ -364,6 +330,13 @@ export const run = <E, R>(
     const commitNew = Effect.gen(function* () {
       for (const x of joins) yield* manager.stop(x)
       const drainedInTime = yield* closeAndDrain
+      // s live: its guilds become the new sessions' only once the app has finished all s
+      // delivered, to the server's close frame. Otherwise s resumes as it was before the wave.
+      const fromLive = !isHanded && !dead
+      if (fromLive && !drainedInTime)
+        return yield* Effect.fail("the app did not finish the wave's events in time")
+      if (fromLive && (retiredSockets.length < retire.length || retiredSockets.some((r) => !r.ended)))
+        return yield* Effect.fail("an old shard's stream ended before the server's close frame")
       for (const x of joins) {
         const session = yield* memory.load([x, to])
         if (Option.isNone(session)) return yield* Effect.fail(`shard ${x}/${to} has no session to hand on`)
@@ -371,7 +344,11 @@ export const run = <E, R>(
         if (drainedInTime) yield* news.get(x)!.store.save([x, to], session.value)
       }
       if (!valid()) return yield* Effect.fail("an ownership of the wave lapsed before the commit")
-      // s is gone (logged out): nobody resumes its session any more.
+      if (!isHanded) {
+        yield* Effect.mapError(handed, () => "the wave's hand-over mark was not written")
+        isHanded = true
+      }
+      // Nobody resumes s's session any more (left to expire at the gateway).
       for (const [id, ownership] of olds) yield* ownership.store.clear([id, from])
       if (!(yield* Effect.orElseSucceed(commit, () => false)))
         return yield* Effect.fail("the wave could not be marked done")
@@ -390,11 +367,11 @@ export const run = <E, R>(
       ),
       Effect.onInterrupt(() =>
         isHanded
-          ? // Past s's logout its guilds are only on the new sessions: the wave goes forward.
+          ? // Marked: s's guilds are only the new sessions' now: the wave goes forward.
             Fiber.await(reshard).pipe(
               Effect.andThen(commitNew),
               Effect.catchCause((cause) =>
-                Effect.logWarning("the wave stopped after its old shard logged out", cause),
+                Effect.logWarning("the wave stopped after it was marked handed", cause),
               ),
             )
           : // Before it: the new shards log out, s's session is kept as the app finished it.
