@@ -31,7 +31,7 @@
  * traffic in that one runner while it runs (seconds: the new shards' identifies, paced by
  * the cluster's throttle, and the handover), so that runner must have room for it.
  *
- * A whole-set wave stopped or killed before its first old shard logged out runs again where
+ * A whole-set wave stopped or killed before it was marked handed runs again where
  * old shard 0's singleton moves (the old shards resumed from what the app had finished, or,
  * killed, from before the wave); a runner that dies holding stood-aside shards' leases delays
  * it by the lease (and, if its process is not provably gone, the gateway's socket timeout:
@@ -232,11 +232,11 @@ const register = <E, R>(options: ClusterReshardOptions<E, R>, local: ShardComman
           : Array.from({ length: to / from }, (_, j) => id + j * from)
         const name = whole ? `reshard wave (whole set) ${from} → ${to}` : `reshard wave ${id}/${from} → ${to}`
         if ((yield* SubscriptionRef.get(state)).waves.get(id)?.state === "handed") {
-          // Its runner died after s logged out: the new sessions (saved from their READY) carry on.
+          // Its runner died once the wave was marked: the new sessions (saved from their READY) carry on.
           const stored = yield* inSql(Generation.sessionsStored(to, joins))
           if (stored < joins.length)
             yield* Effect.logError(
-              `${name}: s logged out but only ${stored} of ${joins.length} new sessions were saved`,
+              `${name}: handed over but only ${stored} of ${joins.length} new sessions were saved`,
             )
           yield* inSql(Generation.setWave(row, ["handed"], "done"))
           yield* Effect.logWarning(`${name}: committed after its runner stopped`)
@@ -267,7 +267,7 @@ const register = <E, R>(options: ClusterReshardOptions<E, R>, local: ShardComman
         }
         const reason = Option.getOrElse(Exit.findErrorOption(result), () => Cause.pretty(result.cause))
         yield* Effect.logWarning(`${name} failed: ${reason}`)
-        // (A handed wave is not failed: its old session is gone, its new ones carry its guilds.)
+        // (A handed wave is not failed: its old session is done with, its new ones carry its guilds.)
         yield* inSql(Generation.setWave(row, ["running"], "failed", reason))
       })
 

@@ -325,7 +325,7 @@ describe("a cluster reshard", () => {
   )
 
   it.live(
-    "runners killed in the middle of waves (before and as the old shard logs out): each wave completes elsewhere; nothing lost",
+    "runners killed in the middle of waves (before and as the old shard retires): each wave completes elsewhere; nothing lost",
     () =>
       Effect.gen(function* () {
         const { gateway, runners, finish } = yield* cluster({
@@ -335,7 +335,7 @@ describe("a cluster reshard", () => {
         })
         yield* Effect.sync(() => runners[0]!.child.stdin?.write("reshard 0 4\n"))
 
-        // 1. Before its old shard logs out: the wave is carried out anew on another runner.
+        // 1. Before its old shard retires: the wave is carried out anew on another runner.
         let first: RunnerProcess.RunnerProcess | undefined
         yield* eventually(
           () => {
@@ -350,7 +350,9 @@ describe("a cluster reshard", () => {
         first!.child.kill("SIGKILL")
         yield* eventually(first!.exited, "the first runner died", "10 seconds")
 
-        // 2. As the other wave's old shard logs out (1000): its new sessions carry its guilds.
+        // 2. As the other wave's old shard retires (a resumable close, 4900, after its new shards
+        // identified): the wave is marked handed (its new sessions carry on) or not yet (redone
+        // from the old session, resumable), depending on where the kill lands.
         const otherWave = 1 - firstWave
         let second: RunnerProcess.RunnerProcess | undefined
         yield* eventually(
@@ -372,9 +374,17 @@ describe("a cluster reshard", () => {
                   : [],
               ),
             )
-            return entries.some((e) => e._tag === "Closed" && e.code === 1000 && old.has(e.connection))
+            const joined = entries.findIndex(
+              (e) => e._tag === "Identified" && e.shard[1] === 4 && e.shard[0] % 2 === otherWave,
+            )
+            return (
+              joined >= 0 &&
+              entries.some(
+                (e, i) => i > joined && e._tag === "Closed" && e.code === 4900 && old.has(e.connection),
+              )
+            )
           }),
-          "the other wave's old shard logged out",
+          "the other wave's old shard retired",
           "60 seconds",
         )
         second!.child.kill("SIGKILL")

@@ -2,7 +2,8 @@
  * The cluster's shard count and its reshard, in PostgreSQL: one row in `vigil_generation`
  * (the serving count; a reshard's target while one runs or stays partial) and one row per
  * old shard in `vigil_reshard_waves` (its wave: pending → go → running → handed → done, or
- * failed; `handed`: the old shard logged out, its guilds are the new shards' from now on).
+ * failed; `handed`: the app finished the old shard's stream to its end, its guilds are the new
+ * shards' from now on).
  * Every runner reads the row to know which singletons to register and what each one does
  * (`roleOf`); the coordinator and the waves write it.
  *
@@ -271,7 +272,7 @@ export const finish = (
     }
     // Waves done stay done: their guilds are on the new count already (`partial`). None done:
     // the old count serves every guild as before (rolled back). A handed wave's old session is
-    // gone: its new shards serve (from their saved sessions).
+    // done with: its new shards serve (from their saved sessions).
     yield* sql`
       UPDATE vigil_reshard_waves SET state = 'done'
       WHERE from_count = ${from} AND to_count = ${to} AND state = 'handed'`

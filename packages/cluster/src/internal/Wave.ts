@@ -4,12 +4,13 @@
  * resumes s's session and `reshard(M)` runs the wave there (new shards s, s + N, …,
  * s + (k − 1)N beside it, through the cluster's identify throttle; each guild handed over
  * once its new shard streams it, every event delivered once and in the guild's order; then
- * s logs out). Both streams meet in one process, so the dedup sees both copies.
+ * s is retired). Both streams meet in one process, so the dedup sees both copies.
  *
  * Then the new shards close resumable and the app finishes every event they queued; their
  * sessions are saved under `[x, M]` through ownerships (fencing epochs) taken for those keys
- * at the start, the wave is marked done, and the ownerships end: the `[x, M]` singletons,
- * wherever the cluster places them, RESUME from exactly there (nothing lost, nothing twice).
+ * at the start, the wave is marked handed (below), then done, and the ownerships end: the
+ * `[x, M]` singletons, wherever the cluster places them, RESUME from exactly there (nothing
+ * lost, nothing twice).
  *
  * A runner killed mid-wave never loses an event:
  * - Until the wave is marked `handed`, s's session stays resumable at the gateway and s's
@@ -26,10 +27,11 @@
  *   session's first dispatch) as soon as it has one, then as the app finished it. A wave found
  *   handed is only committed: the new shards resume from those sessions. s's session is left
  *   to expire at the gateway (ending it would take a connection that resumes it only to close
- *   1000; nothing resumes it any more: its row is cleared).
+ *   1000; nothing resumes it any more: its row is cleared). An s found dead (a 4011) has no
+ *   tail: the wave is marked as soon as the new sessions are stored.
  *
  * A wave that fails (the manager rolls it back: the new shards log out, s serves on), or whose
- * singleton is stopped (SIGTERM, a rebalance) before s logs out, saves s's session as the app
+ * singleton is stopped (SIGTERM, a rebalance) before the mark, saves s's session as the app
  * has finished it, and s serves again (there, or where the singleton moves; s resumable, a
  * retired s too). Nothing is lost; what may come again are the events the new shards
  * delivered ahead of s's own stream (the manager's rollback matches s's copies for
@@ -109,7 +111,7 @@ export const run = <E, R>(
   options: ShardSingletonOptions<E, R>,
   wave: WaveOptions,
   local: ShardCommands.LocalShards,
-  /** s logged out: marks the wave handed in the database. */
+  /** The app finished s's stream to its end: marks the wave handed in the database. */
   handed: Effect.Effect<void, unknown>,
   /** Marks the wave done in the database (after the sessions are saved); false: it was not running. */
   commit: Effect.Effect<boolean, unknown>,
@@ -250,7 +252,7 @@ export const run = <E, R>(
       ),
       Effect.forkScoped,
     )
-    // Commands for s reach the wave's manager until s logs out.
+    // Commands for s reach the wave's manager until s is retired.
     for (const view of views) {
       const name = nameOf([view.id, from])
       local.set(name, view)
