@@ -26,9 +26,10 @@ const closeTimeoutMillis = 1_000
  * A logout (1000) must reach the server, or the session stays resumable there. Torn down at
  * once, a socket with unread data from the server is reset (RST) and the server may drop the
  * close frame unread; so the close handshake runs to its end here (reading resumed so the
- * server's close frame is seen), bounded by `closeTimeoutMillis`, then the link goes. Asked
- * for (`handshake`), a resumable close does the same: every frame before the server's close
- * frame is read.
+ * server's close frame is seen, and not paused again however many frames come before it: the
+ * reader may be slow to take them), bounded by `closeTimeoutMillis`, then the link goes.
+ * Asked for (`handshake`), a resumable close does the same: every frame before the server's
+ * close frame is read.
  */
 const closeGracefully = (
   ws: WebSocket,
@@ -81,6 +82,8 @@ export const make = (options: NodeTransportOptions = {}): Transport.GatewayTrans
           }),
       )
       let paused = false
+      /** A close handshake under way: reads stay on (paused, the server's close frame never comes). */
+      let closing = false
       const inbox = FrameBuffer.make({
         // `ws` emits every message of a TCP read synchronously: one batch for all of them.
         deferTake: true,
@@ -94,7 +97,7 @@ export const make = (options: NodeTransportOptions = {}): Transport.GatewayTrans
       let opened = false
       ws.on("message", (data: Buffer, isBinary: boolean) => {
         inbox.push(isBinary ? data : data.toString("utf8"))
-        if (!paused && inbox.pending() >= highWater) {
+        if (!paused && !closing && inbox.pending() >= highWater) {
           paused = true
           ws.pause()
         }
@@ -166,6 +169,7 @@ export const make = (options: NodeTransportOptions = {}): Transport.GatewayTrans
         close: (code, reason, options) =>
           (code === 1000 || options?.handshake === true) && ws.readyState === OPEN
             ? closeGracefully(ws, code, reason, () => {
+                closing = true
                 if (paused) {
                   paused = false
                   ws.resume()

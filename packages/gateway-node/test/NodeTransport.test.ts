@@ -212,6 +212,58 @@ describe("Connection over a real WebSocket", () => {
     }),
   )
 
+  it.live(
+    "a resumable close with handshake reads every frame before the server's close frame; without, they are cut",
+    () =>
+      Effect.gen(function* () {
+        // 200 frames at once; the client pauses its reads after 1, so the rest wait in TCP.
+        const count = 200
+        const closes: Array<number> = []
+        const wss = yield* Effect.acquireRelease(
+          Effect.callback<WebSocketServer>((resume) => {
+            const server = new WebSocketServer({ host: "127.0.0.1", port: 0 })
+            server.on("connection", (ws: WebSocket) => {
+              ws.on("close", (code) => closes.push(code))
+              for (let n = 0; n < count; n++) ws.send(JSON.stringify({ n, pad: "x".repeat(2000) }))
+            })
+            server.on("listening", () => resume(Effect.succeed(server)))
+          }),
+          (server) =>
+            Effect.callback<void>((resume) => {
+              for (const client of server.clients) client.terminate()
+              server.close(() => resume(Effect.void))
+            }),
+        )
+        const url = `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`
+        const transport = NodeTransport.make({ highWaterFrames: 1 })
+        const closeAndRead = (handshake: boolean) =>
+          Effect.scoped(
+            Effect.gen(function* () {
+              const socket = yield* transport.connect(url)
+              yield* Effect.sleep(300)
+              yield* socket.close(4900, "", { handshake })
+              let frames = 0
+              for (;;) {
+                const next = yield* Effect.result(socket.receive)
+                if (next._tag === "Failure")
+                  return { frames, code: next.failure._tag === "TransportClosed" ? next.failure.code : -1 }
+                frames += next.success.length
+              }
+            }),
+          )
+        const read = yield* closeAndRead(true)
+        assert.deepStrictEqual(
+          read,
+          { frames: count, code: 4900 },
+          "all frames, then the server's close frame",
+        )
+        const cut = yield* closeAndRead(false)
+        assert.isBelow(cut.frames, count, "torn down at once, frames still in TCP are lost")
+        yield* eventually(() => closes.length === 2, "the server to see both closes")
+        assert.strictEqual(closes[0], 4900, "the session stays resumable")
+      }),
+  )
+
   it.live("a refused connection is a typed TransportError", () =>
     Effect.gen(function* () {
       const exit = yield* Effect.exit(run("ws://127.0.0.1:1"))
