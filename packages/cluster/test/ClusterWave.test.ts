@@ -3,7 +3,8 @@
  * the fake gateway: the old shard's reader held with a burst unread when its guilds go quiet,
  * so the burst (on no new session) is the old shard's tail, read after its close. A runner
  * killed right after the wave is marked `handed` keeps only what its app had finished by then
- * (the new sessions replay from their READY, which the burst precedes): that must be all of it.
+ * (the new sessions replay from their READY, which the burst precedes): that must be all of it,
+ * the app slow enough that part of the burst still waits in the merged buffer as s ends.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { ShardOwners } from "@vigil/cluster"
@@ -102,8 +103,14 @@ describe("a cluster reshard wave", () => {
               gatewayUrl: gateway.url,
               sessionSave: { interval: "100 millis", events: 1 },
             },
+            // A slow app: s's events are still in the merged buffer, unpulled, as s ends.
             run: (_shard, running) =>
-              Stream.runForEach(running.events, (event) => Effect.sync(() => handled.push(event.dispatch))),
+              Stream.runForEach(running.events, (event) =>
+                Effect.andThen(
+                  Effect.sleep(5),
+                  Effect.sync(() => handled.push(event.dispatch)),
+                ),
+              ),
           },
           { reshard: { quietMillis: 300, waveTimeout: "20 seconds" }, drainTimeout: "10 seconds" },
           new Map(),
