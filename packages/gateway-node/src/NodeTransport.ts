@@ -150,22 +150,26 @@ export const make = (options: NodeTransportOptions = {}): Transport.GatewayTrans
       )
       opened = true
 
+      // `ws` hands the frame to the socket within the call: a send is a plain call.
+      const sendUnsafe = (text: string): GatewayError.TransportError | undefined => {
+        if (ws.readyState !== OPEN) {
+          // Closing: the peer's close frame came (or the link failed), and `ws` waits for
+          // a TCP close that a hostile peer may hold back. Tear the link down now: the
+          // 'close' event then brings the code received, which is what the reader reports.
+          if (ws.readyState === CLOSING) ws.terminate()
+          return new GatewayError.TransportError({ stage: "write", detail: "socket is not open" })
+        }
+        ws.send(text)
+        return undefined
+      }
       const socket: Transport.TransportSocket = {
         receive: inbox.take,
         send: (text) =>
           Effect.suspend(() => {
-            if (ws.readyState !== OPEN) {
-              // Closing: the peer's close frame came (or the link failed), and `ws` waits for
-              // a TCP close that a hostile peer may hold back. Tear the link down now: the
-              // 'close' event then brings the code received, which is what the reader reports.
-              if (ws.readyState === CLOSING) ws.terminate()
-              return Effect.fail(
-                new GatewayError.TransportError({ stage: "write", detail: "socket is not open" }),
-              )
-            }
-            ws.send(text)
-            return Effect.void
+            const error = sendUnsafe(text)
+            return error === undefined ? Effect.void : Effect.fail(error)
           }),
+        sendUnsafe,
         close: (code, reason, options) =>
           (code === 1000 || options?.handshake === true) && ws.readyState === OPEN
             ? closeGracefully(ws, code, reason, () => {

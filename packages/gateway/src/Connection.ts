@@ -4,7 +4,7 @@
  * connection owns (socket, reader, heartbeat, writer) is tied to that scope, so nothing of
  * it can outlive the connection. Deciding what to do next is the Shard's business.
  */
-import { Clock, Deferred, Duration, Effect, Fiber, type Redacted, Schema, type Scope } from "effect"
+import { Clock, Deferred, Duration, Effect, Exit, Fiber, type Redacted, Schema, Scope } from "effect"
 import { type Decompressor, defaultMaxMessageBytes, GatewayCompression } from "./Compression.ts"
 import {
   type ConnectionError,
@@ -20,7 +20,7 @@ import {
 } from "./GatewayError.ts"
 import * as Heartbeat from "./Heartbeat.ts"
 import type * as Intents from "./Intents.ts"
-import type { Outbox } from "./Outbox.ts"
+import type * as Outbox from "./Outbox.ts"
 import * as Protocol from "./Protocol.ts"
 import * as SendLimiter from "./SendLimiter.ts"
 import { type Frame, GatewayTransport, type TransportClosed } from "./Transport.ts"
@@ -57,7 +57,7 @@ export interface ConnectionOptions<E = never> {
   /** Everything the connection observes, in order. Runs on the reader fiber. */
   readonly onEvent?: ((event: ConnectionEvent) => Effect.Effect<void>) | undefined
   /** Commands to send after READY/RESUMED, through this connection's rate limiter. */
-  readonly outbox?: Outbox | undefined
+  readonly outbox?: Outbox.Outbox | undefined
   /** Told of the rate limiter's waits and refusals (the shard's metrics). */
   readonly sendRecorder?: SendLimiter.SendRecorder | undefined
   /**
@@ -65,7 +65,7 @@ export interface ConnectionOptions<E = never> {
    * (the session ends), `"disconnect"` with a resumable code, `"retire"` logs out after
    * reading to the server's close frame (see `StopMode`). `run` then succeeds.
    */
-  readonly stop?: Effect.Effect<StopMode> | undefined
+  readonly stop?: Effect.Effect<StopMode> | StopSignal | undefined
 }
 
 /**
@@ -76,6 +76,43 @@ export interface ConnectionOptions<E = never> {
  * (1 s on Node); at most `retireGrace` after the close. A reshard retires its old shards so.
  */
 export type StopMode = "logout" | "disconnect" | "retire"
+
+/**
+ * `stop` as a plain signal: the connection reacts to it in the requester's call, so no
+ * fiber of the connection sits waiting for it (a Shard's idle connection holds one less).
+ * Like the effect, it takes effect once the handshake is done.
+ */
+export interface StopSignal {
+  readonly _tag: "StopSignal"
+  /** Asks for a stop; the first request counts. */
+  readonly request: (mode: StopMode) => void
+  readonly requested: () => StopMode | undefined
+  /** The running connection's reaction; returns its removal. */
+  readonly listen: (onStop: (mode: StopMode) => void) => () => void
+}
+
+const isStopSignal = (stop: Effect.Effect<StopMode> | StopSignal): stop is StopSignal =>
+  (stop as { readonly _tag?: unknown })._tag === "StopSignal"
+
+export const makeStopSignal = (): StopSignal => {
+  let mode: StopMode | undefined
+  let listener: ((mode: StopMode) => void) | undefined
+  return {
+    _tag: "StopSignal",
+    request: (asked) => {
+      if (mode !== undefined) return
+      mode = asked
+      listener?.(asked)
+    },
+    requested: () => mode,
+    listen: (onStop) => {
+      listener = onStop
+      return () => {
+        if (listener === onStop) listener = undefined
+      }
+    },
+  }
+}
 
 export type ConnectionEvent =
   | { readonly _tag: "Hello"; readonly intervalMillis: number }
@@ -129,7 +166,11 @@ export const run = <E = never>(
       // A retire sent its close frame already (a transport's close may do more than send it:
       // the cluster's waits for the app there); the transport's release tears the socket down.
       let closeSent = false
-      yield* Effect.addFinalizer(() => (closeSent ? Effect.void : socket.close(closeCode)))
+      const scope = yield* Effect.scope
+      yield* Scope.addFinalizer(
+        scope,
+        Effect.suspend(() => (closeSent ? Effect.void : socket.close(closeCode))),
+      )
 
       // The session's sequence is the caller's; a connection run alone keeps its own here.
       const own = options.sequence
@@ -145,24 +186,55 @@ export const run = <E = never>(
       let handshakeComplete = false
       /** Set by a retire: completed when the reader reached the socket's end. */
       let retiring: Deferred.Deferred<void> | undefined
-      /** Writers to stop before a retire's close frame: the heartbeat, the outbox's drain. */
-      const writers: Array<Fiber.Fiber<unknown, unknown>> = []
+      /** The outbox's writer leaves before a retire's close frame (set once READY). */
+      let detachOutbox: (() => void) | undefined
+      /** Writers to stop before a retire's close frame: the heartbeat, an outbox writer. */
+      const writers = new Set<Fiber.Fiber<unknown, unknown>>()
+      const writing = (fiber: Fiber.Fiber<unknown, unknown>) => {
+        writers.add(fiber)
+        fiber.addObserver(() => writers.delete(fiber))
+      }
 
       const warn = (error: DecodeError | ServerMisbehaviour) =>
         Effect.logWarning("gateway: the server sent something unexpected", error.message).pipe(
           Effect.andThen(onEvent({ _tag: "Warning", error })),
         )
 
-      /** Writes a send the limiter admitted, and dates it once written. */
+      const clock = yield* Clock.Clock
+      /**
+       * Writes a send the limiter admitted, and dates it once written (or failed). Not
+       * `ensuring`: an interrupted write ends the connection, and its limiter with it.
+       */
       const write = (admitted: SendLimiter.SendLimiter, payload: string) =>
-        Effect.ensuring(socket.send(payload), admitted.written)
+        Effect.flatMap(Effect.exit(socket.send(payload)), (exit) => {
+          admitted.writtenAt(clock.currentTimeMillisUnsafe())
+          return exit
+        })
       // Heartbeats and the handshake never wait; the limiter keeps room for them.
-      const send = (payload: string): Effect.Effect<void, TransportError> =>
-        limiter ? Effect.andThen(limiter.record, write(limiter, payload)) : socket.send(payload)
+      const send = (payload: string): Effect.Effect<void, TransportError> => {
+        const admitted = limiter
+        if (!admitted) return socket.send(payload)
+        return Effect.suspend(() => {
+          admitted.recordAt(clock.currentTimeMillisUnsafe())
+          return write(admitted, payload)
+        })
+      }
 
+      const socketSendUnsafe = socket.sendUnsafe
       const heartbeat = yield* Heartbeat.make({
         shard: options.shard,
         send,
+        // `send`, in plain calls: recorded, written and dated by the limiter (when there is one).
+        sendUnsafe:
+          socketSendUnsafe &&
+          ((payload) => {
+            const admitted = limiter
+            if (admitted === undefined) return socketSendUnsafe(payload)
+            admitted.recordAt(clock.currentTimeMillisUnsafe())
+            const error = socketSendUnsafe(payload)
+            admitted.writtenAt(clock.currentTimeMillisUnsafe())
+            return error
+          }),
         // A requested beat is optional: it never takes the last places of the budget.
         sendRequested: (payload) => {
           const admitted = limiter
@@ -248,32 +320,48 @@ export const run = <E = never>(
         })
 
       const decode = makeDecoder(maxMessageBytes)
-      const reader: Effect.Effect<never, ConnectionError> = Effect.gen(function* () {
-        while (true) {
-          const frames = yield* socket.receive.pipe(Effect.mapError((e) => closedToError(e, options.token)))
-          const messages = decompressor ? yield* decompressAll(decompressor, frames) : frames
-          // Ordinary dispatches are gathered and handed over once per batch; anything else
-          // (ACK, op 7, READY, …) first flushes what came before it, so order holds.
-          let batch: Array<Protocol.Dispatch> = []
-          for (const message of messages) {
-            const decoded = decode(message)
-            if (decoded instanceof DecodeError) {
-              if (batch.length > 0) yield* deliver(batch)
-              return yield* decoded
-            }
-            if (decoded.op === Protocol.Op.Dispatch && decoded.t !== "READY" && decoded.t !== "RESUMED") {
-              batch.push(Protocol.makeDispatch(decoded.s!, decoded.t!, decoded.d))
-              continue
-            }
-            if (batch.length > 0) {
-              yield* deliver(batch)
-              batch = []
-            }
-            yield* handle(decoded, byteLength(message))
+      // Ordinary dispatches are gathered and handed over once per batch; anything else
+      // (ACK, op 7, READY, …) first flushes what came before it, so order holds. Plain
+      // recursion over the read, not a generator: a waiting reader holds no generator frame.
+      const process = (
+        messages: ReadonlyArray<Frame>,
+        from: number,
+        batch: Array<Protocol.Dispatch>,
+      ): Effect.Effect<void, ConnectionError> => {
+        for (let i = from; i < messages.length; i++) {
+          const message = messages[i]!
+          const decoded = decode(message)
+          if (decoded instanceof DecodeError) {
+            return batch.length > 0
+              ? Effect.andThen(deliver(batch), Effect.fail(decoded))
+              : Effect.fail(decoded)
           }
-          if (batch.length > 0) yield* deliver(batch)
+          if (decoded.op === Protocol.Op.Dispatch && decoded.t !== "READY" && decoded.t !== "RESUMED") {
+            batch.push(Protocol.makeDispatch(decoded.s!, decoded.t!, decoded.d))
+            continue
+          }
+          // The read's last frame (a heartbeat ACK usually comes alone) needs nothing after it.
+          const rest =
+            i === messages.length - 1 && batch.length === 0
+              ? handle(decoded, byteLength(message))
+              : Effect.suspend(() =>
+                  Effect.andThen(handle(decoded, byteLength(message)), process(messages, i + 1, [])),
+                )
+          return batch.length > 0 ? Effect.andThen(deliver(batch), rest) : rest
         }
-      })
+        return batch.length > 0 ? deliver(batch) : Effect.void
+      }
+      // The socket's close becomes its error once, around the whole loop, not per read.
+      const reader: Effect.Effect<never, ConnectionError> = Effect.forever(
+        Effect.flatMap(socket.receive, (frames) =>
+          decompressor
+            ? Effect.flatMap(decompressAll(decompressor, frames), (messages) => process(messages, 0, []))
+            : process(frames, 0, []),
+        ),
+        { disableYield: true },
+      ).pipe(
+        Effect.catchTag("TransportClosed", (closed) => Effect.fail(closedToError(closed, options.token))),
+      )
 
       // The handshake times out when it stalls: no progress for the whole timeout while the
       // reader is free. A long replay before RESUMED, or a slow consumer, is progress; ACKs
@@ -321,22 +409,67 @@ export const run = <E = never>(
           yield* awaitHandshake(handshake._tag)
 
           if (options.outbox) {
+            // Commands are written by a fiber started when they wait, which ends once they
+            // are written: an idle connection holds none.
             const outbox = options.outbox
-            writers.push(
-              yield* part(closeAware(outbox.drain(admitted.acquire, (payload) => write(admitted, payload)))),
-            )
+            const writer: Outbox.Writer = {
+              acquire: admitted.acquire,
+              write: (payload) => write(admitted, payload),
+              // Started from the sender's fiber: on this connection's scope and context.
+              start: (commands) =>
+                Effect.forkIn(
+                  Effect.provideContext(
+                    Effect.catchCause(closeAware(commands), (cause) => Deferred.failCause(ended, cause)),
+                    context,
+                  ),
+                  scope,
+                ).pipe(Effect.map(writing)),
+            }
+            detachOutbox = () => outbox.detach(writer)
+            yield* Scope.addFinalizer(scope, Effect.sync(detachOutbox))
+            yield* outbox.attach(writer)
           }
-          // `stop` is the only way this part ends well: a logout or a disconnect asked for.
-          if (!options.stop) return yield* Effect.never
-          const mode = yield* options.stop
-          if (mode !== "disconnect") closeCode = 1000
-          if (mode === "retire") yield* retire
-        })
+          // `stop` is the only way the connection ends well: a logout or a disconnect asked
+          // for. Otherwise this part is done, and the connection runs on (reader, heartbeat).
+          const stop = options.stop
+          if (stop === undefined) return Effect.void
+          if (isStopSignal(stop)) {
+            // The signal ends the connection from the requester's call: no fiber waits for it.
+            const stopWith = (mode: StopMode) => {
+              if (mode !== "disconnect") closeCode = 1000
+              // A retire reads on after its close: a fiber of this scope, for as long as that.
+              if (mode === "retire") Effect.runForkWith(context)(Effect.forkIn(retireThenEnd, scope))
+              else Deferred.doneUnsafe(ended, Exit.void)
+            }
+            const asked = stop.requested()
+            if (asked !== undefined) {
+              stopWith(asked)
+              return Effect.void
+            }
+            const unlisten = stop.listen(stopWith)
+            yield* Scope.addFinalizer(scope, Effect.sync(unlisten))
+            return Effect.void
+          }
+          // Returned, not run here: the waiting fiber keeps no generator frame.
+          return Effect.flatMap(stop, (mode) => {
+            if (mode !== "disconnect") closeCode = 1000
+            return mode === "retire" ? retireThenEnd : Deferred.succeed(ended, undefined)
+          })
+        }).pipe(Effect.flatten)
+
+      // The connection's parts run side by side, each a fiber of this scope, and the first
+      // to end decides how the connection ends: a failure of any part, or `stop`. The rest
+      // is interrupted when the scope closes. (One Deferred rather than nested races: an idle
+      // READY connection holds two fibers, reader and heartbeat, besides the one running it;
+      // a writer while commands wait, and one waiting for `stop` if it is an effect.)
+      const ended = yield* Deferred.make<void, ConnectionError | E>()
+      const context = yield* Effect.context<never>()
 
       /** See `StopMode`: the close frame, then the reader's last deliveries. */
       const retire = Effect.gen(function* () {
         const drained = yield* Deferred.make<void>()
         retiring = drained
+        detachOutbox?.()
         yield* Fiber.interruptAll(writers)
         closeSent = true
         yield* socket.close(1000)
@@ -344,12 +477,7 @@ export const run = <E = never>(
           Effect.timeoutOrElse({ duration: retireGrace, orElse: () => Effect.void }),
         )
       })
-
-      // The connection's parts run side by side, each a fiber of this scope, and the first
-      // to end decides how the connection ends: a failure of any part, or `stop`. The rest
-      // is interrupted when the scope closes. (One Deferred rather than nested races: a
-      // READY connection holds four fibers, reader, heartbeat, writer and `stop`.)
-      const ended = yield* Deferred.make<void, ConnectionError | E>()
+      const retireThenEnd = Effect.andThen(retire, Deferred.succeed(ended, undefined))
       // A write that failed because the socket was already closing gives way to the close
       // code, which the reader reports within `closeGrace`.
       const closeAware = <A, E2, R>(effect: Effect.Effect<A, E2 | TransportError, R>) =>
@@ -388,9 +516,9 @@ export const run = <E = never>(
         limiter = admitted
         // A missed ACK ends the connection from Hello on: during the identify wait and the
         // handshake too, not only once READY came.
-        writers.push(yield* part(closeAware(heartbeat.run(intervalMillis))))
-        yield* session(admitted)
-      })
+        writing(yield* part(closeAware(heartbeat.run(intervalMillis))))
+        return session(admitted)
+      }).pipe(Effect.flatten)
 
       // Retiring, the socket's end is what the reader waits for, not a failure.
       yield* part(
@@ -401,13 +529,10 @@ export const run = <E = never>(
         ),
       )
       yield* Effect.forkScoped(
-        Effect.matchCauseEffect(closeAware(lifecycle), {
-          onFailure: (cause) => Deferred.failCause(ended, cause),
-          onSuccess: () => Deferred.succeed(ended, undefined),
-        }),
+        Effect.catchCause(closeAware(lifecycle), (cause) => Deferred.failCause(ended, cause)),
       )
-      yield* Deferred.await(ended)
-    }),
+      return Deferred.await(ended)
+    }).pipe(Effect.flatten),
   )
 
 const payloadError = (detail: string, bytes: number) => new DecodeError({ stage: "payload", detail, bytes })

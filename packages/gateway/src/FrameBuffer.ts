@@ -21,7 +21,7 @@ export interface FrameBuffer {
   readonly ended: () => boolean
 }
 
-export const make = (options?: {
+export interface FrameBufferOptions {
   /** Called after each take: a transport resumes a paused socket here. */
   readonly onTake?: (() => void) | undefined
   /**
@@ -31,61 +31,85 @@ export const make = (options?: {
    * the in-memory transport rely on).
    */
   readonly deferTake?: boolean | undefined
-}): FrameBuffer => {
-  let frames: Array<Frame> = []
-  let reason: EndReason | undefined
-  let waiter: ((effect: Effect.Effect<ReadonlyArray<Frame>, EndReason>) => void) | undefined
+}
 
-  const takeAll = (): ReadonlyArray<Frame> => {
-    const batch = frames
-    frames = []
-    options?.onTake?.()
-    return batch
-  }
+export const make = (options?: FrameBufferOptions): FrameBuffer => new Inbox(options)
+
+type Waiter = (effect: Effect.Effect<ReadonlyArray<Frame>, EndReason>) => void
+
+/** One per socket: its methods shared, so a connection holds three closures for it, not a dozen. */
+class Inbox implements FrameBuffer {
+  private frames: Array<Frame> = []
+  private reason: EndReason | undefined
+  private waiter: Waiter | undefined
+  private wakeQueued = false
+  private readonly onTake: (() => void) | undefined
+  private readonly deferTake: boolean
   // The batch is taken when the reader runs, not when it is woken; a resumed fiber runs at
   // once, inside `wake`. With `deferTake` the wake waits for a microtask, so the frames a
   // socket emits in one go (one TCP read often holds many messages) join one batch, and the
   // reader runs once for them.
-  const takeNow = Effect.suspend(() => (frames.length > 0 ? Effect.succeed(takeAll()) : Effect.fail(reason!)))
-  const wake = () => {
-    if (waiter === undefined) return
-    const resume = waiter
-    waiter = undefined
-    resume(takeNow)
-  }
-  let wakeQueued = false
-  const wakeAfterCallback = () => {
-    wakeQueued = false
-    wake()
-  }
-  const wakeSoon = options?.deferTake
-    ? () => {
-        if (waiter === undefined || wakeQueued) return
-        wakeQueued = true
-        queueMicrotask(wakeAfterCallback)
-      }
-    : wake
+  private readonly takeNow: Effect.Effect<ReadonlyArray<Frame>, EndReason>
+  private readonly wakeAfterCallback: () => void
+  readonly take: Effect.Effect<ReadonlyArray<Frame>, EndReason>
 
-  return {
-    push: (frame) => {
-      if (reason !== undefined) return
-      frames.push(frame)
-      wakeSoon()
-    },
-    end: (why) => {
-      if (reason !== undefined) return
-      reason = why
-      wake()
-    },
-    take: Effect.callback((resume) => {
-      if (frames.length > 0) return resume(Effect.succeed(takeAll()))
-      if (reason !== undefined) return resume(Effect.fail(reason))
-      waiter = resume
+  constructor(options: FrameBufferOptions | undefined) {
+    this.onTake = options?.onTake
+    this.deferTake = options?.deferTake ?? false
+    this.takeNow = Effect.suspend(() =>
+      this.frames.length > 0 ? Effect.succeed(this.takeAll()) : Effect.fail(this.reason!),
+    )
+    this.wakeAfterCallback = () => {
+      this.wakeQueued = false
+      this.wake()
+    }
+    this.take = Effect.callback((resume) => {
+      if (this.frames.length > 0) return resume(Effect.succeed(this.takeAll()))
+      if (this.reason !== undefined) return resume(Effect.fail(this.reason))
+      this.waiter = resume
       return Effect.sync(() => {
-        if (waiter === resume) waiter = undefined
+        if (this.waiter === resume) this.waiter = undefined
       })
-    }),
-    pending: () => frames.length,
-    ended: () => reason !== undefined,
+    })
+  }
+
+  private takeAll(): ReadonlyArray<Frame> {
+    const batch = this.frames
+    this.frames = []
+    this.onTake?.()
+    return batch
+  }
+
+  private wake(): void {
+    const resume = this.waiter
+    if (resume === undefined) return
+    this.waiter = undefined
+    resume(this.takeNow)
+  }
+
+  push(frame: Frame): void {
+    if (this.reason !== undefined) return
+    this.frames.push(frame)
+    if (!this.deferTake) {
+      this.wake()
+      return
+    }
+    if (this.waiter === undefined || this.wakeQueued) return
+    this.wakeQueued = true
+    queueMicrotask(this.wakeAfterCallback)
+  }
+
+  end(why: EndReason): void {
+    if (this.reason !== undefined) return
+    this.reason = why
+    this.wake()
+  }
+
+  pending(): number {
+    return this.frames.length
+  }
+
+  ended(): boolean {
+    return this.reason !== undefined
   }
 }

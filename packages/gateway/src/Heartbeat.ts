@@ -8,7 +8,7 @@
  * `minimumIntervalMillis`, and its requests (op 1) are answered at most once per
  * `requestWindowMillis`.
  */
-import { Clock, Effect, Random } from "effect"
+import { Clock, Duration, Effect, Random } from "effect"
 import { ServerMisbehaviour, type TransportError, ZombieDetected } from "./GatewayError.ts"
 import * as Protocol from "./Protocol.ts"
 
@@ -28,6 +28,8 @@ export interface HeartbeatOptions {
   readonly shard: readonly [number, number]
   /** Writes a scheduled beat on this connection's socket. */
   readonly send: (payload: string) => Effect.Effect<void, TransportError>
+  /** `send` as a plain call, when the socket has one: a beat is then one step. */
+  readonly sendUnsafe?: ((payload: string) => TransportError | undefined) | undefined
   /**
    * Writes a beat the server asked for, if the connection's send budget has room right
    * now: false when it was not sent.
@@ -71,92 +73,103 @@ export const clampInterval = (intervalMillis: number): number =>
  * so the ACK of a requested beat cannot stand in for a missing one of a scheduled beat.
  */
 export const make = (options: HeartbeatOptions): Effect.Effect<Heartbeat> =>
-  Effect.sync(() => {
-    const { shard, sequence } = options
-    // Plain variables are enough: this state belongs to one connection and is only touched
-    // by its fibers, which all run on the same event loop.
-    let sentCount = 0
-    let ackCount = 0
-    let dueBy = 0 // ACKs needed by the next scheduled beat: every beat up to the last one
-    let lastScheduledAt = 0
-    let lastAckAt: number | null = null
-    let lastRequestAt = Number.NEGATIVE_INFINITY
-    let warnedFlood = false
-    // Send times of beats awaiting their ACK, oldest first, for latency only. Bounded: while
-    // the reader is stalled beats go on without the zombie check.
-    const unanswered: Array<number> = []
-    const recent: Array<number> = []
+  Clock.clockWith((clock) =>
+    Effect.sync(() => {
+      const { shard, sequence } = options
+      // Plain variables are enough: this state belongs to one connection and is only touched
+      // by its fibers, which all run on the same event loop. The clock is read directly: a
+      // beat and an ACK are each one synchronous step (they run on every beat of every shard).
+      let sentCount = 0
+      let ackCount = 0
+      let dueBy = 0 // ACKs needed by the next scheduled beat: every beat up to the last one
+      let lastScheduledAt = 0
+      let lastAckAt: number | null = null
+      let lastRequestAt = Number.NEGATIVE_INFINITY
+      let warnedFlood = false
+      // Send times of beats awaiting their ACK, oldest first, for latency only. Bounded: while
+      // the reader is stalled beats go on without the zombie check.
+      const unanswered: Array<number> = []
+      const recent: Array<number> = []
 
-    const beat = (write: (payload: string) => Effect.Effect<boolean, TransportError>) =>
-      Effect.gen(function* () {
-        const payload = Protocol.heartbeat(yield* sequence)
-        const now = yield* Clock.currentTimeMillis
-        // Counted before the write returns: its ACK may be read before this fiber runs on.
+      /** Counted before the write returns: its ACK may be read before this fiber runs on. */
+      const counted = (now: number) => {
         sentCount++
         unanswered.push(now)
         if (unanswered.length > 64) unanswered.shift()
-        if (yield* write(payload)) return true
+      }
+      const uncounted = () => {
         sentCount--
         unanswered.pop()
-        return false
-      })
-    const always = (payload: string) => Effect.as(options.send(payload), true)
-
-    const scheduledBeat = (intervalMillis: number) =>
-      Effect.gen(function* () {
-        const now = yield* Clock.currentTimeMillis
-        if (ackCount < dueBy && !options.readerStalled?.()) {
-          return yield* new ZombieDetected({
-            shard,
-            intervalMillis,
-            lastAckAt,
-            waitedMillis: now - lastScheduledAt,
-          })
-        }
-        lastScheduledAt = now
-        yield* beat(always)
-        dueBy = sentCount
-      })
-
-    const run = (intervalMillis: number): Effect.Effect<never, ZombieDetected | TransportError> =>
-      Effect.gen(function* () {
-        const jitter = yield* Random.next
-        yield* Effect.sleep(intervalMillis * jitter)
-        while (true) {
-          yield* scheduledBeat(intervalMillis)
-          yield* Effect.sleep(intervalMillis)
-        }
-      })
-
-    const requested = Effect.gen(function* () {
-      const now = yield* Clock.currentTimeMillis
-      const sent =
-        now - lastRequestAt >= requestWindowMillis && (yield* beat(options.sendRequested ?? always))
-      if (sent) {
-        lastRequestAt = now
-        return
       }
-      if (warnedFlood || !options.onWarning) return
-      warnedFlood = true
-      yield* options.onWarning(
-        new ServerMisbehaviour({
-          kind: "heartbeat-requests",
-          detail: `heartbeat requests (op 1) faster than one per ${requestWindowMillis} ms or over the send budget; the extra ones go unanswered`,
-        }),
-      )
-    })
 
-    const ack = Effect.gen(function* () {
-      if (ackCount >= sentCount) return // nothing outstanding: not a round trip
-      const now = yield* Clock.currentTimeMillis
-      ackCount++
-      lastAckAt = now
-      const sentAt = unanswered.shift()
-      if (sentAt === undefined) return
-      recent.push(now - sentAt)
-      if (recent.length > latencySamples) recent.shift()
-      if (options.onLatency) yield* options.onLatency(now - sentAt, recent.slice())
-    })
+      const scheduledBeat = (intervalMillis: number): Effect.Effect<void, ZombieDetected | TransportError> =>
+        Effect.flatMap(sequence, (seq): Effect.Effect<void, ZombieDetected | TransportError> => {
+          const now = clock.currentTimeMillisUnsafe()
+          if (ackCount < dueBy && !options.readerStalled?.()) {
+            return Effect.fail(
+              new ZombieDetected({ shard, intervalMillis, lastAckAt, waitedMillis: now - lastScheduledAt }),
+            )
+          }
+          lastScheduledAt = now
+          counted(now)
+          dueBy = sentCount
+          if (options.sendUnsafe === undefined) return options.send(Protocol.heartbeat(seq))
+          const error = options.sendUnsafe(Protocol.heartbeat(seq))
+          return error === undefined ? Effect.void : Effect.fail(error)
+        })
 
-    return { ack, requested, run, latencies: Effect.sync(() => recent.slice()) }
-  })
+      const run = (intervalMillis: number): Effect.Effect<never, ZombieDetected | TransportError> =>
+        Effect.gen(function* () {
+          const jitter = yield* Random.next
+          yield* clock.sleep(Duration.millis(intervalMillis * jitter))
+          const beat = scheduledBeat(intervalMillis)
+          const wait = clock.sleep(Duration.millis(intervalMillis))
+          while (true) {
+            yield* beat
+            yield* wait
+          }
+        })
+
+      const requestedBeat = Effect.flatMap(sequence, (seq) => {
+        const now = clock.currentTimeMillisUnsafe()
+        counted(now)
+        const payload = Protocol.heartbeat(seq)
+        const write = options.sendRequested ?? ((p: string) => Effect.as(options.send(p), true))
+        return Effect.map(write(payload), (sent) => {
+          if (!sent) uncounted()
+          return sent
+        })
+      })
+
+      const requested = Effect.gen(function* () {
+        const now = clock.currentTimeMillisUnsafe()
+        const sent = now - lastRequestAt >= requestWindowMillis && (yield* requestedBeat)
+        if (sent) {
+          lastRequestAt = now
+          return
+        }
+        if (warnedFlood || !options.onWarning) return
+        warnedFlood = true
+        yield* options.onWarning(
+          new ServerMisbehaviour({
+            kind: "heartbeat-requests",
+            detail: `heartbeat requests (op 1) faster than one per ${requestWindowMillis} ms or over the send budget; the extra ones go unanswered`,
+          }),
+        )
+      })
+
+      const ack = Effect.suspend(() => {
+        if (ackCount >= sentCount) return Effect.void // nothing outstanding: not a round trip
+        const now = clock.currentTimeMillisUnsafe()
+        ackCount++
+        lastAckAt = now
+        const sentAt = unanswered.shift()
+        if (sentAt === undefined) return Effect.void
+        recent.push(now - sentAt)
+        if (recent.length > latencySamples) recent.shift()
+        return options.onLatency ? options.onLatency(now - sentAt, recent.slice()) : Effect.void
+      })
+
+      return { ack, requested, run, latencies: Effect.sync(() => recent.slice()) }
+    }),
+  )

@@ -5,7 +5,7 @@
  * against a context captured once), so the hot path costs a few map look-ups per batch of
  * dispatches, never an effect per event.
  */
-import { Context, Effect, Metric, type Scope } from "effect"
+import { Context, Effect, Metric, Scope } from "effect"
 import type { ConnectionError, DecodeError, ServerMisbehaviour } from "./GatewayError.ts"
 import * as Protocol from "./Protocol.ts"
 import type { SendRecorder } from "./SendLimiter.ts"
@@ -48,9 +48,6 @@ export const names = {
   reshards: "vigil_reshards_total",
 } as const
 
-const counter = (name: string, description: string, attributes: Metric.Metric.AttributeSet) =>
-  Metric.counter(name, { description, attributes, incremental: true })
-
 /**
  * Server-chosen label values (event types, close codes) are capped per shard: past
  * `maxLabelValues` distinct values, or for an over-long value, the series is `other`. A hostile
@@ -58,22 +55,6 @@ const counter = (name: string, description: string, attributes: Metric.Metric.At
  */
 export const maxLabelValues = 128
 const maxLabelLength = 64
-
-const labelled = <M>(make: (value: string) => M) => {
-  const byValue = new Map<string, M>()
-  let other: M | undefined
-  return (value: string): M => {
-    const found = byValue.get(value)
-    if (found !== undefined) return found
-    if (byValue.size >= maxLabelValues || value.length > maxLabelLength) {
-      other ??= make("other")
-      return other
-    }
-    const made = make(value)
-    byValue.set(value, made)
-    return made
-  }
-}
 
 /** What a shard records; every method is synchronous and cheap. */
 export interface ShardMetrics extends SendRecorder {
@@ -116,15 +97,6 @@ const disabled: ShardMetrics = {
   refused: () => {},
 }
 
-/** Made on first use: an idle shard holds only the series it has recorded. */
-const lazy = <M>(make: () => M) => {
-  let made: M | undefined
-  return (): M => {
-    made ??= make()
-    return made
-  }
-}
-
 /**
  * The recorder of shard `shardId`. Sequence and queue depth are read when metrics are read
  * (no cost per event); those readers are removed when the scope closes. The state is one
@@ -134,125 +106,251 @@ const lazy = <M>(make: () => M) => {
 export const forShard = Effect.fnUntraced(function* (shardId: number, gauges: ShardGauges) {
   if (!(yield* Enabled)) return disabled
   const context = yield* Effect.context<Scope.Scope>()
-  const shard = String(shardId)
-  const attrs = { shard }
+  const recorder = new ShardRecorder(String(shardId), context, gauges)
+  yield* Scope.addFinalizer(
+    Context.get(context, Scope.Scope),
+    Effect.sync(() => recorder.remove()),
+  )
+  return recorder as ShardMetrics
+})
 
-  const registerState = (state: ShardStateTag) =>
-    Metric.registerUnsafe(
+/** A count the registry reads when metrics are read: recording adds to a number. */
+interface Count {
+  value: number
+}
+
+/**
+ * One object per shard, its methods shared by all (an idle shard holds its few series and
+ * no closure per method); every series but the state and the two gauges is made on first use.
+ */
+class ShardRecorder implements ShardMetrics {
+  private currentState: ShardStateTag = "Connecting"
+  private stateSeries: Registration
+  private readonly registrations: Array<Registration>
+  private made: Map<string, Map<string, unknown>> | undefined // series by name, then label value
+  private rtt: Histogram | undefined // recorded on every heartbeat ACK: no registry look-up
+  private sendWait: Metric.Histogram<number> | undefined
+
+  private readonly shard: string
+  private readonly context: Context.Context<Scope.Scope>
+
+  constructor(shard: string, context: Context.Context<Scope.Scope>, gauges: ShardGauges) {
+    this.shard = shard
+    this.context = context
+    this.stateSeries = this.registerState(this.currentState)
+    const attributes = { shard }
+    this.registrations = [
+      Metric.registerUnsafe(
+        Metric.gauge(names.sequence, { description: "last delivered sequence", attributes }),
+        context,
+        readOnly(() => gauges.sequence() ?? 0),
+      ),
+      Metric.registerUnsafe(
+        Metric.gauge(names.queueDepth, { description: "dispatches waiting for the consumer", attributes }),
+        context,
+        readOnly(gauges.queueDepth),
+      ),
+    ]
+  }
+
+  remove(): void {
+    this.stateSeries.remove()
+    for (const r of this.registrations) r.remove()
+  }
+
+  private registerState(state: ShardStateTag): Registration {
+    return Metric.registerUnsafe(
       Metric.gauge(names.state, {
         description: "1 for the shard's current state",
-        attributes: { shard, state },
+        attributes: { shard: this.shard, state },
       }),
-      context,
+      this.context,
       readOnly(() => 1),
     )
-  let currentState: ShardStateTag = "Connecting"
-  let stateSeries = registerState(currentState)
-  const registrations = [
-    Metric.registerUnsafe(
-      Metric.gauge(names.sequence, { description: "last delivered sequence", attributes: attrs }),
-      context,
-      readOnly(() => gauges.sequence() ?? 0),
-    ),
-    Metric.registerUnsafe(
-      Metric.gauge(names.queueDepth, {
-        description: "dispatches waiting for the consumer",
-        attributes: attrs,
-      }),
-      context,
-      readOnly(gauges.queueDepth),
-    ),
-  ]
-  yield* Effect.addFinalizer(() =>
-    Effect.sync(() => {
-      stateSeries.remove()
-      for (const r of registrations) r.remove()
-    }),
-  )
+  }
 
-  const bump = (metric: Metric.Counter<number>, by = 1) => metric.updateUnsafe(by, context)
-  const rtt = lazy(() =>
-    Metric.histogram(names.heartbeatRtt, {
-      description: "heartbeat round trip",
-      attributes: attrs,
-      boundaries: secondsBoundaries,
-    }),
-  )
-  const sendWait = lazy(() =>
-    Metric.histogram(names.sendWait, {
-      description: "time a command waited for the send limiter",
-      attributes: attrs,
-      boundaries: secondsBoundaries,
-    }),
-  )
-  const sendRefused = lazy(() =>
-    counter(
-      names.sendRefused,
-      "sends skipped because the send window was full (a requested heartbeat)",
-      attrs,
-    ),
-  )
-  const connections = lazy(() => counter(names.connections, "connection attempts", attrs))
-  const identifies = lazy(() => counter(names.identifies, "sessions started (READY)", attrs))
-  const resumes = lazy(() => counter(names.resumes, "sessions resumed (RESUMED)", attrs))
-  const invalidSessions = lazy(() => counter(names.invalidSessions, "Invalid Session (op 9) received", attrs))
-  const zombies = lazy(() => counter(names.zombies, "connections closed for a missing heartbeat ACK", attrs))
-  // Dispatches by type: plain per-shard counts (the hot path adds to a number), read by the
-  // registry when metrics are read; removed with the shard.
-  const events = labelled((type) => {
-    const count = { value: 0 }
-    registrations.push(
-      Metric.registerUnsafe(counter(names.events, "dispatches received, by type", { shard, type }), context, {
-        get: () => ({ count: count.value, incremental: true }),
-        update: () => {},
-        modify: () => {},
-      }),
-    )
-    return count
-  })
-  const closes = labelled((code) =>
-    counter(names.closes, "connections closed, by close code", { shard, code }),
-  )
-  const errors = labelled((error) =>
-    counter(names.connectionErrors, "connections ended, by error tag", { shard, error }),
-  )
-  const decodeErrors = labelled((stage) =>
-    counter(names.decodeErrors, "decode errors, by stage", { shard, stage }),
-  )
-  const misbehaviours = labelled((kind) =>
-    counter(names.serverMisbehaviour, "server misbehaviour the connection survived, by kind", {
-      shard,
-      kind,
-    }),
-  )
+  /**
+   * Series `name` (label `label` = `value`, if given), made on first use by `make`.
+   * Server-chosen values are capped per shard and name: past `maxLabelValues` distinct
+   * values, or for an over-long one, the series is `other`.
+   */
+  private series<M>(
+    name: keyof typeof counters,
+    label: string | undefined,
+    value: string,
+    make: (attributes: Record<string, string>) => M,
+  ): M {
+    this.made ??= new Map()
+    let byValue = this.made.get(name) as Map<string, M> | undefined
+    if (byValue === undefined) {
+      byValue = new Map()
+      this.made.set(name, byValue)
+    }
+    const found = byValue.get(value)
+    if (found !== undefined) return found
+    const capped = label !== undefined && (byValue.size >= maxLabelValues || value.length > maxLabelLength)
+    const existing = capped ? byValue.get(otherKey) : undefined
+    if (existing !== undefined) return existing
+    const attributes: Record<string, string> = { shard: this.shard }
+    if (label !== undefined) attributes[label] = capped ? "other" : value
+    const made = make(attributes)
+    byValue.set(capped ? otherKey : value, made)
+    return made
+  }
 
-  return {
-    state: (tag) => {
-      if (tag === currentState) return
-      currentState = tag
-      stateSeries.remove()
-      stateSeries = registerState(tag)
-    },
-    latency: (millis) => rtt().updateUnsafe(millis / 1000, context),
-    dispatched: (batch) => {
-      for (const dispatch of batch) events(Protocol.eventName(dispatch)).value++
-    },
-    waited: (millis) => sendWait().updateUnsafe(millis / 1000, context),
-    refused: () => bump(sendRefused()),
-    connection: () => bump(connections()),
-    identified: () => bump(identifies()),
-    resumed: () => bump(resumes()),
-    ended: (error) => {
-      bump(errors(error._tag))
-      if (error._tag === "ZombieDetected") bump(zombies())
-      else if (error._tag === "InvalidSession") bump(invalidSessions())
-      else if (error._tag === "DecodeError") bump(decodeErrors(error.stage))
-      if ("code" in error && error.code !== undefined) bump(closes(String(error.code)))
-    },
-    warning: (error) =>
-      bump(error._tag === "DecodeError" ? decodeErrors(error.stage) : misbehaviours(error.kind)),
-  } satisfies ShardMetrics
-})
+  /** Adds one to a counter: the registry keeps it past the shard (totals of the process). */
+  private bump(name: keyof typeof counters, label?: string, value = ""): void {
+    this.series(name, label, value, (attributes) =>
+      Metric.counter(names[name], { description: counters[name], attributes, incremental: true }),
+    ).updateUnsafe(1, this.context)
+  }
+
+  /**
+   * Dispatches by type: plain counts (the hot path adds to a number), read by the registry
+   * when metrics are read; removed with the shard.
+   */
+  private events(type: string): Count {
+    return this.series("events", "type", type, (attributes) => {
+      const count: Count = { value: 0 }
+      this.registrations.push(
+        Metric.registerUnsafe(
+          Metric.counter(names.events, { description: counters.events, attributes, incremental: true }),
+          this.context,
+          {
+            get: () => ({ count: count.value, incremental: true }),
+            update: () => {},
+            modify: () => {},
+          },
+        ),
+      )
+      return count
+    })
+  }
+
+  private histogram(name: "heartbeatRtt" | "sendWait", description: string): Metric.Histogram<number> {
+    return Metric.histogram(names[name], {
+      description,
+      attributes: { shard: this.shard },
+      boundaries: secondsBoundaries,
+    })
+  }
+
+  state(tag: ShardStateTag): void {
+    if (tag === this.currentState) return
+    this.currentState = tag
+    this.stateSeries.remove()
+    this.stateSeries = this.registerState(tag)
+  }
+  latency(millis: number): void {
+    if (this.rtt === undefined) {
+      const rtt = new Histogram(secondsBoundaries)
+      this.rtt = rtt
+      this.registrations.push(
+        Metric.registerUnsafe(
+          Metric.histogram(names.heartbeatRtt, {
+            description: "heartbeat round trip",
+            attributes: { shard: this.shard },
+            boundaries: secondsBoundaries,
+          }),
+          this.context,
+          { get: () => rtt.state(), update: () => {}, modify: () => {} },
+        ),
+      )
+    }
+    this.rtt.record(millis / 1000)
+  }
+  dispatched(batch: ReadonlyArray<Protocol.Dispatch>): void {
+    for (const dispatch of batch) this.events(Protocol.eventName(dispatch)).value++
+  }
+  waited(millis: number): void {
+    this.sendWait ??= this.histogram("sendWait", "time a command waited for the send limiter")
+    this.sendWait.updateUnsafe(millis / 1000, this.context)
+  }
+  refused(): void {
+    this.bump("sendRefused")
+  }
+  connection(): void {
+    this.bump("connections")
+  }
+  identified(): void {
+    this.bump("identifies")
+  }
+  resumed(): void {
+    this.bump("resumes")
+  }
+  ended(error: ConnectionError): void {
+    this.bump("connectionErrors", "error", error._tag)
+    if (error._tag === "ZombieDetected") this.bump("zombies")
+    else if (error._tag === "InvalidSession") this.bump("invalidSessions")
+    else if (error._tag === "DecodeError") this.bump("decodeErrors", "stage", error.stage)
+    if ("code" in error && error.code !== undefined) this.bump("closes", "code", String(error.code))
+  }
+  warning(error: DecodeError | ServerMisbehaviour): void {
+    if (error._tag === "DecodeError") this.bump("decodeErrors", "stage", error.stage)
+    else this.bump("serverMisbehaviour", "kind", error.kind)
+  }
+}
+
+/**
+ * A histogram of one series, read by the registry when metrics are read (as `Metric.histogram`
+ * reports it: cumulative buckets): recording is a few comparisons, with no look-up of the
+ * series per value.
+ */
+class Histogram {
+  private readonly boundaries: ReadonlyArray<number>
+  private readonly counts: Uint32Array
+  private count = 0
+  private sum = 0
+  private min = Number.MAX_VALUE
+  private max = -Number.MAX_VALUE
+
+  constructor(boundaries: ReadonlyArray<number>) {
+    this.boundaries = boundaries
+    this.counts = new Uint32Array(boundaries.length)
+  }
+
+  record(value: number): void {
+    const boundaries = this.boundaries
+    let i = 0
+    while (i < boundaries.length && value > boundaries[i]!) i++
+    if (i < boundaries.length) this.counts[i]!++
+    this.count++
+    this.sum += value
+    if (value < this.min) this.min = value
+    if (value > this.max) this.max = value
+  }
+
+  state(): Metric.HistogramState {
+    let cumulated = 0
+    const buckets = this.boundaries.map((boundary, i): [number, number] => {
+      cumulated += this.counts[i]!
+      return [boundary, cumulated]
+    })
+    return { buckets, count: this.count, min: this.min, max: this.max, sum: this.sum }
+  }
+}
+
+/** The capped series' key among a name's values (no label value has a NUL). */
+const otherKey = "\u0000other"
+
+interface Registration {
+  readonly remove: () => void
+}
+
+/** The per-shard counters and what they count. */
+const counters = {
+  events: "dispatches received, by type",
+  connections: "connection attempts",
+  identifies: "sessions started (READY)",
+  resumes: "sessions resumed (RESUMED)",
+  invalidSessions: "Invalid Session (op 9) received",
+  zombies: "connections closed for a missing heartbeat ACK",
+  closes: "connections closed, by close code",
+  connectionErrors: "connections ended, by error tag",
+  decodeErrors: "decode errors, by stage",
+  serverMisbehaviour: "server misbehaviour the connection survived, by kind",
+  sendRefused: "sends skipped because the send window was full (a requested heartbeat)",
+} as const
 
 const readOnly = (get: () => number): Metric.Metric.Hooks<number, Metric.GaugeState<number>> => ({
   get: () => ({ value: get() }),

@@ -25,20 +25,63 @@ export interface Outbox {
   /** The shard stopped for good: fails every waiting command, and every later one, with `error`. */
   readonly close: (error: ShardStopped) => Effect.Effect<void>
   /**
-   * Run by a connection once it is ready: writes queued and future commands, each after
-   * `acquire` (the limiter) allows it. Ends only by failing (the socket broke).
+   * A connection that finished its handshake serves the queue through `writer` until
+   * `detach`: whenever commands wait and no writer runs, the outbox calls `writer.start`
+   * with an effect that writes them (each after `acquire`) and ends once the queue is
+   * empty. Nothing waits while nothing is queued (an idle shard holds no writer fiber).
    */
-  readonly drain: (
-    acquire: Effect.Effect<void>,
-    write: (payload: string) => Effect.Effect<void, TransportError>,
-  ) => Effect.Effect<never, TransportError>
+  readonly attach: (writer: Writer) => Effect.Effect<void>
+  readonly detach: (writer: Writer) => void
+}
+
+/** How a connection writes the outbox's commands. */
+export interface Writer {
+  /** Waits until the connection's send limiter admits a command. */
+  readonly acquire: Effect.Effect<void>
+  readonly write: (payload: string) => Effect.Effect<void, TransportError>
+  /** Runs `writing` on a fiber of the connection (a failure ends the connection). */
+  readonly start: (writing: Effect.Effect<void, TransportError>) => Effect.Effect<void>
 }
 
 export const make: Effect.Effect<Outbox> = Effect.sync(() => {
   const queue: Array<Pending> = []
-  // Wakes the draining connection; replaced each time it is completed.
-  let wake = Deferred.makeUnsafe<void>()
   let closed: ShardStopped | undefined
+  let attached: Writer | undefined
+  let writing = false // a writer runs (started, not yet ended)
+
+  /** Writes the queue, oldest first, until it is empty or the writer was detached. */
+  const writeAll = (writer: Writer): Effect.Effect<void, TransportError> => {
+    const next: Effect.Effect<void, TransportError> = Effect.suspend(() => {
+      const head = queue[0]
+      if (head === undefined || attached !== writer) {
+        writing = false
+        return Effect.void
+      }
+      // Write and dequeue together: an interruption lands before or after, never between.
+      return Effect.andThen(
+        writer.acquire,
+        Effect.andThen(
+          Effect.uninterruptible(
+            Effect.tap(writer.write(head.payload), () => {
+              queue.shift()
+              return Deferred.succeed(head.written, undefined)
+            }),
+          ),
+          next,
+        ),
+      )
+    })
+    return Effect.onExit(next, () =>
+      Effect.sync(() => {
+        writing = false
+      }),
+    )
+  }
+  const startIfWaiting = (): Effect.Effect<void> => {
+    if (attached === undefined || writing || queue.length === 0) return Effect.void
+    writing = true
+    return attached.start(writeAll(attached))
+  }
 
   const send = (op: number, d: unknown) =>
     Effect.suspend((): Effect.Effect<void, PayloadTooLarge | ShardStopped> => {
@@ -50,32 +93,22 @@ export const make: Effect.Effect<Outbox> = Effect.sync(() => {
       }
       const pending: Pending = { payload, written: Deferred.makeUnsafe() }
       queue.push(pending)
-      Deferred.doneUnsafe(wake, Effect.void)
-      return Deferred.await(pending.written)
+      return Effect.andThen(startIfWaiting(), Deferred.await(pending.written))
     })
 
-  const drain = (
-    acquire: Effect.Effect<void>,
-    write: (payload: string) => Effect.Effect<void, TransportError>,
-  ) =>
-    Effect.gen(function* () {
-      while (true) {
-        const head = queue[0]
-        if (head === undefined) {
-          wake = Deferred.makeUnsafe()
-          yield* Deferred.await(wake)
-          continue
-        }
-        yield* acquire
-        // Write and dequeue together: an interruption lands before or after, never between.
-        yield* Effect.uninterruptible(
-          Effect.tap(write(head.payload), () => {
-            queue.shift()
-            return Deferred.succeed(head.written, undefined)
-          }),
-        )
-      }
+  // A connection's writer ends with its scope, before the next connection attaches: a writer
+  // that never ran (its scope closing as it was started) cannot leave `writing` set.
+  const attach = (writer: Writer) =>
+    Effect.suspend(() => {
+      attached = writer
+      writing = false
+      return startIfWaiting()
     })
+  const detach = (writer: Writer) => {
+    if (attached !== writer) return
+    attached = undefined
+    writing = false
+  }
 
   const close = (error: ShardStopped) =>
     Effect.sync(() => {
@@ -83,5 +116,5 @@ export const make: Effect.Effect<Outbox> = Effect.sync(() => {
       for (const pending of queue.splice(0)) Deferred.doneUnsafe(pending.written, Effect.fail(error))
     })
 
-  return { send, size: Effect.sync(() => queue.length), close, drain }
+  return { send, size: Effect.sync(() => queue.length), close, attach, detach }
 })

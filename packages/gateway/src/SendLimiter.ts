@@ -30,6 +30,12 @@ export interface SendLimiter {
   readonly tryAcquire: Effect.Effect<boolean>
   /** Dates an admitted send: its write completed (or failed) now. */
   readonly written: Effect.Effect<void>
+  /**
+   * `record` and `written` at a time the caller read from its clock: plain calls, for a
+   * heartbeat's send, which then costs no effect of its own.
+   */
+  readonly recordAt: (now: number) => void
+  readonly writtenAt: (now: number) => void
   /** How many commands the window admits. */
   readonly commandBudget: number
 }
@@ -106,10 +112,16 @@ export const make = (options: {
     return pending
   }
 
-  const record = Effect.map(Clock.currentTimeMillis, (now) => {
+  const recordAt = (now: number) => {
     prune(now)
     admit(false)
-  })
+  }
+  const writtenAt = (now: number) => {
+    if (firstPending >= sent.length) return
+    sent[firstPending]!.at = now
+    firstPending++
+  }
+  const record = Effect.map(Clock.currentTimeMillis, recordAt)
   const acquire: Effect.Effect<void> = Effect.gen(function* () {
     const askedAt = yield* Clock.currentTimeMillis
     while (true) {
@@ -131,10 +143,6 @@ export const make = (options: {
     admit(true)
     return true
   })
-  const written = Effect.map(Clock.currentTimeMillis, (now) => {
-    if (firstPending >= sent.length) return
-    sent[firstPending]!.at = now
-    firstPending++
-  })
-  return { record, acquire, tryAcquire, written, commandBudget }
+  const written = Effect.map(Clock.currentTimeMillis, writtenAt)
+  return { record, acquire, tryAcquire, written, recordAt, writtenAt, commandBudget }
 }

@@ -18,14 +18,15 @@ import {
   Effect,
   Exit,
   Fiber,
+  identity,
   Option,
   Random,
   type Redacted,
-  type Scope,
+  Scope,
   type Stream,
   type SubscriptionRef,
 } from "effect"
-import type * as Connection from "./Connection.ts"
+import * as Connection from "./Connection.ts"
 import {
   type FatalGatewayError,
   type PayloadTooLarge,
@@ -189,6 +190,9 @@ const defaultGatewayUrl = "wss://gateway.discord.gg"
 
 type Stop = FatalGatewayError | SessionStartLimitExhausted
 
+/** How a shard stops for good with an error: what `await` fails with. */
+export type FatalStop = Stop
+
 /**
  * A buffer shared by several shards (a ShardManager's merged `events`): each accepted
  * dispatch is wrapped and offered there, with the buffer's own back-pressure.
@@ -203,6 +207,11 @@ export type EventSink<A> = Delivery.Sink<A>
 export const make = Effect.fnUntraced(function* (
   config: ShardConfig,
   into?: EventSink<any>,
+  /**
+   * Run when the shard stops for good with an error (what `await` fails with), as its loop
+   * ends: a ShardManager learns of it without a fiber per shard waiting on `await`.
+   */
+  onFatal?: (error: FatalStop) => Effect.Effect<void>,
 ): Effect.fn.Return<Shard, never, Scope.Scope | GatewayTransport | SessionStore | IdentifyThrottle> {
   const [id, count] = config.shard
   const throttle = yield* IdentifyThrottle
@@ -233,6 +242,8 @@ export const make = Effect.fnUntraced(function* (
   const status = yield* Status.make(config.shard, session.current()?.sessionId, metrics, config.onStatus)
 
   const stop = yield* Deferred.make<Connection.StopMode>()
+  // What the running connection sees of `stop`, at once and without a fiber waiting for it.
+  const stopSignal = Connection.makeStopSignal()
   const attributes = { "vigil.shard.id": id, "vigil.shard.count": count }
   // The last presence set: a new session (Identify) starts with it, as the old one ended.
   let presence = config.presence
@@ -261,7 +272,7 @@ export const make = Effect.fnUntraced(function* (
       sequence: Effect.sync(session.sequence),
       outbox,
       sendRecorder: metrics,
-      stop: Deferred.await(stop),
+      stop: stopSignal,
     },
     session,
     delivery,
@@ -296,10 +307,11 @@ export const make = Effect.fnUntraced(function* (
     }).pipe(
       Effect.onExit((exit) => stopped(reasonOf(exit))),
       Effect.ensuring(session.save),
+      onFatal ? Effect.tapError(onFatal) : identity,
     ),
   )
   // Also when the scope closes before the loop ever ran.
-  yield* Effect.addFinalizer(() => stopped("shut down"))
+  yield* Scope.addFinalizer(yield* Effect.scope, stopped("shut down"))
 
   return {
     id,
@@ -318,8 +330,16 @@ export const make = Effect.fnUntraced(function* (
     updateVoiceState: (state) => outbox.send(Protocol.Op.VoiceStateUpdate, state),
     requestSoundboardSounds: (request) => soundboard.request(request, outbox.send),
     requestGuildMembers: (request) => members.request(request, outbox.send),
-    logout: Deferred.succeed(stop, "logout").pipe(Effect.andThen(Fiber.await(fiber)), Effect.asVoid),
-    retire: Deferred.succeed(stop, "retire").pipe(Effect.andThen(Fiber.await(fiber)), Effect.asVoid),
+    logout: Deferred.succeed(stop, "logout").pipe(
+      Effect.andThen(Effect.sync(() => stopSignal.request("logout"))),
+      Effect.andThen(Fiber.await(fiber)),
+      Effect.asVoid,
+    ),
+    retire: Deferred.succeed(stop, "retire").pipe(
+      Effect.andThen(Effect.sync(() => stopSignal.request("retire"))),
+      Effect.andThen(Fiber.await(fiber)),
+      Effect.asVoid,
+    ),
     await: Fiber.join(fiber),
   } satisfies Shard
 })

@@ -21,6 +21,12 @@ export interface TransportSocket {
   readonly receive: Effect.Effect<ReadonlyArray<Frame>, TransportClosed | TransportError>
   readonly send: (text: string) => Effect.Effect<void, TransportError>
   /**
+   * `send` as a plain call, for a transport that hands a write over within the call (`ws`):
+   * the error, or undefined once written. Optional; with it a heartbeat costs no effect of
+   * its own.
+   */
+  readonly sendUnsafe?: ((text: string) => TransportError | undefined) | undefined
+  /**
    * Sends a close frame with `code`, then tears the socket down at once: a half-open peer
    * may never answer, and nothing waits for it. A logout (1000) may wait briefly (bounded)
    * for the close handshake, so the server surely sees the session end. Safe to call more

@@ -352,3 +352,38 @@ describe("Connection: bad input gets a typed error and nothing else breaks", () 
     }).pipe(Effect.provide(env)),
   )
 })
+
+describe("Connection stop signal", () => {
+  it.effect("a logout asked for during the handshake takes effect at READY: close 1000, run succeeds", () =>
+    Effect.gen(function* () {
+      const signal = Connection.makeStopSignal()
+      const { fiber, peer } = yield* start({ stop: signal })
+      yield* peer.send(Payloads.hello(interval))
+      yield* Settle.settle
+      signal.request("logout")
+      signal.request("disconnect") // the first request counts
+      yield* Settle.settle
+      assert.isTrue(peer.isOpen(), "the handshake is not cut short")
+      yield* peer.send(Payloads.ready(1))
+      yield* Settle.settle
+      assert.isTrue(Exit.isSuccess(yield* Fiber.await(fiber)))
+      assert.strictEqual(peer.clientCloseCode(), 1000)
+    }).pipe(Effect.provide(env)),
+  )
+
+  it.effect("a disconnect asked for once READY ends the run at once with a resumable code", () =>
+    Effect.gen(function* () {
+      const signal = Connection.makeStopSignal()
+      const { fiber, peer } = yield* start({ stop: signal })
+      yield* peer.send(Payloads.hello(interval))
+      yield* peer.send(Payloads.ready(1))
+      yield* Settle.settle
+      assert.isUndefined(fiber.pollUnsafe(), "READY and idle: running")
+      signal.request("disconnect")
+      yield* Settle.settle
+      assert.isTrue(Exit.isSuccess(yield* Fiber.await(fiber)))
+      assert.notStrictEqual(peer.clientCloseCode(), 1000)
+      assert.isFalse(peer.isOpen())
+    }).pipe(Effect.provide(env)),
+  )
+})

@@ -69,31 +69,46 @@ export const run = (shard: Shard, attempt: Attempt): Effect.Effect<Outcome, neve
       connections: s.connections + 1,
     }))
     const { progress, onEvent } = observer(shard, resumed, handshake, connect)
-    const exit = yield* Effect.exit(
-      Connection.run({ ...shard.connection, presence: attempt.presence, url, handshake, onEvent }).pipe(
-        // Shut down mid-phase: the open phase ends too, its span not left dangling.
-        Effect.onInterrupt(() =>
-          Effect.sync(() => {
-            connect.end(Exit.interrupt())
-            progress.handshaking?.end(Exit.interrupt())
-          }),
+    const connection = Connection.run({
+      ...shard.connection,
+      presence: attempt.presence,
+      url,
+      handshake,
+      onEvent,
+    })
+    const ended = (exit: Outcome["exit"]): Effect.Effect<Outcome> =>
+      Effect.gen(function* () {
+        connect.end(exit)
+        progress.handshaking?.end(exit)
+        yield* Effect.annotateCurrentSpan(Phase.outcomeAttributes(exit))
+        const endedAt = yield* Clock.currentTimeMillis
+        yield* shard.session.save
+        const { readyAt, ackedAfterReady, sentHandshake } = progress
+        return {
+          exit,
+          handshook: readyAt !== undefined,
+          resumeFailed: resumed !== undefined && sentHandshake && readyAt === undefined,
+          healthy: ReconnectPolicy.provedHealthy({ readyAt, ackedAfterReady, endedAt }, shard.policy),
+          startedAt,
+        }
+      })
+    // Returned, not run here: while the connection lives, this attempt holds no generator frame.
+    return Effect.flatMap(
+      Effect.exit(
+        connection.pipe(
+          // Shut down mid-phase: the open phase ends too, its span not left dangling.
+          Effect.onInterrupt(() =>
+            Effect.sync(() => {
+              connect.end(Exit.interrupt())
+              progress.handshaking?.end(Exit.interrupt())
+            }),
+          ),
         ),
       ),
+      ended,
     )
-    connect.end(exit)
-    progress.handshaking?.end(exit)
-    yield* Effect.annotateCurrentSpan(Phase.outcomeAttributes(exit))
-    const endedAt = yield* Clock.currentTimeMillis
-    yield* shard.session.save
-    const { readyAt, ackedAfterReady, sentHandshake } = progress
-    return {
-      exit,
-      handshook: readyAt !== undefined,
-      resumeFailed: resumed !== undefined && sentHandshake && readyAt === undefined,
-      healthy: ReconnectPolicy.provedHealthy({ readyAt, ackedAfterReady, endedAt }, shard.policy),
-      startedAt,
-    }
   }).pipe(
+    Effect.flatten,
     Effect.withSpan("vigil.connection", {
       attributes: {
         ...shard.attributes,
@@ -170,9 +185,14 @@ const observer = (
           status.update((s) => ({ ...s, state: { _tag: "Ready", since: now }, resumes: s.resumes + 1 })),
         ).pipe(Effect.andThen(session.save)) // the replay is delivered: store where it ended
       case "Latency":
-        if (progress.readyAt !== undefined) progress.ackedAfterReady = true
-        metrics.latency(event.millis)
-        return status.update((s) => ({ ...s, latency: event.millis }))
+        return Effect.sync(() => {
+          if (progress.readyAt !== undefined) progress.ackedAfterReady = true
+          metrics.latency(event.millis)
+          // Published when it changed: the same round trip again tells a subscriber nothing.
+          if (status.ref.value.latency !== event.millis) {
+            status.updateUnsafe((s) => ({ ...s, latency: event.millis }))
+          }
+        })
       case "Warning":
         metrics.warning(event.error)
         return Effect.void

@@ -2,7 +2,7 @@
  * The shard's status as its app sees it: one `SubscriptionRef` that every state change goes
  * through, so the state gauge follows it, and the health snapshot built on it.
  */
-import { Effect, SubscriptionRef } from "effect"
+import { Effect, PubSub, SubscriptionRef } from "effect"
 import type * as Metrics from "../Metrics.ts"
 import type { ShardHealth, ShardState, ShardStatus } from "../Shard.ts"
 import type { Delivery } from "./Delivery.ts"
@@ -10,6 +10,8 @@ import type { Delivery } from "./Delivery.ts"
 export interface Status {
   readonly ref: SubscriptionRef.SubscriptionRef<ShardStatus>
   readonly update: (f: (s: ShardStatus) => ShardStatus) => Effect.Effect<void>
+  /** `update`, as a plain call. */
+  readonly updateUnsafe: (f: (s: ShardStatus) => ShardStatus) => void
   readonly setState: (state: ShardState) => Effect.Effect<void>
   /** Status, delivery figures and the commands waiting to be sent, read together. */
   readonly health: (delivery: Delivery, queuedCommands: Effect.Effect<number>) => Effect.Effect<ShardHealth>
@@ -31,16 +33,22 @@ export const make = Effect.fnUntraced(function* (
     resumes: 0,
     lastError: undefined,
   })
-  const update = (f: (s: ShardStatus) => ShardStatus) =>
-    SubscriptionRef.update(ref, (s) => {
-      const next = f(s)
-      if (next.state !== s.state) metrics.state(next.state._tag)
-      onChange?.(next, s)
-      return next
-    })
+  // Every update is a synchronous function of the current value, so none can interleave
+  // with another: the ref's semaphore (for effectful updates) is not needed, and each update
+  // is one step (a latency is recorded on every heartbeat ACK).
+  const updateUnsafe = (f: (s: ShardStatus) => ShardStatus) => {
+    const previous = ref.value
+    const next = f(previous)
+    if (next.state !== previous.state) metrics.state(next.state._tag)
+    ref.value = next
+    PubSub.publishUnsafe(ref.pubsub, next)
+    onChange?.(next, previous)
+  }
+  const update = (f: (s: ShardStatus) => ShardStatus) => Effect.sync(() => updateUnsafe(f))
   return {
     ref,
     update,
+    updateUnsafe,
     setState: (state) => update((s) => ({ ...s, state })),
     health: (delivery, queuedCommands) =>
       Effect.gen(function* () {

@@ -129,22 +129,27 @@ export const make = Effect.gen(function* () {
       }
       peers.push(peer)
 
+      // Like `ws`, a write is handed over within the call: `send` is a plain call too.
+      const clock = yield* Clock.Clock
+      const sendUnsafe = (text: string): GatewayError.TransportError | undefined => {
+        const frame = { at: clock.currentTimeMillisUnsafe(), text, op: opOf(text) }
+        if (!isOpen) {
+          lateSends.push(frame)
+          return new GatewayError.TransportError({ stage: "write", detail: "socket is closed" })
+        }
+        sent.push(frame)
+        unread.push(frame)
+        unreadSignal.push(text)
+        return undefined
+      }
       const socket: Transport.TransportSocket = {
         receive: inbox.take,
         send: (text) =>
-          Effect.flatMap(Clock.currentTimeMillis, (at) => {
-            const frame = { at, text, op: opOf(text) }
-            if (!isOpen) {
-              lateSends.push(frame)
-              return Effect.fail(
-                new GatewayError.TransportError({ stage: "write", detail: "socket is closed" }),
-              )
-            }
-            sent.push(frame)
-            unread.push(frame)
-            unreadSignal.push(text)
-            return Effect.void
+          Effect.suspend(() => {
+            const error = sendUnsafe(text)
+            return error === undefined ? Effect.void : Effect.fail(error)
           }),
+        sendUnsafe,
         close: (code) =>
           Effect.sync(() => {
             if (isOpen && clientCloseCode === undefined) clientCloseCode = code
