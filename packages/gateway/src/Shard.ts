@@ -18,7 +18,6 @@ import {
   Effect,
   Exit,
   Fiber,
-  identity,
   Option,
   Random,
   type Redacted,
@@ -190,9 +189,6 @@ const defaultGatewayUrl = "wss://gateway.discord.gg"
 
 type Stop = FatalGatewayError | SessionStartLimitExhausted
 
-/** How a shard stops for good with an error: what `await` fails with. */
-export type FatalStop = Stop
-
 /**
  * A buffer shared by several shards (a ShardManager's merged `events`): each accepted
  * dispatch is wrapped and offered there, with the buffer's own back-pressure.
@@ -207,11 +203,6 @@ export type EventSink<A> = Delivery.Sink<A>
 export const make = Effect.fnUntraced(function* (
   config: ShardConfig,
   into?: EventSink<any>,
-  /**
-   * Run when the shard stops for good with an error (what `await` fails with), as its loop
-   * ends: a ShardManager learns of it without a fiber per shard waiting on `await`.
-   */
-  onFatal?: (error: FatalStop) => Effect.Effect<void>,
 ): Effect.fn.Return<Shard, never, Scope.Scope | GatewayTransport | SessionStore | IdentifyThrottle> {
   const [id, count] = config.shard
   const throttle = yield* IdentifyThrottle
@@ -307,7 +298,6 @@ export const make = Effect.fnUntraced(function* (
     }).pipe(
       Effect.onExit((exit) => stopped(reasonOf(exit))),
       Effect.ensuring(session.save),
-      onFatal ? Effect.tapError(onFatal) : identity,
     ),
   )
   // Also when the scope closes before the loop ever ran.

@@ -239,32 +239,29 @@ export const make = Effect.fnUntraced(function* (
       gen.stopped.delete(id)
       const scope = yield* Scope.fork(managerScope)
       const count = gen.count
-      // A fatal stop is the generation's to report (the manager's, or a reshard's), on a fiber
-      // of the shard's scope, as the shard's loop ends.
-      const onFatal = (error: Shard.FatalStop) =>
-        Effect.asVoid(
-          Effect.forkIn(
-            Effect.suspend(() => {
-              gen.stopped.add(id)
-              const joining = gen.joining.get(id)
-              return joining ? joining(error) : gen.onFatal(id, error)
-            }),
-            scope,
-          ),
-        )
       const shard = yield* Shard.make(
         { ...config, shard: [id, count], gatewayUrl: gatewayBot.url },
         {
           queue: merged.queue,
           wrap: (dispatch) => merged.stamp({ shardId: id, shardCount: count, dispatch }),
         },
-        onFatal,
       ).pipe(Scope.provide(scope), Effect.provideContext(context))
       gen.shards.set(id, { shard, scope })
       // Runs before the shard's own finalizers (the last added runs first).
       yield* Scope.addFinalizer(
         scope,
         Effect.suspend(() => (gen.provisional ? Effect.ignore(logoutWithin(shard)) : Effect.void)),
+      )
+      // A fatal stop is the generation's to report (the manager's, or a reshard's).
+      yield* Effect.forkIn(
+        Effect.catch(shard.await, (error) =>
+          Effect.suspend(() => {
+            gen.stopped.add(id)
+            const joining = gen.joining.get(id)
+            return joining ? joining(error) : gen.onFatal(id, error)
+          }),
+        ),
+        scope,
       )
     })
 

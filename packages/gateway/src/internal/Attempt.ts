@@ -69,46 +69,31 @@ export const run = (shard: Shard, attempt: Attempt): Effect.Effect<Outcome, neve
       connections: s.connections + 1,
     }))
     const { progress, onEvent } = observer(shard, resumed, handshake, connect)
-    const connection = Connection.run({
-      ...shard.connection,
-      presence: attempt.presence,
-      url,
-      handshake,
-      onEvent,
-    })
-    const ended = (exit: Outcome["exit"]): Effect.Effect<Outcome> =>
-      Effect.gen(function* () {
-        connect.end(exit)
-        progress.handshaking?.end(exit)
-        yield* Effect.annotateCurrentSpan(Phase.outcomeAttributes(exit))
-        const endedAt = yield* Clock.currentTimeMillis
-        yield* shard.session.save
-        const { readyAt, ackedAfterReady, sentHandshake } = progress
-        return {
-          exit,
-          handshook: readyAt !== undefined,
-          resumeFailed: resumed !== undefined && sentHandshake && readyAt === undefined,
-          healthy: ReconnectPolicy.provedHealthy({ readyAt, ackedAfterReady, endedAt }, shard.policy),
-          startedAt,
-        }
-      })
-    // Returned, not run here: while the connection lives, this attempt holds no generator frame.
-    return Effect.flatMap(
-      Effect.exit(
-        connection.pipe(
-          // Shut down mid-phase: the open phase ends too, its span not left dangling.
-          Effect.onInterrupt(() =>
-            Effect.sync(() => {
-              connect.end(Exit.interrupt())
-              progress.handshaking?.end(Exit.interrupt())
-            }),
-          ),
+    const exit = yield* Effect.exit(
+      Connection.run({ ...shard.connection, presence: attempt.presence, url, handshake, onEvent }).pipe(
+        // Shut down mid-phase: the open phase ends too, its span not left dangling.
+        Effect.onInterrupt(() =>
+          Effect.sync(() => {
+            connect.end(Exit.interrupt())
+            progress.handshaking?.end(Exit.interrupt())
+          }),
         ),
       ),
-      ended,
     )
+    connect.end(exit)
+    progress.handshaking?.end(exit)
+    yield* Effect.annotateCurrentSpan(Phase.outcomeAttributes(exit))
+    const endedAt = yield* Clock.currentTimeMillis
+    yield* shard.session.save
+    const { readyAt, ackedAfterReady, sentHandshake } = progress
+    return {
+      exit,
+      handshook: readyAt !== undefined,
+      resumeFailed: resumed !== undefined && sentHandshake && readyAt === undefined,
+      healthy: ReconnectPolicy.provedHealthy({ readyAt, ackedAfterReady, endedAt }, shard.policy),
+      startedAt,
+    }
   }).pipe(
-    Effect.flatten,
     Effect.withSpan("vigil.connection", {
       attributes: {
         ...shard.attributes,

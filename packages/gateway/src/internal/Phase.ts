@@ -3,7 +3,7 @@
  * ends when Hello arrives, the handshake when READY/RESUMED does): a span started now and
  * ended at most once, by the event or by the attempt's exit, whichever comes first.
  */
-import { Clock, Effect, Exit, Option, type Tracer } from "effect"
+import { Clock, Effect, Exit, Option } from "effect"
 import type { ConnectionError, SessionStartLimitExhausted } from "../GatewayError.ts"
 
 export interface Phase {
@@ -13,14 +13,13 @@ export interface Phase {
 export const start = (name: string, attributes: Record<string, unknown>): Effect.Effect<Phase> =>
   Effect.gen(function* () {
     const clock = yield* Clock.Clock
-    // Let go once ended: a READY connection keeps no span of its phases alive.
-    let span: Tracer.Span | undefined = yield* Effect.makeSpan(name, { attributes })
+    const span = yield* Effect.makeSpan(name, { attributes })
+    let open = true
     return {
       end: (exit = Exit.void) => {
-        if (span === undefined) return
-        const ending = span
-        span = undefined
-        ending.end(clock.currentTimeNanosUnsafe(), exit)
+        if (!open) return
+        open = false
+        span.end(clock.currentTimeNanosUnsafe(), exit)
       },
     }
   })
